@@ -1,0 +1,1 @@
+"""Built-in architectures plugins; each module is its own entry point."""

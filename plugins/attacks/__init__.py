@@ -1,0 +1,1 @@
+"""Built-in attacks plugins; each module is its own entry point."""

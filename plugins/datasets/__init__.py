@@ -1,0 +1,1 @@
+"""Built-in datasets plugins; each module is its own entry point."""

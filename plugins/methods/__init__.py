@@ -1,0 +1,1 @@
+"""Built-in methods plugins; each module is its own entry point."""

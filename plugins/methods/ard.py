@@ -1,0 +1,60 @@
+"""`ard`: Adversarially Robust Distillation (Goldblum et al., AAAI 2020), as in goldblum/AdversariallyRobustDistillation.
+
+Attack: maximize CE(S(x'), y) against hard labels (the teacher is not involved), uniform start, 10 steps of
+eps/4, student BatchNorm in **train** mode. Loss:
+    alpha * tau^2 * KL(T(x)/tau || S(x')/tau)  +  (1 - alpha) * CE(S(x), y)
+with the teacher on the **clean** input and `nn.KLDivLoss()`'s default `mean` reduction (sum / (B*C)).
+Official defaults: tau = 30, alpha = 1 (the CE term is off), so the per-example weight is tau^2/C.
+`kl_reduction = "batchmean"` and `temperature = 1` give the re-implementations in later papers (IAD's ARD.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
+from rkdbench.losses import kl_div
+
+__all__ = ["ARD", "ARDParams"]
+
+
+@dataclass(frozen=True)
+class ARDParams:
+    temperature: float = 30.0
+    alpha: float = 1.0
+    kl_reduction: str = "mean"
+
+
+class ARD(Method):
+    name = "ard"
+    citation = "Goldblum et al., AAAI 2020"
+    teacher_roles = ("robust",)
+    Params = ARDParams
+    attack = AttackSpec(needs=frozenset({"s_adv"}), init="uniform", bn="train", steps=10, step_size=0.25)
+
+    def configure_needs(self, params: ARDParams) -> frozenset[str]:
+        return frozenset({"s_adv", "t_nat"} | ({"s_nat"} if params.alpha < 1 else set()))
+
+    def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:
+        return F.cross_entropy(out.require("s_adv"), y, reduction="none")
+
+    def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses:
+        p = self.params
+        tau = p.temperature
+        target = F.softmax(out.require("t_nat") / tau, dim=1)
+        kd = kl_div(out.require("s_adv"), target, p.kl_reduction, temperature=tau) * tau * tau
+        total = p.alpha * kd
+        parts = {"kd_adv": kd.detach()}
+        if p.alpha < 1:
+            ce = F.cross_entropy(out.require("s_nat"), y)
+            total = total + (1 - p.alpha) * ce
+            parts["ce_nat"] = ce.detach()
+        return Losses(total=total, parts=parts)
+
+
+@hookimpl
+def register_methods(register):
+    register(ARD)

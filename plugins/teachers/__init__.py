@@ -1,0 +1,1 @@
+"""Built-in teachers plugins; each module is its own entry point."""

@@ -1,0 +1,235 @@
+"""The types plugin authors program against: `Outputs`, `Progress`, `Losses`, `AttackSpec`, `AttackResult`,
+and the `Method` base class with its declarative contract.
+
+A method declares which forward passes it `needs`, an `AttackSpec` for its training attack, and typed
+`Params` (a dataclass whose defaults equal the official code); it implements two pure tensor functions,
+`attack_objective(out, y)` (per-example, maximized by PGD) and `loss(out, y, progress)`. The engine runs
+the loop. Methods that do not fit override `training_step` and keep state in `self.state`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from torch import Tensor
+
+from .errors import ConfigError, close_matches
+
+__all__ = [
+    "FORWARD_PASSES",
+    "Outputs",
+    "Progress",
+    "Losses",
+    "AttackSpec",
+    "AttackResult",
+    "Method",
+    "Params",
+    "StepContext",
+]
+
+# Method overrides that change the training attack rather than the loss (every method accepts them).
+ATTACK_OVERRIDES = {"attack_bn": "bn", "attack_init": "init", "attack_steps": "steps", "attack_step_size": "step_size"}
+
+# The forward passes the engine knows how to compute: student/teacher on clean x / adversarial x'.
+FORWARD_PASSES = frozenset({"s_nat", "s_adv", "t_nat", "t_adv"})
+
+
+@dataclass
+class Outputs:
+    """Logits a method asked for. `teachers[role]["t_nat" | "t_adv"]` holds the non-primary teachers' logits
+    (e.g. MTARD's `natural` teacher), for the passes named `ROLE:t_nat` / `ROLE:t_adv` in `needs`."""
+
+    s_nat: Tensor | None = None
+    s_adv: Tensor | None = None
+    t_nat: Tensor | None = None
+    t_adv: Tensor | None = None
+    teachers: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+
+    def require(self, name: str) -> Tensor:
+        value = getattr(self, name)
+        if value is None:
+            raise RuntimeError(f"Outputs.{name} was not computed: add {name!r} to the method's `needs`")
+        return value
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where training is: 0-based `epoch` of `epochs`, 0-based `step` of `steps` within the epoch."""
+
+    epoch: int
+    epochs: int
+    step: int = 0
+    steps: int = 1
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of training done, in [0, 1)."""
+        return (self.epoch + self.step / max(self.steps, 1)) / max(self.epochs, 1)
+
+
+@dataclass
+class Losses:
+    """A scalar `total` to minimize and named detached parts for logging."""
+
+    total: Tensor
+    parts: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """The training attack: PGD maximizing `Method.attack_objective`.
+
+    `needs` are the forward passes the objective reads (`s_adv` always; `t_adv` makes the teacher part of the
+    attack graph). `step_size` is a fraction of eps (CIFAR's 2/255 at eps 8/255 is 0.25) so that one spec
+    serves every threat model. `bn` is the student's BatchNorm mode while attacking.
+    """
+
+    needs: frozenset[str] = frozenset({"s_adv"})
+    init: Literal["uniform", "gauss", "zero"] = "uniform"
+    bn: Literal["train", "eval"] = "eval"
+    steps: int = 10
+    step_size: float = 0.25
+    gauss_std: float = 0.001
+
+    def __post_init__(self) -> None:
+        unknown = set(self.needs) - FORWARD_PASSES
+        if unknown or "s_adv" not in self.needs:
+            raise ValueError(f"AttackSpec.needs must contain 's_adv' and only {sorted(FORWARD_PASSES)}; got {sorted(self.needs)}")
+
+
+@dataclass
+class AttackResult:
+    """What an attack returns: adversarial inputs, per-example robustness (True = still correct), and info."""
+
+    x_adv: Tensor
+    robust: Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def robust_accuracy(self) -> float:
+        return float(self.robust.float().mean()) if self.robust.numel() else float("nan")
+
+
+@dataclass
+class StepContext:
+    """What a method that overrides `training_step(batch, ctx)` gets: the networks, where training is, the
+    threat model, and `attack(x, y, objective)` running PGD with the method's AttackSpec on any objective."""
+
+    student: Any
+    teachers: dict[str, Any]
+    progress: Progress
+    eps: float
+    norm: str
+    attack: Any
+
+    @property
+    def teacher(self) -> Any:
+        """The primary teacher (first role), or None."""
+        return next(iter(self.teachers.values()), None)
+
+
+@dataclass(frozen=True)
+class Params:
+    """Base for method hyperparameters; subclasses are frozen dataclasses whose defaults match the official code."""
+
+
+class Method:
+    """Base class of training methods. Subclasses set the class attributes and implement the two functions."""
+
+    name: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    needs: ClassVar[frozenset[str]] = frozenset({"s_adv"})
+    teacher_roles: ClassVar[tuple[str, ...]] = ()  # () = no teacher; ("robust",) = the protocol's teacher
+    extra_augment: ClassVar[str | None] = None  # an `rkdbench.data.AUGMENTATIONS` name applied after the protocol's
+    attack: ClassVar[AttackSpec | None] = AttackSpec()  # None: trains on clean inputs only
+    Params: ClassVar[type] = Params
+    version: ClassVar[str] = "1"  # bump when the method's maths changes: it is part of the cell key
+
+    def __init__(self, **overrides: Any) -> None:
+        attack_overrides = {k: overrides.pop(k) for k in list(overrides) if k in ATTACK_OVERRIDES}
+        self.params = build_params(self.Params, overrides, owner=f"method {self.name!r}",
+                                   also_allowed=tuple(ATTACK_OVERRIDES) if type(self).attack else ())
+        self.attack = self._attack_with(attack_overrides)
+        self.teacher_roles = tuple(self.configure_teacher_roles(self.params))
+        self.needs = frozenset(self.configure_needs(self.params))
+        self.state: dict[str, Tensor] = {}
+        allowed = FORWARD_PASSES | {f"{role}:{p}" for role in self.teacher_roles[1:] for p in ("t_nat", "t_adv")}
+        unknown = set(self.needs) - allowed
+        if unknown:
+            raise ValueError(f"method {self.name!r} needs unknown forward passes {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+    def _attack_with(self, overrides: dict[str, Any]) -> AttackSpec | None:
+        spec = type(self).attack
+        if not overrides:
+            return spec
+        if spec is None:
+            raise ConfigError(f"method {self.name!r} has no training attack; {sorted(overrides)} cannot be set")
+        fields = {ATTACK_OVERRIDES[k]: _coerce(v, getattr(spec, ATTACK_OVERRIDES[k]), f"method {self.name!r} {k!r}")
+                  for k, v in overrides.items()}
+        allowed = {"bn": ("train", "eval"), "init": ("uniform", "gauss", "zero")}
+        for key, choices in allowed.items():
+            if key in fields and fields[key] not in choices:
+                raise ConfigError(f"method {self.name!r} attack_{key} = {fields[key]!r} is not allowed; allowed: {', '.join(choices)}")
+        return dataclasses.replace(spec, **fields)
+
+    def configure_needs(self, params: Any) -> frozenset[str]:
+        """The forward passes the loss reads for these params (default: the class's `needs`)."""
+        return type(self).needs
+
+    def configure_teacher_roles(self, params: Any) -> tuple[str, ...]:
+        """The teacher roles for these params (default: the class's `teacher_roles`); the first is the
+        primary teacher (`t_nat`/`t_adv`), the others are read as `ROLE:t_nat` / `ROLE:t_adv`."""
+        return type(self).teacher_roles
+
+    @property
+    def uses_teacher(self) -> bool:
+        return bool(self.teacher_roles)
+
+    def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:
+        """Per-example value the training attack maximizes."""
+        raise NotImplementedError
+
+    def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses | Tensor:
+        """The outer loss on the outputs in `needs`."""
+        raise NotImplementedError
+
+    def on_step_end(self, losses: Losses, progress: Progress) -> None:
+        """Hook for adaptive state (MTARD's weights); default: nothing."""
+
+    def describe(self) -> dict[str, Any]:
+        """Params and the effective training attack as a flat dict (logged to MLflow, part of the cell key)."""
+        described = dataclasses.asdict(self.params)
+        if self.attack is not None:
+            described.update({name: getattr(self.attack, field) for name, field in ATTACK_OVERRIDES.items()})
+        return described
+
+
+def build_params(params_cls: type, overrides: dict[str, Any], owner: str, also_allowed: tuple[str, ...] = ()) -> Any:
+    """Instantiate a params dataclass with overrides, rejecting unknown fields with close matches and bad types."""
+    fields = {f.name: f for f in dataclasses.fields(params_cls)} if dataclasses.is_dataclass(params_cls) else {}
+    values: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in fields:
+            names = sorted([*fields, *also_allowed])
+            allowed = ", ".join(names) or "(none)"
+            raise ConfigError(f"{owner} has no parameter {key!r}{close_matches(key, names)}; allowed: {allowed}")
+        default = fields[key].default
+        values[key] = _coerce(value, default, f"{owner} parameter {key!r}")
+    return params_cls(**values)
+
+
+def _coerce(value: Any, default: Any, what: str) -> Any:
+    if default is dataclasses.MISSING or default is None or isinstance(value, type(default)):
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    raise ConfigError(f"{what} must be {type(default).__name__}, got {value!r}")
+
+
+def as_losses(value: Losses | Tensor) -> Losses:
+    return value if isinstance(value, Losses) else Losses(total=value)
+

@@ -1,0 +1,302 @@
+"""The training engine: one readable loop that runs any method's declarative contract.
+
+Per batch: augment on the device, compute the constants the attack needs (teacher on clean x under
+`inference_mode`, the student's clean output in the attack's BN mode), run PGD on the method's
+`attack_objective` with the method's init / BN mode / steps / step size, compute exactly the forward
+passes in `method.needs`, and step on `method.loss`. No host synchronisation inside the epoch. After each
+epoch: validation clean / PGD accuracy on the held-out split (never the test set), an atomic checkpoint
+with everything needed to resume bit-for-bit (model, optimizer, scheduler, RNG states, method state,
+best-val record, MLflow run id), and the `on_epoch` callback.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attacks import predict
+from .checkpoint import load_verified, save_atomic
+from .config import Protocol
+from .contracts import Losses, Method, Outputs, Progress, StepContext, as_losses
+from .data import Splits, augment
+from .pgd import pgd
+
+__all__ = ["TrainSetup", "TrainOutcome", "Trainer", "pick_device", "robust_accuracy"]
+
+CHECKPOINT_FORMAT = 1
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: str, steps: int, seed: int,
+                    batch_size: int = 500) -> tuple[float, float]:
+    """(clean, PGD-`steps` CE) accuracy in eval mode with a private generator: never touches the training RNG."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    clean = predict(model, x, batch_size) == y
+    robust = torch.empty_like(clean)
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        x_adv = pgd(lambda xa: F.cross_entropy(model(xa), yb, reduction="none"), xb, eps=eps, step_size=eps / 4,
+                    steps=steps, norm=norm, init="uniform", generator=generator)
+        robust[i:i + batch_size] = predict(model, x_adv, batch_size) == yb
+    model.train(was_training)
+    return float(clean.float().mean()), float(robust.float().mean())
+
+
+@dataclass
+class TrainSetup:
+    """Everything one cell's training needs; `splits` are already on `device`."""
+
+    protocol: Protocol
+    method: Method
+    student: nn.Module
+    teachers: dict[str, nn.Module]  # role -> frozen teacher; the method's first role is the primary
+    splits: Splits
+    seed: int
+    device: torch.device
+    workdir: Path
+    run_id: str = ""
+
+
+@dataclass
+class TrainOutcome:
+    last_epoch: int
+    best_epoch: int
+    history: list[dict[str, float]]
+    cost: dict[str, float]
+    resumed_from: int = 0
+
+
+@dataclass
+class _Counter:
+    """Forward/backward passes per training example (Python ints: counting costs no device sync)."""
+
+    student_forward: int = 0
+    student_backward: int = 0
+    teacher_forward: int = 0
+    teacher_backward: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        return {f"cost.{k}": float(v) for k, v in self.__dict__.items()}
+
+
+def _make_optimizer(train: dict[str, Any], params) -> torch.optim.Optimizer:
+    if train["optimizer"] == "adam":
+        return torch.optim.Adam(params, lr=train["lr"], weight_decay=train["weight_decay"])
+    return torch.optim.SGD(params, lr=train["lr"], momentum=train.get("momentum", 0.0),
+                           weight_decay=train["weight_decay"], nesterov=train.get("nesterov", False))
+
+
+def _make_scheduler(train: dict[str, Any], optimizer: torch.optim.Optimizer):
+    schedule = train["schedule"]
+    if schedule == "piecewise":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, train.get("milestones", []), train.get("gamma", 0.1))
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train["epochs"])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+class Trainer:
+    """Trains one cell; `fit()` resumes from `workdir/last.pt` when it exists."""
+
+    def __init__(self, setup: TrainSetup, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+                 progress: Callable[[int, int, dict[str, float]], None] | None = None) -> None:
+        self.s = setup
+        self.on_epoch = on_epoch
+        self.progress = progress
+        train = setup.protocol.section("train")
+        self.train_cfg = train
+        self.threat = setup.protocol.section("threat")
+        self.optimizer = _make_optimizer(train, setup.student.parameters())
+        self.scheduler = _make_scheduler(train, self.optimizer)
+        self.data_generator = torch.Generator(device="cpu").manual_seed(setup.seed)
+        self.aug_generator = torch.Generator(device=setup.device).manual_seed(setup.seed + 1)
+        self.counter = _Counter()
+        self.history: list[dict[str, float]] = []
+        self.best = {"epoch": -1, "val_pgd_acc": -1.0}
+        self.start_epoch = 0
+        for teacher in setup.teachers.values():
+            teacher.eval().requires_grad_(False)
+        roles = setup.method.teacher_roles
+        missing = [r for r in roles if r not in setup.teachers]
+        if missing:
+            raise ValueError(f"method {setup.method.name!r} needs teacher role(s) {missing}; got {sorted(setup.teachers)}")
+        self.teacher = setup.teachers[roles[0]] if roles else None
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+    @property
+    def last_path(self) -> Path:
+        return self.s.workdir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.s.workdir / "best-val.pt"
+
+    def _state(self, epochs_done: int) -> dict[str, Any]:
+        cuda = torch.cuda.get_rng_state_all() if self.s.device.type == "cuda" else []
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epochs_done": epochs_done,
+            "model": self.s.student.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "method_state": dict(self.s.method.state),
+            "rng": {"torch": torch.get_rng_state(), "cuda": cuda, "data": self.data_generator.get_state(),
+                    "augment": self.aug_generator.get_state()},
+            "best": dict(self.best),
+            "history": list(self.history),
+            "counter": dict(self.counter.__dict__),
+            "run_id": self.s.run_id,
+        }
+
+    def _restore(self) -> None:
+        state = load_verified(self.last_path, map_location=self.s.device)
+        self.s.student.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.s.method.state.update(state["method_state"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        self.data_generator.set_state(state["rng"]["data"].cpu())
+        self.aug_generator.set_state(state["rng"]["augment"].cpu() if self.s.device.type == "cpu" else state["rng"]["augment"])
+        self.best = dict(state["best"])
+        self.history = list(state["history"])
+        self.counter = _Counter(**state["counter"])
+        self.start_epoch = int(state["epochs_done"])
+
+    # ---- one step ----------------------------------------------------------------------------------
+    def run_attack(self, x: Tensor, y: Tensor, objective: Callable[[Tensor], Tensor]) -> Tensor:
+        """PGD with the method's AttackSpec (init, BN mode, steps, step size) on `objective(x_adv)`."""
+        spec = self.s.method.attack
+        assert spec is not None, f"method {self.s.method.name!r} has no training attack"
+        self.s.student.train(spec.bn == "train")
+        eps = float(self.threat["eps"])
+        x_adv = pgd(objective, x, eps=eps, step_size=spec.step_size * eps, steps=spec.steps, norm=self.threat["norm"],
+                    init=spec.init, gauss_std=spec.gauss_std)
+        self.s.student.train()
+        n = x.shape[0]
+        self.counter.student_forward += n * spec.steps
+        self.counter.student_backward += n * spec.steps
+        if "t_adv" in spec.needs:
+            self.counter.teacher_forward += n * spec.steps
+            self.counter.teacher_backward += n * spec.steps
+        return x_adv
+
+    def _attack(self, x: Tensor, y: Tensor, t_nat: Tensor | None) -> Tensor:
+        method, student, teacher = self.s.method, self.s.student, self.teacher
+        spec = method.attack
+        assert spec is not None
+        s_nat = None
+        if "s_nat" in spec.needs:
+            student.train(spec.bn == "train")
+            with torch.no_grad():
+                s_nat = student(x)
+            self.counter.student_forward += x.shape[0]
+        through_teacher = "t_adv" in spec.needs
+
+        def objective(xa: Tensor) -> Tensor:
+            out = Outputs(s_adv=student(xa), s_nat=s_nat, t_nat=t_nat, t_adv=teacher(xa) if through_teacher else None)
+            return method.attack_objective(out, y)
+
+        return self.run_attack(x, y, objective)
+
+    def _teacher_logits(self, teacher: nn.Module, x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            logits = teacher(x)
+        self.counter.teacher_forward += x.shape[0]
+        return logits.clone()  # inference tensors cannot enter autograd graphs
+
+    def training_step(self, x: Tensor, y: Tensor, progress: Progress) -> Losses:
+        method, student, teacher = self.s.method, self.s.student, self.teacher
+        custom = getattr(method, "training_step", None)
+        if custom is not None:
+            ctx = StepContext(student=student, teachers=self.s.teachers, progress=progress,
+                              eps=float(self.threat["eps"]), norm=self.threat["norm"], attack=self.run_attack)
+            return as_losses(custom((x, y), ctx))
+        needs = method.needs
+        attack_needs = method.attack.needs if method.attack is not None else frozenset()
+        n = x.shape[0]
+        t_nat = None
+        if teacher is not None and ("t_nat" in needs or "t_nat" in attack_needs):
+            t_nat = self._teacher_logits(teacher, x)
+        x_adv = self._attack(x, y, t_nat) if method.attack is not None else None
+        out = Outputs(t_nat=t_nat if "t_nat" in needs else None)
+        if "s_nat" in needs:
+            out.s_nat = student(x)
+        if "s_adv" in needs:
+            out.s_adv = student(x_adv)
+        if "t_adv" in needs:
+            out.t_adv = self._teacher_logits(teacher, x_adv)
+        for role in method.teacher_roles[1:]:
+            inputs = {"t_nat": x, "t_adv": x_adv}
+            out.teachers[role] = {p: self._teacher_logits(self.s.teachers[role], inputs[p])
+                                  for p in ("t_nat", "t_adv") if f"{role}:{p}" in needs}
+        passes = ("s_nat" in needs) + ("s_adv" in needs)
+        self.counter.student_forward += n * passes
+        self.counter.student_backward += n * passes
+        return as_losses(method.loss(out, y, progress))
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    def fit(self) -> TrainOutcome:
+        s, train = self.s, self.train_cfg
+        resumed_from = 0
+        if self.last_path.exists():
+            self._restore()
+            resumed_from = self.start_epoch
+        x_train, y_train = s.splits.train
+        x_val, y_val = s.splits.val
+        epochs, batch_size = int(train["epochs"]), int(train["batch_size"])
+        n = x_train.shape[0]
+        steps = (n + batch_size - 1) // batch_size
+        aug = s.protocol.section("data").get("augment", "none")
+        eval_seed = int(s.protocol.section("eval")["seed"])
+        for epoch in range(self.start_epoch, epochs):
+            started = time.perf_counter()
+            s.student.train()
+            order = torch.randperm(n, generator=self.data_generator).to(s.device)
+            totals: dict[str, Tensor] = {}
+            for step in range(steps):
+                idx = order[step * batch_size:(step + 1) * batch_size]
+                x = augment(aug, x_train[idx], self.aug_generator)
+                if s.method.extra_augment is not None:
+                    x = augment(s.method.extra_augment, x, self.aug_generator)
+                losses = self.training_step(x, y_train[idx], Progress(epoch, epochs, step, steps))
+                self.optimizer.zero_grad(set_to_none=True)
+                losses.total.backward()
+                self.optimizer.step()
+                s.method.on_step_end(losses, Progress(epoch, epochs, step, steps))
+                for name, value in {"loss": losses.total.detach(), **losses.parts}.items():
+                    totals[name] = totals.get(name, 0.0) + value.detach().float()
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.scheduler.step()
+            val_clean, val_pgd = robust_accuracy(s.student, x_val, y_val, eps=float(self.threat["eps"]),
+                                                 norm=self.threat["norm"], steps=int(train["val_pgd_steps"]),
+                                                 seed=eval_seed)
+            metrics = {f"train.{k}": float(v) / steps for k, v in totals.items()}
+            metrics.update({"train.lr": lr, "val.clean_acc": val_clean, "val.pgd_acc": val_pgd,
+                            "train.epoch_seconds": time.perf_counter() - started})
+            if val_pgd > self.best["val_pgd_acc"]:
+                self.best = {"epoch": epoch, "val_pgd_acc": val_pgd}
+                save_atomic({"model": s.student.state_dict(), "epoch": epoch, "val_pgd_acc": val_pgd}, self.best_path)
+            self.history.append({"epoch": epoch, **metrics})
+            save_atomic(self._state(epoch + 1), self.last_path)
+            if self.progress is not None:
+                self.progress(epoch + 1, epochs, metrics)
+            if self.on_epoch is not None:
+                self.on_epoch(epoch, metrics)
+        return TrainOutcome(last_epoch=epochs - 1, best_epoch=int(self.best["epoch"]), history=self.history,
+                            cost={k: v / n / max(epochs, 1) for k, v in self.counter.as_dict().items()},
+                            resumed_from=resumed_from)

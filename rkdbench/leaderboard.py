@@ -1,0 +1,116 @@
+"""Leaderboards from MLflow through pandas: one row per method x student x teacher, each accuracy as
+mean ± std over seeds with n, sorted by AutoAttack. Only runs with the same protocol hash share a table,
+so results from different protocols (or overridden ones) can never be mixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .tracking import Tracker
+
+__all__ = ["Table", "collect_runs", "build_tables", "render", "FORMATS"]
+
+FORMATS = ("md", "csv")
+PRETTY = {"clean": "clean", "pgd20": "PGD-20", "cw": "CW", "aa": "AutoAttack", "worst": "worst"}
+SELECTION_PREFIX = {"last": "test.", "best-val": "best_val."}
+GROUP = ["method_variant", "student", "teacher"]
+
+
+@dataclass
+class Table:
+    """A leaderboard for one protocol hash: `frame` has numeric mean/std columns; `title` names the protocol."""
+
+    protocol: str
+    protocol_hash: str
+    experiment: str
+    selection: str
+    frame: pd.DataFrame
+    attack_columns: list[str]
+
+    @property
+    def title(self) -> str:
+        return f"{self.experiment} (protocol {self.protocol}, hash {self.protocol_hash[:12]}, selection {self.selection})"
+
+
+def collect_runs(tracker: Tracker, protocol: str | None = None) -> pd.DataFrame:
+    """All FINISHED cell runs (optionally of one protocol name) as a DataFrame from `mlflow.search_runs`."""
+    import mlflow
+
+    tracker.check_reachable()
+    experiments = [e.experiment_id for e in tracker.client.search_experiments()]
+    if not experiments:
+        return pd.DataFrame()
+    filters = ["tags.`rkdbench.kind` = 'cell'", "attributes.status = 'FINISHED'"]
+    if protocol:
+        filters.append(f"tags.`rkdbench.protocol` = '{protocol}'")
+    mlflow.set_tracking_uri(tracker.uri)
+    runs = mlflow.search_runs(experiment_ids=experiments, filter_string=" and ".join(filters), output_format="pandas")
+    if runs.empty:
+        return runs
+    names = {e.experiment_id: e.name for e in tracker.client.search_experiments()}
+    runs["experiment"] = runs["experiment_id"].map(names)
+    return runs.rename(columns=lambda c: c[len("tags.rkdbench."):] if c.startswith("tags.rkdbench.") else c)
+
+
+def _attack_labels(runs: pd.DataFrame, prefix: str) -> list[str]:
+    labels = [c[len("metrics." + prefix):-4] for c in runs.columns
+              if c.startswith("metrics." + prefix) and c.endswith("_acc") and runs[c].notna().any()]
+    ordered = [label for label in ("clean", "pgd20", "cw", "aa") if label in labels]
+    return ordered + sorted(set(labels) - set(ordered) - {"worst"})
+
+
+def build_tables(runs: pd.DataFrame, selection: str = "last") -> list[Table]:
+    """One `Table` per protocol hash, rows aggregated over seeds and sorted by AutoAttack (else worst case)."""
+    if runs.empty:
+        return []
+    prefix = SELECTION_PREFIX[selection]
+    tables = []
+    for (protocol, protocol_hash, experiment), runs_p in runs.groupby(["protocol", "protocol_hash", "experiment"], sort=True):
+        labels = _attack_labels(runs_p, prefix)
+        rows = []
+        for key, group in runs_p.groupby(GROUP, sort=True):
+            row = dict(zip(GROUP, key))
+            row["n"] = len(group)
+            row["seeds"] = ",".join(sorted(group["seed"].astype(str)))
+            for label in labels:
+                values = group[f"metrics.{prefix}{label}_acc"].astype(float) * 100
+                row[f"{label}_mean"] = values.mean()
+                row[f"{label}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
+            rows.append(row)
+        sort_key = "aa_mean" if "aa" in labels else f"{labels[-1]}_mean"
+        frame = pd.DataFrame(rows).sort_values([sort_key, *GROUP], ascending=[False, True, True, True]).reset_index(drop=True)
+        tables.append(Table(protocol, protocol_hash, experiment, selection, frame, labels))
+    return tables
+
+
+def _cell(mean: float, std: float) -> str:
+    return f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} ± {std:.1f}"
+
+
+def render(table: Table, fmt: str = "md") -> str:
+    """Markdown (mean ± std in %) or CSV (numeric columns) text for one table."""
+    frame = table.frame
+    if fmt == "csv":
+        return frame.to_csv(index=False, float_format="%.4f")
+    shown = pd.DataFrame({
+        "rank": range(1, len(frame) + 1),
+        "method": frame["method_variant"], "student": frame["student"], "teacher": frame["teacher"], "n": frame["n"],
+        **{PRETTY.get(label, label): [_cell(m, s) for m, s in zip(frame[f"{label}_mean"], frame[f"{label}_std"])]
+           for label in table.attack_columns},
+    })
+    return f"### {table.title}\n\nAccuracy in % on the protocol's test points (mean ± std over n seeds).\n\n" + \
+        shown.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def write_tables(tables: list[Table], out_dir: Path, fmt: str = "md") -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for table in tables:
+        path = out_dir / f"{table.experiment.replace('/', '_')}.{table.selection}.{fmt}"
+        path.write_text(render(table, fmt))
+        paths.append(path)
+    return paths

@@ -1,0 +1,292 @@
+"""Running suites: expand cells, validate everything up front, then train-and-evaluate each cell into its
+own MLflow run, idempotently.
+
+A FINISHED run with the same cell key is skipped; an unfinished one (killed, interrupted, failed) is
+resumed from its last checkpoint in the same MLflow run. A failing cell is marked FAILED with its traceback
+as an artifact and the suite goes on; the caller gets a report with every cell's outcome.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+
+from .config import Cell, Suite, flatten, to_toml
+from .engine import Trainer, TrainSetup, pick_device
+from .errors import ConfigError
+from .evaluation import Evaluation, evaluate, test_points
+from .plugins import get_registry, pm
+from .teachers import TeacherCard, build_teacher, default_model_dir, load_teacher, teacher_path
+from .tracking import TAG_PREFIX, Tracker
+
+__all__ = ["RunOptions", "CellOutcome", "RunContext", "expand_cells", "prepare", "run_suite", "run_cell"]
+
+NO_TEACHER = "none"
+
+
+@dataclass
+class RunOptions:
+    results: Path = Path("rkdbench-results")
+    model_dir: Path = field(default_factory=default_model_dir)
+    build_teachers: bool = False
+    device: str | None = None  # None: the protocol's train.device
+    console: Any = None  # a rich Console, or None for silence
+
+
+@dataclass
+class RunContext:
+    """What observer hooks see: the cell, its MLflow run id and working folder."""
+
+    cell: Cell
+    run_id: str
+    workdir: Path
+    tracking_uri: str
+
+
+@dataclass
+class CellOutcome:
+    cell: Cell
+    status: str  # finished | skipped | failed
+    run_id: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+    resumed_from: int = 0
+
+
+def expand_cells(suite: Suite) -> list[Cell]:
+    """methods x students x teachers x seeds, each validated against the registry (unknown names, bad params)."""
+    registry = get_registry()
+    protocol = suite.protocol
+    registry.get("dataset", protocol.section("protocol")["dataset"])
+    for label, spec in protocol.section("eval")["attacks"].items():
+        params = {k: v for k, v in spec.items() if k != "attack"}
+        try:
+            registry.get("attack", spec["attack"]).instantiate(norm=protocol.section("threat")["norm"],
+                                                               eps=float(protocol.section("threat")["eps"]), **params)
+        except ConfigError as exc:
+            raise ConfigError(f"{protocol.source}: eval.attacks.{label}: {exc}") from None
+    teachers = suite.teachers or ([protocol.section("protocol")["teacher"]] if "teacher" in protocol.section("protocol") else [])
+    for teacher in [*teachers, *suite.teacher_roles.values()]:
+        registry.get("teacher", teacher)
+    for student in suite.students:
+        registry.get("architecture", student)
+    cells: list[Cell] = []
+    for method_name in suite.methods:
+        component = registry.get("method", method_name)
+        overrides = suite.method_params.get(method_name, {})
+        method = component.instantiate(**overrides)
+        method_teachers = teachers if method.uses_teacher else [NO_TEACHER]
+        if method.uses_teacher and not teachers:
+            raise ConfigError(f"method {method_name!r} needs a teacher, but protocol {protocol.name!r} names none "
+                              f"and suite {suite.name!r} gives no `teachers`")
+        extra_roles = method.teacher_roles[1:]
+        missing = [role for role in extra_roles if role not in suite.teacher_roles]
+        if missing:
+            raise ConfigError(f"{suite.source}: method {method_name!r} needs a {missing[0]!r} teacher; add it as "
+                              f"[suite.teacher_roles] {missing[0]} = \"<teacher id>\" (teachers: "
+                              f"{', '.join(registry.names('teacher'))})")
+        extra = {role: suite.teacher_roles[role] for role in extra_roles}
+        for student in suite.students:
+            for teacher in method_teachers:
+                for seed in suite.seeds:
+                    cells.append(Cell(protocol=protocol, method=method_name, method_params=method.describe(),
+                                      method_version=f"{component.dist}:{component.version}:{method.version}",
+                                      student=student, teacher=teacher, seed=seed, suite=suite.name,
+                                      method_overrides=dict(overrides), extra_teachers=extra))
+    return cells
+
+
+def _teacher_card(name: str) -> TeacherCard:
+    return get_registry().get("teacher", name).obj
+
+
+def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
+    """Everything that can fail before training: the tracking store, and teachers (built if allowed)."""
+    tracker.check_reachable()
+    from .errors import MissingTeacherError
+
+    needed = {c.teacher for c in cells if c.teacher != NO_TEACHER} | {t for c in cells for t in c.extra_teachers.values()}
+    for name in sorted(needed):
+        card = _teacher_card(name)
+        if teacher_path(card, options.model_dir).is_file():
+            continue
+        if not (options.build_teachers and card.recipe is not None):
+            load_teacher(card, options.model_dir)  # raises MissingTeacherError with the path and the fix
+            raise MissingTeacherError(name)
+        _say(options, f"[bold]building teacher[/] {name} (cached in {options.model_dir}; done once)")
+        device = pick_device(options.device or "auto")
+        n = int(cells[0].protocol.section("eval")["n_examples"]) or None
+        measured = build_teacher(card, options.model_dir, device, n_examples=n, progress=_epoch_printer(options, name))
+        _say(options, f"teacher {name}: clean {measured['clean_acc']:.1%}, PGD-20 {measured['pgd20_acc']:.1%}, "
+                      f"AutoAttack {measured['aa_acc']:.1%} on {measured['n_examples']} test points "
+                      f"({measured['train_seconds']:.0f}s training, {measured['eval_seconds']:.0f}s evaluation)")
+
+
+def _say(options: RunOptions, message: str) -> None:
+    if options.console is not None:
+        options.console.print(message)
+
+
+def _epoch_printer(options: RunOptions, label: str) -> Callable[[int, int, dict[str, float]], None] | None:
+    if options.console is None:
+        return None
+
+    def show(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        options.console.print(f"  {label} epoch {epoch}/{epochs}: loss {metrics['train.loss']:.3f}, "
+                              f"val clean {metrics['val.clean_acc']:.1%}, val PGD {metrics['val.pgd_acc']:.1%} "
+                              f"({metrics['train.epoch_seconds']:.1f}s)", highlight=False)
+
+    return show
+
+
+def _git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _tags(cell: Cell) -> dict[str, str]:
+    component = get_registry().get("method", cell.method)
+    return {
+        f"{TAG_PREFIX}kind": "cell", f"{TAG_PREFIX}cell": cell.key, f"{TAG_PREFIX}protocol": cell.protocol.name,
+        f"{TAG_PREFIX}protocol_hash": cell.protocol.hash, f"{TAG_PREFIX}protocol_overrides": str(cell.protocol.overrides),
+        f"{TAG_PREFIX}method": cell.method, f"{TAG_PREFIX}method_variant": cell.variant,
+        f"{TAG_PREFIX}student": cell.student, f"{TAG_PREFIX}teacher": cell.teacher, f"{TAG_PREFIX}seed": str(cell.seed),
+        f"{TAG_PREFIX}suite": cell.suite, f"{TAG_PREFIX}plugin": component.dist,
+        **{f"{TAG_PREFIX}teacher.{role}": name for role, name in cell.extra_teachers.items()},
+        f"{TAG_PREFIX}plugin_version": component.version, f"{TAG_PREFIX}git_sha": _git_sha(),
+    }
+
+
+def _params(cell: Cell) -> dict[str, Any]:
+    params = {f"protocol.{k}": v for k, v in flatten(cell.protocol.data).items()}
+    params.update({f"method.{k}": v for k, v in cell.method_params.items()})
+    params.update({"cell.method": cell.method, "cell.student": cell.student, "cell.teacher": cell.teacher,
+                   "cell.seed": cell.seed, "cell.method_version": cell.method_version})
+    return params
+
+
+def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device) -> tuple[dict[str, float], pd.DataFrame]:
+    """Evaluate `last` and (if asked) `best-val`; identical weights are evaluated once."""
+    from .checkpoint import load_verified
+
+    protocol = cell.protocol
+    x, y = test_points(protocol, splits.test)
+    student = trainer.s.student
+    results: dict[str, Evaluation] = {"last": evaluate(student, protocol, x, y)}
+    last_epoch = int(protocol.section("train")["epochs"]) - 1
+    metrics = {f"test.{k}": v for k, v in results["last"].metrics.items()}
+    metrics["test.n_examples"] = float(len(y))
+    if "best-val" in protocol.section("eval")["selections"]:
+        best = load_verified(trainer.best_path, map_location=device)
+        if int(best["epoch"]) == last_epoch:
+            results["best-val"] = results["last"]
+        else:
+            student.load_state_dict(best["model"])
+            results["best-val"] = evaluate(student, protocol, x, y)
+        metrics.update({f"best_val.{k}": v for k, v in results["best-val"].metrics.items()})
+        metrics["best_val.epoch"] = float(best["epoch"])
+    frames = []
+    for selection, evaluation in results.items():
+        frame = pd.DataFrame({k: v.numpy() for k, v in evaluation.per_example.items()})
+        frame.insert(0, "index", range(len(frame)))
+        frame.insert(0, "selection", selection)
+        frames.append(frame)
+    return metrics, pd.concat(frames, ignore_index=True)
+
+
+def run_cell(cell: Cell, tracker: Tracker, options: RunOptions, position: str = "") -> CellOutcome:
+    """Train and evaluate one cell into its MLflow run (skip if FINISHED, resume if not)."""
+    protocol = cell.protocol
+    experiment_id = tracker.experiment_id(protocol.experiment_name, {f"{TAG_PREFIX}protocol": protocol.name,
+                                                                      f"{TAG_PREFIX}protocol_hash": protocol.hash})
+    existing = tracker.find_run(experiment_id, cell.key)
+    if existing is not None and existing.info.status == "FINISHED":
+        _say(options, f"[dim]{position} skip {cell.label}: finished in run {existing.info.run_id}[/]")
+        return CellOutcome(cell, "skipped", existing.info.run_id)
+    workdir = options.results / "cells" / cell.key
+    workdir.mkdir(parents=True, exist_ok=True)
+    if existing is not None:
+        run_id = existing.info.run_id
+        tracker.mark_running(run_id)
+    else:
+        run_id = tracker.create_run(experiment_id, cell.label.replace(" / ", "-").replace(" ", ""), _tags(cell))
+        tracker.log_params(run_id, _params(cell))
+        (workdir / "config.toml").write_text(to_toml({"cell": {"key": cell.key, "method": cell.method,
+                                                               "student": cell.student, "teacher": cell.teacher,
+                                                               "seed": cell.seed, "suite": cell.suite},
+                                                      "method_params": cell.method_params, **protocol.data}))
+        tracker.log_artifact(run_id, workdir / "config.toml")
+    try:
+        return _train_and_evaluate(cell, tracker, options, run_id, workdir, position)
+    except KeyboardInterrupt:
+        tracker.finish(run_id, "KILLED")
+        raise
+    except Exception as exc:
+        (workdir / "traceback.txt").write_text("".join(traceback.format_exception(exc)))
+        tracker.log_artifact(run_id, workdir / "traceback.txt")
+        tracker.finish(run_id, "FAILED")
+        _say(options, f"[red]{position} FAILED {cell.label}: {type(exc).__name__}: {exc}[/]")
+        return CellOutcome(cell, "failed", run_id, error=f"{type(exc).__name__}: {exc}")
+
+
+def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_id: str, workdir: Path,
+                        position: str) -> CellOutcome:
+    from . import create
+
+    protocol = cell.protocol
+    device = pick_device(options.device or protocol.section("train").get("device", "auto"))
+    torch.manual_seed(cell.seed)  # model initialisation and the training attack's random starts
+    dataset = create("dataset", protocol.section("protocol")["dataset"])
+    splits = dataset.load(protocol.section("protocol").get("data_root"), protocol.section("data")["split_seed"]).to(device)
+    student = create("architecture", cell.student, num_classes=splits.num_classes,
+                     in_channels=splits.input_shape[0]).to(device)
+    method = create("method", cell.method, **cell.method_overrides)
+    names = dict(zip(method.teacher_roles[:1], [cell.teacher])) | cell.extra_teachers
+    teachers = {role: load_teacher(_teacher_card(name), options.model_dir, device) for role, name in names.items()}
+    context = RunContext(cell, run_id, workdir, tracker.uri)
+    setup = TrainSetup(protocol=protocol, method=method, student=student, teachers=teachers, splits=splits,
+                       seed=cell.seed, device=device, workdir=workdir, run_id=run_id)
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        tracker.log_metrics(run_id, metrics, step=epoch)
+        pm.hook.epoch_finished(run=context, epoch=epoch, metrics=metrics)
+
+    trainer = Trainer(setup, on_epoch=on_epoch, progress=_epoch_printer(options, f"{position} {cell.variant}"))
+    resumed = trainer.last_path.exists()
+    _say(options, f"[bold]{position} {'resume' if resumed else 'train'}[/] {cell.label} [dim](run {run_id})[/]")
+    pm.hook.run_started(run=context)
+    outcome = trainer.fit()
+    metrics, per_example = _evaluate_selections(trainer, cell, splits, device)
+    metrics.update(outcome.cost)
+    metrics["train.seconds"] = sum(h["train.epoch_seconds"] for h in outcome.history)
+    tracker.log_metrics(run_id, metrics, step=int(protocol.section("train")["epochs"]))
+    per_example.to_parquet(workdir / "per_example.parquet", index=False)
+    tracker.log_artifact(run_id, workdir / "per_example.parquet")
+    tracker.log_artifact(run_id, trainer.last_path, "checkpoints")
+    tracker.log_artifact(run_id, trainer.best_path, "checkpoints")
+    tracker.finish(run_id, "FINISHED")
+    pm.hook.run_finished(run=context, result=metrics)
+    _say(options, f"{position} done {cell.label}: clean {metrics['test.clean_acc']:.1%}, "
+                  + ", ".join(f"{k[5:-4]} {v:.1%}" for k, v in metrics.items()
+                              if k.startswith("test.") and k.endswith("_acc") and k != "test.clean_acc"))
+    return CellOutcome(cell, "finished", run_id, metrics, resumed_from=outcome.resumed_from)
+
+
+def run_suite(suite: Suite, options: RunOptions) -> list[CellOutcome]:
+    """Run every cell (validated and prepared first); failures are recorded and the suite goes on."""
+    cells = expand_cells(suite)
+    tracker = Tracker(options.results)
+    prepare(cells, tracker, options)
+    outcomes = []
+    for i, cell in enumerate(cells, 1):
+        outcomes.append(run_cell(cell, tracker, options, position=f"[{i}/{len(cells)}]"))
+    return outcomes

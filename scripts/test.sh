@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up (see setup.sh) and run the CPU test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="$(bash scripts/setup.sh | tail -n 1)"
+exec "$VENV/bin/python" -m pytest -q tests "$@"

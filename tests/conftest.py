@@ -1,0 +1,56 @@
+"""Shared fixtures: an isolated results/model dir, temporary plugins (llm/datasette style), and one tiny
+digits teacher built once per test session with the harness's own `build_teacher`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+import rkdbench
+from rkdbench import plugins
+
+TEACHER = "digits/Linf/rkdbench-cnn-large"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch, tmp_path):
+    """No test sees the user's MLflow server, model dir or plugin filters."""
+    for var in ("MLFLOW_TRACKING_URI", "RKDBENCH_STRICT_PLUGINS", "RKDBENCH_LOAD_PLUGINS", "RKDBENCH_DISABLE_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("RKDBENCH_MODEL_DIR", str(tmp_path / "no-models-here"))
+    torch.set_num_threads(2)
+    yield
+    plugins.reset(keep_plugins=True)
+
+
+@pytest.fixture
+def register_plugin():
+    """Register a temporary plugin object (module or class with hookimpls); unregistered afterwards."""
+    names = []
+
+    def register(obj, name):
+        plugins.pm.register(obj, name=name)
+        names.append(name)
+        plugins.reset(keep_plugins=True)
+        return obj
+
+    yield register
+    for name in names:
+        if plugins.pm.has_plugin(name):
+            plugins.pm.unregister(name=name)
+    plugins.reset(keep_plugins=True)
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tmp_path_factory) -> Path:
+    """A model dir holding the digits teacher, built by the harness with a tiny recipe (2 epochs, AA on 10 points)."""
+    from rkdbench.teachers import build_teacher
+
+    model_dir = tmp_path_factory.mktemp("models")
+    card = rkdbench.create("teacher", TEACHER)
+    small = dataclasses.replace(card, recipe={**card.recipe, "set": {**card.recipe["set"], "train.epochs": 2}})
+    build_teacher(small, model_dir, torch.device("cpu"), n_examples=10)
+    return model_dir

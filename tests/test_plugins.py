@@ -1,0 +1,168 @@
+"""The plugin host: built-ins are entry points, temporary plugins register and unregister, duplicates and
+unknown names are clear errors, a broken plugin is isolated, filters and --plugins-dir work."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import rkdbench
+from rkdbench import hookspecs, plugins
+from rkdbench.cli import cli
+from rkdbench.errors import UnknownComponentError, UserError
+from rkdbench.registry import KINDS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class ToyMethod(rkdbench.Method):
+    name = "toy"
+    needs = frozenset({"s_adv"})
+
+    def attack_objective(self, out, y):
+        return out.s_adv.sum(1)
+
+    def loss(self, out, y, progress):
+        return out.s_adv.mean()
+
+
+class ToyPlugin:
+    @rkdbench.hookimpl
+    def register_methods(self, register):
+        register(ToyMethod)
+
+
+def test_builtins_come_from_entry_points():
+    registry = plugins.get_registry()
+    for kind, expected in {"method": {"pgd-at", "ard", "rslad"}, "architecture": {"cnn-small", "cnn-tiny", "cnn-large"},
+                           "attack": {"pgd", "autoattack"}, "dataset": {"digits"},
+                           "teacher": {"digits/Linf/rkdbench-cnn-large"}}.items():
+        assert expected <= set(rkdbench.list_components(kind))
+        for name in expected:
+            component = registry.get(kind, name)
+            assert component.dist == "rkdbench", component  # registered through the package's entry points
+            assert component.plugin in {ep.name for ep in _entry_points()}
+    assert plugins.broken_plugins() == []
+
+
+def _entry_points():
+    from importlib.metadata import entry_points
+
+    return list(entry_points(group="rkdbench"))
+
+
+def test_temporary_plugin_registers_and_unregisters(register_plugin):
+    register_plugin(ToyPlugin(), "toy-plugin")
+    assert "toy" in rkdbench.list_components("method")
+    method = rkdbench.create("method", "toy")
+    assert isinstance(method, ToyMethod) and method.needs == {"s_adv"}
+    plugins.pm.unregister(name="toy-plugin")
+    plugins.reset()
+    assert "toy" not in rkdbench.list_components("method")
+
+
+def test_duplicate_name_is_an_error_naming_both_plugins(register_plugin, monkeypatch):
+    class Clash:
+        @rkdbench.hookimpl
+        def register_methods(self, register):
+            register(ToyMethod, name="ard")
+
+    register_plugin(Clash(), "clashing-plugin")
+    broken = plugins.broken_plugins()
+    assert len(broken) == 1 and broken[0].plugin == "clashing-plugin"
+    assert "'ard'" in broken[0].error and "method-ard" in broken[0].error and "clashing-plugin" in broken[0].error
+    assert rkdbench.create("method", "ard").name == "ard"  # the first registration is kept, never overwritten
+    monkeypatch.setenv("RKDBENCH_STRICT_PLUGINS", "1")
+    plugins.reset()
+    with pytest.raises(UserError, match="registered twice"):
+        plugins.get_registry()
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(UnknownComponentError, match=r"unknown method 'rslda' \(did you mean: rslad\?\)"):
+        rkdbench.create("method", "rslda")
+    with pytest.raises(UnknownComponentError, match="did you mean: cnn-small"):
+        rkdbench.create("architecture", "cnn-smal")
+
+
+def test_unknown_method_parameter_is_rejected_with_close_match():
+    with pytest.raises(UserError, match=r"no parameter 'temprature' \(did you mean: temperature\?\)"):
+        rkdbench.create("method", "ard", temprature=1.0)
+
+
+def _with_broken_entry_point(monkeypatch):
+    real = _entry_points()
+    broken = EntryPoint(name="broken-one", value="rkdbench_no_such_module_xyz", group="rkdbench")
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [*real, broken])
+    plugins.reset(keep_plugins=False)
+
+
+def test_broken_entry_point_is_isolated_and_listed(monkeypatch):
+    _with_broken_entry_point(monkeypatch)
+    try:
+        assert "rslad" in rkdbench.list_components("method")  # the host still works
+        [broken] = plugins.broken_plugins()
+        assert broken.plugin == "broken-one" and "ModuleNotFoundError" in broken.error
+        result = CliRunner().invoke(cli, ["plugins", "--json"])
+        rows = json.loads(result.output)
+        assert any(r["name"] == "broken-one" and r["status"].startswith("broken: ModuleNotFoundError") for r in rows)
+        monkeypatch.setenv("RKDBENCH_STRICT_PLUGINS", "1")
+        plugins.reset(keep_plugins=False)
+        with pytest.raises(UserError, match="broken-one"):
+            plugins.get_registry()
+    finally:
+        monkeypatch.undo()
+        plugins.reset(keep_plugins=False)
+
+
+def test_load_and_disable_filters(monkeypatch):
+    try:
+        monkeypatch.setenv("RKDBENCH_DISABLE_PLUGINS", "method-ard")
+        plugins.reset(keep_plugins=False)
+        assert "ard" not in rkdbench.list_components("method") and "rslad" in rkdbench.list_components("method")
+        monkeypatch.delenv("RKDBENCH_DISABLE_PLUGINS")
+        monkeypatch.setenv("RKDBENCH_LOAD_PLUGINS", "method-ard,dataset-digits")
+        plugins.reset(keep_plugins=False)
+        assert rkdbench.list_components("method") == ["ard"]
+        assert rkdbench.list_components("attack") == []
+    finally:
+        monkeypatch.undo()
+        plugins.reset(keep_plugins=False)
+
+
+def test_plugins_dir_loads_loose_files(tmp_path):
+    (tmp_path / "my_method.py").write_text(
+        "import rkdbench\n"
+        "class Loose(rkdbench.Method):\n"
+        "    name = 'loose'\n"
+        "@rkdbench.hookimpl\n"
+        "def register_methods(register):\n"
+        "    register(Loose)\n")
+    try:
+        result = CliRunner().invoke(cli, ["--plugins-dir", str(tmp_path), "plugins", "--json"])
+        assert result.exit_code == 0, result.output
+        row = next(r for r in json.loads(result.output) if r["name"] == "loose")
+        assert row["dist"] == "plugins-dir" and row["plugin"] == "plugins-dir:my_method" and row["status"] == "ok"
+    finally:
+        plugins.pm.unregister(name="plugins-dir:my_method")
+        plugins.reset()
+
+
+def test_every_hook_is_documented_with_its_signature():
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    hooks = [name for name, _ in inspect.getmembers(hookspecs.RkdbenchSpec, inspect.isfunction)]
+    assert len(hooks) == 9
+    for name in hooks:
+        signature = str(inspect.signature(getattr(hookspecs.RkdbenchSpec, name))).replace("self, ", "")
+        signature = re.sub(r" -> None$", "", signature.replace("'", ""))
+        assert f"{name}{signature}" in docs, f"docs/plugins.md must document {name}{signature}"
+
+
+def test_registry_kinds_match_register_hooks():
+    assert set(KINDS) == set(plugins.REGISTER_HOOKS)
