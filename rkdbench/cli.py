@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: plugin commands are added, and user errors become one line and exit code 2."""
     try:
         _register_plugin_commands()
-        cli.main(args=argv, prog_name="rkdbench", standalone_mode=False)
+        returned = cli.main(args=argv, prog_name="rkdbench", standalone_mode=False)
     except UserError as exc:
         click.echo(f"rkdbench: error: {exc}", err=True)
         sys.exit(2)
@@ -286,6 +286,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    sys.exit(returned if isinstance(returned, int) else 0)
 
 
 if __name__ == "__main__":

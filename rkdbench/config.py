@@ -66,7 +66,7 @@ PROTOCOL_SCHEMA: dict[str, dict[str, Field]] = {
     "threat": {"norm": _choice("Linf", "L2"), "eps": Field(NUMBER, _positive, "a number > 0")},
     "data": {
         "split_seed": Field(int, _non_negative, "an integer >= 0"),
-        "augment": _choice("none", "pad1-crop", "pad4-crop-flip"),
+        "augment": _choice("none", "pad1-crop", "pad4-crop-flip", "strong"),
     },
     "train": {
         "epochs": Field(int, _positive, "an integer >= 1"),
@@ -124,7 +124,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def builtin_names(kind: str) -> list[str]:
     """Names of the protocols or suites shipped as package data."""
-    folder = resources.files("rkdbench") / "data" / kind
+    folder = resources.files("rkdbench") / "configs" / kind
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
@@ -138,7 +138,7 @@ def _resolve_path(name_or_path: str, kind: str) -> Path:
     if name_or_path not in names:
         raise ConfigError(f"unknown {kind[:-1]} {name_or_path!r}{close_matches(name_or_path, names)}; "
                           f"built-in {kind}: {', '.join(names)} (or give a path to a .toml file)")
-    return Path(str(resources.files("rkdbench") / "data" / kind / f"{name_or_path}.toml"))
+    return Path(str(resources.files("rkdbench") / "configs" / kind / f"{name_or_path}.toml"))
 
 
 def _check_field(where: str, key: str, value: Any, spec: Field) -> None:

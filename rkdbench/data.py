@@ -53,10 +53,33 @@ def _flip(x: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
+def _strong(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """A batched stand-in for AutoAugment (AdvFunMatch's consistent teaching): a pad-crop of 1/8 of the side,
+    per-image contrast and brightness jitter, and a cutout square of 1/4 of the side. No flip: the
+    protocol's own augmentation decides whether flipping is label-preserving."""
+    b, _, h, w = x.shape
+    x = _pad_crop(x, max(1, h // 8), generator)
+    shape = (b, 1, 1, 1)
+    contrast = 1 + 0.4 * (torch.rand(shape, generator=generator, device=x.device) - 0.5)
+    brightness = 0.2 * (torch.rand(shape, generator=generator, device=x.device) - 0.5)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = ((x - mean) * contrast + mean + brightness).clamp(0, 1)
+    side = max(1, h // 4)
+    top = torch.randint(0, h - side + 1, (b,), generator=generator, device=x.device)
+    left = torch.randint(0, w - side + 1, (b,), generator=generator, device=x.device)
+    rows = torch.arange(h, device=x.device)[None, :]
+    cols = torch.arange(w, device=x.device)[None, :]
+    inside_rows = (rows >= top[:, None]) & (rows < top[:, None] + side)
+    inside_cols = (cols >= left[:, None]) & (cols < left[:, None] + side)
+    hole = (inside_rows[:, :, None] & inside_cols[:, None, :])[:, None]
+    return x.masked_fill(hole, 0.0)
+
+
 AUGMENTATIONS: dict[str, Callable[[Tensor, torch.Generator | None], Tensor]] = {
     "none": lambda x, g: x,
     "pad1-crop": lambda x, g: _pad_crop(x, 1, g),
     "pad4-crop-flip": lambda x, g: _flip(_pad_crop(x, 4, g), g),
+    "strong": _strong,
 }
 
 

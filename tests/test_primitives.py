@@ -23,7 +23,8 @@ def test_pgd_stays_in_the_ball_and_the_box_and_increases_the_objective(norm, ini
     delta = (x_adv - x).flatten(1)
     size = delta.abs().amax(1) if norm == "Linf" else delta.norm(dim=1)
     assert bool((size <= eps + 1e-6).all()) and x_adv.min() >= 0 and x_adv.max() <= 1
-    assert float(objective(x_adv).sum()) > float(objective(x).sum())
+    with torch.no_grad():
+        assert float(objective(x_adv).sum()) > float(objective(x).sum())
 
 
 def test_pgd_uses_the_given_generator_only():

@@ -49,7 +49,8 @@ def function_kl(s_logits: Tensor, t_logits: Tensor, reduction: str, tau: float, 
 
 class AdvFunMatch(Method):
     name = "advfunmatch"
-    citation = "Wu, Gao, Zhou, Wang, 'AdvFunMatch: When Consistent Teaching Meets Adversarial Robustness', arXiv 2305.14700"
+    citation = ("Wu, Gao, Zhou, Wang, 'AdvFunMatch: When Consistent Teaching Meets Adversarial Robustness', "
+                "arXiv 2305.14700")
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "t_adv"})
     extra_augment = "strong"

@@ -139,7 +139,8 @@ class MTARD(Method):
         total = p.loss_scale * (new["w_adv"] * kl_adv + new["w_nat"] * kl_nat)
         parts.update(w_adv=new["w_adv"], w_nat=new["w_nat"])
         if p.balance_temperature:
-            parts.update(temp_adv=self.state["temp_adv"].to(s_adv.device), temp_nat=self.state["temp_nat"].to(s_adv.device))
+            parts.update(temp_adv=self.state["temp_adv"].to(s_adv.device),
+                         temp_nat=self.state["temp_nat"].to(s_adv.device))
         return Losses(total=total, parts=parts)
 
     def on_step_end(self, losses: Losses, progress: Progress) -> None:

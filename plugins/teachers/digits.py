@@ -8,7 +8,7 @@ from __future__ import annotations
 from rkdbench import hookimpl
 from rkdbench.teachers import TeacherCard
 
-__all__ = ["DIGITS_TEACHER"]
+__all__ = ["DIGITS_TEACHER", "DIGITS_NATURAL_TEACHER"]
 
 DIGITS_TEACHER = TeacherCard(
     name="digits/Linf/rkdbench-cnn-large",
@@ -25,6 +25,23 @@ DIGITS_TEACHER = TeacherCard(
 )
 
 
+# The naturally trained teacher for multi-teacher methods (MTARD's and IAD-II's `natural` role); it lives
+# under Linf like RobustBench's `Standard` model, whose robust accuracy is near zero.
+DIGITS_NATURAL_TEACHER = TeacherCard(
+    name="digits/Linf/rkdbench-cnn-large-standard",
+    architecture="cnn-large",
+    dataset="digits",
+    norm="Linf",
+    eps=0.15,
+    num_classes=10,
+    in_channels=1,
+    source="built by rkdbench: standard (clean CE) training on the digits-linf protocol, best validation epoch",
+    license="BSD-3-Clause data (scikit-learn digits); weights produced locally",
+    recipe={"protocol": "digits-linf", "method": "standard", "seed": 0, "set": {"train.epochs": 30, "train.lr": 0.05}},
+)
+
+
 @hookimpl
 def register_teachers(register):
     register(DIGITS_TEACHER)
+    register(DIGITS_NATURAL_TEACHER)
