@@ -180,6 +180,16 @@ def plugins(as_json: bool) -> None:
         click.echo(f"{r['kind']:<13}{r['name']:<{width + 2}}{r['plugin']:<22}{r['dist']} {r['version']}  {r['status']}")
 
 
+@cli.command("method-docs")
+@click.option("--out", default="docs/methods", show_default=True, help="Folder for one Markdown page per method.")
+def method_docs(out) -> None:
+    """Write each registered method's page (formula, source, defaults, attack) generated from its code."""
+    from .method_docs import write_method_pages
+
+    for path in write_method_pages(Path(out)):
+        click.echo(f"wrote {path}")
+
+
 @cli.group()
 def teachers() -> None:
     """Teacher checkpoints: list, show, verify, build."""

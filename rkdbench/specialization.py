@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from .errors import ConfigError, close_matches
 from .pgd import Norm, pgd
@@ -183,7 +184,7 @@ class _Recorder:
         self.stages = list(stages)
         self.enabled = False
         self.acts: list[Tensor | None] = [None] * len(self.stages)
-        self.handles: list[torch.utils.hooks.RemovableHandle] = []
+        self.handles: list[RemovableHandle] = []
 
     def __enter__(self) -> _Recorder:
         for i, stage in enumerate(self.stages):
@@ -198,7 +199,7 @@ class _Recorder:
             handle.remove()
         self.handles.clear()
 
-    def _hook(self, index: int, read_input: bool):  # noqa: ANN202 (a torch hook's signature)
+    def _hook(self, index: int, read_input: bool) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor | None = None) -> None:
             if not self.enabled:
                 return
@@ -309,9 +310,11 @@ def specialization_report(teacher: nn.Module, student: nn.Module, x: Tensor, y: 
                           student_stages: Sequence[str] | None = None) -> dict[str, float]:
     """Specialization on clean `x` (`spec.clean.*`) and on the student's PGD points (`spec.adv.*`): the
     in-subspace versus off-subspace contrast of Yang et al. See `summarize` for the metric names."""
-    stages = {"teacher_stages": teacher_stages, "student_stages": student_stages}
-    clean = specialization(teacher, student, x, batch_size=batch_size, **stages)
-    x_adv = student_pgd_points(student, x, y, eps=eps, norm=norm, steps=steps, seed=seed, batch_size=batch_size)
-    adv = specialization(teacher, student, x_adv, batch_size=batch_size, **stages)
-    options = {"threshold": threshold, "active_only": active_only}
-    return {**summarize(clean, "spec.clean", **options), **summarize(adv, "spec.adv", **options)}
+    def matches(inputs: Tensor) -> list[StageMatch]:
+        return specialization(teacher, student, inputs, batch_size=batch_size, teacher_stages=teacher_stages,
+                              student_stages=student_stages)
+
+    clean = matches(x)
+    adv = matches(student_pgd_points(student, x, y, eps=eps, norm=norm, steps=steps, seed=seed, batch_size=batch_size))
+    return {**summarize(clean, "spec.clean", threshold=threshold, active_only=active_only),
+            **summarize(adv, "spec.adv", threshold=threshold, active_only=active_only)}

@@ -9,7 +9,8 @@ import copy
 import numpy as np
 import pytest
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 import rkdbench
 from rkdbench.errors import ConfigError
@@ -20,7 +21,9 @@ from rkdbench.specialization import (
     specialization,
     specialization_report,
     stage_outputs,
+    student_pgd_points,
 )
+from rkdbench.pgd import pgd
 
 N = 64
 EPS, NORM = 0.1, "Linf"
@@ -153,6 +156,30 @@ def test_mismatched_spatial_sizes_pair_through_global_average_pooling():
     np.testing.assert_allclose(match.corr.numpy(), _direct_pearson(f, g), rtol=0, atol=1e-9)
 
 
+class _InPlaceAfterStage(nn.Module):
+    """A stage whose output the forward pass then rewrites in place (as residual `+=` or inplace ReLUs do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Sequential(nn.Linear(4, 5), nn.ReLU()))
+        self.classifier = nn.Linear(5, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.features(x)
+        h.pow_(3)
+        return self.classifier(h)
+
+
+def test_stage_activations_are_read_before_later_in_place_ops():
+    torch.manual_seed(0)
+    teacher, student, x = _InPlaceAfterStage(), _InPlaceAfterStage(), torch.randn(40, 4)
+    (match,) = specialization(teacher, student, x, batch_size=8, teacher_stages=["features.0"],
+                              student_stages=["features.0"])
+    with torch.no_grad():
+        f, g = teacher.features(x).double().numpy(), student.features(x).double().numpy()
+    np.testing.assert_allclose(match.corr.numpy(), _direct_pearson(f, g), rtol=0, atol=1e-9)
+
+
 # --- the metric's behaviour ---------------------------------------------------------------------------------
 
 
@@ -276,3 +303,13 @@ def test_report_names_leave_the_global_rng_and_module_modes_alone_and_are_determ
     assert other_seed["spec.adv.mean_best"] != report["spec.adv.mean_best"]
     assert {k: v for k, v in other_seed.items() if k.startswith("spec.clean")} == \
         {k: v for k, v in report.items() if k.startswith("spec.clean")}
+
+
+def test_adversarial_points_are_pgd_on_the_student_cross_entropy_with_step_eps_over_4():
+    x, y = _data()
+    student = _net("cnn-tiny", 1, x)
+    x_adv = student_pgd_points(student, x, y, eps=EPS, norm=NORM, steps=3, seed=5, batch_size=N)
+    reference = pgd(lambda xa: F.cross_entropy(student(xa), y, reduction="none"), x, eps=EPS, step_size=EPS / 4,
+                    steps=3, norm=NORM, init="uniform", generator=torch.Generator().manual_seed(5))
+    assert torch.equal(x_adv, reference)
+    assert float((x_adv - x).abs().max()) == pytest.approx(EPS, rel=1e-5)
