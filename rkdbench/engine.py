@@ -282,12 +282,14 @@ class Trainer:
                     totals[name] = totals.get(name, 0.0) + value.detach().float()
             lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
+            metrics = {f"train.{k}": float(v) / steps for k, v in totals.items()}  # the epoch's one host sync
+            train_seconds = time.perf_counter() - started
             val_clean, val_pgd = robust_accuracy(s.student, x_val, y_val, eps=float(self.threat["eps"]),
                                                  norm=self.threat["norm"], steps=int(train["val_pgd_steps"]),
                                                  seed=eval_seed)
-            metrics = {f"train.{k}": float(v) / steps for k, v in totals.items()}
             metrics.update({"train.lr": lr, "val.clean_acc": val_clean, "val.pgd_acc": val_pgd,
-                            "train.epoch_seconds": time.perf_counter() - started})
+                            "train.epoch_seconds": train_seconds,
+                            "val.seconds": time.perf_counter() - started - train_seconds})
             if val_pgd > self.best["val_pgd_acc"]:
                 self.best = {"epoch": epoch, "val_pgd_acc": val_pgd}
                 save_atomic({"model": s.student.state_dict(), "epoch": epoch, "val_pgd_acc": val_pgd}, self.best_path)

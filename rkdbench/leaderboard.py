@@ -16,6 +16,8 @@ __all__ = ["Table", "collect_runs", "build_tables", "render", "FORMATS"]
 
 FORMATS = ("md", "csv")
 PRETTY = {"clean": "clean", "pgd20": "PGD-20", "cw": "CW", "aa": "AutoAttack", "worst": "worst"}
+# Diagnostics shown after the accuracies when the runs have them (student specialization, METHODS.md §11).
+DIAGNOSTICS = {"spec.clean.mean_best": "spec clean", "spec.adv.mean_best": "spec adv"}
 SELECTION_PREFIX = {"last": "test.", "best-val": "best_val."}
 GROUP = ["method_variant", "student", "teacher"]
 
@@ -30,6 +32,7 @@ class Table:
     selection: str
     frame: pd.DataFrame
     attack_columns: list[str]
+    diagnostic_columns: list[str]
 
     @property
     def title(self) -> str:
@@ -71,6 +74,7 @@ def build_tables(runs: pd.DataFrame, selection: str = "last") -> list[Table]:
     tables = []
     for (protocol, protocol_hash, experiment), runs_p in runs.groupby(["protocol", "protocol_hash", "experiment"], sort=True):
         labels = _attack_labels(runs_p, prefix)
+        diagnostics = [m for m in DIAGNOSTICS if f"metrics.{m}" in runs_p and runs_p[f"metrics.{m}"].notna().all()]
         rows = []
         for key, group in runs_p.groupby(GROUP, sort=True):
             row = dict(zip(GROUP, key))
@@ -80,15 +84,19 @@ def build_tables(runs: pd.DataFrame, selection: str = "last") -> list[Table]:
                 values = group[f"metrics.{prefix}{label}_acc"].astype(float) * 100
                 row[f"{label}_mean"] = values.mean()
                 row[f"{label}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
+            for metric in diagnostics:
+                values = group[f"metrics.{metric}"].astype(float)
+                row[f"{metric}_mean"] = values.mean()
+                row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
             rows.append(row)
         sort_key = "aa_mean" if "aa" in labels else f"{labels[-1]}_mean"
         frame = pd.DataFrame(rows).sort_values([sort_key, *GROUP], ascending=[False, True, True, True]).reset_index(drop=True)
-        tables.append(Table(protocol, protocol_hash, experiment, selection, frame, labels))
+        tables.append(Table(protocol, protocol_hash, experiment, selection, frame, labels, diagnostics))
     return tables
 
 
-def _cell(mean: float, std: float) -> str:
-    return f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} ± {std:.1f}"
+def _cell(mean: float, std: float, digits: int = 1) -> str:
+    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def render(table: Table, fmt: str = "md") -> str:
@@ -101,8 +109,12 @@ def render(table: Table, fmt: str = "md") -> str:
         "method": frame["method_variant"], "student": frame["student"], "teacher": frame["teacher"], "n": frame["n"],
         **{PRETTY.get(label, label): [_cell(m, s) for m, s in zip(frame[f"{label}_mean"], frame[f"{label}_std"])]
            for label in table.attack_columns},
+        **{DIAGNOSTICS[metric]: [_cell(m, s, 2) for m, s in zip(frame[f"{metric}_mean"], frame[f"{metric}_std"])]
+           for metric in table.diagnostic_columns},
     })
-    return f"### {table.title}\n\nAccuracy in % on the protocol's test points (mean ± std over n seeds).\n\n" + \
+    note = ("; spec = mean best teacher-student unit correlation of the last checkpoint (clean / PGD inputs)"
+            if table.diagnostic_columns else "")
+    return f"### {table.title}\n\nAccuracy in % on the protocol's test points (mean ± std over n seeds){note}.\n\n" + \
         shown.to_markdown(index=False, disable_numparse=True) + "\n"
 
 

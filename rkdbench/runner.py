@@ -20,6 +20,7 @@ import torch
 from .config import Cell, Suite, flatten, to_toml
 from .engine import Trainer, TrainSetup, pick_device
 from .errors import ConfigError
+from .attacks import preserved_rng
 from .evaluation import Evaluation, evaluate, test_points
 from .plugins import get_registry, pm
 from .teachers import TeacherCard, build_teacher, default_model_dir, load_teacher, teacher_path
@@ -190,8 +191,10 @@ def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device) -> tuple[
         if int(best["epoch"]) == last_epoch:
             results["best-val"] = results["last"]
         else:
+            last_state = {k: v.clone() for k, v in student.state_dict().items()}
             student.load_state_dict(best["model"])
             results["best-val"] = evaluate(student, protocol, x, y)
+            student.load_state_dict(last_state)  # later diagnostics describe the last checkpoint
         metrics.update({f"best_val.{k}": v for k, v in results["best-val"].metrics.items()})
         metrics["best_val.epoch"] = float(best["epoch"])
     frames = []
@@ -201,6 +204,29 @@ def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device) -> tuple[
         frame.insert(0, "selection", selection)
         frames.append(frame)
     return metrics, pd.concat(frames, ignore_index=True)
+
+
+def _specialization(cell: Cell, student, teachers: dict, options: RunOptions, splits, device) -> dict[str, float]:
+    """Teacher-student neuron correlation of the final student against its teacher (or, for teacher-free
+    methods, the protocol's teacher when it is available), on clean test points and the student's PGD points."""
+    from .specialization import specialization_report
+
+    protocol = cell.protocol
+    teacher = next(iter(teachers.values()), None)
+    reference = protocol.section("protocol").get("teacher")
+    if teacher is None and reference:
+        card = _teacher_card(reference)
+        if not teacher_path(card, options.model_dir).is_file():
+            return {}
+        teacher = load_teacher(card, options.model_dir, device)
+    if teacher is None:
+        return {}
+    x, y = test_points(protocol, splits.test)
+    threat = protocol.section("threat")
+    student.eval()
+    with preserved_rng():
+        return specialization_report(teacher, student, x, y, float(threat["eps"]), threat["norm"],
+                                     seed=int(protocol.section("eval")["seed"]))
 
 
 def run_cell(cell: Cell, tracker: Tracker, options: RunOptions, position: str = "") -> CellOutcome:
@@ -266,6 +292,7 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
     pm.hook.run_started(run=context)
     outcome = trainer.fit()
     metrics, per_example = _evaluate_selections(trainer, cell, splits, device)
+    metrics.update(_specialization(cell, student, teachers, options, splits, device))
     metrics.update(outcome.cost)
     metrics["train.seconds"] = sum(h["train.epoch_seconds"] for h in outcome.history)
     tracker.log_metrics(run_id, metrics, step=int(protocol.section("train")["epochs"]))

@@ -58,6 +58,7 @@ def test_quick_suite_end_to_end_then_skip(tmp_path, teacher_dir, capsys):
             assert 0.0 <= m[key] <= 1.0
         assert m["test.worst_acc"] <= min(m["test.aa_acc"], m["test.pgd20_acc"]) <= m["test.clean_acc"]
         assert m["test.n_examples"] == 8
+        assert -1.0 <= m["spec.clean.mean_best"] <= 1.0 and -1.0 <= m["spec.adv.mean_best"] <= 1.0
         history = client.get_metric_history(run.info.run_id, "val.pgd_acc")
         assert sorted(h.step for h in history) == [0, 1]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -76,6 +77,7 @@ def test_quick_suite_end_to_end_then_skip(tmp_path, teacher_dir, capsys):
         row = table[table.method_variant == run.data.tags["rkdbench.method"]].iloc[0]
         assert row["aa_mean"] == pytest.approx(100 * run.data.metrics["test.aa_acc"], abs=1e-3)
         assert row["n"] == 1
+        assert row["spec.clean.mean_best_mean"] == pytest.approx(run.data.metrics["spec.clean.mean_best"], abs=1e-4)
     assert list(table["aa_mean"]) == sorted(table["aa_mean"], reverse=True)
 
     # a rerun skips every finished cell: same runs, nothing new
