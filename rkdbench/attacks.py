@@ -1,10 +1,12 @@
 """Shared machinery for attack plugins: the `Attack` base (threat model, seed, params, validation),
-batched prediction, and RNG isolation for third-party attacks that reseed torch's global generator.
+batched prediction, RNG isolation for third-party attacks that reseed torch's global generator, and the
+checks run before an expensive attack (inputs in [0, 1], model in eval mode, logits rather than probabilities).
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -15,7 +17,7 @@ from torch import Tensor, nn
 from .contracts import AttackResult, Params, build_params
 from .errors import ConfigError
 
-__all__ = ["Attack", "ThreatModel", "predict", "preserved_rng", "check_threat"]
+__all__ = ["Attack", "ThreatModel", "predict", "preserved_rng", "check_threat", "check_attack_inputs", "attack_mode"]
 
 NORMS = ("Linf", "L2")
 
@@ -53,6 +55,40 @@ def preserved_rng(device: torch.device | None = None) -> Iterator[None]:
         torch.set_rng_state(cpu)
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
+
+
+def check_attack_inputs(model: nn.Module, x: Tensor, batch_size: int = 500, owner: str = "attack") -> None:
+    """Fail fast before an expensive attack: `ConfigError` if x leaves [0, 1] or the model outputs probabilities
+    (every row of its first batch non-negative and summing to 1 within 1e-4); a warning, and a switch to eval mode
+    (left on), if the model is in train mode."""
+    if x.numel() == 0:
+        return
+    low, high = float(x.min()), float(x.max())
+    if low < 0.0 or high > 1.0:
+        raise ConfigError(f"{owner}: inputs must be in [0, 1] (the threat model's eps is on that scale); observed "
+                          f"min {low:.4g}, max {high:.4g}. Scale 0-255 images by 1/255 and normalize inside the model")
+    if any(module.training for module in model.modules()):
+        # BatchNorm in train mode normalizes by the attacked batch itself, so the attack would measure another model
+        warnings.warn(f"{owner}: the model is in train mode; switched it to eval mode for the attack", stacklevel=2)
+        model.eval()
+    with torch.inference_mode():
+        out = model(x[:batch_size])
+    if bool((out >= 0).all()) and bool(((out.sum(1) - 1).abs() <= 1e-4).all()):
+        raise ConfigError(f"{owner}: the model's outputs look like probabilities (every row non-negative and summing "
+                          f"to 1); AutoAttack's losses need logits, so remove the final softmax")
+
+
+@contextlib.contextmanager
+def attack_mode(model: nn.Module, x: Tensor, batch_size: int = 500, owner: str = "attack") -> Iterator[None]:
+    """`check_attack_inputs`, with the model in eval mode inside and every submodule's own train/eval mode given
+    back afterwards (not `model.train(flag)`, which would overwrite mixed modes such as frozen BatchNorm)."""
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        check_attack_inputs(model, x, batch_size, owner)
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 class Attack:

@@ -163,6 +163,24 @@ def leaderboard(results, protocol, fmt, selection, out) -> None:
 
 
 @cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--results", default="rkdbench-results", show_default=True, help=RESULTS_HELP)
+@click.option("--attack", default="aa", show_default=True,
+              help="The per-example column compared: an attack label of the protocol (aa, pgd20), clean or worst.")
+@click.option("--selection", type=click.Choice(["last", "best-val"]), default="last", show_default=True,
+              help="Which checkpoint's results: the last epoch, or the best validation PGD epoch.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def compare(run_a, run_b, results, attack, selection, as_json) -> None:
+    """Compare two finished cells (MLflow run ids) on the same test points: both accuracies, the paired difference
+    with a 95% Wald CI, and an exact McNemar test. Runs under different protocols are refused."""
+    from .compare import compare_runs
+
+    comparison = compare_runs(results, run_a, run_b, attack=attack, selection=selection)
+    click.echo(json.dumps(comparison.to_dict(), indent=2) if as_json else comparison.render())
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:
     """Every registered component (kind, name, plugin, distribution, version, status) and broken plugins."""
@@ -246,12 +264,12 @@ def teachers_build(teacher, model_dir, n_examples, device) -> None:
     """Train a harness teacher from its recipe, evaluate it, and cache it with its measured card."""
     from . import create
     from .engine import pick_device
-    from .runner import _epoch_printer, RunOptions
+    from .runner import RunOptions, epoch_progress
     from .teachers import build_teacher
 
     options = RunOptions(console=_console())
     measured = build_teacher(create("teacher", teacher), _model_dir(model_dir), pick_device(device or "auto"),
-                             n_examples=n_examples, progress=_epoch_printer(options, teacher))
+                             n_examples=n_examples, progress=epoch_progress(options, teacher))
     click.echo(json.dumps(measured, indent=2, default=str))
 
 

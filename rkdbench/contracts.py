@@ -115,7 +115,8 @@ class AttackResult:
 @dataclass
 class StepContext:
     """What a method that overrides `training_step(batch, ctx)` gets: the networks, where training is, the
-    threat model, and `attack(x, y, objective)` running PGD with the method's AttackSpec on any objective."""
+    threat model, `attack(x, y, objective)` running PGD with the method's AttackSpec on any objective, and
+    `count(...)` to report the forward/backward passes the step made (they appear as the run's cost)."""
 
     student: Any
     teachers: dict[str, Any]
@@ -123,6 +124,7 @@ class StepContext:
     eps: float
     norm: str
     attack: Any
+    count: Any = None  # count(student_forward=, student_backward=, teacher_forward=, teacher_backward=) for cost
 
     @property
     def teacher(self) -> Any:

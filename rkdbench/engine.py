@@ -213,6 +213,10 @@ class Trainer:
 
         return self.run_attack(x, y, objective)
 
+    def _count(self, **passes: int) -> None:
+        for name, n in passes.items():
+            setattr(self.counter, name, getattr(self.counter, name) + int(n))
+
     def _teacher_logits(self, teacher: nn.Module, x: Tensor) -> Tensor:
         with torch.inference_mode():
             logits = teacher(x)
@@ -224,7 +228,8 @@ class Trainer:
         custom = getattr(method, "training_step", None)
         if custom is not None:
             ctx = StepContext(student=student, teachers=self.s.teachers, progress=progress,
-                              eps=float(self.threat["eps"]), norm=self.threat["norm"], attack=self.run_attack)
+                              eps=float(self.threat["eps"]), norm=self.threat["norm"], attack=self.run_attack,
+                              count=self._count)
             return as_losses(custom((x, y), ctx))
         needs = method.needs
         attack_needs = method.attack.needs if method.attack is not None else frozenset()

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .attacks import predict, preserved_rng
+from .attacks import check_attack_inputs, predict, preserved_rng
 from .config import Protocol
 
 __all__ = ["Evaluation", "evaluate", "test_points"]
@@ -42,6 +42,7 @@ def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor) -> Eval
     threat, cfg = protocol.section("threat"), protocol.section("eval")
     model.eval()
     batch_size = int(cfg["batch_size"])
+    check_attack_inputs(model, x, batch_size, owner="evaluation")
     correct = predict(model, x, batch_size) == y
     per_example = {"clean": correct.cpu()}
     metrics = {"clean_acc": float(correct.float().mean())}

@@ -123,7 +123,7 @@ def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
         _say(options, f"[bold]building teacher[/] {name} (cached in {options.model_dir}; done once)")
         device = pick_device(options.device or "auto")
         n = int(cells[0].protocol.section("eval")["n_examples"]) or None
-        measured = build_teacher(card, options.model_dir, device, n_examples=n, progress=_epoch_printer(options, name))
+        measured = build_teacher(card, options.model_dir, device, n_examples=n, progress=epoch_progress(options, name))
         _say(options, f"teacher {name}: clean {measured['clean_acc']:.1%}, PGD-20 {measured['pgd20_acc']:.1%}, "
                       f"AutoAttack {measured['aa_acc']:.1%} on {measured['n_examples']} test points "
                       f"({measured['train_seconds']:.0f}s training, {measured['eval_seconds']:.0f}s evaluation)")
@@ -134,16 +134,41 @@ def _say(options: RunOptions, message: str) -> None:
         options.console.print(message)
 
 
-def _epoch_printer(options: RunOptions, label: str) -> Callable[[int, int, dict[str, float]], None] | None:
-    if options.console is None:
-        return None
+class EpochProgress:
+    """Per-epoch progress of one training run: a live bar with ETA on a terminal, one line per epoch
+    otherwise (logs, CI). Call it after each epoch; `close()` ends the bar (also after a failure)."""
 
-    def show(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
-        options.console.print(f"  {label} epoch {epoch}/{epochs}: loss {metrics['train.loss']:.3f}, "
-                              f"val clean {metrics['val.clean_acc']:.1%}, val PGD {metrics['val.pgd_acc']:.1%} "
-                              f"({metrics['train.epoch_seconds']:.1f}s)", highlight=False)
+    def __init__(self, console: Any, label: str) -> None:
+        self.console, self.label = console, label
+        self._bar = None
+        self._task = None
 
-    return show
+    def __call__(self, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        summary = (f"loss {metrics['train.loss']:.3f}, val clean {metrics['val.clean_acc']:.1%}, "
+                   f"val PGD {metrics['val.pgd_acc']:.1%}")
+        if not self.console.is_terminal:
+            self.console.print(f"  {self.label} epoch {epoch}/{epochs}: {summary} "
+                               f"({metrics['train.epoch_seconds']:.1f}s)", highlight=False)
+            return
+        if self._bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=self.console)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=epochs, completed=epoch - 1)
+        self._bar.update(self._task, completed=epoch, description=f"{self.label} epoch {epoch}: {summary}")
+        if epoch >= epochs:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def epoch_progress(options: RunOptions, label: str) -> EpochProgress | None:
+    return None if options.console is None else EpochProgress(options.console, label)
 
 
 def _git_sha() -> str:
@@ -286,11 +311,16 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
         tracker.log_metrics(run_id, metrics, step=epoch)
         pm.hook.epoch_finished(run=context, epoch=epoch, metrics=metrics)
 
-    trainer = Trainer(setup, on_epoch=on_epoch, progress=_epoch_printer(options, f"{position} {cell.variant}"))
+    progress = epoch_progress(options, f"{position} {cell.variant}")
+    trainer = Trainer(setup, on_epoch=on_epoch, progress=progress)
     resumed = trainer.last_path.exists()
     _say(options, f"[bold]{position} {'resume' if resumed else 'train'}[/] {cell.label} [dim](run {run_id})[/]")
     pm.hook.run_started(run=context)
-    outcome = trainer.fit()
+    try:
+        outcome = trainer.fit()
+    finally:
+        if progress is not None:
+            progress.close()
     metrics, per_example = _evaluate_selections(trainer, cell, splits, device)
     metrics.update(_specialization(cell, student, teachers, options, splits, device))
     metrics.update(outcome.cost)

@@ -40,8 +40,9 @@ class ToyPlugin:
 
 def test_builtins_come_from_entry_points():
     registry = plugins.get_registry()
-    for kind, expected in {"method": {"pgd-at", "ard", "rslad"}, "architecture": {"cnn-small", "cnn-tiny", "cnn-large"},
-                           "attack": {"pgd", "autoattack"}, "dataset": {"digits"},
+    for kind, expected in {"method": {"standard", "kd", "pgd-at", "trades", "mart", "ard", "rslad", "iad", "iad-ii",
+                                      "akd", "adaad", "advfunmatch", "rsnl", "mtard"}, "architecture": {"cnn-small", "cnn-tiny", "cnn-large"},
+                           "attack": {"pgd", "autoattack", "apgd-ce", "apgd-t", "fab-t", "square", "cw", "fgsm"}, "dataset": {"digits"},
                            "teacher": {"digits/Linf/rkdbench-cnn-large"}}.items():
         assert expected <= set(rkdbench.list_components(kind))
         for name in expected:

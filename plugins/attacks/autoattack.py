@@ -1,23 +1,28 @@
 """`autoattack`: Croce & Hein's AutoAttack through the authors' `pyautoattack` package (never the stale
 `autoattack` module that torchattacks installs). Versions `standard`, `plus`, `rand`, and `custom` with an
-`attacks` list. The global torch RNG, which AutoAttack reseeds, is restored afterwards; per-attack robust
-accuracies and the package's own checks are captured from its `auto-attack` logger into `info`.
+`attacks` list. The inputs and model are checked first (`attack_mode`), and the global torch RNG, which AutoAttack
+reseeds, is restored afterwards; per-attack robust accuracies and the package's own checks are captured from its
+`auto-attack` logger into `info`. `AutoAttackComponent` is the base of the single-attack plugins (`apgd-ce`,
+`apgd-t`, `fab-t`, `square`): one pyautoattack attack run exactly as AutoAttack runs it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from rkdbench import hookimpl
-from rkdbench.attacks import Attack, preserved_rng
+from rkdbench.attacks import Attack, attack_mode, predict, preserved_rng
 from rkdbench.contracts import AttackResult
 from rkdbench.errors import ConfigError
 
-__all__ = ["AutoAttackPlugin"]
+__all__ = ["AutoAttackPlugin", "AutoAttackComponent"]
 
 VERSIONS = ("standard", "plus", "rand", "custom")
 SUB_ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
@@ -55,6 +60,10 @@ class AutoAttackPlugin(Attack):
             raise ConfigError(f"autoattack attacks {unknown} are not allowed; allowed: {', '.join(SUB_ATTACKS)}")
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
+        with attack_mode(model, x, self.batch_size, owner=f"attack {self.name!r}"):
+            return self._run_checked(model, x, y)
+
+    def _run_checked(self, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
         from pyautoattack import AutoAttack  # imported late: it is slow to import and only needed here
 
         p = self.params
@@ -79,6 +88,31 @@ class AutoAttackPlugin(Attack):
         info = {"version": p.version, "per_attack": per_attack, "warnings": warnings,
                 "log": [r.getMessage() for r in capture.records]}
         return self._result(model, x_adv.detach(), y, info)
+
+
+class AutoAttackComponent(Attack):
+    """One pyautoattack attack run as AutoAttack runs it: only on the clean-correct points, in batches of
+    `batch_size`, reseeded with `seed` at every batch, and a point's x_adv replaced only where it is misclassified.
+    With the same seed and batch size, `apgd-ce` therefore reproduces AutoAttack's first stage exactly.
+    Subclasses build the pyautoattack object (anything with `perturb(x, y) -> x_adv`)."""
+
+    def _adversary(self, model: nn.Module, num_classes: int, device: torch.device) -> Any:
+        raise NotImplementedError
+
+    def run(self, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
+        with attack_mode(model, x, self.batch_size, owner=f"attack {self.name!r}"), preserved_rng():
+            todo = (predict(model, x, self.batch_size) == y).nonzero().flatten()
+            x_adv = x.clone()
+            if len(todo):
+                with torch.no_grad():
+                    num_classes = int(model(x[:1]).shape[1])
+                adversary = self._adversary(model, num_classes, x.device)
+                for start in range(0, len(todo), self.batch_size):
+                    idx = todo[start:start + self.batch_size]
+                    candidate = adversary.perturb(x[idx].clone(), y[idx].clone()).detach()
+                    broken = predict(model, candidate, self.batch_size) != y[idx]
+                    x_adv[idx[broken]] = candidate[broken]
+            return self._result(model, x_adv, y, {"attacked": len(todo), **dataclasses.asdict(self.params)})
 
 
 @hookimpl

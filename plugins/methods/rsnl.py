@@ -90,6 +90,9 @@ class RSNL(Method):
             (input_grad,) = torch.autograd.grad(margin.sum(), x_in, create_graph=True)
         else:  # the gradient term is off: skip the double backprop
             input_grad = torch.zeros_like(x_in)
+        if ctx.count is not None:  # the loss's backward goes through the input-gradient graph: two passes
+            n = x.shape[0]
+            ctx.count(student_forward=n, teacher_forward=n, student_backward=n * (2 if p.lambda_grad != 0 else 1))
         return rsnl_loss(z_s, z_t, input_grad, y, lambda_kd=p.lambda_kd, temperature=p.temperature,
                          lambda_conf=p.lambda_conf, lambda_grad=p.lambda_grad)
 
