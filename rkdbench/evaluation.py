@@ -61,6 +61,8 @@ def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor) -> Eval
             worst &= robust
             metrics[f"{label}_acc"] = float(robust.float().mean())
             metrics[f"{label}_seconds"] = seconds
+            # AutoAttack's robust accuracy after each of its stages (from its logger): where the points fell
+            metrics.update({f"{label}.{stage}_acc": value for stage, value in result.info.get("per_attack", {}).items()})
             info[label] = result.info
     per_example["worst"] = worst.cpu()
     metrics["worst_acc"] = float(worst.float().mean())

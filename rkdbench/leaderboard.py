@@ -61,7 +61,8 @@ def collect_runs(tracker: Tracker, protocol: str | None = None) -> pd.DataFrame:
 
 def _attack_labels(runs: pd.DataFrame, prefix: str) -> list[str]:
     labels = [c[len("metrics." + prefix):-4] for c in runs.columns
-              if c.startswith("metrics." + prefix) and c.endswith("_acc") and runs[c].notna().any()]
+              if c.startswith("metrics." + prefix) and c.endswith("_acc") and runs[c].notna().any()
+              and "." not in c[len("metrics." + prefix):]]  # `aa.apgd-ce_acc` are stages, not attacks
     ordered = [label for label in ("clean", "pgd20", "cw", "aa") if label in labels]
     return ordered + sorted(set(labels) - set(ordered) - {"worst"})
 

@@ -57,6 +57,8 @@ def test_quick_suite_end_to_end_then_skip(tmp_path, teacher_dir, capsys):
         for key in ("test.clean_acc", "test.pgd20_acc", "test.aa_acc", "best_val.aa_acc"):
             assert 0.0 <= m[key] <= 1.0
         assert m["test.worst_acc"] <= min(m["test.aa_acc"], m["test.pgd20_acc"]) <= m["test.clean_acc"]
+        if m["test.clean_acc"] > 0:  # AutoAttack's per-stage accuracies, captured from its logger
+            assert m["test.aa.apgd-ce_acc"] >= m["test.aa_acc"] - 1e-9
         assert m["test.n_examples"] == 8
         assert -1.0 <= m["spec.clean.mean_best"] <= 1.0 and -1.0 <= m["spec.adv.mean_best"] <= 1.0
         history = client.get_metric_history(run.info.run_id, "val.pgd_acc")
