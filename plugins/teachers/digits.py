@@ -1,6 +1,7 @@
-"""The digits teacher: PGD-AT on `cnn-large` (94k parameters), built and cached by the harness itself
-(`rkdbench teachers build digits/Linf/rkdbench-cnn-large`). Its recipe is fixed, like any released teacher:
-changing a protocol's eps does not retrain it.
+"""The digits teachers, built and cached by the harness itself (`rkdbench teachers build <id>`): PGD-AT on
+`cnn-large` (94k parameters) as the robust teacher, and a naturally trained `cnn-large` for the `natural`
+role of multi-teacher methods (MTARD, IAD-II; filed under Linf like RobustBench's `Standard`). Their recipes
+are fixed, like any released teacher's: changing a protocol's eps does not retrain them.
 """
 
 from __future__ import annotations
@@ -10,35 +11,19 @@ from rkdbench.teachers import TeacherCard
 
 __all__ = ["DIGITS_TEACHER", "DIGITS_NATURAL_TEACHER"]
 
-DIGITS_TEACHER = TeacherCard(
-    name="digits/Linf/rkdbench-cnn-large",
-    architecture="cnn-large",
-    dataset="digits",
-    norm="Linf",
-    eps=0.15,
-    num_classes=10,
-    in_channels=1,
-    source="built by rkdbench: PGD-AT (10 steps of eps/4) on the digits-linf protocol, best validation PGD epoch",
-    license="BSD-3-Clause data (scikit-learn digits); weights produced locally",
-    recipe={"protocol": "digits-linf", "method": "pgd-at", "seed": 0,
-            "set": {"train.epochs": 30, "train.lr": 0.05}},
-)
+
+def _digits_cnn_large(name: str, method: str, how: str) -> TeacherCard:
+    return TeacherCard(
+        name=name, architecture="cnn-large", dataset="digits", norm="Linf", eps=0.15, num_classes=10, in_channels=1,
+        source=f"built by rkdbench: {how} on the digits-linf protocol, 30 epochs, best validation epoch",
+        license="BSD-3-Clause data (scikit-learn digits); weights produced locally",
+        recipe={"protocol": "digits-linf", "method": method, "seed": 0, "set": {"train.epochs": 30, "train.lr": 0.05}},
+    )
 
 
-# The naturally trained teacher for multi-teacher methods (MTARD's and IAD-II's `natural` role); it lives
-# under Linf like RobustBench's `Standard` model, whose robust accuracy is near zero.
-DIGITS_NATURAL_TEACHER = TeacherCard(
-    name="digits/Linf/rkdbench-cnn-large-standard",
-    architecture="cnn-large",
-    dataset="digits",
-    norm="Linf",
-    eps=0.15,
-    num_classes=10,
-    in_channels=1,
-    source="built by rkdbench: standard (clean CE) training on the digits-linf protocol, best validation epoch",
-    license="BSD-3-Clause data (scikit-learn digits); weights produced locally",
-    recipe={"protocol": "digits-linf", "method": "standard", "seed": 0, "set": {"train.epochs": 30, "train.lr": 0.05}},
-)
+DIGITS_TEACHER = _digits_cnn_large("digits/Linf/rkdbench-cnn-large", "pgd-at", "PGD-AT (10 steps of eps/4)")
+DIGITS_NATURAL_TEACHER = _digits_cnn_large("digits/Linf/rkdbench-cnn-large-standard", "standard",
+                                           "standard (clean cross-entropy) training")
 
 
 @hookimpl

@@ -1,0 +1,79 @@
+"""Teacher cards, the RobustBench model-dir layout, verified loading, and the `teachers` commands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+import rkdbench
+from rkdbench.cli import main
+from rkdbench.errors import UserError
+from rkdbench.teachers import card_path, load_teacher, teacher_path
+
+TEACHER = "digits/Linf/rkdbench-cnn-large"
+
+
+def cli(*args: str) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    return exit_info.value.code
+
+
+def test_built_teacher_has_a_measured_card_and_loads_verified(teacher_dir):
+    card = rkdbench.create("teacher", TEACHER)
+    assert teacher_path(card, teacher_dir) == teacher_dir / "digits" / "Linf" / "rkdbench-cnn-large.pt"
+    measured = json.loads(card_path(card, teacher_dir).read_text())
+    assert measured["parameters"] == 94_186 and len(measured["sha256"]) == 64
+    assert measured["protocol"] == "digits-linf" and measured["n_examples"] == 10
+    for key in ("clean_acc", "pgd20_acc", "aa_acc"):
+        assert 0.0 <= measured[key] <= 1.0
+    model = load_teacher(card, teacher_dir)
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_teachers_list_and_verify(teacher_dir, capsys):
+    assert cli("teachers", "list", "--model-dir", str(teacher_dir)) == 0
+    out = capsys.readouterr().out
+    assert f"{TEACHER} " in out and "present" in out and "missing" in out  # the natural teacher is not built
+    assert cli("teachers", "verify", TEACHER, "--model-dir", str(teacher_dir)) == 0
+    assert "94,186 parameters" in capsys.readouterr().out
+
+
+def test_tampered_checkpoint_is_refused(teacher_dir, tmp_path, capsys):
+    copy = tmp_path / "models"
+    shutil.copytree(teacher_dir, copy)
+    path = teacher_path(rkdbench.create("teacher", TEACHER), copy)
+    state = torch.load(path, weights_only=True)
+    state["state_dict"]["classifier.bias"] += 1.0
+    torch.save(state, path)
+    assert cli("teachers", "list", "--model-dir", str(copy)) == 0
+    assert "hash mismatch" in capsys.readouterr().out
+    assert cli("teachers", "verify", TEACHER, "--model-dir", str(copy)) == 2
+    assert "fails its sha256 check" in capsys.readouterr().err
+
+
+def test_prefixed_state_dicts_load_strictly(teacher_dir, tmp_path):
+    card = rkdbench.create("teacher", TEACHER)
+    state = torch.load(teacher_path(card, teacher_dir), weights_only=True)["state_dict"]
+    target = teacher_path(card, tmp_path)
+    target.parent.mkdir(parents=True)
+    torch.save({f"module.{k}": v for k, v in state.items()}, target)  # DataParallel-style keys, no card: no hash
+    model = load_teacher(card, tmp_path)
+    assert torch.equal(model.classifier.bias, state["classifier.bias"])
+    torch.save({k: v for k, v in state.items() if k != "classifier.bias"}, target)
+    with pytest.raises(RuntimeError, match="classifier.bias"):
+        load_teacher(card, tmp_path)
+
+
+def test_a_teacher_without_recipe_cannot_be_built(tmp_path):
+    import dataclasses
+
+    from rkdbench.teachers import build_teacher
+
+    card = dataclasses.replace(rkdbench.create("teacher", TEACHER), recipe=None, source="https://example.org/x.pt")
+    with pytest.raises(UserError, match="no build recipe"):
+        build_teacher(card, tmp_path, torch.device("cpu"))
