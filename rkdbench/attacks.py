@@ -97,6 +97,7 @@ class Attack:
     name: ClassVar[str] = ""
     Params: ClassVar[type] = Params
     norms: ClassVar[tuple[str, ...]] = NORMS
+    black_box: ClassVar[bool] = False  # score-based (no gradients): evaluation flags it when it beats white-box ones
 
     def __init__(self, norm: str = "Linf", eps: float = 8 / 255, seed: int = 0, batch_size: int = 500,
                  **params: Any) -> None:

@@ -1,32 +1,43 @@
 """Final evaluation of a trained model under the protocol: clean accuracy and every `[eval.attacks]` entry
 (PGD-20 and AutoAttack for the built-in protocols) on the first `n_examples` test points, in eval mode.
 
-Returns the accuracies and the per-example correctness of each attack plus the worst case over attacks.
-The global RNG is restored afterwards, so evaluation never shifts a training RNG stream.
+Returns the accuracies, the per-example correctness of each attack plus the worst case over attacks, and the
+flags of `rkdbench.flags.sanity_flags`. The test points are attacked in fixed chunks of `eval.chunk_size` (0 =
+one chunk), each with the same seed; given a `state_dir`, every finished chunk is saved there and an evaluation
+that was killed resumes at the first missing chunk with exactly the numbers of an uninterrupted one. Like the
+batch size, the chunk size changes the attacks' random starts, which is why it is a protocol field. The global
+RNG is restored afterwards, so evaluation never shifts a training RNG stream.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .attacks import check_attack_inputs, predict, preserved_rng
-from .config import Protocol
+from .checkpoint import CheckpointError, load_verified, save_atomic
+from .config import Protocol, canonical_hash
+from .flags import sanity_flags
 
-__all__ = ["Evaluation", "evaluate", "test_points"]
+__all__ = ["Evaluation", "evaluate", "test_points", "chunk_bounds", "run_attack"]
 
 
 @dataclass
 class Evaluation:
-    """Accuracies (`clean_acc`, `<label>_acc`, `worst_acc`), per-example flags, attack info, seconds per attack."""
+    """Accuracies (`clean_acc`, `<label>_acc`, `worst_acc`), per-example flags, attack info, seconds per attack,
+    and the sanity `flags` (short codes, see `rkdbench.flags`)."""
 
     metrics: dict[str, float]
     per_example: dict[str, Tensor]
     info: dict[str, Any] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
 
 
 def test_points(protocol: Protocol, test: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
@@ -35,10 +46,77 @@ def test_points(protocol: Protocol, test: tuple[Tensor, Tensor]) -> tuple[Tensor
     return test[0][:n], test[1][:n]
 
 
-def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor) -> Evaluation:
-    """Run clean + every protocol eval attack; attacks are built through the registry (plugins)."""
+def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
+    """`[start, end)` of each chunk of `n` points; `chunk_size` 0 means one chunk. Fixed by n and size alone."""
+    size = chunk_size or n
+    return [(start, min(start + size, n)) for start in range(0, n, max(size, 1))]
+
+
+def run_attack(model: nn.Module, protocol: Protocol, spec: dict[str, Any], x: Tensor, y: Tensor,
+               eps: float | None = None) -> tuple[Tensor, dict[str, Any], float]:
+    """One `[eval.attacks]` entry on (x, y) with the protocol's threat, seed and batch size (or another `eps`):
+    the attack's own robust flags (on the CPU), its info, and the seconds it took."""
     from . import create
 
+    threat, cfg = protocol.section("threat"), protocol.section("eval")
+    params = {k: v for k, v in spec.items() if k != "attack"}
+    attack = create("attack", spec["attack"], norm=threat["norm"], eps=float(threat["eps"] if eps is None else eps),
+                    seed=int(cfg["seed"]), batch_size=int(cfg["batch_size"]), **params)
+    # a plugin that draws from the global RNG starts every chunk from the same state, so a chunk's result never
+    # depends on the chunks run before it in this process
+    torch.manual_seed(int(cfg["seed"]))
+    started = time.perf_counter()
+    result = attack.run(model, x, y)
+    return result.robust.cpu(), result.info, time.perf_counter() - started
+
+
+def _digest(model: nn.Module, x: Tensor, y: Tensor) -> str:
+    """sha256 of the weights and the test points: a saved chunk is reused only for the very same model and data."""
+    digest = hashlib.sha256()
+    for name, tensor in [*model.state_dict().items(), ("x", x), ("y", y)]:
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _merge_infos(infos: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
+    """One info for an attack run in chunks: the first chunk's, with check warnings and logs gathered from all,
+    per-stage accuracies weighted by chunk size, and attacked points summed."""
+    if len(infos) == 1:
+        return infos[0]
+    merged = dict(infos[0], chunks=len(infos))
+    if any("warnings" in info for info in infos):
+        merged["warnings"] = list(dict.fromkeys(w for info in infos for w in info.get("warnings", [])))
+    if any("log" in info for info in infos):
+        merged["log"] = [line for info in infos for line in info.get("log", [])]
+    if any("attacked" in info for info in infos):
+        merged["attacked"] = sum(int(info.get("attacked", 0)) for info in infos)
+    stages = dict.fromkeys(stage for info in infos for stage in info.get("per_attack", {}))
+    if stages:
+        total = sum(sizes)
+        merged["per_attack"] = {stage: sum(info.get("per_attack", {}).get(stage, 0.0) * size
+                                           for info, size in zip(infos, sizes)) / total for stage in stages}
+    return merged
+
+
+def _chunk_path(state_dir: Path, label: str, index: int) -> Path:
+    return state_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", label) / f"chunk-{index}.pt"
+
+
+def _load_chunk(path: Path, key: str) -> dict[str, Any] | None:
+    """A saved chunk, or None when there is none, it is unreadable, or it belongs to another evaluation."""
+    if not path.is_file():
+        return None
+    try:
+        record = load_verified(path)
+    except CheckpointError:
+        return None  # a cache entry: a corrupt one is recomputed, never trusted
+    return record if isinstance(record, dict) and record.get("key") == key else None
+
+
+def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_dir: Path | None = None) -> Evaluation:
+    """Run clean + every protocol eval attack (built through the registry) chunk by chunk; with `state_dir`,
+    reuse the chunks saved there by an earlier call on the same model, points and protocol, and save new ones."""
     threat, cfg = protocol.section("threat"), protocol.section("eval")
     model.eval()
     batch_size = int(cfg["batch_size"])
@@ -46,24 +124,36 @@ def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor) -> Eval
     correct = predict(model, x, batch_size) == y
     per_example = {"clean": correct.cpu()}
     metrics = {"clean_acc": float(correct.float().mean())}
-    worst = correct.clone()
+    worst = correct.cpu().clone()
     info: dict[str, Any] = {}
+    bounds = chunk_bounds(len(y), int(cfg.get("chunk_size", 0)))
+    digest = _digest(model, x, y) if state_dir is not None else ""
     with preserved_rng():
         for label, spec in cfg["attacks"].items():
-            params = {k: v for k, v in spec.items() if k != "attack"}
-            attack = create("attack", spec["attack"], norm=threat["norm"], eps=float(threat["eps"]),
-                            seed=int(cfg["seed"]), batch_size=batch_size, **params)
-            started = time.perf_counter()
-            result = attack.run(model, x, y)
-            seconds = time.perf_counter() - started
-            robust = result.robust & correct  # a point misclassified clean is never counted robust
-            per_example[label] = robust.cpu()
+            robust = torch.zeros(len(y), dtype=torch.bool)
+            infos, seconds = [], 0.0
+            for index, (start, end) in enumerate(bounds):
+                key = canonical_hash({"digest": digest, "label": label, "spec": spec, "threat": threat,
+                                      "seed": cfg["seed"], "batch_size": batch_size, "chunk": [start, end]}, 64)
+                path = _chunk_path(Path(state_dir), label, index) if state_dir is not None else None
+                record = _load_chunk(path, key) if path is not None else None
+                if record is None:
+                    flags, chunk_info, chunk_seconds = run_attack(model, protocol, spec, x[start:end], y[start:end])
+                    record = {"key": key, "robust": flags, "info": chunk_info, "seconds": chunk_seconds}
+                    if path is not None:
+                        save_atomic(record, path)
+                robust[start:end] = record["robust"]
+                infos.append(record["info"])
+                seconds += float(record["seconds"])
+            robust &= correct.cpu()  # a point misclassified clean is never counted robust
+            per_example[label] = robust
             worst &= robust
             metrics[f"{label}_acc"] = float(robust.float().mean())
             metrics[f"{label}_seconds"] = seconds
+            info[label] = _merge_infos(infos, [end - start for start, end in bounds])
             # AutoAttack's robust accuracy after each of its stages (from its logger): where the points fell
-            metrics.update({f"{label}.{stage}_acc": value for stage, value in result.info.get("per_attack", {}).items()})
-            info[label] = result.info
-    per_example["worst"] = worst.cpu()
+            metrics.update({f"{label}.{stage}_acc": value for stage, value in info[label].get("per_attack", {}).items()})
+    per_example["worst"] = worst
     metrics["worst_acc"] = float(worst.float().mean())
-    return Evaluation(metrics=metrics, per_example=per_example, info=info)
+    return Evaluation(metrics=metrics, per_example=per_example, info=info,
+                      flags=sanity_flags(metrics, cfg["attacks"], info))

@@ -334,7 +334,8 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
     pm.hook.run_finished(run=context, result=metrics)
     _say(options, f"{position} done {cell.label}: clean {metrics['test.clean_acc']:.1%}, "
                   + ", ".join(f"{k[5:-4]} {v:.1%}" for k, v in metrics.items()
-                              if k.startswith("test.") and k.endswith("_acc") and k != "test.clean_acc"))
+                              if k.startswith("test.") and k.endswith("_acc") and k != "test.clean_acc"
+                              and "." not in k[5:]))  # per-stage AutoAttack numbers stay in MLflow
     return CellOutcome(cell, "finished", run_id, metrics, resumed_from=outcome.resumed_from)
 
 

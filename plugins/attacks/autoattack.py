@@ -8,10 +8,14 @@ reseeds, is restored afterwards; per-attack robust accuracies and the package's 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -84,10 +88,24 @@ class AutoAttackPlugin(Attack):
             match = _AFTER.search(record.getMessage())
             if match:
                 per_attack[match.group(1).lower()] = float(match.group(2)) / 100
-        warnings = [r.getMessage() for r in capture.records if r.levelno >= logging.WARNING]
-        info = {"version": p.version, "per_attack": per_attack, "warnings": warnings,
+        checks = [r.getMessage() for r in capture.records if r.levelno >= logging.WARNING]
+        info = {"version": p.version, "per_attack": per_attack, "warnings": checks,
                 "log": [r.getMessage() for r in capture.records]}
         return self._result(model, x_adv.detach(), y, info)
+
+
+@contextlib.contextmanager
+def _check_warnings(into: list[str]) -> Iterator[None]:
+    """pyautoattack's checks (zero gradients in APGD) use `warnings.warn` when the attack has no logger: collect
+    those into `into`, and pass every other warning on unchanged."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        if Path(warning.filename).parent.name == "pyautoattack":
+            into.append(str(warning.message))
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 class AutoAttackComponent(Attack):
@@ -103,16 +121,19 @@ class AutoAttackComponent(Attack):
         with attack_mode(model, x, self.batch_size, owner=f"attack {self.name!r}"), preserved_rng():
             todo = (predict(model, x, self.batch_size) == y).nonzero().flatten()
             x_adv = x.clone()
+            checks: list[str] = []
             if len(todo):
                 with torch.no_grad():
                     num_classes = int(model(x[:1]).shape[1])
                 adversary = self._adversary(model, num_classes, x.device)
                 for start in range(0, len(todo), self.batch_size):
                     idx = todo[start:start + self.batch_size]
-                    candidate = adversary.perturb(x[idx].clone(), y[idx].clone()).detach()
+                    with _check_warnings(checks):
+                        candidate = adversary.perturb(x[idx].clone(), y[idx].clone()).detach()
                     broken = predict(model, candidate, self.batch_size) != y[idx]
                     x_adv[idx[broken]] = candidate[broken]
-            return self._result(model, x_adv, y, {"attacked": len(todo), **dataclasses.asdict(self.params)})
+            info = {"attacked": len(todo), "warnings": list(dict.fromkeys(checks)), **dataclasses.asdict(self.params)}
+            return self._result(model, x_adv, y, info)
 
 
 @hookimpl

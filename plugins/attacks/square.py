@@ -27,6 +27,7 @@ class SquareParams:
 class Square(AutoAttackComponent):
     name = "square"
     Params = SquareParams
+    black_box = True
 
     def _adversary(self, model: nn.Module, num_classes: int, device: torch.device):
         from pyautoattack.square import SquareAttack  # imported late: slow to import
