@@ -25,6 +25,7 @@ from .attacks import check_attack_inputs, predict, preserved_rng
 from .checkpoint import CheckpointError, load_verified, save_atomic
 from .config import Protocol, canonical_hash
 from .flags import sanity_flags
+from .plugins import get_registry
 
 __all__ = ["Evaluation", "evaluate", "test_points", "chunk_bounds", "run_attack"]
 
@@ -55,18 +56,19 @@ def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
 def run_attack(model: nn.Module, protocol: Protocol, spec: dict[str, Any], x: Tensor, y: Tensor,
                eps: float | None = None) -> tuple[Tensor, dict[str, Any], float]:
     """One `[eval.attacks]` entry on (x, y) with the protocol's threat, seed and batch size (or another `eps`):
-    the attack's own robust flags (on the CPU), its info, and the seconds it took."""
+    the attack's own robust flags (on the CPU), its info, and the seconds it took. The global RNG is restored."""
     from . import create
 
     threat, cfg = protocol.section("threat"), protocol.section("eval")
     params = {k: v for k, v in spec.items() if k != "attack"}
     attack = create("attack", spec["attack"], norm=threat["norm"], eps=float(threat["eps"] if eps is None else eps),
                     seed=int(cfg["seed"]), batch_size=int(cfg["batch_size"]), **params)
-    # a plugin that draws from the global RNG starts every chunk from the same state, so a chunk's result never
-    # depends on the chunks run before it in this process
-    torch.manual_seed(int(cfg["seed"]))
-    started = time.perf_counter()
-    result = attack.run(model, x, y)
+    with preserved_rng():
+        # a plugin that draws from the global RNG starts every chunk from the same state, so a chunk's result
+        # never depends on the chunks run before it in this process
+        torch.manual_seed(int(cfg["seed"]))
+        started = time.perf_counter()
+        result = attack.run(model, x, y)
     return result.robust.cpu(), result.info, time.perf_counter() - started
 
 
@@ -130,16 +132,20 @@ def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_d
     digest = _digest(model, x, y) if state_dir is not None else ""
     with preserved_rng():
         for label, spec in cfg["attacks"].items():
+            component = get_registry().get("attack", spec["attack"])
+            version = f"{component.dist}:{component.version}"  # new attack code never reuses old chunks
             robust = torch.zeros(len(y), dtype=torch.bool)
             infos, seconds = [], 0.0
             for index, (start, end) in enumerate(bounds):
                 key = canonical_hash({"digest": digest, "label": label, "spec": spec, "threat": threat,
-                                      "seed": cfg["seed"], "batch_size": batch_size, "chunk": [start, end]}, 64)
+                                      "seed": cfg["seed"], "batch_size": batch_size, "chunk": [start, end],
+                                      "plugin": version}, 64)
                 path = _chunk_path(Path(state_dir), label, index) if state_dir is not None else None
                 record = _load_chunk(path, key) if path is not None else None
                 if record is None:
-                    flags, chunk_info, chunk_seconds = run_attack(model, protocol, spec, x[start:end], y[start:end])
-                    record = {"key": key, "robust": flags, "info": chunk_info, "seconds": chunk_seconds}
+                    chunk_robust, chunk_info, chunk_seconds = run_attack(model, protocol, spec, x[start:end],
+                                                                         y[start:end])
+                    record = {"key": key, "robust": chunk_robust, "info": chunk_info, "seconds": chunk_seconds}
                     if path is not None:
                         save_atomic(record, path)
                 robust[start:end] = record["robust"]
