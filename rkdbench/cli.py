@@ -180,6 +180,27 @@ def compare(run_a, run_b, results, attack, selection, as_json) -> None:
     click.echo(json.dumps(comparison.to_dict(), indent=2) if as_json else comparison.render())
 
 
+@cli.command("evaluate")
+@click.argument("model")
+@click.option("--protocol", required=True, help="A built-in protocol name or a path to a protocol .toml.")
+@click.option("--results", default="rkdbench-results", show_default=True, help=RESULTS_HELP)
+@click.option("--model-dir", default=None, help=MODEL_DIR_HELP)
+@click.option("--n-examples", type=click.IntRange(min=0), default=None,
+              help="Evaluate on the first N test points (a different protocol hash; default: the protocol's).")
+@click.option("--architecture", default=None, help="The architecture of a checkpoint file (required for one).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="Override the protocol's device (default: CUDA when present).")
+def evaluate_command(model, protocol, results, model_dir, n_examples, architecture, device) -> None:
+    """Evaluate MODEL (a teacher id, or a checkpoint file with --architecture) under a protocol's evaluation only:
+    clean and every protocol attack on its first n test points, logged as an MLflow run of kind `evaluation`
+    (never on the leaderboard); a teacher's measured card records the numbers. A killed evaluation resumes."""
+    from .evaluate_cmd import evaluate_model
+
+    report = evaluate_model(model, protocol, Path(results), _model_dir(model_dir), n_examples=n_examples,
+                            architecture=architecture, device=device)
+    click.echo(report.summary())
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:

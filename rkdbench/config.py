@@ -89,6 +89,9 @@ PROTOCOL_SCHEMA: dict[str, dict[str, Field]] = {
         "selections": Field(list, lambda v: set(v) <= {"last", "best-val"} and "last" in v,
                             "a list of 'last' and 'best-val', containing 'last'"),
         "attacks": Field(dict),
+        # optional: absent from a protocol means the default, so existing protocols keep their hash
+        "chunk_size": Field(int, _non_negative, "an integer >= 0 (0 = all test points in one chunk)"),
+        "diagnostics": Field(bool),
     },
 }
 SUITE_SCHEMA: dict[str, Field] = {
@@ -236,7 +239,8 @@ def load_protocol(name_or_path: str, overrides: dict[str, Any] | None = None, wh
     return Protocol(name=data["protocol"]["name"], data=data, source=source, overrides=overrides)
 
 
-OPTIONAL_FIELDS = {"description", "data_root", "milestones", "gamma", "nesterov", "device", "teacher"}
+OPTIONAL_FIELDS = {"description", "data_root", "milestones", "gamma", "nesterov", "device", "teacher", "chunk_size",
+                   "diagnostics"}
 
 
 def _validate_eval_attacks(where: str, attacks: dict[str, Any]) -> None:

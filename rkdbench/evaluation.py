@@ -116,47 +116,56 @@ def _load_chunk(path: Path, key: str) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and record.get("key") == key else None
 
 
+def _attack_in_chunks(model: nn.Module, protocol: Protocol, label: str, x: Tensor, y: Tensor,
+                      state_dir: Path | None, digest: str) -> tuple[Tensor, dict[str, Any], float]:
+    """One `[eval.attacks]` entry over every chunk, each read back from `state_dir` when saved there for this
+    very evaluation, else attacked (and saved): the robust flags, the merged info, and the attack seconds."""
+    cfg = protocol.section("eval")
+    spec = cfg["attacks"][label]
+    component = get_registry().get("attack", spec["attack"])
+    identity = {"digest": digest, "label": label, "spec": spec, "threat": protocol.section("threat"),
+                "seed": cfg["seed"], "batch_size": cfg["batch_size"],
+                "plugin": f"{component.dist}:{component.version}"}  # new attack code never reuses old chunks
+    bounds = chunk_bounds(len(y), int(cfg.get("chunk_size", 0)))
+    robust = torch.zeros(len(y), dtype=torch.bool)
+    infos, seconds = [], 0.0
+    for index, (start, end) in enumerate(bounds):
+        key = canonical_hash({**identity, "chunk": [start, end]}, 64)
+        path = None if state_dir is None else _chunk_path(state_dir, label, index)
+        record = None if path is None else _load_chunk(path, key)
+        if record is None:
+            chunk_robust, chunk_info, chunk_seconds = run_attack(model, protocol, spec, x[start:end], y[start:end])
+            record = {"key": key, "robust": chunk_robust, "info": chunk_info, "seconds": chunk_seconds}
+            if path is not None:
+                save_atomic(record, path)
+        robust[start:end] = record["robust"]
+        infos.append(record["info"])
+        seconds += float(record["seconds"])
+    return robust, _merge_infos(infos, [end - start for start, end in bounds]), seconds
+
+
 def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_dir: Path | None = None) -> Evaluation:
     """Run clean + every protocol eval attack (built through the registry) chunk by chunk; with `state_dir`,
     reuse the chunks saved there by an earlier call on the same model, points and protocol, and save new ones."""
-    threat, cfg = protocol.section("threat"), protocol.section("eval")
+    cfg = protocol.section("eval")
     model.eval()
     batch_size = int(cfg["batch_size"])
     check_attack_inputs(model, x, batch_size, owner="evaluation")
-    correct = predict(model, x, batch_size) == y
-    per_example = {"clean": correct.cpu()}
+    correct = (predict(model, x, batch_size) == y).cpu()
+    per_example = {"clean": correct}
     metrics = {"clean_acc": float(correct.float().mean())}
-    worst = correct.cpu().clone()
+    worst = correct.clone()
     info: dict[str, Any] = {}
-    bounds = chunk_bounds(len(y), int(cfg.get("chunk_size", 0)))
-    digest = _digest(model, x, y) if state_dir is not None else ""
+    digest = "" if state_dir is None else _digest(model, x, y)
     with preserved_rng():
-        for label, spec in cfg["attacks"].items():
-            component = get_registry().get("attack", spec["attack"])
-            version = f"{component.dist}:{component.version}"  # new attack code never reuses old chunks
-            robust = torch.zeros(len(y), dtype=torch.bool)
-            infos, seconds = [], 0.0
-            for index, (start, end) in enumerate(bounds):
-                key = canonical_hash({"digest": digest, "label": label, "spec": spec, "threat": threat,
-                                      "seed": cfg["seed"], "batch_size": batch_size, "chunk": [start, end],
-                                      "plugin": version}, 64)
-                path = _chunk_path(Path(state_dir), label, index) if state_dir is not None else None
-                record = _load_chunk(path, key) if path is not None else None
-                if record is None:
-                    chunk_robust, chunk_info, chunk_seconds = run_attack(model, protocol, spec, x[start:end],
-                                                                         y[start:end])
-                    record = {"key": key, "robust": chunk_robust, "info": chunk_info, "seconds": chunk_seconds}
-                    if path is not None:
-                        save_atomic(record, path)
-                robust[start:end] = record["robust"]
-                infos.append(record["info"])
-                seconds += float(record["seconds"])
-            robust &= correct.cpu()  # a point misclassified clean is never counted robust
+        for label in cfg["attacks"]:
+            robust, info[label], seconds = _attack_in_chunks(model, protocol, label, x, y,
+                                                             None if state_dir is None else Path(state_dir), digest)
+            robust &= correct  # a point misclassified clean is never counted robust
             per_example[label] = robust
             worst &= robust
             metrics[f"{label}_acc"] = float(robust.float().mean())
             metrics[f"{label}_seconds"] = seconds
-            info[label] = _merge_infos(infos, [end - start for start, end in bounds])
             # AutoAttack's robust accuracy after each of its stages (from its logger): where the points fell
             metrics.update({f"{label}.{stage}_acc": value for stage, value in info[label].get("per_attack", {}).items()})
     per_example["worst"] = worst

@@ -1,6 +1,7 @@
 """Leaderboards from MLflow through pandas: one row per method x student x teacher, each accuracy as
-mean ± std over seeds with n, sorted by AutoAttack. Only runs with the same protocol hash share a table,
-so results from different protocols (or overridden ones) can never be mixed.
+mean ± std over seeds with n, sorted by AutoAttack, and the evaluation flags any seed raised (`flags`, see
+`rkdbench.flags`). Only runs with the same protocol hash share a table, so results from different protocols
+(or overridden ones) can never be mixed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .flags import FLAG_TAGS
 from .tracking import Tracker
 
 __all__ = ["Table", "collect_runs", "build_tables", "render", "FORMATS"]
@@ -67,6 +69,12 @@ def _attack_labels(runs: pd.DataFrame, prefix: str) -> list[str]:
     return ordered + sorted(set(labels) - set(ordered) - {"worst"})
 
 
+def _union_flags(values: pd.Series) -> str:
+    """Every code raised by any seed, sorted; runs logged before flags existed have no tag and add nothing."""
+    codes = {code for value in values.dropna() for code in str(value).split(",") if code}
+    return ",".join(sorted(codes))
+
+
 def build_tables(runs: pd.DataFrame, selection: str = "last") -> list[Table]:
     """One `Table` per protocol hash, rows aggregated over seeds and sorted by AutoAttack (else worst case)."""
     if runs.empty:
@@ -89,6 +97,7 @@ def build_tables(runs: pd.DataFrame, selection: str = "last") -> list[Table]:
                 values = group[f"metrics.{metric}"].astype(float)
                 row[f"{metric}_mean"] = values.mean()
                 row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
+            row["flags"] = _union_flags(group.get(FLAG_TAGS[selection], pd.Series(dtype=object)))
             rows.append(row)
         sort_key = "aa_mean" if "aa" in labels else f"{labels[-1]}_mean"
         frame = pd.DataFrame(rows).sort_values([sort_key, *GROUP], ascending=[False, True, True, True]).reset_index(drop=True)
@@ -112,9 +121,12 @@ def render(table: Table, fmt: str = "md") -> str:
            for label in table.attack_columns},
         **{DIAGNOSTICS[metric]: [_cell(m, s, 2) for m, s in zip(frame[f"{metric}_mean"], frame[f"{metric}_std"])]
            for metric in table.diagnostic_columns},
+        # code spans: `black-box<white-box` would otherwise open an HTML tag in rendered Markdown
+        "flags": [", ".join(f"`{code}`" for code in codes.split(",") if code) for codes in frame["flags"]],
     })
     note = ("; spec = mean best teacher-student unit correlation of the last checkpoint (clean / PGD inputs)"
             if table.diagnostic_columns else "")
+    note += "; flags = evaluation checks any seed failed (docs/tracking.md)"
     return f"### {table.title}\n\nAccuracy in % on the protocol's test points (mean ± std over n seeds){note}.\n\n" + \
         shown.to_markdown(index=False, disable_numparse=True) + "\n"
 

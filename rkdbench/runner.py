@@ -8,7 +8,6 @@ as an artifact and the suite goes on; the caller gets a report with every cell's
 
 from __future__ import annotations
 
-import subprocess
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +21,10 @@ from .engine import Trainer, TrainSetup, pick_device
 from .errors import ConfigError
 from .attacks import preserved_rng
 from .evaluation import Evaluation, evaluate, test_points
+from .flags import FLAG_TAGS, join_flags
 from .plugins import get_registry, pm
 from .teachers import TeacherCard, build_teacher, default_model_dir, load_teacher, teacher_path
-from .tracking import TAG_PREFIX, Tracker
+from .tracking import TAG_PREFIX, Tracker, git_sha
 
 __all__ = ["RunOptions", "CellOutcome", "RunContext", "expand_cells", "prepare", "run_suite", "run_cell"]
 
@@ -171,14 +171,6 @@ def epoch_progress(options: RunOptions, label: str) -> EpochProgress | None:
     return None if options.console is None else EpochProgress(options.console, label)
 
 
-def _git_sha() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def _tags(cell: Cell) -> dict[str, str]:
     component = get_registry().get("method", cell.method)
     return {
@@ -188,7 +180,7 @@ def _tags(cell: Cell) -> dict[str, str]:
         f"{TAG_PREFIX}student": cell.student, f"{TAG_PREFIX}teacher": cell.teacher, f"{TAG_PREFIX}seed": str(cell.seed),
         f"{TAG_PREFIX}suite": cell.suite, f"{TAG_PREFIX}plugin": component.dist,
         **{f"{TAG_PREFIX}teacher.{role}": name for role, name in cell.extra_teachers.items()},
-        f"{TAG_PREFIX}plugin_version": component.version, f"{TAG_PREFIX}git_sha": _git_sha(),
+        f"{TAG_PREFIX}plugin_version": component.version, f"{TAG_PREFIX}git_sha": git_sha(),
     }
 
 
@@ -200,14 +192,17 @@ def _params(cell: Cell) -> dict[str, Any]:
     return params
 
 
-def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device) -> tuple[dict[str, float], pd.DataFrame]:
-    """Evaluate `last` and (if asked) `best-val`; identical weights are evaluated once."""
+def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device
+                         ) -> tuple[dict[str, float], pd.DataFrame, dict[str, list[str]]]:
+    """Evaluate `last` and (if asked) `best-val`; identical weights are evaluated once. Each selection's attack
+    chunks are saved in `<workdir>/eval-<selection>/`, so a cell killed mid-evaluation resumes where it stopped."""
     from .checkpoint import load_verified
 
     protocol = cell.protocol
     x, y = test_points(protocol, splits.test)
     student = trainer.s.student
-    results: dict[str, Evaluation] = {"last": evaluate(student, protocol, x, y)}
+    state = {selection: trainer.s.workdir / f"eval-{selection}" for selection in ("last", "best-val")}
+    results: dict[str, Evaluation] = {"last": evaluate(student, protocol, x, y, state_dir=state["last"])}
     last_epoch = int(protocol.section("train")["epochs"]) - 1
     metrics = {f"test.{k}": v for k, v in results["last"].metrics.items()}
     metrics["test.n_examples"] = float(len(y))
@@ -218,7 +213,7 @@ def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device) -> tuple[
         else:
             last_state = {k: v.clone() for k, v in student.state_dict().items()}
             student.load_state_dict(best["model"])
-            results["best-val"] = evaluate(student, protocol, x, y)
+            results["best-val"] = evaluate(student, protocol, x, y, state_dir=state["best-val"])
             student.load_state_dict(last_state)  # later diagnostics describe the last checkpoint
         metrics.update({f"best_val.{k}": v for k, v in results["best-val"].metrics.items()})
         metrics["best_val.epoch"] = float(best["epoch"])
@@ -228,7 +223,8 @@ def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device) -> tuple[
         frame.insert(0, "index", range(len(frame)))
         frame.insert(0, "selection", selection)
         frames.append(frame)
-    return metrics, pd.concat(frames, ignore_index=True)
+    flags = {selection: evaluation.flags for selection, evaluation in results.items()}
+    return metrics, pd.concat(frames, ignore_index=True), flags
 
 
 def _specialization(cell: Cell, student, teachers: dict, options: RunOptions, splits, device) -> dict[str, float]:
@@ -321,7 +317,15 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
     finally:
         if progress is not None:
             progress.close()
-    metrics, per_example = _evaluate_selections(trainer, cell, splits, device)
+    metrics, per_example, flags = _evaluate_selections(trainer, cell, splits, device)
+    if protocol.section("eval").get("diagnostics", False):
+        from .diagnostics import diagnose
+
+        diagnostics = diagnose(student, protocol, *test_points(protocol, splits.test))
+        metrics.update(diagnostics.metrics)
+        flags["last"] = [*flags["last"], *diagnostics.flags]  # the diagnostics describe the last checkpoint
+    tracker.set_tags(run_id, {f"{TAG_PREFIX}{FLAG_TAGS[selection]}": join_flags(codes)
+                              for selection, codes in flags.items()})
     metrics.update(_specialization(cell, student, teachers, options, splits, device))
     metrics.update(outcome.cost)
     metrics["train.seconds"] = sum(h["train.epoch_seconds"] for h in outcome.history)
@@ -335,7 +339,8 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
     _say(options, f"{position} done {cell.label}: clean {metrics['test.clean_acc']:.1%}, "
                   + ", ".join(f"{k[5:-4]} {v:.1%}" for k, v in metrics.items()
                               if k.startswith("test.") and k.endswith("_acc") and k != "test.clean_acc"
-                              and "." not in k[5:]))  # per-stage AutoAttack numbers stay in MLflow
+                              and "." not in k[5:])  # per-stage AutoAttack numbers stay in MLflow
+                  + (f" [yellow]flags: {join_flags(flags['last'])}[/]" if flags["last"] else ""))
     return CellOutcome(cell, "finished", run_id, metrics, resumed_from=outcome.resumed_from)
 
 

@@ -20,12 +20,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .checkpoint import load_verified, save_atomic, sha256_file
+from .checkpoint import CheckpointError, load_verified, save_atomic, sha256_file
 from .config import canonical_hash, load_protocol
 from .errors import MissingTeacherError
 
 __all__ = ["TeacherCard", "default_model_dir", "teacher_path", "card_path", "read_measured_card", "load_teacher",
-           "build_teacher", "teacher_status"]
+           "build_teacher", "teacher_status", "state_dict_of", "load_weights", "write_measured_card"]
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,44 @@ def teacher_status(card: TeacherCard, model_dir: str | os.PathLike[str]) -> str:
     return "hash mismatch" if expected and sha256_file(path) != expected else "present"
 
 
-def _strip_prefixes(state: dict[str, Any]) -> dict[str, Any]:
+def write_measured_card(card: TeacherCard, model_dir: str | os.PathLike[str], measured: dict[str, Any]) -> Path:
+    path = card_path(card, model_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(measured, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def state_dict_of(checkpoint: Any) -> dict[str, Any]:
+    """The weights in a loaded checkpoint: `{'state_dict': ...}`, `{'model': ...}` (rkdbench's own) or a bare
+    state dict, with a `module.` (DataParallel) or `model.` prefix stripped."""
+    state = checkpoint
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
     for prefix in ("module.", "model."):
-        if state and all(k.startswith(prefix) for k in state):
+        if isinstance(state, dict) and state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
     return state
+
+
+def load_weights(model: nn.Module, checkpoint: Any, source: str) -> None:
+    """Strict `load_state_dict` of a loaded checkpoint (see `state_dict_of`); a mismatch is one `CheckpointError`
+    line counting missing, unexpected and wrongly shaped keys, with the first of each."""
+    state = state_dict_of(checkpoint)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source} holds a {type(state).__name__}, not a state dict")
+    expected = model.state_dict()
+    problems = {
+        "missing": [k for k in expected if k not in state],
+        "unexpected": [k for k in state if k not in expected],
+        "wrongly shaped": [k for k in expected if k in state and tuple(getattr(state[k], "shape", ())) != tuple(
+            expected[k].shape)],
+    }
+    found = [f"{len(keys)} {kind} key(s) (first: {keys[0]})" for kind, keys in problems.items() if keys]
+    if found:
+        raise CheckpointError(f"{source} does not fit the {type(model).__name__} model: {'; '.join(found)}")
+    model.load_state_dict(state, strict=True)
 
 
 def _missing_message(card: TeacherCard, path: Path) -> str:
@@ -104,11 +137,9 @@ def load_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: t
     if not path.is_file():
         raise MissingTeacherError(_missing_message(card, path))
     state = load_verified(path, expected_sha256=_expected_sha256(card, Path(model_dir)), map_location="cpu")
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
     model = create("architecture", card.architecture, num_classes=card.num_classes, in_channels=card.in_channels,
                    **card.arch_kwargs)
-    model.load_state_dict(_strip_prefixes(state), strict=True)
+    load_weights(model, state, f"teacher {card.name!r}: checkpoint {path}")
     return model.to(device).eval().requires_grad_(False)
 
 
@@ -154,8 +185,9 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
         "selected_epoch": outcome.best_epoch, "n_examples": len(y),
         "clean_acc": evaluation.metrics["clean_acc"],
         "pgd20_acc": evaluation.metrics.get("pgd20_acc"), "aa_acc": evaluation.metrics.get("aa_acc"),
+        "flags": evaluation.flags,
         "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.perf_counter() - started, 1),
         "card": asdict(card),
     }
-    card_path(card, model_dir).write_text(json.dumps(measured, indent=2, sort_keys=True) + "\n")
+    write_measured_card(card, model_dir, measured)
     return measured

@@ -8,13 +8,14 @@ default and never the deprecated file store. Artifacts go under `<results>/artif
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from .errors import TrackingError
 
-__all__ = ["Tracker", "tracking_uri", "TAG_PREFIX"]
+__all__ = ["Tracker", "tracking_uri", "git_sha", "TAG_PREFIX"]
 
 TAG_PREFIX = "rkdbench."
 MAX_PARAM_LENGTH = 6000
@@ -25,6 +26,16 @@ def tracking_uri(results: str | os.PathLike[str]) -> str:
     if env:
         return env
     return f"sqlite:///{Path(results).resolve() / 'mlflow.db'}"
+
+
+def git_sha() -> str:
+    """The harness's commit (the `rkdbench.git_sha` tag), or 'unknown' outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 class Tracker:

@@ -3,7 +3,8 @@
 `attacks` list. The inputs and model are checked first (`attack_mode`), and the global torch RNG, which AutoAttack
 reseeds, is restored afterwards; per-attack robust accuracies and the package's own checks are captured from its
 `auto-attack` logger into `info`. `AutoAttackComponent` is the base of the single-attack plugins (`apgd-ce`,
-`apgd-t`, `fab-t`, `square`): one pyautoattack attack run exactly as AutoAttack runs it.
+`apgd-t`, `fab-t`, `square`): one pyautoattack attack run exactly as AutoAttack runs it, the package's check
+warnings collected into `info["warnings"]` too.
 """
 
 from __future__ import annotations
