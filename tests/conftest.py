@@ -46,6 +46,44 @@ def register_plugin():
     plugins.reset(keep_plugins=True)
 
 
+def _train_tiny_mlp(steps: int):
+    """A 64-16-10 MLP after `steps` plain-CE Adam steps on digits, and the first 24 test points: cheap enough
+    for AutoAttack in seconds, trained enough that some points stay robust at eps 0.1."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from rkdbench.attacks import preserved_rng
+
+    splits = rkdbench.create("dataset", "digits").load(None, 0)
+    (x_train, y_train), (x_test, y_test) = splits.train, splits.test
+    with preserved_rng():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        i = torch.randint(0, len(y_train), (64,), generator=generator)
+        loss = F.cross_entropy(model(x_train[i]), y_train[i])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), x_test[:24], y_test[:24]
+
+
+@pytest.fixture(scope="session")
+def tiny_mlp():
+    """`tiny_mlp(steps)` -> (model, x, y), see `_train_tiny_mlp`; trained once per step count per session."""
+    cache: dict[int, tuple] = {}
+
+    def get(steps: int):
+        if steps not in cache:
+            torch.set_num_threads(1)
+            cache[steps] = _train_tiny_mlp(steps)
+        return cache[steps]
+
+    return get
+
+
 @pytest.fixture(scope="session")
 def teacher_dir(tmp_path_factory) -> Path:
     """A model dir holding the digits teacher, built by the harness with a tiny recipe (2 epochs, AA on 10 points)."""

@@ -3,7 +3,6 @@ apgd-t, fab-t, square, cw, fgsm), RNG isolation, determinism, and the input chec
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import pytest
@@ -25,46 +24,11 @@ FROM_CORRECT = ("apgd-ce", "apgd-t", "fab-t", "square")  # attacks that only att
 CASES = [(name, "Linf", EPS) for name in CHEAP] + [(name, "L2", 0.5) for name in CHEAP if name != "fgsm"]
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Tiny models on a busy 2-core machine: a second intra-op thread made these attacks ~40x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():  # after conftest's autouse fixture, which sets two threads
-        yield
-
-
 @pytest.fixture(scope="module")
-def trained():
-    """A 64-16-10 MLP after 300 plain-CE steps on digits and the first 24 test points: at eps 0.1 AutoAttack leaves
-    some robust (APGD-T breaks one more than APGD-CE) in ~3 s, where cnn-tiny's forward made it ~15 s."""
-    with one_thread():  # module fixtures are set up before the function-scoped `_one_thread`
-        return _train_tiny()
-
-
-def _train_tiny():
-    splits = rkdbench.create("dataset", "digits").load(None, 0)
-    (x_train, y_train), (x_test, y_test) = splits.train, splits.test
-    with preserved_rng():
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(300):
-        i = torch.randint(0, len(y_train), (64,), generator=generator)
-        loss = F.cross_entropy(model(x_train[i]), y_train[i])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval(), x_test[:24], y_test[:24]
+def trained(tiny_mlp):
+    """The 64-16-10 MLP after 300 plain-CE steps and the first 24 test points: at eps 0.1 AutoAttack leaves some
+    robust (APGD-T breaks one more than APGD-CE) in ~3 s, where cnn-tiny's forward made it ~15 s."""
+    return tiny_mlp(300)
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +38,12 @@ def autoattack_pair(trained):
     from pyautoattack import AutoAttack
 
     model, x, y = trained
-    with one_thread():
-        state = torch.get_rng_state()
-        ours = rkdbench.create("attack", "autoattack", norm="Linf", eps=EPS, seed=SEED, batch_size=BATCH).run(
-            model, x, y)
-        rng_kept = torch.equal(state, torch.get_rng_state())
-        direct, _ = AutoAttack(model, norm="Linf", eps=EPS, seed=SEED, version="standard",
-                               device="cpu").run_standard_evaluation(x, y, batch_size=BATCH)
+    state = torch.get_rng_state()
+    ours = rkdbench.create("attack", "autoattack", norm="Linf", eps=EPS, seed=SEED, batch_size=BATCH).run(
+        model, x, y)
+    rng_kept = torch.equal(state, torch.get_rng_state())
+    direct, _ = AutoAttack(model, norm="Linf", eps=EPS, seed=SEED, version="standard",
+                           device="cpu").run_standard_evaluation(x, y, batch_size=BATCH)
     return ours, direct, rng_kept
 
 

@@ -32,27 +32,9 @@ CHEAP = {"eval.n_examples": 24, "eval.chunk_size": 10, "eval.batch_size": 8, "th
 
 
 @pytest.fixture(scope="module")
-def trained():
-    """A 64-16-10 MLP after 200 plain-CE steps on digits, and the first 24 test points (some robust at eps 0.1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        splits = rkdbench.create("dataset", "digits").load(None, 0)
-        (x_train, y_train), (x_test, y_test) = splits.train, splits.test
-        with preserved_rng():
-            torch.manual_seed(0)
-            model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-        generator = torch.Generator().manual_seed(0)
-        for _ in range(200):
-            i = torch.randint(0, len(y_train), (64,), generator=generator)
-            loss = F.cross_entropy(model(x_train[i]), y_train[i])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        return model.eval(), x_test[:24], y_test[:24]
-    finally:
-        torch.set_num_threads(before)
+def trained(tiny_mlp):
+    """The 64-16-10 MLP after 200 plain-CE steps on digits, and the first 24 test points (some robust at eps 0.1)."""
+    return tiny_mlp(200)
 
 
 def _count_calls(monkeypatch, cls, calls: list, fail_at: int | None = None) -> None:
