@@ -1,0 +1,81 @@
+"""Wall time of our `autoattack` plugin against a direct `pyautoattack.AutoAttack.run_standard_evaluation`
+call on the same model, points, seed and batch size (goal: ratio <= 1.05), plus points per second of each
+single-attack plugin, so it shows where AutoAttack's time goes (Square and FAB-T at high robust accuracy).
+
+Run:  python benchmarks/autoattack_overhead.py [--teacher-dir M] [--n 100] [--repeats 2]
+With --teacher-dir (a model dir holding the built digits teacher) it attacks that robust CNN; otherwise a
+cnn-small trained here for a few epochs of PGD-AT. Prints seconds, ratios and robust accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import rkdbench
+from rkdbench.attacks import preserved_rng
+
+
+def robust_model(teacher_dir: str | None):
+    if teacher_dir:
+        from rkdbench.teachers import load_teacher
+
+        return load_teacher(rkdbench.create("teacher", "digits/Linf/rkdbench-cnn-large"), teacher_dir)
+    import tempfile
+    from pathlib import Path
+
+    from rkdbench.config import load_protocol
+    from rkdbench.engine import Trainer, TrainSetup
+
+    torch.manual_seed(0)
+    protocol = load_protocol("digits-linf", {"train.epochs": 5})
+    splits = rkdbench.create("dataset", "digits").load(None, 0)
+    student = rkdbench.create("architecture", "cnn-small")
+    with tempfile.TemporaryDirectory() as workdir:
+        Trainer(TrainSetup(protocol, rkdbench.create("method", "pgd-at"), student, {}, splits, 0,
+                           torch.device("cpu"), Path(workdir))).fit()
+    return student.eval()
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeats):
+        with preserved_rng():
+            started = time.perf_counter()
+            result = fn()
+            times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher-dir", default=None)
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--eps", type=float, default=0.15)
+    args = parser.parse_args()
+    from pyautoattack import AutoAttack
+
+    model = robust_model(args.teacher_dir)
+    splits = rkdbench.create("dataset", "digits").load(None, 0)
+    x, y = splits.test[0][:args.n], splits.test[1][:args.n]
+    batch = 500
+    plugin = rkdbench.create("attack", "autoattack", norm="Linf", eps=args.eps, seed=0, batch_size=batch)
+    ours, result = timed(lambda: plugin.run(model, x, y), args.repeats)
+    direct, _ = timed(lambda: AutoAttack(model, norm="Linf", eps=args.eps, seed=0, version="standard",
+                                          device="cpu").run_standard_evaluation(x, y, batch_size=batch), args.repeats)
+    print(f"{args.n} digits test points, eps {args.eps}, {torch.get_num_threads()} threads, CPU; "
+          f"robust accuracy {result.robust_accuracy:.1%}")
+    print(f"autoattack plugin {ours:.1f} s, direct pyautoattack {direct:.1f} s, ratio {ours / direct:.3f}")
+    print(f"{'attack':<10}{'seconds':>9}{'points/s':>10}{'robust':>8}")
+    for name in ("apgd-ce", "apgd-t", "fab-t", "square"):
+        attack = rkdbench.create("attack", name, norm="Linf", eps=args.eps, seed=0, batch_size=batch)
+        seconds, res = timed(lambda: attack.run(model, x, y), 1)
+        print(f"{name:<10}{seconds:>9.1f}{args.n / seconds:>10.1f}{res.robust_accuracy:>8.1%}")
+
+
+if __name__ == "__main__":
+    main()
