@@ -134,10 +134,11 @@ def demo(sets, results, model_dir, device, quiet, suite, leaderboard_dir) -> Non
 
 def _print_leaderboard(results: str, protocol: str | None, fmt: str, out: str | None, selection: str,
                        only_hash: str | None = None) -> None:
-    from .leaderboard import build_tables, collect_runs, render, write_tables
+    from .leaderboard import build_tables, collect_runs, per_example_loader, render, write_tables
     from .tracking import Tracker
 
-    tables = build_tables(collect_runs(Tracker(results), protocol), selection)
+    tracker = Tracker(results)
+    tables = build_tables(collect_runs(tracker, protocol), selection, per_example_loader(tracker))
     if only_hash is not None:
         tables = [t for t in tables if t.protocol_hash == only_hash]
     if not tables:

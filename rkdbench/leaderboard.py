@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
+from .compare import mcnemar_exact
 from .flags import FLAG_TAGS
 from .tracking import Tracker
 
-__all__ = ["Table", "collect_runs", "build_tables", "render", "FORMATS"]
+__all__ = ["Table", "collect_runs", "build_tables", "per_example_loader", "render", "FORMATS", "TIE_LEVEL"]
+
+TIE_LEVEL = 0.05  # a row whose paired p-value against the best is at least this is marked as a statistical tie
 
 FORMATS = ("md", "csv")
 PRETTY = {"clean": "clean", "pgd20": "PGD-20", "cw": "CW", "aa": "AutoAttack", "worst": "worst"}
@@ -35,6 +39,7 @@ class Table:
     frame: pd.DataFrame
     attack_columns: list[str]
     diagnostic_columns: list[str]
+    ranked_by: str = "aa"
 
     @property
     def title(self) -> str:
@@ -75,8 +80,10 @@ def _union_flags(values: pd.Series) -> str:
     return ",".join(sorted(codes))
 
 
-def build_tables(runs: pd.DataFrame, selection: str = "last") -> list[Table]:
-    """One `Table` per protocol hash, rows aggregated over seeds and sorted by AutoAttack (else worst case)."""
+def build_tables(runs: pd.DataFrame, selection: str = "last",
+                 per_example: Callable[[str], pd.DataFrame | None] | None = None) -> list[Table]:
+    """One `Table` per protocol hash, rows aggregated over seeds and sorted by AutoAttack (else worst case);
+    with `per_example` (run id -> per-example frame), each row also gets its paired p-value against the best."""
     if runs.empty:
         return []
     prefix = SELECTION_PREFIX[selection]
@@ -98,11 +105,58 @@ def build_tables(runs: pd.DataFrame, selection: str = "last") -> list[Table]:
                 row[f"{metric}_mean"] = values.mean()
                 row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
             row["flags"] = _union_flags(group.get(FLAG_TAGS[selection], pd.Series(dtype=object)))
+            row["runs"] = dict(zip(group["seed"].astype(str), group["run_id"]))
             rows.append(row)
-        sort_key = "aa_mean" if "aa" in labels else f"{labels[-1]}_mean"
-        frame = pd.DataFrame(rows).sort_values([sort_key, *GROUP], ascending=[False, True, True, True]).reset_index(drop=True)
-        tables.append(Table(protocol, protocol_hash, experiment, selection, frame, labels, diagnostics))
+        ranked = "aa" if "aa" in labels else labels[-1]
+        frame = pd.DataFrame(rows).sort_values([f"{ranked}_mean", *GROUP],
+                                               ascending=[False, True, True, True]).reset_index(drop=True)
+        if per_example is not None:
+            frame["p_vs_best"] = _p_values_vs_best(frame, ranked, selection, per_example)
+        tables.append(Table(protocol, protocol_hash, experiment, selection, frame.drop(columns="runs"), labels,
+                            diagnostics, ranked))
     return tables
+
+
+def _p_values_vs_best(frame: pd.DataFrame, label: str, selection: str,
+                      per_example: Callable[[str], pd.DataFrame | None]) -> list[float]:
+    """Exact McNemar p-value of each row against the top row on the ranked attack's per-example robustness,
+    pairing test points within each seed both rows ran (so seeds are pooled, never mixed); NaN without data."""
+    best = frame.iloc[0]["runs"]
+    values = []
+    for runs in frame["runs"]:
+        pairs = []
+        for seed in sorted(set(best) & set(runs)):
+            a, b = per_example(best[seed]), per_example(runs[seed])
+            if a is None or b is None or label not in a or label not in b:
+                continue
+            a, b = a[a.selection == selection], b[b.selection == selection]
+            pairs.append(a[["index", label]].merge(b[["index", label]], on="index", suffixes=("_a", "_b")))
+        if not pairs:
+            values.append(float("nan"))
+            continue
+        paired = pd.concat(pairs)
+        only_best = int((paired[f"{label}_a"] & ~paired[f"{label}_b"]).sum())
+        only_row = int((~paired[f"{label}_a"] & paired[f"{label}_b"]).sum())
+        values.append(mcnemar_exact(only_best, only_row))
+    return values
+
+
+def per_example_loader(tracker: Tracker) -> Callable[[str], pd.DataFrame | None]:
+    """Read (and cache) a run's `per_example.parquet` artifact; None when the run has none."""
+    import tempfile
+
+    cache: dict[str, pd.DataFrame | None] = {}
+
+    def load(run_id: str) -> pd.DataFrame | None:
+        if run_id not in cache:
+            try:
+                with tempfile.TemporaryDirectory() as folder:
+                    cache[run_id] = pd.read_parquet(tracker.client.download_artifacts(run_id, "per_example.parquet", folder))
+            except Exception:  # an evaluation without per-example results cannot be paired: the row gets no p-value
+                cache[run_id] = None
+        return cache[run_id]
+
+    return load
 
 
 def _cell(mean: float, std: float, digits: int = 1) -> str:
@@ -124,11 +178,25 @@ def render(table: Table, fmt: str = "md") -> str:
         # code spans: `black-box<white-box` would otherwise open an HTML tag in rendered Markdown
         "flags": [", ".join(f"`{code}`" for code in codes.split(",") if code) for codes in frame["flags"]],
     })
+    if "p_vs_best" in frame:
+        shown.insert(int(shown.columns.get_loc("flags")), "vs best", [_versus_best(i, p) for i, p in enumerate(frame["p_vs_best"])])
     note = ("; spec = mean best teacher-student unit correlation of the last checkpoint (clean / PGD inputs)"
             if table.diagnostic_columns else "")
     note += "; flags = evaluation checks any seed failed (docs/tracking.md)"
+    if "p_vs_best" in frame:
+        note += (f"; vs best = exact McNemar p-value against rank 1 on paired per-example "
+                 f"{PRETTY.get(table.ranked_by, table.ranked_by)} robustness, ≈ when p >= {TIE_LEVEL} "
+                 f"(not significantly different)")
     return f"### {table.title}\n\nAccuracy in % on the protocol's test points (mean ± std over n seeds){note}.\n\n" + \
         shown.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def _versus_best(rank: int, p: float) -> str:
+    if rank == 0:
+        return "best"
+    if pd.isna(p):
+        return ""
+    return f"≈ (p={p:.2f})" if p >= TIE_LEVEL else f"p={p:.3f}"
 
 
 def write_tables(tables: list[Table], out_dir: Path, fmt: str = "md") -> list[Path]:
