@@ -230,6 +230,27 @@ def method_docs(out) -> None:
         click.echo(f"wrote {path}")
 
 
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--dir", "parent", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Folder the package folder NAME/ is created in.")
+@click.option("--method", "method", default=None, help="The method's registry name (default: NAME).")
+def new_plugin(name: str, parent: str, method: str | None) -> None:
+    """Scaffold a pip-installable method plugin in DIR/NAME/: pyproject.toml with the entry point, a working
+    RSLAD-like method to edit, its unit test, a README and a digits suite running it next to pgd-at."""
+    from . import list_components
+    from .scaffold import plugin_names, scaffold_plugin
+
+    names = plugin_names(name, method)
+    # A taken name would make the new plugin "broken" (duplicate) at its first load: refuse it now instead.
+    if names.method in list_components("method"):
+        raise UserError(f"method name {names.method!r} is already registered; choose another with --method")
+    root = Path(parent) / names.name
+    scaffold_plugin(Path(parent), names)
+    click.echo(f"wrote {root}/ (method {names.method!r} in src/{names.module}/method.py)\n"
+               f"next: cd {root} && pip install -e . && pytest && rkdbench run suite.toml --build-teachers")
+
+
 @cli.group()
 def teachers() -> None:
     """Teacher checkpoints: list, show, verify, build."""

@@ -50,7 +50,8 @@ class BrokenPlugin:
 
 
 _origins: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
-_broken: list[BrokenPlugin] = []
+_load_broken: list[BrokenPlugin] = []  # failed to import: kept as long as the loaded plugins are
+_broken: list[BrokenPlugin] = []  # failed to register: rebuilt with the registry
 _entry_points_loaded = False
 _registry: Registry | None = None
 
@@ -64,11 +65,12 @@ def _env_names(var: str) -> set[str] | None:
     return None if value is None else {n.strip() for n in value.split(",") if n.strip()}
 
 
-def _record_broken(plugin: str, dist: str, exc: BaseException) -> None:
+def _record_broken(plugin: str, dist: str, exc: BaseException, into: list[BrokenPlugin] | None = None) -> None:
     error = f"{type(exc).__name__}: {exc}"
     if _strict():
         raise UserError(f"plugin {plugin!r} ({dist}) is broken: {error}") from exc
-    _broken.append(BrokenPlugin(plugin, dist, error, "".join(traceback.format_exception(exc))))
+    (_load_broken if into is None else into).append(
+        BrokenPlugin(plugin, dist, error, "".join(traceback.format_exception(exc))))
     print(f"rkdbench: warning: plugin {plugin!r} ({dist}) is broken and was skipped: {error}", file=sys.stderr)
 
 
@@ -103,14 +105,24 @@ def load_plugins_dir(directory: str | os.PathLike[str]) -> list[str]:
     for path in sorted(folder.glob("*.py")):
         name = f"plugins-dir:{path.stem}"
         if pm.has_plugin(name):
+            loaded_from = _origins.get(name, ("", ""))[1]
+            if Path(loaded_from).resolve() != path.resolve():  # same stem from another folder: say so, never drop it
+                _record_broken(name, str(path), UserError(
+                    f"a plugin file named {path.name} was already loaded from {loaded_from}; rename one of them"))
             continue
+        spec = None
         try:
             spec = importlib.util.spec_from_file_location(f"rkdbench_plugins_dir_{path.stem}", path)
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
+            # In sys.modules before exec, as importlib's recipe does: dataclasses (and pickling) look the
+            # module up by name, and a frozen dataclass under `from __future__ import annotations` fails without it.
+            sys.modules[spec.name] = module
             spec.loader.exec_module(module)
             pm.register(module, name=name)
         except Exception as exc:
+            if spec is not None:
+                sys.modules.pop(spec.name, None)
             _record_broken(name, str(path), exc)
             continue
         _origins[name] = ("plugins-dir", str(path))
@@ -144,7 +156,7 @@ def _build_registry() -> Registry:
                 for component in pending:
                     registry.add(component)
             except Exception as exc:
-                _record_broken(plugin_name, dist, exc)
+                _record_broken(plugin_name, dist, exc, into=_broken)
     return registry
 
 
@@ -158,8 +170,9 @@ def get_registry() -> Registry:
 
 
 def broken_plugins() -> list[BrokenPlugin]:
+    """Plugins that failed to import (entry points, --plugins-dir files) or to register their components."""
     get_registry()
-    return list(_broken)
+    return [*_load_broken, *_broken]
 
 
 def reset(keep_plugins: bool = True) -> None:
@@ -171,6 +184,7 @@ def reset(keep_plugins: bool = True) -> None:
         for name, _plugin in list(pm.list_name_plugin()):
             pm.unregister(name=name)
         _origins.clear()
+        _load_broken.clear()
         _entry_points_loaded = False
 
 

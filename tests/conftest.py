@@ -24,7 +24,9 @@ def _clean_environment(monkeypatch, tmp_path):
     # One intra-op thread: the tests' tensors are tiny, and two threads on a busy 2-core machine spin against
     # each other (measured: fab-t on 24 points 0.33 s with one thread, 14.5 s with two under load).
     torch.set_num_threads(1)
+    load_broken = list(plugins._load_broken)  # a test's broken loose plugin must not leak into the next test
     yield
+    plugins._load_broken[:] = load_broken
     plugins.reset(keep_plugins=True)
 
 

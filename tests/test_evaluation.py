@@ -205,7 +205,8 @@ def test_diagnostics_metrics_and_rng(trained):
 
 def _runs(flags_by_seed: dict[int, str | None]) -> pd.DataFrame:
     rows = [{"protocol": "p", "protocol_hash": "h" * 16, "experiment": "p", "method_variant": "ard",
-             "student": "cnn-tiny", "teacher": "t", "seed": str(seed), "metrics.test.clean_acc": 0.9,
+             "student": "cnn-tiny", "teacher": "t", "seed": str(seed), "run_id": f"run{seed}",
+             "metrics.test.clean_acc": 0.9,
              "metrics.test.aa_acc": 0.5, **({} if flags is None else {"flags": flags})}
             for seed, flags in flags_by_seed.items()]
     return pd.DataFrame(rows)

@@ -167,3 +167,20 @@ def test_every_hook_is_documented_with_its_signature():
 
 def test_registry_kinds_match_register_hooks():
     assert set(KINDS) == set(plugins.REGISTER_HOOKS)
+
+
+def test_two_plugin_files_with_the_same_name_are_not_silently_merged(tmp_path):
+    body = ("import rkdbench\nclass M(rkdbench.Method):\n    name = '{n}'\n"
+            "@rkdbench.hookimpl\ndef register_methods(register):\n    register(M)\n")
+    for folder, method in (("a", "first"), ("b", "second")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "method.py").write_text(body.format(n=method))
+    try:
+        plugins.load_plugins_dir(tmp_path / "a")
+        plugins.load_plugins_dir(tmp_path / "b")
+        broken = plugins.broken_plugins()
+        assert "first" in rkdbench.list_components("method")
+        assert len(broken) == 1 and "already loaded from" in broken[0].error and str(tmp_path / "a") in broken[0].error
+    finally:
+        plugins.pm.unregister(name="plugins-dir:method")
+        plugins.reset()
