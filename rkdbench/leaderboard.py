@@ -51,7 +51,8 @@ def collect_runs(tracker: Tracker, protocol: str | None = None) -> pd.DataFrame:
     import mlflow
 
     tracker.check_reachable()
-    experiments = [e.experiment_id for e in tracker.client.search_experiments()]
+    names = {e.experiment_id: e.name for e in tracker.client.search_experiments()}
+    experiments = list(names)
     if not experiments:
         return pd.DataFrame()
     filters = ["tags.`rkdbench.kind` = 'cell'", "attributes.status = 'FINISHED'"]
@@ -61,7 +62,6 @@ def collect_runs(tracker: Tracker, protocol: str | None = None) -> pd.DataFrame:
     runs = mlflow.search_runs(experiment_ids=experiments, filter_string=" and ".join(filters), output_format="pandas")
     if runs.empty:
         return runs
-    names = {e.experiment_id: e.name for e in tracker.client.search_experiments()}
     runs["experiment"] = runs["experiment_id"].map(names)
     return runs.rename(columns=lambda c: c[len("tags.rkdbench."):] if c.startswith("tags.rkdbench.") else c)
 

@@ -18,12 +18,13 @@ import torch
 
 from .config import Cell, Suite, flatten, to_toml
 from .engine import Trainer, TrainSetup, pick_device
-from .errors import ConfigError
+from .errors import ConfigError, MissingTeacherError
 from .attacks import preserved_rng
 from .evaluation import Evaluation, evaluate, test_points
 from .flags import FLAG_TAGS, join_flags
 from .plugins import get_registry, pm
-from .teachers import TeacherCard, build_teacher, default_model_dir, load_teacher, teacher_path
+from .teachers import (TeacherCard, build_teacher, default_model_dir, load_teacher, missing_teacher_message,
+                       teacher_path)
 from .tracking import TAG_PREFIX, Tracker, git_sha
 
 __all__ = ["RunOptions", "CellOutcome", "RunContext", "expand_cells", "prepare", "run_suite", "run_cell"]
@@ -110,16 +111,14 @@ def _teacher_card(name: str) -> TeacherCard:
 def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
     """Everything that can fail before training: the tracking store, and teachers (built if allowed)."""
     tracker.check_reachable()
-    from .errors import MissingTeacherError
-
     needed = {c.teacher for c in cells if c.teacher != NO_TEACHER} | {t for c in cells for t in c.extra_teachers.values()}
     for name in sorted(needed):
         card = _teacher_card(name)
-        if teacher_path(card, options.model_dir).is_file():
+        path = teacher_path(card, options.model_dir)
+        if path.is_file():
             continue
         if not (options.build_teachers and card.recipe is not None):
-            load_teacher(card, options.model_dir)  # raises MissingTeacherError with the path and the fix
-            raise MissingTeacherError(name)
+            raise MissingTeacherError(missing_teacher_message(card, path))
         _say(options, f"[bold]building teacher[/] {name} (cached in {options.model_dir}; done once)")
         device = pick_device(options.device or "auto")
         n = int(cells[0].protocol.section("eval")["n_examples"]) or None

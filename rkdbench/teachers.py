@@ -24,7 +24,7 @@ from .checkpoint import CheckpointError, load_verified, save_atomic, sha256_file
 from .config import canonical_hash, load_protocol
 from .errors import MissingTeacherError
 
-__all__ = ["TeacherCard", "default_model_dir", "teacher_path", "card_path", "read_measured_card", "load_teacher",
+__all__ = ["TeacherCard", "default_model_dir", "teacher_path", "card_path", "read_measured_card", "load_teacher", "missing_teacher_message",
            "build_teacher", "teacher_status", "state_dict_of", "load_weights", "write_measured_card"]
 
 
@@ -123,7 +123,7 @@ def load_weights(model: nn.Module, checkpoint: Any, source: str) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def _missing_message(card: TeacherCard, path: Path) -> str:
+def missing_teacher_message(card: TeacherCard, path: Path) -> str:
     how = (f"build it with `rkdbench teachers build {card.name}`" if card.recipe is not None
            else f"copy it there from {card.source or 'its source'} (RobustBench layout)")
     return f"teacher {card.name!r}: checkpoint {path} is missing; {how}"
@@ -135,7 +135,7 @@ def load_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: t
 
     path = teacher_path(card, model_dir)
     if not path.is_file():
-        raise MissingTeacherError(_missing_message(card, path))
+        raise MissingTeacherError(missing_teacher_message(card, path))
     state = load_verified(path, expected_sha256=_expected_sha256(card, Path(model_dir)), map_location="cpu")
     model = create("architecture", card.architecture, num_classes=card.num_classes, in_channels=card.in_channels,
                    **card.arch_kwargs)
@@ -152,7 +152,7 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
     from .evaluation import evaluate, test_points
 
     if card.recipe is None:
-        raise MissingTeacherError(f"teacher {card.name!r} has no build recipe; {_missing_message(card, teacher_path(card, model_dir))}")
+        raise MissingTeacherError(f"teacher {card.name!r} has no build recipe; {missing_teacher_message(card, teacher_path(card, model_dir))}")
     recipe = card.recipe
     protocol = load_protocol(recipe["protocol"], dict(recipe.get("set", {})), where=f"teacher {card.name} recipe")
     seed = int(recipe.get("seed", 0))
