@@ -1,6 +1,7 @@
 """Wall time of our `autoattack` plugin against a direct `pyautoattack.AutoAttack.run_standard_evaluation`
-call on the same model, points, seed and batch size (goal: ratio <= 1.05), plus points per second of each
-single-attack plugin, so it shows where AutoAttack's time goes (Square and FAB-T at high robust accuracy).
+call on the same model, points, seed and batch size (goal: ratio <= 1.05), plus, for each single-attack plugin,
+points per second and forward / backward passes per point (counted by a wrapper around the model), so it shows
+where AutoAttack's time goes (Square and FAB-T at high robust accuracy).
 
 Run:  python benchmarks/autoattack_overhead.py [--teacher-dir M] [--n 100] [--repeats 2]
 With --teacher-dir (a model dir holding the built digits teacher) it attacks that robust CNN; otherwise a
@@ -14,6 +15,7 @@ import statistics
 import time
 
 import torch
+from torch import nn
 
 import rkdbench
 from rkdbench.attacks import preserved_rng
@@ -38,6 +40,33 @@ def robust_model(teacher_dir: str | None):
         Trainer(TrainSetup(protocol, rkdbench.create("method", "pgd-at"), student, {}, splits, 0,
                            torch.device("cpu"), Path(workdir))).fit()
     return student.eval()
+
+
+class _CountBackward(torch.autograd.Function):
+    """Identity on the input whose backward counts the examples a gradient reached."""
+
+    @staticmethod
+    def forward(ctx, x, counts):
+        ctx.counts = counts
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ctx.counts["backward"] += grad.shape[0]
+        return grad, None
+
+
+class PassCounter(nn.Module):
+    """The model, counting forward passes (examples) and backward passes that reach the input."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.counts = {"forward": 0, "backward": 0}
+
+    def forward(self, x):
+        self.counts["forward"] += x.shape[0]
+        return self.model(_CountBackward.apply(x, self.counts) if x.requires_grad else x)
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
@@ -70,11 +99,13 @@ def main() -> None:
     print(f"{args.n} digits test points, eps {args.eps}, {torch.get_num_threads()} threads, CPU; "
           f"robust accuracy {result.robust_accuracy:.1%}")
     print(f"autoattack plugin {ours:.1f} s, direct pyautoattack {direct:.1f} s, ratio {ours / direct:.3f}")
-    print(f"{'attack':<10}{'seconds':>9}{'points/s':>10}{'robust':>8}")
+    print(f"{'attack':<10}{'seconds':>9}{'points/s':>10}{'fwd/point':>11}{'bwd/point':>11}{'robust':>8}")
     for name in ("apgd-ce", "apgd-t", "fab-t", "square"):
         attack = rkdbench.create("attack", name, norm="Linf", eps=args.eps, seed=0, batch_size=batch)
-        seconds, res = timed(lambda: attack.run(model, x, y), 1)
-        print(f"{name:<10}{seconds:>9.1f}{args.n / seconds:>10.1f}{res.robust_accuracy:>8.1%}")
+        counted = PassCounter(model).eval()
+        seconds, res = timed(lambda: attack.run(counted, x, y), 1)
+        print(f"{name:<10}{seconds:>9.1f}{args.n / seconds:>10.1f}{counted.counts['forward'] / args.n:>11.0f}"
+              f"{counted.counts['backward'] / args.n:>11.0f}{res.robust_accuracy:>8.1%}")
 
 
 if __name__ == "__main__":

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from .errors import UserError
+from .errors import ConfigError, UserError
 
 __all__ = ["cli", "main"]
 
 RESULTS_HELP = "Results folder: holds mlflow.db, artifacts and cell checkpoints."
 MODEL_DIR_HELP = "Teacher checkpoints in RobustBench's layout (default: $RKDBENCH_MODEL_DIR or ~/.cache/rkdbench/models)."
+DATA_DIR_HELP = ("Dataset files in torchvision's layout, e.g. cifar-10-batches-py/ (default: $RKDBENCH_DATA_DIR or "
+                 "~/.cache/rkdbench/data; a protocol's data_root wins).")
 
 
 def _console(quiet: bool = False):
@@ -48,22 +51,68 @@ def cli(plugins_dir: tuple[str, ...]) -> None:
         load_plugins_dir(folder)
 
 
+def _print_dry_run(suite, cells, model_dir: Path, gpu_tflops: float | None) -> None:
+    """The cells with their keys and estimated cost, the total, and the teacher files that are missing."""
+    from . import create
+    from .cost import DEFAULT_GPU_TFLOPS, estimate_cell
+    from .plugins import get_registry
+    from .teachers import member_paths, missing_teacher_message, teacher_status
+
+    protocol = suite.protocol
+    dataset = get_registry().get("dataset", protocol.section("protocol")["dataset"]).obj
+    sizes = getattr(dataset, "split_sizes", None)
+    tflops = gpu_tflops or DEFAULT_GPU_TFLOPS
+    teacher_ids = sorted({t for c in cells for t in [c.teacher, *c.extra_teachers.values()] if t != "none"})
+    cards = {t: create("teacher", t) for t in teacher_ids}
+    arch = {t: (card.architecture, tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                                for k, v in card.arch_kwargs.items()))) for t, card in cards.items()}
+    click.echo(f"suite {suite.name}: {len(cells)} cells under protocol {protocol.experiment_name} (hash {protocol.hash})")
+    total = 0.0
+    for cell in cells:
+        line = f"  {cell.key}  {cell.label}"
+        if sizes is not None:
+            cost = estimate_cell(cell, arch, tuple(dataset.input_shape), dataset.num_classes, sizes, tflops)
+            total += cost.gpu_hours
+            line += (f"  [passes/example: student {cost.student_forward:g}f+{cost.student_backward:g}b, teacher "
+                     f"{cost.teacher_forward:g}f+{cost.teacher_backward:g}b; {cost.train_tflop + cost.eval_tflop:,.0f} "
+                     f"TFLOP; ~{cost.gpu_hours:.2f} GPU-h]")
+        click.echo(line)
+    if sizes is not None:
+        click.echo(f"estimated total: ~{total:.1f} GPU-hours at {tflops:g} sustained TFLOP/s (--gpu-tflops; an order "
+                   f"of magnitude: AutoAttack priced for half the points staying robust)")
+    missing = [t for t in teacher_ids if teacher_status(cards[t], model_dir) != "present"]
+    for t in missing:
+        status = teacher_status(cards[t], model_dir)
+        click.echo(f"teacher {status}: " + (missing_teacher_message(cards[t], member_paths(cards[t], model_dir)[0])
+                                             if status == "missing" else f"{t}: {member_paths(cards[t], model_dir)}"))
+    if not missing:
+        click.echo(f"teachers: all {len(teacher_ids)} present in {model_dir}")
+
+
+def _parse_shard(value: str) -> tuple[int, int]:
+    """`I/N` (1-based I) -> (I-1, N); cells are dealt round-robin so shards get a similar mix of methods."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise ConfigError(f"--shard {value!r}: expected I/N with 1 <= I <= N, e.g. 1/2 and 2/2 on two machines")
+    return int(match[1]) - 1, int(match[2])
+
+
 def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: str | None, build_teachers: bool,
-               dry_run: bool, device: str | None, quiet: bool, leaderboard_dir: str | None) -> int:
+               dry_run: bool, device: str | None, quiet: bool, leaderboard_dir: str | None,
+               shard: str = "1/1", gpu_tflops: float | None = None, data_dir: str | None = None,
+               as_json: bool = False) -> int:
     from .config import load_suite, parse_set
     from .runner import RunOptions, expand_cells, run_suite
 
     suite = load_suite(suite_name, parse_set(list(sets)))
-    console = _console(quiet)
+    index, count = _parse_shard(shard)
+    console = _console(quiet or as_json)
     if dry_run:
-        cells = expand_cells(suite)
-        click.echo(f"suite {suite.name}: {len(cells)} cells under protocol {suite.protocol.experiment_name} "
-                   f"(hash {suite.protocol.hash})")
-        for cell in cells:
-            click.echo(f"  {cell.key}  {cell.label}")
+        _print_dry_run(suite, expand_cells(suite)[index::count], _model_dir(model_dir), gpu_tflops)
         return 0
     options = RunOptions(results=Path(results), model_dir=_model_dir(model_dir), build_teachers=build_teachers,
-                         device=device, console=console)
+                         device=device, console=console, shard=(index, count),
+                         data_dir=Path(data_dir) if data_dir else None)
     started = time.perf_counter()
     outcomes = run_suite(suite, options)
     elapsed = time.perf_counter() - started
@@ -82,6 +131,12 @@ def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: 
         if suite.protocol.section("eval")["n_examples"]:
             console.print(f"Evaluated on the first {suite.protocol.section('eval')['n_examples']} test points "
                           f"(a fixed subset, set by suite {suite.name}).")
+    if as_json:
+        click.echo(json.dumps({"suite": suite.name, "protocol": suite.protocol.experiment_name,
+                               "protocol_hash": suite.protocol.hash, "seconds": round(elapsed, 1),
+                               "cells": [{"key": o.cell.key, "label": o.cell.label, "status": o.status,
+                                          "run_id": o.run_id, "metrics": o.metrics, "error": o.error}
+                                         for o in outcomes]}, indent=2, sort_keys=True))
     if leaderboard_dir is not None:
         _print_leaderboard(results, suite.protocol.name, "md", leaderboard_dir, "last",
                            only_hash=suite.protocol.hash)
@@ -96,9 +151,12 @@ COMMON_RUN_OPTIONS = [
                       "parameter (method.ard.temperature=1). Part of the cell key. Repeatable."),
     click.option("--results", default="rkdbench-results", show_default=True, help=RESULTS_HELP),
     click.option("--model-dir", default=None, help=MODEL_DIR_HELP),
+    click.option("--data-dir", default=None, help=DATA_DIR_HELP),
     click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
                  help="Override the protocol's device (default: CUDA when present)."),
     click.option("--quiet", is_flag=True, help="Print only errors and the leaderboard."),
+    click.option("--json", "as_json", is_flag=True,
+                 help="No progress; print a JSON summary of the cells (status, run id, metrics) for scripts."),
 ]
 
 
@@ -114,11 +172,20 @@ def _with_options(options):
 @click.argument("suite")
 @_with_options(COMMON_RUN_OPTIONS)
 @click.option("--build-teachers", is_flag=True, help="Build missing harness teachers (e.g. the digits teacher) first.")
-@click.option("--dry-run", is_flag=True, help="List the cells (with their keys) and exit.")
-def run(suite: str, sets, results, model_dir, device, quiet, build_teachers, dry_run) -> None:
+@click.option("--dry-run", is_flag=True, help="List the cells (keys, estimated passes, FLOPs, GPU-hours) and missing "
+                                              "teachers, and exit.")
+@click.option("--shard", default="1/1", show_default=True, metavar="I/N",
+              help="Run only every N-th cell starting at the I-th, to split a suite over N processes or machines "
+                   "(processes on one machine may share one --results folder).")
+@click.option("--gpu-tflops", type=float, default=None,
+              help="Sustained GPU throughput for --dry-run's GPU-hour estimate (default 40).")
+def run(suite: str, sets, results, model_dir, data_dir, device, quiet, as_json, build_teachers, dry_run, shard,
+        gpu_tflops) -> None:
     """Run SUITE (a built-in name such as digits-quick, or a path to a suite .toml). Finished cells are
-    skipped, interrupted ones resume from their last checkpoint in the same MLflow run."""
-    sys.exit(_run_suite(suite, sets, results, model_dir, build_teachers, dry_run, device, quiet, None))
+    skipped, interrupted ones resume from their last checkpoint in the same MLflow run. --dry-run lists the
+    cells with their estimated cost and the teacher files that are missing."""
+    sys.exit(_run_suite(suite, sets, results, model_dir, build_teachers, dry_run, device, quiet, None, shard,
+                        gpu_tflops, data_dir, as_json))
 
 
 @cli.command()
@@ -126,41 +193,71 @@ def run(suite: str, sets, results, model_dir, device, quiet, build_teachers, dry
 @click.option("--suite", default="digits-quick", show_default=True, help="The suite the demo runs.")
 @click.option("--leaderboards", "leaderboard_dir", default="leaderboards", show_default=True,
               help="Folder the leaderboard files are written to.")
-def demo(sets, results, model_dir, device, quiet, suite, leaderboard_dir) -> None:
+def demo(sets, results, model_dir, data_dir, device, quiet, as_json, suite, leaderboard_dir) -> None:
     """The embedded digits suite end to end, offline: build the teacher (once), train PGD-AT, ARD and RSLAD
     students, evaluate with PGD-20 and AutoAttack, record in MLflow, and print the leaderboard."""
-    sys.exit(_run_suite(suite, sets, results, model_dir, True, False, device, quiet, leaderboard_dir))
+    sys.exit(_run_suite(suite, sets, results, model_dir, True, False, device, quiet, leaderboard_dir,
+                        data_dir=data_dir, as_json=as_json))
 
 
 def _print_leaderboard(results: str, protocol: str | None, fmt: str, out: str | None, selection: str,
-                       only_hash: str | None = None) -> None:
-    from .leaderboard import build_tables, collect_runs, per_example_loader, render, write_tables
+                       only_hash: str | None = None, *, model_dir: str | None = None, log_to_mlflow: bool = True,
+                       ui_url: str = "", references: str | None = None) -> None:
+    from .leaderboard import (build_tables, collect_runs, config_loader, history_loader, per_example_loader,
+                              render_many)
+    from .leaderboard_publish import folder_names, publish
+    from .references import load_references
+    from .teacher_accuracy import teacher_accuracies
     from .tracking import Tracker
 
     tracker = Tracker(results)
-    tables = build_tables(collect_runs(tracker, protocol), selection, per_example_loader(tracker))
-    if only_hash is not None:
-        tables = [t for t in tables if t.protocol_hash == only_hash]
+    runs = collect_runs(tracker, protocol)
+    if only_hash is not None and not runs.empty:
+        runs = runs[runs["protocol_hash"] == only_hash]
+    teachers = teacher_accuracies(tracker, [] if runs.empty else runs["teacher"].unique(), _model_dir(model_dir))
+    tables = build_tables(runs, selection, per_example_loader(tracker), config=config_loader(tracker),
+                          references=load_references(references), teachers=teachers, ui_url=ui_url)
     if not tables:
-        raise UserError(f"no finished runs{' for protocol ' + repr(protocol) if protocol else ''} in {results}; "
-                        f"run a suite first (rkdbench demo)")
-    for table in tables:
-        click.echo(render(table, fmt))
-    if out is not None:
-        for path in write_tables(tables, Path(out), fmt):
+        raise UserError(f"no finished runs{' for protocol ' + repr(protocol) if protocol else ''} with {selection} "
+                        f"results in {results}; run a suite first (rkdbench demo)")
+    click.echo(render_many(tables, fmt), nl=False)
+    if out is None and not log_to_mlflow:
+        return
+    history = history_loader(tracker)
+    folders = folder_names(tables)
+    for i, table in enumerate(tables):
+        published = publish(table, history, Path(out) / folders[i] if out is not None else None,
+                            tracker if log_to_mlflow else None)
+        for path in published.paths:
             click.echo(f"wrote {path}", err=True)
+        if published.run_id is not None:
+            click.echo(f"{'logged' if published.new_run else 'unchanged since'} leaderboard run {published.run_id} "
+                       f"({table.experiment}, {table.selection})", err=True)
 
 
 @cli.command()
 @click.option("--results", default="rkdbench-results", show_default=True, help=RESULTS_HELP)
 @click.option("--protocol", default=None, help="Only this protocol (name); default: every protocol with runs.")
-@click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json", "html"]), default="md", show_default=True,
+              help="What is printed; --out writes every format and the plots.")
 @click.option("--selection", type=click.Choice(["last", "best-val"]), default="last", show_default=True,
               help="Which checkpoint's numbers: the last epoch, or the best validation PGD epoch.")
-@click.option("--out", default=None, help="Also write one file per table into this folder.")
-def leaderboard(results, protocol, fmt, selection, out) -> None:
-    """Leaderboards from the MLflow store: method x student x teacher, mean ± std over seeds, by AutoAttack."""
-    _print_leaderboard(results, protocol, fmt, out, selection)
+@click.option("--out", default=None,
+              help="Also write leaderboard.md/.csv/.json/.html and the PNG plots into OUT/<protocol experiment>/.")
+@click.option("--log-to-mlflow/--no-log-to-mlflow", default=True, show_default=True,
+              help="Log the leaderboard (table, plots, md, html) as a run of kind `leaderboard` in the protocol's "
+                   "experiment; a build identical to the newest such run logs nothing new.")
+@click.option("--model-dir", default=None, help=MODEL_DIR_HELP + " Measured teacher cards give `AA gap to teacher`.")
+@click.option("--ui-url", default="", metavar="URL",
+              help="Base URL of the MLflow UI for run links (e.g. http://127.0.0.1:5000 while `rkdbench ui` runs); "
+                   "default: the UI's own #/experiments/... paths.")
+@click.option("--references", default=None, type=click.Path(dir_okay=False),
+              help="Published numbers to compare with (TOML; default: the packaged references).")
+def leaderboard(results, protocol, fmt, selection, out, log_to_mlflow, model_dir, ui_url, references) -> None:
+    """Leaderboards from the MLflow store, one per protocol hash: method x student x teacher, mean ± std over seeds,
+    ranked by AutoAttack, with paired ties, the teacher gap, reported numbers, cost, flags and run links."""
+    _print_leaderboard(results, protocol, fmt, out, selection, model_dir=model_dir, log_to_mlflow=log_to_mlflow,
+                       ui_url=ui_url, references=references)
 
 
 @cli.command()
@@ -191,14 +288,15 @@ def compare(run_a, run_b, results, attack, selection, as_json) -> None:
 @click.option("--architecture", default=None, help="The architecture of a checkpoint file (required for one).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
               help="Override the protocol's device (default: CUDA when present).")
-def evaluate_command(model, protocol, results, model_dir, n_examples, architecture, device) -> None:
+@click.option("--data-dir", default=None, help=DATA_DIR_HELP)
+def evaluate_command(model, protocol, results, model_dir, n_examples, architecture, device, data_dir) -> None:
     """Evaluate MODEL (a teacher id, or a checkpoint file with --architecture) under a protocol's evaluation only:
     clean and every protocol attack on its first n test points, logged as an MLflow run of kind `evaluation`
     (never on the leaderboard); a teacher's measured card records the numbers. A killed evaluation resumes."""
     from .evaluate_cmd import evaluate_model
 
     report = evaluate_model(model, protocol, Path(results), _model_dir(model_dir), n_examples=n_examples,
-                            architecture=architecture, device=device)
+                            architecture=architecture, device=device, data_dir=Path(data_dir) if data_dir else None)
     click.echo(report.summary())
 
 
@@ -253,7 +351,7 @@ def new_plugin(name: str, parent: str, method: str | None) -> None:
 
 @cli.group()
 def teachers() -> None:
-    """Teacher checkpoints: list, show, verify, build."""
+    """Teacher checkpoints: list, show, verify, fetch (zoo teachers, network), build (harness teachers)."""
 
 
 @teachers.command("list")
@@ -298,12 +396,30 @@ def teachers_verify(teacher, model_dir) -> None:
     click.echo(f"{teacher}: ok, {sum(p.numel() for p in model.parameters()):,} parameters")
 
 
+@teachers.command("fetch")
+@click.argument("teacher")
+@click.option("--model-dir", default=None, help=MODEL_DIR_HELP)
+def teachers_fetch(teacher, model_dir) -> None:
+    """Download a zoo teacher into the model dir with the optional robustbench package (needs a network),
+    then load it once: strict keys, and its sha256 recorded for every later load."""
+    from . import create
+    from .robustbench_bridge import fetch_teacher
+    from .teachers import load_teacher
+
+    card = create("teacher", teacher)
+    folder = _model_dir(model_dir)
+    paths = fetch_teacher(card, folder)
+    model = load_teacher(card, folder)
+    click.echo(f"{teacher}: {', '.join(map(str, paths))} ok, {sum(p.numel() for p in model.parameters()):,} parameters")
+
+
 @teachers.command("build")
 @click.argument("teacher")
 @click.option("--model-dir", default=None, help=MODEL_DIR_HELP)
 @click.option("--n-examples", type=int, default=None, help="Evaluate on the first N test points (default: the protocol's).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
-def teachers_build(teacher, model_dir, n_examples, device) -> None:
+@click.option("--data-dir", default=None, help=DATA_DIR_HELP)
+def teachers_build(teacher, model_dir, n_examples, device, data_dir) -> None:
     """Train a harness teacher from its recipe, evaluate it, and cache it with its measured card."""
     from . import create
     from .engine import pick_device
@@ -312,7 +428,7 @@ def teachers_build(teacher, model_dir, n_examples, device) -> None:
 
     options = RunOptions(console=_console())
     measured = build_teacher(create("teacher", teacher), _model_dir(model_dir), pick_device(device or "auto"),
-                             n_examples=n_examples, progress=epoch_progress(options, teacher))
+                             n_examples=n_examples, progress=epoch_progress(options, teacher), data_dir=data_dir)
     click.echo(json.dumps(measured, indent=2, default=str))
 
 
@@ -320,18 +436,36 @@ def teachers_build(teacher, model_dir, n_examples, device) -> None:
 @click.option("--results", default="rkdbench-results", show_default=True, help=RESULTS_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (keep it local unless you mean it).")
 @click.option("--port", default=5000, show_default=True, type=int)
-def ui(results, host, port) -> None:
-    """The MLflow UI on the results store, bound to 127.0.0.1 by default."""
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="MLflow server worker processes (one is plenty for a local UI).")
+def ui(results, host, port, workers) -> None:
+    """The MLflow UI on the results store, bound to 127.0.0.1 by default; prints each protocol's URL (runs sorted
+    by AutoAttack accuracy, headline metrics as columns: the saved view `rkdbench: headline metrics`)."""
     import subprocess
 
     from .tracking import Tracker
+    from .ui import experiment_url, install_views, sorted_url
 
     tracker = Tracker(results)
     tracker.check_reachable()
-    click.echo(f"MLflow UI for {tracker.uri} at http://{host}:{port}  (Ctrl-C stops it)")
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+    base = f"http://{shown}:{port}"
+    try:
+        experiments, url = install_views(tracker), experiment_url
+    except Exception as exc:  # a read-only or remote store: sorted, columns as last chosen in the browser
+        click.echo(f"rkdbench: warning: saved view not written ({type(exc).__name__}: {exc})", err=True)
+        url = sorted_url
+        experiments = [(e.name, e.experiment_id) for e in tracker.client.search_experiments()
+                       if e.experiment_id != "0"]
+    click.echo(f"MLflow UI for {tracker.uri} at {base}  (Ctrl-C stops it)")
+    for name, experiment_id in experiments:
+        click.echo(f"  {name}: {url(base, experiment_id)}")
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracker.uri,
-               "--host", host, "--port", str(port)]
-    sys.exit(subprocess.call(command, env={**os.environ}))
+               "--host", host, "--port", str(port), "--workers", str(workers)]
+    # MLflow's background job runner (GenAI judges, trace rollups: seven extra processes) is not needed to browse
+    # runs; `MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true` turns it back on.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    sys.exit(subprocess.call(command, env=env))
 
 
 def _register_plugin_commands() -> None:

@@ -81,10 +81,13 @@ PROTOCOL_SCHEMA: dict[str, dict[str, Field]] = {
         "gamma": Field(NUMBER, _positive, "a number > 0"),
         "val_pgd_steps": Field(int, _positive, "an integer >= 1"),
         "device": _choice("auto", "cpu", "cuda"),
+        # optional (absent = fp32 / contiguous, so older protocols keep their hash); "auto" = on for CUDA only
+        "precision": _choice("auto", "fp32", "bf16"),
+        "channels_last": _choice("auto", "on", "off"),
     },
     "eval": {
         "n_examples": Field(int, _non_negative, "an integer >= 0 (0 = the whole test split)"),
-        "batch_size": Field(int, _positive, "an integer >= 1"),
+        "batch_size": Field(int, _non_negative, "an integer >= 1, or 0 = chosen from free memory on CUDA"),
         "seed": Field(int, _non_negative, "an integer >= 0"),
         "selections": Field(list, lambda v: set(v) <= {"last", "best-val"} and "last" in v,
                             "a list of 'last' and 'best-val', containing 'last'"),
@@ -240,7 +243,7 @@ def load_protocol(name_or_path: str, overrides: dict[str, Any] | None = None, wh
 
 
 OPTIONAL_FIELDS = {"description", "data_root", "milestones", "gamma", "nesterov", "device", "teacher", "chunk_size",
-                   "diagnostics"}
+                   "diagnostics", "precision", "channels_last"}
 
 
 def _validate_eval_attacks(where: str, attacks: dict[str, Any]) -> None:

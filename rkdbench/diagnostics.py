@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attacks import predict, preserved_rng
+from .batching import eval_batch_size
 from .config import Protocol
 from .evaluation import run_attack
 from .flags import eps_flags
@@ -54,10 +55,10 @@ def _logits(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
         return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def _pgd_inputs(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor) -> Tensor:
+def _pgd_inputs(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
     """The PGD-20 (CE) point of every test point, broken or not: calibration is measured on the attacked inputs."""
     threat, cfg = protocol.section("threat"), protocol.section("eval")
-    eps, batch_size = float(threat["eps"]), int(cfg["batch_size"])
+    eps = float(threat["eps"])
     generator = torch.Generator(device=x.device).manual_seed(int(cfg["seed"]))
     batches = []
     for i in range(0, len(x), batch_size):
@@ -69,22 +70,24 @@ def _pgd_inputs(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor) -> T
 
 
 def eps_sweep(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor,
-              multipliers: tuple[float, ...] = EPS_MULTIPLIERS) -> dict[float, float]:
+              multipliers: tuple[float, ...] = EPS_MULTIPLIERS, batch_size: int | None = None) -> dict[float, float]:
     """Robust accuracy under `apgd-ce` at each multiple of the protocol's eps (clean-wrong points never count)."""
     eps = float(protocol.section("threat")["eps"])
-    correct = (predict(model, x, int(protocol.section("eval")["batch_size"])) == y).cpu()
-    return {m: float((run_attack(model, protocol, SWEEP_ATTACK, x, y, eps=m * eps)[0] & correct).float().mean())
-            for m in multipliers}
+    batch_size = batch_size or eval_batch_size(protocol, model, x)
+    correct = (predict(model, x, batch_size) == y).cpu()
+    return {m: float((run_attack(model, protocol, SWEEP_ATTACK, x, y, eps=m * eps, batch_size=batch_size)[0]
+                      & correct).float().mean()) for m in multipliers}
 
 
-def diagnose(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor) -> Diagnostics:
+def diagnose(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, batch_size: int | None = None) -> Diagnostics:
     """`diag.ece_clean`, `diag.ece_adv` (PGD-20 inputs), `diag.eps_x<m>_acc` for each eps multiplier, and the
-    sweep's flags; the model is put in eval mode and the global RNG is restored."""
+    sweep's flags; the model is put in eval mode and the global RNG is restored. `batch_size`: the one the
+    evaluation used (the protocol's, or chosen from memory)."""
     model.eval()
-    batch_size = int(protocol.section("eval")["batch_size"])
+    batch_size = batch_size or eval_batch_size(protocol, model, x)
     with preserved_rng():
-        x_adv = _pgd_inputs(model, protocol, x, y)
-        sweep = eps_sweep(model, protocol, x, y)
+        x_adv = _pgd_inputs(model, protocol, x, y, batch_size)
+        sweep = eps_sweep(model, protocol, x, y, batch_size=batch_size)
     metrics = {"diag.ece_clean": expected_calibration_error(_logits(model, x, batch_size), y),
                "diag.ece_adv": expected_calibration_error(_logits(model, x_adv, batch_size), y)}
     metrics.update({f"diag.eps_x{m:g}_acc": acc for m, acc in sweep.items()})

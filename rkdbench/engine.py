@@ -27,7 +27,7 @@ from .contracts import Losses, Method, Outputs, Progress, StepContext, as_losses
 from .data import Splits, augment
 from .pgd import pgd
 
-__all__ = ["TrainSetup", "TrainOutcome", "Trainer", "pick_device", "robust_accuracy"]
+__all__ = ["TrainSetup", "TrainOutcome", "Trainer", "pick_device", "gpu_features", "robust_accuracy"]
 
 CHECKPOINT_FORMAT = 1
 
@@ -36,6 +36,14 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def gpu_features(train: dict[str, Any], device: torch.device) -> tuple[bool, bool]:
+    """(bf16 autocast, channels_last) for training from the protocol's `precision` / `channels_last`
+    ("auto" = on for CUDA only; absent = off, so protocols written before the flags keep their numerics)."""
+    def on(value: str, yes: str) -> bool:
+        return value == yes or (value == "auto" and device.type == "cuda")
+    return on(train.get("precision", "fp32"), "bf16"), on(train.get("channels_last", "off"), "on")
 
 
 def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: str, steps: int, seed: int,
@@ -134,6 +142,11 @@ class Trainer:
         if missing:
             raise ValueError(f"method {setup.method.name!r} needs teacher role(s) {missing}; got {sorted(setup.teachers)}")
         self.teacher = setup.teachers[roles[0]] if roles else None
+        # bf16 autocast covers the training step (attack included); validation and evaluation stay fp32
+        self.bf16, self.channels_last = gpu_features(train, setup.device)
+        if self.channels_last:
+            for model in [setup.student, *setup.teachers.values()]:
+                model.to(memory_format=torch.channels_last)
 
     # ---- checkpoints -------------------------------------------------------------------------------
     @property
@@ -278,7 +291,10 @@ class Trainer:
                 x = augment(aug, x_train[idx], self.aug_generator)
                 if s.method.extra_augment is not None:
                     x = augment(s.method.extra_augment, x, self.aug_generator)
-                losses = self.training_step(x, y_train[idx], Progress(epoch, epochs, step, steps))
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    losses = self.training_step(x, y_train[idx], Progress(epoch, epochs, step, steps))
                 self.optimizer.zero_grad(set_to_none=True)
                 losses.total.backward()
                 self.optimizer.step()

@@ -18,6 +18,7 @@ from torch import nn
 
 from .checkpoint import load_verified, sha256_file
 from .config import Protocol, canonical_hash, flatten, load_protocol
+from .data import load_splits
 from .errors import ConfigError, UserError
 from .evaluation import Evaluation, evaluate, test_points
 from .flags import FLAG_TAGS, join_flags
@@ -84,15 +85,15 @@ def load_model(ref: str, protocol: Protocol, model_dir: Path, architecture: str 
 
 
 def evaluate_model(ref: str, protocol_ref: str, results: Path, model_dir: Path, n_examples: int | None = None,
-                   architecture: str | None = None, device: str | None = None) -> EvaluationReport:
+                   architecture: str | None = None, device: str | None = None,
+                   data_dir: Path | None = None) -> EvaluationReport:
     """Load MODEL, evaluate it on the protocol's test points, log one MLflow run, and update a teacher's card."""
     from . import create
     from .engine import pick_device
 
     overrides = {} if n_examples is None else {"eval.n_examples": n_examples}
     protocol = load_protocol(protocol_ref, overrides, where="--n-examples")
-    splits = create("dataset", protocol.section("protocol")["dataset"]).load(
-        protocol.section("protocol").get("data_root"), protocol.section("data")["split_seed"])
+    splits = load_splits(protocol, data_dir)
     loaded = load_model(ref, protocol, model_dir, architecture, splits.num_classes, splits.input_shape[0])
     tracker = Tracker(results)
     tracker.check_reachable()  # before minutes of attacks, not after

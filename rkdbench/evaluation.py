@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .attacks import check_attack_inputs, predict, preserved_rng
+from .batching import CPU_BATCH_SIZE, eval_batch_size
 from .checkpoint import CheckpointError, load_verified, save_atomic
 from .config import Protocol, canonical_hash
 from .flags import sanity_flags
@@ -33,12 +34,13 @@ __all__ = ["Evaluation", "evaluate", "test_points", "chunk_bounds", "run_attack"
 @dataclass
 class Evaluation:
     """Accuracies (`clean_acc`, `<label>_acc`, `worst_acc`), per-example flags, attack info, seconds per attack,
-    and the sanity `flags` (short codes, see `rkdbench.flags`)."""
+    the sanity `flags` (short codes, see `rkdbench.flags`) and the batch size used."""
 
     metrics: dict[str, float]
     per_example: dict[str, Tensor]
     info: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    batch_size: int = 0  # the one used: the protocol's, or chosen from free memory (`eval.batch_size = 0`)
 
 
 def test_points(protocol: Protocol, test: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
@@ -54,15 +56,17 @@ def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
 
 
 def run_attack(model: nn.Module, protocol: Protocol, spec: dict[str, Any], x: Tensor, y: Tensor,
-               eps: float | None = None) -> tuple[Tensor, dict[str, Any], float]:
-    """One `[eval.attacks]` entry on (x, y) with the protocol's threat, seed and batch size (or another `eps`):
-    the attack's own robust flags (on the CPU), its info, and the seconds it took. The global RNG is restored."""
+               eps: float | None = None, batch_size: int | None = None) -> tuple[Tensor, dict[str, Any], float]:
+    """One `[eval.attacks]` entry on (x, y) with the protocol's threat, seed and batch size (or another `eps`,
+    or the batch size `eval_batch_size` chose): the attack's own robust flags (on the CPU), its info, and the
+    seconds it took. The global RNG is restored."""
     from . import create
 
     threat, cfg = protocol.section("threat"), protocol.section("eval")
     params = {k: v for k, v in spec.items() if k != "attack"}
     attack = create("attack", spec["attack"], norm=threat["norm"], eps=float(threat["eps"] if eps is None else eps),
-                    seed=int(cfg["seed"]), batch_size=int(cfg["batch_size"]), **params)
+                    seed=int(cfg["seed"]), batch_size=batch_size or int(cfg["batch_size"]) or CPU_BATCH_SIZE,
+                    **params)
     with preserved_rng():
         # a plugin that draws from the global RNG starts every chunk from the same state, so a chunk's result
         # never depends on the chunks run before it in this process
@@ -117,14 +121,14 @@ def _load_chunk(path: Path, key: str) -> dict[str, Any] | None:
 
 
 def _attack_in_chunks(model: nn.Module, protocol: Protocol, label: str, x: Tensor, y: Tensor,
-                      state_dir: Path | None, digest: str) -> tuple[Tensor, dict[str, Any], float]:
+                      state_dir: Path | None, digest: str, batch_size: int) -> tuple[Tensor, dict[str, Any], float]:
     """One `[eval.attacks]` entry over every chunk, each read back from `state_dir` when saved there for this
     very evaluation, else attacked (and saved): the robust flags, the merged info, and the attack seconds."""
     cfg = protocol.section("eval")
     spec = cfg["attacks"][label]
     component = get_registry().get("attack", spec["attack"])
     identity = {"digest": digest, "label": label, "spec": spec, "threat": protocol.section("threat"),
-                "seed": cfg["seed"], "batch_size": cfg["batch_size"],
+                "seed": cfg["seed"], "batch_size": batch_size,
                 "plugin": f"{component.dist}:{component.version}"}  # new attack code never reuses old chunks
     bounds = chunk_bounds(len(y), int(cfg.get("chunk_size", 0)))
     robust = torch.zeros(len(y), dtype=torch.bool)
@@ -134,7 +138,8 @@ def _attack_in_chunks(model: nn.Module, protocol: Protocol, label: str, x: Tenso
         path = None if state_dir is None else _chunk_path(state_dir, label, index)
         record = None if path is None else _load_chunk(path, key)
         if record is None:
-            chunk_robust, chunk_info, chunk_seconds = run_attack(model, protocol, spec, x[start:end], y[start:end])
+            chunk_robust, chunk_info, chunk_seconds = run_attack(model, protocol, spec, x[start:end], y[start:end],
+                                                                 batch_size=batch_size)
             record = {"key": key, "robust": chunk_robust, "info": chunk_info, "seconds": chunk_seconds}
             if path is not None:
                 save_atomic(record, path)
@@ -149,7 +154,7 @@ def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_d
     reuse the chunks saved there by an earlier call on the same model, points and protocol, and save new ones."""
     cfg = protocol.section("eval")
     model.eval()
-    batch_size = int(cfg["batch_size"])
+    batch_size = eval_batch_size(protocol, model, x, None if state_dir is None else Path(state_dir) / "batch_size.json")
     check_attack_inputs(model, x, batch_size, owner="evaluation")
     correct = (predict(model, x, batch_size) == y).cpu()
     per_example = {"clean": correct}
@@ -160,7 +165,8 @@ def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_d
     with preserved_rng():
         for label in cfg["attacks"]:
             robust, info[label], seconds = _attack_in_chunks(model, protocol, label, x, y,
-                                                             None if state_dir is None else Path(state_dir), digest)
+                                                             None if state_dir is None else Path(state_dir), digest,
+                                                             batch_size)
             robust &= correct  # a point misclassified clean is never counted robust
             per_example[label] = robust
             worst &= robust
@@ -170,5 +176,5 @@ def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_d
             metrics.update({f"{label}.{stage}_acc": value for stage, value in info[label].get("per_attack", {}).items()})
     per_example["worst"] = worst
     metrics["worst_acc"] = float(worst.float().mean())
-    return Evaluation(metrics=metrics, per_example=per_example, info=info,
+    return Evaluation(metrics=metrics, per_example=per_example, info=info, batch_size=batch_size,
                       flags=sanity_flags(metrics, cfg["attacks"], info))

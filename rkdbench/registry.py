@@ -2,12 +2,15 @@
 
 Every kind (method, architecture, attack, dataset, teacher) lives here; lookups of unknown names raise an
 error listing close matches, and a second registration of a name is refused with both plugins named.
+A name ending in `:` is a family (`timm:`): `get(kind, "timm:resnet50")` returns a component whose object is
+the family's factory with `"resnet50"` bound as its first argument, so open-ended model zoos need no listing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +59,10 @@ class Registry:
         if kind not in self._components:
             raise UnknownComponentError(f"unknown component kind {kind!r}; allowed: {', '.join(KINDS)}")
         table = self._components[kind]
+        family, colon, member = name.partition(":")
+        if name not in table and colon and member and f"{family}:" in table:
+            parent = table[f"{family}:"]
+            return dataclasses.replace(parent, name=name, obj=functools.partial(parent.obj, member))
         if name not in table:
             allowed = ", ".join(sorted(table)) or "(none registered)"
             raise UnknownComponentError(

@@ -8,6 +8,7 @@ as an artifact and the suite goes on; the caller gets a report with every cell's
 
 from __future__ import annotations
 
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import pandas as pd
 import torch
 
 from .config import Cell, Suite, flatten, to_toml
+from .data import load_splits
 from .engine import Trainer, TrainSetup, pick_device
 from .errors import ConfigError, MissingTeacherError
 from .attacks import preserved_rng
@@ -27,7 +29,7 @@ from .teachers import (TeacherCard, build_teacher, default_model_dir, load_teach
                        teacher_path)
 from .tracking import TAG_PREFIX, Tracker, git_sha
 
-__all__ = ["RunOptions", "CellOutcome", "RunContext", "expand_cells", "prepare", "run_suite", "run_cell"]
+__all__ = ["RunOptions", "CellOutcome", "RunContext", "expand_cells", "prepare", "run_suite", "run_cell", "suite_status"]
 
 NO_TEACHER = "none"
 
@@ -39,6 +41,8 @@ class RunOptions:
     build_teachers: bool = False
     device: str | None = None  # None: the protocol's train.device
     console: Any = None  # a rich Console, or None for silence
+    data_dir: Path | None = None  # None: $RKDBENCH_DATA_DIR or ~/.cache/rkdbench/data (protocols' data_root wins)
+    shard: tuple[int, int] = (0, 1)  # (index, count): run every count-th cell starting at index
 
 
 @dataclass
@@ -122,7 +126,8 @@ def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
         _say(options, f"[bold]building teacher[/] {name} (cached in {options.model_dir}; done once)")
         device = pick_device(options.device or "auto")
         n = int(cells[0].protocol.section("eval")["n_examples"]) or None
-        measured = build_teacher(card, options.model_dir, device, n_examples=n, progress=epoch_progress(options, name))
+        measured = build_teacher(card, options.model_dir, device, n_examples=n, progress=epoch_progress(options, name),
+                                 data_dir=options.data_dir)
         _say(options, f"teacher {name}: clean {measured['clean_acc']:.1%}, PGD-20 {measured['pgd20_acc']:.1%}, "
                       f"AutoAttack {measured['aa_acc']:.1%} on {measured['n_examples']} test points "
                       f"({measured['train_seconds']:.0f}s training, {measured['eval_seconds']:.0f}s evaluation)")
@@ -205,6 +210,7 @@ def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device
     last_epoch = int(protocol.section("train")["epochs"]) - 1
     metrics = {f"test.{k}": v for k, v in results["last"].metrics.items()}
     metrics["test.n_examples"] = float(len(y))
+    metrics["test.batch_size"] = float(results["last"].batch_size)  # chosen from memory when the protocol says 0
     if "best-val" in protocol.section("eval")["selections"]:
         best = load_verified(trainer.best_path, map_location=device)
         if int(best["epoch"]) == last_epoch:
@@ -291,8 +297,7 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
     protocol = cell.protocol
     device = pick_device(options.device or protocol.section("train").get("device", "auto"))
     torch.manual_seed(cell.seed)  # model initialisation and the training attack's random starts
-    dataset = create("dataset", protocol.section("protocol")["dataset"])
-    splits = dataset.load(protocol.section("protocol").get("data_root"), protocol.section("data")["split_seed"]).to(device)
+    splits = load_splits(protocol, options.data_dir).to(device)
     student = create("architecture", cell.student, num_classes=splits.num_classes,
                      in_channels=splits.input_shape[0]).to(device)
     method = create("method", cell.method, **cell.method_overrides)
@@ -308,6 +313,8 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
 
     progress = epoch_progress(options, f"{position} {cell.variant}")
     trainer = Trainer(setup, on_epoch=on_epoch, progress=progress)
+    tracker.set_tags(run_id, {f"{TAG_PREFIX}device": str(device), f"{TAG_PREFIX}precision": "bf16" if trainer.bf16 else "fp32",
+                              f"{TAG_PREFIX}channels_last": str(trainer.channels_last).lower()})
     resumed = trainer.last_path.exists()
     _say(options, f"[bold]{position} {'resume' if resumed else 'train'}[/] {cell.label} [dim](run {run_id})[/]")
     pm.hook.run_started(run=context)
@@ -320,12 +327,17 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
     if protocol.section("eval").get("diagnostics", False):
         from .diagnostics import diagnose
 
-        diagnostics = diagnose(student, protocol, *test_points(protocol, splits.test))
+        diagnostics = diagnose(student, protocol, *test_points(protocol, splits.test),
+                               batch_size=int(metrics["test.batch_size"]))
         metrics.update(diagnostics.metrics)
         flags["last"] = [*flags["last"], *diagnostics.flags]  # the diagnostics describe the last checkpoint
     tracker.set_tags(run_id, {f"{TAG_PREFIX}{FLAG_TAGS[selection]}": join_flags(codes)
                               for selection, codes in flags.items()})
-    metrics.update(_specialization(cell, student, teachers, options, splits, device))
+    try:
+        metrics.update(_specialization(cell, student, teachers, options, splits, device))
+    except ConfigError as exc:  # a diagnostic: an architecture without stage views (e.g. a timm model) skips it, said
+        tracker.set_tags(run_id, {f"{TAG_PREFIX}specialization": f"unavailable: {exc}"})
+        _say(options, f"[yellow]{position} student specialization unavailable: {exc}[/]")
     metrics.update(outcome.cost)
     metrics["train.seconds"] = sum(h["train.epoch_seconds"] for h in outcome.history)
     tracker.log_metrics(run_id, metrics, step=int(protocol.section("train")["epochs"]))
@@ -345,10 +357,32 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
 
 def run_suite(suite: Suite, options: RunOptions) -> list[CellOutcome]:
     """Run every cell (validated and prepared first); failures are recorded and the suite goes on."""
-    cells = expand_cells(suite)
+    index, count = options.shard
+    cells = expand_cells(suite)[index::count]
     tracker = Tracker(options.results)
     prepare(cells, tracker, options)
-    outcomes = []
+    outcomes: list[CellOutcome] = []
+    seconds: list[float] = []  # wall time of the cells that ran (skipped ones cost nothing)
     for i, cell in enumerate(cells, 1):
+        started = time.perf_counter()
         outcomes.append(run_cell(cell, tracker, options, position=f"[{i}/{len(cells)}]"))
+        if outcomes[-1].status != "skipped":
+            seconds.append(time.perf_counter() - started)
+        _say(options, f"[dim]{suite_status(outcomes, len(cells), seconds)}[/]")
     return outcomes
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f}m" if seconds >= 60 else f"{seconds:.0f}s"
+
+
+def suite_status(outcomes: list[CellOutcome], total: int, seconds: list[float]) -> str:
+    """One line after each cell: counts by status, time spent, and an ETA from the mean time of the cells that
+    ran (an estimate: methods differ in cost, so it is least accurate early in a mixed suite)."""
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("finished", "skipped", "failed")}
+    remaining = total - len(outcomes)
+    line = (f"suite: {len(outcomes)}/{total} cells ({counts['finished']} finished, {counts['skipped']} skipped, "
+            f"{counts['failed']} failed), {_minutes(sum(seconds))} spent")
+    if remaining and seconds:
+        line += f", ~{_minutes(sum(seconds) / len(seconds) * remaining)} to go for {remaining} more"
+    return line

@@ -4,8 +4,10 @@ harness-trained teachers from a recipe.
 Layout (RobustBench's, so an existing RobustBench model dir works as is):
 `<model_dir>/<dataset>/<threat>/<Name>.pt`, with rkdbench's measured card beside it as `<Name>.json`.
 Files are loaded with `weights_only=True`; `{'state_dict': ...}` or bare dicts; `module.`/`model.` prefixes
-are stripped; the load is strict. A harness teacher's sha256 is recorded in its card when built and
-checked on every load.
+are stripped; the load is strict. Ensembles are RobustBench's `<Name>.pt_m0.pt`, `<Name>.pt_m1.pt`, ...
+A harness teacher's sha256 is recorded in its card when built; a downloaded teacher's on first use (trust on
+first use, like an SSH host key); either is checked on every load after. A card may also point at a file
+shipped inside an installed package (`bundled = "package:path"`), used when the model dir has none.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from importlib import resources
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,9 +25,11 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_verified, save_atomic, sha256_file
 from .config import canonical_hash, load_protocol
+from .data import load_splits
 from .errors import MissingTeacherError
 
-__all__ = ["TeacherCard", "default_model_dir", "teacher_path", "card_path", "read_measured_card", "load_teacher", "missing_teacher_message",
+__all__ = ["TeacherCard", "LogitEnsemble", "default_model_dir", "teacher_path", "bundled_path", "layout_paths", "member_paths", "card_path",
+           "read_measured_card", "load_teacher", "missing_teacher_message",
            "build_teacher", "teacher_status", "state_dict_of", "load_weights", "write_measured_card"]
 
 
@@ -46,6 +51,8 @@ class TeacherCard:
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] | None = None
     sha256: str | None = None
+    bundled: str | None = None  # "package:relative/path" of a checkpoint shipped inside an installed package
+    ensemble: int = 0  # number of members (<Name>.pt_m<i>.pt) whose logits are averaged; 0 = one file
 
     @property
     def recipe_hash(self) -> str:
@@ -56,8 +63,35 @@ def default_model_dir() -> Path:
     return Path(os.environ.get("RKDBENCH_MODEL_DIR", Path.home() / ".cache" / "rkdbench" / "models"))
 
 
+def bundled_path(card: TeacherCard) -> Path | None:
+    """Where a bundled checkpoint lies in its installed package (None when the card has none or the package
+    is not installed)."""
+    if card.bundled is None:
+        return None
+    package, _, relative = card.bundled.partition(":")
+    try:
+        return Path(str(resources.files(package).joinpath(relative)))
+    except ModuleNotFoundError:
+        return None
+
+
+def layout_paths(card: TeacherCard, model_dir: str | os.PathLike[str]) -> list[Path]:
+    """Where RobustBench's layout puts the teacher's file(s) in the model dir: `<Name>.pt`, or for an
+    ensemble `<Name>.pt_m0.pt`, `<Name>.pt_m1.pt`, ..."""
+    base = Path(model_dir) / f"{card.name}.pt"
+    return [base.with_name(f"{base.name}_m{i}.pt") for i in range(card.ensemble)] if card.ensemble else [base]
+
+
 def teacher_path(card: TeacherCard, model_dir: str | os.PathLike[str]) -> Path:
-    return Path(model_dir) / f"{card.name}.pt"
+    """The model dir's file; for a bundled card without one, the package's copy. Ensembles: the first member."""
+    path = layout_paths(card, model_dir)[0]
+    bundled = bundled_path(card)
+    return bundled if not path.is_file() and bundled is not None and bundled.is_file() else path
+
+
+def member_paths(card: TeacherCard, model_dir: str | os.PathLike[str]) -> list[Path]:
+    """Every checkpoint file the teacher is loaded from (a bundled copy stands in for a missing single file)."""
+    return layout_paths(card, model_dir) if card.ensemble else [teacher_path(card, model_dir)]
 
 
 def card_path(card: TeacherCard, model_dir: str | os.PathLike[str]) -> Path:
@@ -69,18 +103,35 @@ def read_measured_card(card: TeacherCard, model_dir: str | os.PathLike[str]) -> 
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _expected_sha256(card: TeacherCard, model_dir: Path) -> str | None:
+def _expected_sha256(card: TeacherCard, model_dir: Path, member: int = 0) -> str | None:
+    if card.ensemble:
+        return ((read_measured_card(card, model_dir) or {}).get("sha256_members") or {}).get(str(member))
     measured = read_measured_card(card, model_dir)
     return card.sha256 or (measured or {}).get("sha256")
 
 
 def teacher_status(card: TeacherCard, model_dir: str | os.PathLike[str]) -> str:
     """'present', 'missing' or 'hash mismatch'."""
-    path = teacher_path(card, model_dir)
-    if not path.is_file():
+    paths = member_paths(card, model_dir)
+    if not all(path.is_file() for path in paths):
         return "missing"
-    expected = _expected_sha256(card, Path(model_dir))
-    return "hash mismatch" if expected and sha256_file(path) != expected else "present"
+    for i, path in enumerate(paths):
+        expected = _expected_sha256(card, Path(model_dir), i)
+        if expected and sha256_file(path) != expected:
+            return "hash mismatch"
+    return "present"
+
+
+def _record_first_use(card: TeacherCard, model_dir: Path, digests: list[str]) -> None:
+    """Trust on first use: a teacher with no known sha256 gets its digest(s) written into its measured card,
+    so a later swap of the file (a re-download, an HTML page, another model) is caught."""
+    measured = read_measured_card(card, model_dir) or {"id": card.name}
+    if card.ensemble:
+        measured["sha256_members"] = {str(i): d for i, d in enumerate(digests)}
+    else:
+        measured["sha256"] = digests[0]
+    measured.setdefault("sha256_recorded", "on first use")
+    write_measured_card(card, model_dir, measured)
 
 
 def write_measured_card(card: TeacherCard, model_dir: str | os.PathLike[str], measured: dict[str, Any]) -> Path:
@@ -112,7 +163,8 @@ def load_weights(model: nn.Module, checkpoint: Any, source: str) -> None:
         raise CheckpointError(f"{source} holds a {type(state).__name__}, not a state dict")
     expected = model.state_dict()
     problems = {
-        "missing": [k for k in expected if k not in state],
+        # BatchNorm fills a missing `num_batches_tracked` itself (checkpoints from before PyTorch 0.4.1 lack it)
+        "missing": [k for k in expected if k not in state and not k.endswith("num_batches_tracked")],
         "unexpected": [k for k in state if k not in expected],
         "wrongly shaped": [k for k in expected if k in state and tuple(getattr(state[k], "shape", ())) != tuple(
             expected[k].shape)],
@@ -124,28 +176,55 @@ def load_weights(model: nn.Module, checkpoint: Any, source: str) -> None:
 
 
 def missing_teacher_message(card: TeacherCard, path: Path) -> str:
-    how = (f"build it with `rkdbench teachers build {card.name}`" if card.recipe is not None
-           else f"copy it there from {card.source or 'its source'} (RobustBench layout)")
+    if card.recipe is not None:
+        how = f"build it with `rkdbench teachers build {card.name}`"
+    elif card.bundled is not None:
+        how = f"it ships in the Python package `{card.bundled.partition(':')[0]}`; install it"
+    else:
+        dataset, threat, name = card.name.split("/", 2)
+        how = (f"copy it there from {card.source or 'its source'} (RobustBench layout), or with network and "
+               f"`pip install rkdbench[robustbench]`: `rkdbench teachers fetch {card.name}` "
+               f"(robustbench.utils.load_model({name!r}, dataset={dataset!r}, threat_model={threat!r}))")
     return f"teacher {card.name!r}: checkpoint {path} is missing; {how}"
 
 
+class LogitEnsemble(nn.Module):
+    """RobustBench-style ensemble: the members' logits averaged (members share one architecture)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.models = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.models]).mean(0)
+
+
 def load_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: torch.device | str = "cpu") -> nn.Module:
-    """The teacher as a frozen module in eval mode, after the sha256 check."""
+    """The teacher as a frozen module in eval mode, after the sha256 check (recorded on first use)."""
     from . import create
 
-    path = teacher_path(card, model_dir)
-    if not path.is_file():
-        raise MissingTeacherError(missing_teacher_message(card, path))
-    state = load_verified(path, expected_sha256=_expected_sha256(card, Path(model_dir)), map_location="cpu")
-    model = create("architecture", card.architecture, num_classes=card.num_classes, in_channels=card.in_channels,
-                   **card.arch_kwargs)
-    load_weights(model, state, f"teacher {card.name!r}: checkpoint {path}")
+    folder = Path(model_dir)
+    members, digests, unverified = [], [], False
+    for i, path in enumerate(member_paths(card, folder)):
+        if not path.is_file():
+            raise MissingTeacherError(missing_teacher_message(card, path))
+        expected = _expected_sha256(card, folder, i)
+        unverified |= expected is None
+        state = load_verified(path, expected_sha256=expected, map_location="cpu")
+        model = create("architecture", card.architecture, num_classes=card.num_classes,
+                       in_channels=card.in_channels, **card.arch_kwargs)
+        load_weights(model, state, f"teacher {card.name!r}: checkpoint {path}")
+        members.append(model)
+        digests.append(expected or sha256_file(path))
+    if unverified:
+        _record_first_use(card, folder, digests)
+    model = LogitEnsemble(members) if card.ensemble else members[0]
     return model.to(device).eval().requires_grad_(False)
 
 
 def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: torch.device,
                   n_examples: int | None = None, progress: Callable[[int, int, dict[str, float]], None] | None = None,
-                  ) -> dict[str, Any]:
+                  data_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Train a harness teacher from its recipe (resumable), evaluate it, save it and its measured card."""
     from . import create
     from .engine import Trainer, TrainSetup
@@ -157,8 +236,7 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
     protocol = load_protocol(recipe["protocol"], dict(recipe.get("set", {})), where=f"teacher {card.name} recipe")
     seed = int(recipe.get("seed", 0))
     torch.manual_seed(seed)
-    dataset = create("dataset", protocol.section("protocol")["dataset"])
-    splits = dataset.load(protocol.section("protocol").get("data_root"), protocol.section("data")["split_seed"]).to(device)
+    splits = load_splits(protocol, data_dir).to(device)
     student = create("architecture", card.architecture, num_classes=card.num_classes, in_channels=card.in_channels,
                      **card.arch_kwargs).to(device)
     workdir = Path(model_dir) / ".build" / card.name

@@ -42,6 +42,8 @@ def test_wheel_installs_and_entry_points_resolve(tmp_path):
     [wheel] = list((tmp_path / "dist").glob("rkdbench-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "rkdbench_plugins/methods/rslad.py" in names and "rkdbench/configs/protocols/digits-linf.toml" in names
+    shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "rkdbench" / "configs").rglob("*.toml")}
+    assert shipped <= set(names), f"package data left out of the wheel: {sorted(shipped - set(names))}"
     target = tmp_path / "site"
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(target),
                               str(wheel)], capture_output=True, text=True, timeout=300)

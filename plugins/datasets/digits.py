@@ -21,6 +21,7 @@ class Digits:
     name = "digits"
     num_classes = 10
     input_shape = (1, 8, 8)
+    split_sizes = (1257, 180, 360)  # train, validation, test
 
     def load(self, root: str | None = None, split_seed: int = 0) -> Splits:
         bunch = load_digits()
