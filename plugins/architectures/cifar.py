@@ -95,8 +95,9 @@ class CifarNet(nn.Module):
             values = [float(value)] * in_channels if isinstance(value, (int, float)) else [float(v) for v in value]
             if len(values) != in_channels:
                 raise ConfigError(f"{name} has {len(values)} values for {in_channels} input channels")
-            # [C, 1, 1], the shape DeepMind's checkpoints store
-            self.register_buffer(name, torch.tensor(values).view(in_channels, 1, 1))
+            # not persistent: RobustBench's DeepMind checkpoints do not store them (the dataset's statistics come
+            # from the teacher card), so a persistent buffer would make their strict load fail
+            self.register_buffer(name, torch.tensor(values).view(in_channels, 1, 1), persistent=False)
 
     def _add_stages(self, names: Sequence[str], stages: Sequence[nn.Module]) -> None:
         self.stage_names = tuple(names)
