@@ -477,6 +477,8 @@ def _register_plugin_commands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: plugin commands are added, and user errors become one line and exit code 2."""
+    # MLflow draws a progress bar for every artifact it reads back (per-example results, configs): noise in logs
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         _register_plugin_commands()
         returned = cli.main(args=argv, prog_name="rkdbench", standalone_mode=False)
