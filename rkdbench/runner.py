@@ -335,7 +335,7 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
                               for selection, codes in flags.items()})
     try:
         metrics.update(_specialization(cell, student, teachers, options, splits, device))
-    except ConfigError as exc:  # a diagnostic: an architecture without stage views (e.g. a timm model) skips it, said
+    except ConfigError as exc:  # a diagnostic: an architecture without stage views skips it, and says so
         tracker.set_tags(run_id, {f"{TAG_PREFIX}specialization": f"unavailable: {exc}"})
         _say(options, f"[yellow]{position} student specialization unavailable: {exc}[/]")
     metrics.update(outcome.cost)

@@ -140,7 +140,8 @@ def stage_outputs(model: nn.Module, names: Sequence[str] | None = None) -> list[
 
     Default: every top-level block of `model.features` that contains an activation (its output is
     post-activation; pooling and other parameter-free glue between blocks are skipped), then the input of
-    `model.classifier` (the penultimate features, after pooling and flattening). `names` overrides this with
+    `model.classifier` (the penultimate features, after pooling and flattening); for timm models, the modules
+    of their `feature_info` and the input of their classifier. `names` overrides this with
     dotted module names from `model.named_modules()`; a name ending in ":input" reads that module's input.
     """
     if names is not None:
@@ -154,7 +155,24 @@ def stage_outputs(model: nn.Module, names: Sequence[str] | None = None) -> list[
     if isinstance(classifier, nn.Module):
         stages.append(Stage("classifier" + INPUT_SUFFIX, classifier, read_input=True))
     if not stages:
+        stages = _timm_stages(model)
+    if not stages:
         raise ConfigError(f"{type(model).__name__} has no `features` blocks or `classifier`; pass the stage names explicitly")
+    return stages
+
+
+def _timm_stages(model: nn.Module) -> list[Stage]:
+    """timm models: the modules their `feature_info` lists (the outputs timm's own feature extraction returns,
+    shallow to deep), then the input of `get_classifier()`; [] for anything else."""
+    info = getattr(model, "feature_info", None)
+    if not isinstance(info, list) or not all(isinstance(i, dict) and "module" in i for i in info):
+        return []
+    modules = dict(model.named_modules())
+    stages = [Stage(i["module"], modules[i["module"]]) for i in info if i["module"] in modules]
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    name = next((n for n, m in modules.items() if m is head and n), None)
+    if name is not None and not isinstance(head, nn.Identity):
+        stages.append(Stage(name + INPUT_SUFFIX, head, read_input=True))
     return stages
 
 

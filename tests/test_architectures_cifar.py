@@ -236,3 +236,16 @@ def test_timm_errors_are_one_line():
     with pytest.raises(ConfigError, match="never downloaded") as pretrained:
         rkdbench.create("architecture", "timm:resnet18", pretrained=True)
     assert all("\n" not in str(e.value) for e in (unknown, stem, pretrained))
+
+
+def test_timm_models_get_specialization_stages_from_feature_info():
+    pytest.importorskip("timm")
+    torch.manual_seed(0)
+    teacher = rkdbench.create("architecture", "timm:resnet18", cifar_stem=True).eval()
+    assert [s.name for s in stage_outputs(teacher)] == ["act1", "layer1", "layer2", "layer3", "layer4", "fc:input"]
+    student = rkdbench.create("architecture", "resnet-18").eval()
+    matches = specialization(teacher, teacher, torch.rand(12, 3, 32, 32), batch_size=6)
+    # against itself every unit's best match is itself; units of tiny variance on 12 random images score below 1
+    # only through the correlation's epsilon, so the maximum (not the mean) is the exact check here
+    assert len(matches) == 6 and all(m.summary()["max_best"] > 0.9995 for m in matches)
+    assert len(specialization(teacher, student, torch.rand(12, 3, 32, 32), batch_size=6)) == 5
