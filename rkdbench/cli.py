@@ -80,11 +80,11 @@ def _print_dry_run(suite, cells, model_dir: Path, gpu_tflops: float | None) -> N
     if sizes is not None:
         click.echo(f"estimated total: ~{total:.1f} GPU-hours at {tflops:g} sustained TFLOP/s (--gpu-tflops; an order "
                    f"of magnitude: AutoAttack priced for half the points staying robust)")
-    missing = [t for t in teacher_ids if teacher_status(cards[t], model_dir) != "present"]
+    statuses = {t: teacher_status(cards[t], model_dir) for t in teacher_ids}  # hashes every file: once each
+    missing = [t for t, status in statuses.items() if status != "present"]
     for t in missing:
-        status = teacher_status(cards[t], model_dir)
-        click.echo(f"teacher {status}: " + (missing_teacher_message(cards[t], member_paths(cards[t], model_dir)[0])
-                                             if status == "missing" else f"{t}: {member_paths(cards[t], model_dir)}"))
+        click.echo(f"teacher {statuses[t]}: " + (missing_teacher_message(cards[t], member_paths(cards[t], model_dir)[0])
+                                                  if statuses[t] == "missing" else f"{t}: {member_paths(cards[t], model_dir)}"))
     if not missing:
         click.echo(f"teachers: all {len(teacher_ids)} present in {model_dir}")
 

@@ -12,7 +12,7 @@ best-val record, MLflow run id), and the `on_epoch` callback.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 

@@ -88,7 +88,6 @@ def evaluate_model(ref: str, protocol_ref: str, results: Path, model_dir: Path, 
                    architecture: str | None = None, device: str | None = None,
                    data_dir: Path | None = None) -> EvaluationReport:
     """Load MODEL, evaluate it on the protocol's test points, log one MLflow run, and update a teacher's card."""
-    from . import create
     from .engine import pick_device
 
     overrides = {} if n_examples is None else {"eval.n_examples": n_examples}

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .attacks import check_attack_inputs, predict, preserved_rng
-from .batching import CPU_BATCH_SIZE, eval_batch_size
+from .batching import eval_batch_size
 from .checkpoint import CheckpointError, load_verified, save_atomic
 from .config import Protocol, canonical_hash
 from .flags import sanity_flags
@@ -56,17 +56,16 @@ def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
 
 
 def run_attack(model: nn.Module, protocol: Protocol, spec: dict[str, Any], x: Tensor, y: Tensor,
-               eps: float | None = None, batch_size: int | None = None) -> tuple[Tensor, dict[str, Any], float]:
-    """One `[eval.attacks]` entry on (x, y) with the protocol's threat, seed and batch size (or another `eps`,
-    or the batch size `eval_batch_size` chose): the attack's own robust flags (on the CPU), its info, and the
-    seconds it took. The global RNG is restored."""
+               *, batch_size: int, eps: float | None = None) -> tuple[Tensor, dict[str, Any], float]:
+    """One `[eval.attacks]` entry on (x, y) with the protocol's threat and seed (or another `eps`) and the batch
+    size `eval_batch_size` resolved: the attack's own robust flags (on the CPU), its info, and the seconds it
+    took. The global RNG is restored."""
     from . import create
 
     threat, cfg = protocol.section("threat"), protocol.section("eval")
     params = {k: v for k, v in spec.items() if k != "attack"}
     attack = create("attack", spec["attack"], norm=threat["norm"], eps=float(threat["eps"] if eps is None else eps),
-                    seed=int(cfg["seed"]), batch_size=batch_size or int(cfg["batch_size"]) or CPU_BATCH_SIZE,
-                    **params)
+                    seed=int(cfg["seed"]), batch_size=batch_size, **params)
     with preserved_rng():
         # a plugin that draws from the global RNG starts every chunk from the same state, so a chunk's result
         # never depends on the chunks run before it in this process

@@ -48,8 +48,8 @@ CHILD = textwrap.dedent("""
 
     APGDCE.run = run
     APGDCE._chunks_seen = 0
-    overrides = {k: v for k, v in saved["overrides"].items()}
-    evaluate(model.eval(), load_protocol("digits-linf", overrides), saved["x"], saved["y"], state_dir=sys.argv[1])
+    evaluate(model.eval(), load_protocol("digits-linf", saved["overrides"]), saved["x"], saved["y"],
+             state_dir=sys.argv[1])
 """)
 
 

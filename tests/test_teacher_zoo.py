@@ -4,8 +4,6 @@ missing files explained, and fetching through a robustbench package whose `__ini
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 
 import pytest
@@ -18,7 +16,7 @@ from rkdbench.errors import ConfigError, MissingTeacherError
 from rkdbench.robustbench_bridge import fetch_teacher
 from rkdbench.teachers import (LogitEnsemble, TeacherCard, bundled_path, load_teacher, read_measured_card,
                                teacher_path, teacher_status)
-from rkdbench_plugins.teachers.cifar import AUTOATTACK_EXAMPLE, ZOO
+from rkdbench_plugins.teachers.cifar import ZOO
 
 EXAMPLE = "cifar10/Linf/AutoAttack-example-R18"
 REQUIRED = ["cifar10/Linf/Zhang2019Theoretically", "cifar10/Linf/Chen2021LTD_WRN34_10",
