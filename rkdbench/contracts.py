@@ -56,12 +56,15 @@ class Outputs:
 
 @dataclass(frozen=True)
 class Progress:
-    """Where training is: 0-based `epoch` of `epochs`, 0-based `step` of `steps` within the epoch."""
+    """Where training is: 0-based `epoch` of `epochs`, 0-based `step` of `steps` within the epoch, and the
+    protocol's learning-rate decay epochs (`lr_milestones`: the lr drops at the start of each listed 0-based
+    epoch; empty unless the schedule is `piecewise`), so a schedule tied to the lr decays needs no copy of them."""
 
     epoch: int
     epochs: int
     step: int = 0
     steps: int = 1
+    lr_milestones: tuple[int, ...] = ()
 
     @property
     def fraction(self) -> float:

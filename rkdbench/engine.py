@@ -129,6 +129,7 @@ class Trainer:
         self.threat = setup.protocol.section("threat")
         self.optimizer = _make_optimizer(train, setup.student.parameters())
         self.scheduler = _make_scheduler(train, self.optimizer)
+        self.lr_milestones = tuple(int(m) for m in train.get("milestones", [])) if train["schedule"] == "piecewise" else ()
         self.data_generator = torch.Generator(device="cpu").manual_seed(setup.seed)
         self.aug_generator = torch.Generator(device=setup.device).manual_seed(setup.seed + 1)
         self.counter = _Counter()
@@ -294,11 +295,12 @@ class Trainer:
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    losses = self.training_step(x, y_train[idx], Progress(epoch, epochs, step, steps))
+                    progress = Progress(epoch, epochs, step, steps, self.lr_milestones)
+                    losses = self.training_step(x, y_train[idx], progress)
                 self.optimizer.zero_grad(set_to_none=True)
                 losses.total.backward()
                 self.optimizer.step()
-                s.method.on_step_end(losses, Progress(epoch, epochs, step, steps))
+                s.method.on_step_end(losses, progress)
                 for name, value in {"loss": losses.total.detach(), **losses.parts}.items():
                     totals[name] = totals.get(name, 0.0) + value.detach().float()
             lr = self.optimizer.param_groups[0]["lr"]

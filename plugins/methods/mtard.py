@@ -15,9 +15,12 @@ first batch's losses l_adv0, l_nat0 (NaN until the first step). Per step, with t
     w_nat <- w_nat - eta * (w_nat - r_nat / (r_adv + r_nat)),  w_adv = 1 - w_nat    (eta = 0.025)
 As in the official loop, the weights are updated **before** the batch's loss is formed: `loss` computes the
 updated weights purely from `self.state` and the batch's losses and uses them; `on_step_end` recomputes the
-same update from the logged parts and commits it to `self.state`. Official: eta x 0.1 at each lr decay; here
-`eta_decay_epochs` (0-based epochs, set it to the protocol's `train.milestones`, e.g. (215, 260, 285)) multiplies
-eta by `eta_decay` = 0.1 for every listed epoch <= the current one. The default () never decays.
+same update from the logged parts and commits it to `self.state`. Official: eta x 0.1 at each lr decay
+(mtard_resnet18_cifar10.py, with the lr). Here `eta_decay_epochs = "auto"` (the default) takes the decay epochs
+from the protocol's lr schedule (`Progress.lr_milestones`: the `train.milestones` of a `piecewise` schedule, none
+for `cosine` / `constant`), so eta drops exactly when the lr does; an explicit list of 0-based epochs (e.g.
+[215, 260, 285]) overrides it, and [] never decays. Eta is multiplied by `eta_decay` = 0.1 for every decay
+epoch <= the current one.
 
 B-MTARD (`balance_temperature = True`, §8.4): T_adv(x') is softened by temp_adv and T_nat(x) by temp_nat (the
 student is not), both starting at 1 and kept in `self.state`; after each step (the batch's loss uses the current
@@ -38,10 +41,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
+from rkdbench.errors import ConfigError
 from rkdbench.losses import kl_div
 from rkdbench_plugins.methods.rslad import rslad_kl
 
-__all__ = ["MTARD", "MTARDParams", "teacher_entropy"]
+__all__ = ["MTARD", "MTARDParams", "teacher_entropy", "eta_decay_epochs"]
 
 
 @dataclass(frozen=True)
@@ -51,12 +55,29 @@ class MTARDParams:
     bert: float = 1.0
     kl_reduction: str = "mean"  # RSLAD's /C-manual form; "batchmean" = true KL
     loss_scale: float = 1.0  # 10 in the CIFAR-100 scripts
-    eta_decay_epochs: tuple[int, ...] = ()
+    # "auto" = the protocol's lr milestones (the None default becomes "auto": it lets a list or "auto" be given)
+    eta_decay_epochs: tuple[int, ...] | str | None = None
     eta_decay: float = 0.1
     balance_temperature: bool = False  # B-MTARD
     temp_lr: float = 0.001
     temp_min: float = 1.0
     temp_max: float = 10.0
+
+    def __post_init__(self) -> None:
+        value = "auto" if self.eta_decay_epochs is None else self.eta_decay_epochs
+        if isinstance(value, (list, tuple)) and all(isinstance(e, int) and not isinstance(e, bool) and e >= 0
+                                                     for e in value):
+            object.__setattr__(self, "eta_decay_epochs", tuple(value))
+        elif value == "auto":
+            object.__setattr__(self, "eta_decay_epochs", "auto")
+        else:
+            raise ConfigError(f"method 'mtard' parameter 'eta_decay_epochs' = {value!r} is not allowed; allowed: "
+                              f"\"auto\" (the protocol's lr milestones) or a list of 0-based epochs")
+
+
+def eta_decay_epochs(setting: tuple[int, ...] | str, progress: Progress) -> tuple[int, ...]:
+    """The epochs at which eta decays: the protocol's lr milestones for "auto", else the explicit list."""
+    return tuple(progress.lr_milestones) if setting == "auto" else tuple(setting)
 
 
 def teacher_entropy(probs: Tensor) -> Tensor:
@@ -87,7 +108,7 @@ class MTARD(Method):
 
     def _decay(self, progress: Progress) -> float:
         p = self.params
-        return p.eta_decay ** sum(progress.epoch >= e for e in p.eta_decay_epochs)
+        return p.eta_decay ** sum(progress.epoch >= e for e in eta_decay_epochs(p.eta_decay_epochs, progress))
 
     def _kl(self, student_logits: Tensor, teacher_probs: Tensor) -> Tensor:
         if self.params.kl_reduction == "mean":

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from rkdbench import Outputs, Progress
+from rkdbench.errors import ConfigError
 from rkdbench_plugins.methods.mtard import MTARD
 
 
@@ -33,7 +34,7 @@ def test_mtard_contract_and_initial_state():
     assert m.needs == {"s_adv", "s_nat", "t_adv", "natural:t_nat"}
     a = m.attack
     assert (a.init, a.bn, a.steps, a.step_size, a.needs) == ("gauss", "eval", 10, 0.25, {"s_adv"})
-    assert (m.params.eta, m.params.eta_decay_epochs, m.params.balance_temperature) == (0.025, (), False)
+    assert (m.params.eta, m.params.eta_decay_epochs, m.params.balance_temperature) == (0.025, "auto", False)
     assert set(m.state) == {"w_nat", "w_adv", "l_adv0", "l_nat0"}
     assert all(isinstance(v, torch.Tensor) for v in m.state.values())
     assert float(m.state["w_nat"]) == 0.5 and math.isnan(float(m.state["l_adv0"]))
@@ -116,3 +117,53 @@ def test_mtard_batchmean_reduction(hand):
     kl_adv = sum(hand.kl(hand.softmax(t), hand.softmax(s)) for s, t in zip(hand.rows(hand.S), hand.rows(hand.T_ADV))) / 2
     kl_nat = sum(hand.kl(hand.softmax(t), hand.softmax(s)) for s, t in zip(hand.rows(hand.S_NAT), hand.rows(hand.T2))) / 2
     assert float(got) == pytest.approx(0.5 * kl_adv + 0.5 * kl_nat, rel=1e-5)
+
+
+def _eta_after_first_step(m: MTARD, progress: Progress, hand) -> float:
+    """The eta the second step used, recovered from the weight update: w_nat = 0.5 - eta * (0.5 - r_nat / (r_adv + r_nat))."""
+    first = m.loss(outputs(hand.S, hand.S_NAT, hand.T_ADV, hand.T2), hand.Y, progress)
+    m.on_step_end(first, progress)
+    adv1, adv2 = rslad_term(hand, hand.S, hand.T_ADV), rslad_term(hand, hand.S * 0.5, hand.T_ADV)
+    target = 1.0 / (adv2 / adv1 + 1.0)  # r_nat = 1 (same natural term)
+    losses = m.loss(outputs(hand.S * 0.5, hand.S_NAT, hand.T_ADV, hand.T2), hand.Y, progress)
+    return (0.5 - float(losses.parts["w_nat"])) / (0.5 - target)
+
+
+@pytest.mark.parametrize("epoch, expected_eta", [(0, 0.025), (99, 0.025), (100, 0.0025), (149, 0.0025),
+                                                  (150, 0.00025), (199, 0.00025)])
+def test_mtard_eta_decays_with_the_protocols_lr_milestones_by_default(hand, epoch, expected_eta):
+    # the protocol's piecewise schedule x0.1 at 100 and 150 (0-based epochs at whose start the lr drops)
+    progress = Progress(epoch, 200, 0, 10, lr_milestones=(100, 150))
+    assert _eta_after_first_step(MTARD(), progress, hand) == pytest.approx(expected_eta, rel=1e-3)  # recovered from fp32 weights
+
+
+def test_mtard_explicit_eta_decay_epochs_override_the_milestones(hand):
+    progress = Progress(120, 200, 0, 10, lr_milestones=(100, 150))
+    assert _eta_after_first_step(MTARD(eta_decay_epochs=[]), progress, hand) == pytest.approx(0.025, rel=1e-3)
+    assert _eta_after_first_step(MTARD(eta_decay_epochs=[50, 110]), progress, hand) == pytest.approx(0.00025, rel=1e-3)
+    assert MTARD(eta_decay_epochs="auto").params.eta_decay_epochs == "auto"
+    with pytest.raises(ConfigError, match="eta_decay_epochs"):
+        MTARD(eta_decay_epochs="sometimes")
+
+
+def test_the_engine_hands_the_protocols_milestones_to_the_method(tmp_path):
+    import rkdbench
+    from rkdbench.config import load_protocol
+    from rkdbench.data import Splits
+    from rkdbench.engine import Trainer, TrainSetup
+
+    seen = []
+
+    class Probe(rkdbench.create("method", "pgd-at").__class__):
+        def on_step_end(self, losses, progress):
+            seen.append(progress.lr_milestones)
+
+    splits = Splits(train=(torch.rand(4, 1, 8, 8), torch.arange(4)), val=(torch.rand(2, 1, 8, 8), torch.arange(2)),
+                    test=(torch.rand(2, 1, 8, 8), torch.arange(2)), num_classes=10)
+    for overrides, expected in [({"train.schedule": "piecewise", "train.milestones": [3, 7]}, (3, 7)), ({}, ())]:
+        protocol = load_protocol("digits-linf", {"train.epochs": 1, "train.val_pgd_steps": 1, **overrides})
+        student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+        seen.clear()
+        Trainer(TrainSetup(protocol=protocol, method=Probe(attack_steps=1), student=student, teachers={},
+                           splits=splits, seed=0, device=torch.device("cpu"), workdir=tmp_path / str(expected))).fit()
+        assert set(seen) == {expected}  # cosine (digits-linf) has no decay epochs
