@@ -203,6 +203,11 @@ class Method:
     def on_step_end(self, losses: Losses, progress: Progress) -> None:
         """Hook for adaptive state (MTARD's weights); default: nothing."""
 
+    def student_forwards(self, progress: Progress) -> Any:
+        """The official order of the student's train-mode forwards in this step, BatchNorm-only passes included
+        (a `rkdbench.student_passes.StudentForwards`); None: S(x) then S(x'), only the passes in `needs`."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Params and the effective training attack as a flat dict (logged to MLflow, part of the cell key)."""
         described = dataclasses.asdict(self.params)

@@ -85,6 +85,7 @@ def training_passes(cell: Cell, input_shape: tuple[int, ...], num_classes: int) 
                                      teachers=teachers, splits=splits, seed=0, device=torch.device("cpu"),
                                      workdir=Path(workdir)))
         trainer.training_step(x, y, Progress(epochs - 1, epochs, 0, 1))
+        trainer.after_step()
     return {k.removeprefix("cost."): v / n for k, v in trainer.counter.as_dict().items()}
 
 

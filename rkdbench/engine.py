@@ -26,6 +26,7 @@ from .config import Protocol
 from .contracts import Losses, Method, Outputs, Progress, StepContext, as_losses
 from .data import Splits, augment
 from .pgd import pgd
+from .student_passes import run_after_step, run_before_step
 
 __all__ = ["TrainSetup", "TrainOutcome", "Trainer", "pick_device", "gpu_features", "robust_accuracy"]
 
@@ -133,6 +134,7 @@ class Trainer:
         self.data_generator = torch.Generator(device="cpu").manual_seed(setup.seed)
         self.aug_generator = torch.Generator(device=setup.device).manual_seed(setup.seed + 1)
         self.counter = _Counter()
+        self._plan = None  # the current step's StudentForwards (see `after_step`)
         self.history: list[dict[str, float]] = []
         self.best = {"epoch": -1, "val_pgd_acc": -1.0}
         self.start_epoch = 0
@@ -247,26 +249,29 @@ class Trainer:
             return as_losses(custom((x, y), ctx))
         needs = method.needs
         attack_needs = method.attack.needs if method.attack is not None else frozenset()
-        n = x.shape[0]
         t_nat = None
         if teacher is not None and ("t_nat" in needs or "t_nat" in attack_needs):
             t_nat = self._teacher_logits(teacher, x)
         x_adv = self._attack(x, y, t_nat) if method.attack is not None else None
         out = Outputs(t_nat=t_nat if "t_nat" in needs else None)
-        if "s_nat" in needs:
-            out.s_nat = student(x)
-        if "s_adv" in needs:
-            out.s_adv = student(x_adv)
+        self._plan = method.student_forwards(progress)  # BatchNorm-only passes of the official loop, if any
+        passes = run_before_step(student, self._plan, needs, x, x_adv, self._count)
+        out.s_nat, out.s_adv = passes.get("s_nat"), passes.get("s_adv")
+        self._step_inputs = (x, x_adv)
         if "t_adv" in needs:
             out.t_adv = self._teacher_logits(teacher, x_adv)
         for role in method.teacher_roles[1:]:
             inputs = {"t_nat": x, "t_adv": x_adv}
             out.teachers[role] = {p: self._teacher_logits(self.s.teachers[role], inputs[p])
                                   for p in ("t_nat", "t_adv") if f"{role}:{p}" in needs}
-        passes = ("s_nat" in needs) + ("s_adv" in needs)
-        self.counter.student_forward += n * passes
-        self.counter.student_backward += n * passes
         return as_losses(method.loss(out, y, progress))
+
+    def after_step(self) -> None:
+        """The step's post-update passes (robust_overfitting's logging forward on x): BatchNorm statistics only."""
+        plan, self._plan = self._plan, None
+        if plan is not None:
+            with torch.autocast(self.s.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                run_after_step(self.s.student, plan, *self._step_inputs, self._count)
 
     # ---- the loop ----------------------------------------------------------------------------------
     def fit(self) -> TrainOutcome:
@@ -300,6 +305,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 losses.total.backward()
                 self.optimizer.step()
+                self.after_step()
                 s.method.on_step_end(losses, progress)
                 for name, value in {"loss": losses.total.detach(), **losses.parts}.items():
                     totals[name] = totals.get(name, 0.0) + value.detach().float()

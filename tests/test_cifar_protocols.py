@@ -53,12 +53,13 @@ def test_every_builtin_protocol_and_suite_loads_and_expands():
 
 def test_passes_per_example_are_counted_from_the_methods_own_step():
     cell = lambda method: next(c for c in expand_cells(load_suite("digits-all-quick")) if c.method == method)  # noqa: E731
-    # PGD-AT: 10 attack steps (forward + backward each) and the training forward/backward on x'
+    # PGD-AT: 10 attack steps (forward + backward each), the training forward/backward on x', and the official
+    # loop's two BatchNorm-only forwards (the restart-selection pass on x', S(x) after the optimizer step)
     assert training_passes(cell("pgd-at"), (1, 8, 8), 10) == {
-        "student_forward": 11, "student_backward": 11, "teacher_forward": 0, "teacher_backward": 0}
-    # AdaAD: the teacher is in every attack step and gives T(x') for the loss
+        "student_forward": 13, "student_backward": 11, "teacher_forward": 0, "teacher_backward": 0}
+    # AdaAD: the teacher is in every attack step and gives T(x') for the loss; S(x) runs for its BatchNorm update
     assert training_passes(cell("adaad"), (1, 8, 8), 10) == {
-        "student_forward": 11, "student_backward": 11, "teacher_forward": 11, "teacher_backward": 10}
+        "student_forward": 12, "student_backward": 11, "teacher_forward": 11, "teacher_backward": 10}
 
 
 def test_forward_flops_by_hand():

@@ -9,8 +9,15 @@ Loss (tau = 1):
     a * KL(T(x') || S(x'))  +  (1 - a) * KL(T(x) || S(x))
 with a = `AdaAD_alpha` = 1.0 by default (adversarial term only; S(x) and T(x) are then not computed).
 Reduction: `nn.KLDivLoss()` 'mean' (sum / (B*C)) on CIFAR-10, the official default here; the CIFAR-100 script
-uses sum / B: set `kl_reduction = "batchmean"` there. The paper's increasing-eps schedule (issue #2) is not
+uses sum / B: set `kl_reduction = "batchmean"` there (the `cifar100-standard` suite does). The paper's increasing-eps schedule (issue #2) is not
 implemented.
+
+BatchNorm side effects (`bn_side_effects = True`, the official behaviour): after the (eval-mode) attack the
+official step runs `net(inputs)` = S(x) and then S(x'), both in train mode, even at a = 1 where the clean term's
+weight is 0: that clean forward carries no gradient but updates the student's BatchNorm running statistics.
+The engine runs it before S(x') (no-grad, counted as one student forward per example); `False` skips it.
+The official step also computes T(x) under `no_grad` at a = 1; it changes nothing (the teacher is in eval mode)
+and is not reproduced.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from torch import Tensor
 
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.losses import kl_div
+from rkdbench.student_passes import StudentForwards
 
 __all__ = ["AdaAD", "AdaADParams"]
 
@@ -30,6 +38,7 @@ __all__ = ["AdaAD", "AdaADParams"]
 class AdaADParams:
     alpha: float = 1.0
     kl_reduction: str = "mean"
+    bn_side_effects: bool = True
 
 
 class AdaAD(Method):
@@ -43,6 +52,9 @@ class AdaAD(Method):
 
     def configure_needs(self, params: AdaADParams) -> frozenset[str]:
         return frozenset({"s_adv", "t_adv"} | ({"s_nat", "t_nat"} if params.alpha != 1 else set()))
+
+    def student_forwards(self, progress: Progress) -> StudentForwards | None:
+        return StudentForwards(("s_nat", "s_adv")) if self.params.bn_side_effects else None
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:
         return kl_div(out.require("s_adv"), F.softmax(out.require("t_adv"), dim=1), "none")

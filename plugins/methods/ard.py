@@ -6,6 +6,12 @@ eps/4, student BatchNorm in **train** mode. Loss:
 with the teacher on the **clean** input and `nn.KLDivLoss()`'s default `mean` reduction (sum / (B*C)).
 Official defaults: tau = 30, alpha = 1 (the CE term is off), so the per-example weight is tau^2/C.
 `kl_reduction = "batchmean"` and `temperature = 1` give the re-implementations in later papers (IAD's ARD.py).
+
+BatchNorm side effects (`bn_side_effects = True`, the official behaviour): after the attack the official step
+runs, in train mode, S(x') (the loss's pass) and then `basic_net(inputs)` = S(x) for the CE term, even at
+alpha = 1 where its weight is 0: that clean forward carries no gradient but updates the student's BatchNorm
+running statistics. The engine runs it (no-grad, counted as one student forward per example); `False` skips
+it (the loss's passes only, S(x) before S(x') when alpha < 1).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from torch import Tensor
 
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.losses import kl_div
+from rkdbench.student_passes import StudentForwards
 
 __all__ = ["ARD", "ARDParams"]
 
@@ -26,6 +33,7 @@ class ARDParams:
     temperature: float = 30.0
     alpha: float = 1.0
     kl_reduction: str = "mean"
+    bn_side_effects: bool = True
 
 
 class ARD(Method):
@@ -37,6 +45,9 @@ class ARD(Method):
 
     def configure_needs(self, params: ARDParams) -> frozenset[str]:
         return frozenset({"s_adv", "t_nat"} | ({"s_nat"} if params.alpha < 1 else set()))
+
+    def student_forwards(self, progress: Progress) -> StudentForwards | None:
+        return StudentForwards(("s_adv", "s_nat")) if self.params.bn_side_effects else None
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:
         return F.cross_entropy(out.require("s_adv"), y, reduction="none")

@@ -26,6 +26,13 @@ Harness addition (not in the official code): `begin_fraction`, when set, replace
 round(begin_fraction * epochs) using `Progress.epochs`, so that short runs keep the official proportion
 (60/200 = 0.3 for IAD-I, 40/200 = 0.2 for IAD-II).
 
+BatchNorm side effects of IAD-I (`bn_side_effects = True`, the official behaviour): after the train-mode attack
+the official step runs S(x') (the loss's pass), then `basic_net(inputs)` = S(x), and from `begin` on a second
+S(x) inside the introspection term (identical outputs, so the loss reads one of them). Each train-mode forward
+updates the student's BatchNorm running statistics; the engine runs them in this order, the repeated S(x) as a
+no-grad pass counted as one student forward per example. `False`: S(x) then S(x'), once each. (IAD-II keeps the
+engine's order.)
+
 Deviation: `needs` is static, so S(x) is computed every step in IAD-II although the official code computes it
 only from `begin` on (one extra train-mode clean forward, and BN-statistics update, per step before `begin`).
 """
@@ -40,6 +47,7 @@ from torch import Tensor
 
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.losses import kl_div
+from rkdbench.student_passes import StudentForwards
 
 __all__ = ["IAD", "IADParams", "IADII", "IADIIParams", "reliability", "begin_epoch"]
 
@@ -54,6 +62,7 @@ class IADParams:
     beta: float = 0.1
     begin: int = 60
     begin_fraction: float | None = None
+    bn_side_effects: bool = True
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,13 @@ class IAD(Method):
     needs = frozenset({"s_adv", "s_nat", "t_nat", "t_adv"})
     Params = IADParams
     attack = ATTACK
+
+    def student_forwards(self, progress: Progress) -> StudentForwards | None:
+        p = self.params
+        if not p.bn_side_effects:
+            return None
+        active = progress.epoch >= begin_epoch(p.begin, p.begin_fraction, progress.epochs)
+        return StudentForwards(("s_adv", "s_nat", "s_nat") if active else ("s_adv", "s_nat"))
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:
         return F.cross_entropy(out.require("s_adv"), y, reduction="none")
