@@ -28,7 +28,11 @@ from .config import Protocol, canonical_hash
 from .flags import sanity_flags
 from .plugins import get_registry
 
-__all__ = ["Evaluation", "evaluate", "test_points", "chunk_bounds", "run_attack"]
+# what `evaluate` hands each attack's adversarial points to: (model, x_adv, y) -> per-example tensors (CPU), with an
+# `identity` (str) that keys the saved chunks and `clean(x, y)` -> the reference's clean correctness
+Probe = Any
+
+__all__ = ["Evaluation", "evaluate", "test_points", "chunk_bounds", "run_attack", "attack_result", "weights_digest"]
 
 
 @dataclass
@@ -60,6 +64,13 @@ def run_attack(model: nn.Module, protocol: Protocol, spec: dict[str, Any], x: Te
     """One `[eval.attacks]` entry on (x, y) with the protocol's threat and seed (or another `eps`) and the batch
     size `eval_batch_size` resolved: the attack's own robust flags (on the CPU), its info, and the seconds it
     took. The global RNG is restored."""
+    result, seconds = attack_result(model, protocol, spec, x, y, batch_size=batch_size, eps=eps)
+    return result.robust.cpu(), result.info, seconds
+
+
+def attack_result(model: nn.Module, protocol: Protocol, spec: dict[str, Any], x: Tensor, y: Tensor,
+                  *, batch_size: int, eps: float | None = None) -> tuple[Any, float]:
+    """`run_attack`'s whole `AttackResult` (the adversarial points included) and the seconds it took."""
     from . import create
 
     threat, cfg = protocol.section("threat"), protocol.section("eval")
@@ -72,16 +83,21 @@ def run_attack(model: nn.Module, protocol: Protocol, spec: dict[str, Any], x: Te
         torch.manual_seed(int(cfg["seed"]))
         started = time.perf_counter()
         result = attack.run(model, x, y)
-    return result.robust.cpu(), result.info, time.perf_counter() - started
+    return result, time.perf_counter() - started
+
+
+def weights_digest(model: nn.Module, *extra: tuple[str, Tensor]) -> str:
+    """sha256 of the weights (and of the named `extra` tensors)."""
+    digest = hashlib.sha256()
+    for name, tensor in [*model.state_dict().items(), *extra]:
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _digest(model: nn.Module, x: Tensor, y: Tensor) -> str:
     """sha256 of the weights and the test points: a saved chunk is reused only for the very same model and data."""
-    digest = hashlib.sha256()
-    for name, tensor in [*model.state_dict().items(), ("x", x), ("y", y)]:
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    return weights_digest(model, ("x", x), ("y", y))
 
 
 def _merge_infos(infos: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
@@ -120,37 +136,48 @@ def _load_chunk(path: Path, key: str) -> dict[str, Any] | None:
 
 
 def _attack_in_chunks(model: nn.Module, protocol: Protocol, label: str, x: Tensor, y: Tensor,
-                      state_dir: Path | None, digest: str, batch_size: int) -> tuple[Tensor, dict[str, Any], float]:
+                      state_dir: Path | None, digest: str, batch_size: int, probe: Probe | None = None
+                      ) -> tuple[Tensor, dict[str, Any], float, dict[str, Tensor]]:
     """One `[eval.attacks]` entry over every chunk, each read back from `state_dir` when saved there for this
-    very evaluation, else attacked (and saved): the robust flags, the merged info, and the attack seconds."""
+    very evaluation, else attacked (and saved): the robust flags, the merged info, the attack seconds, and the
+    `probe`'s per-example values on each chunk's adversarial points (saved with the chunk)."""
     cfg = protocol.section("eval")
     spec = cfg["attacks"][label]
     component = get_registry().get("attack", spec["attack"])
     identity = {"digest": digest, "label": label, "spec": spec, "threat": protocol.section("threat"),
                 "seed": cfg["seed"], "batch_size": batch_size,
-                "plugin": f"{component.dist}:{component.version}"}  # new attack code never reuses old chunks
+                "plugin": f"{component.dist}:{component.version}",  # new attack code never reuses old chunks
+                **({"probe": probe.identity} if probe is not None else {})}
     bounds = chunk_bounds(len(y), int(cfg.get("chunk_size", 0)))
     robust = torch.zeros(len(y), dtype=torch.bool)
     infos, seconds = [], 0.0
+    probed: dict[str, list[Tensor]] = {}
     for index, (start, end) in enumerate(bounds):
         key = canonical_hash({**identity, "chunk": [start, end]}, 64)
         path = None if state_dir is None else _chunk_path(state_dir, label, index)
         record = None if path is None else _load_chunk(path, key)
         if record is None:
-            chunk_robust, chunk_info, chunk_seconds = run_attack(model, protocol, spec, x[start:end], y[start:end],
-                                                                 batch_size=batch_size)
-            record = {"key": key, "robust": chunk_robust, "info": chunk_info, "seconds": chunk_seconds}
+            result, chunk_seconds = attack_result(model, protocol, spec, x[start:end], y[start:end],
+                                                  batch_size=batch_size)
+            record = {"key": key, "robust": result.robust.cpu(), "info": result.info, "seconds": chunk_seconds,
+                      "probe": {} if probe is None else probe(model, result.x_adv, y[start:end])}
             if path is not None:
                 save_atomic(record, path)
         robust[start:end] = record["robust"]
         infos.append(record["info"])
         seconds += float(record["seconds"])
-    return robust, _merge_infos(infos, [end - start for start, end in bounds]), seconds
+        for name, values in record.get("probe", {}).items():
+            probed.setdefault(name, []).append(values)
+    merged = _merge_infos(infos, [end - start for start, end in bounds])
+    return robust, merged, seconds, {name: torch.cat(values) for name, values in probed.items()}
 
 
-def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_dir: Path | None = None) -> Evaluation:
+def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_dir: Path | None = None,
+             probe: Probe | None = None) -> Evaluation:
     """Run clean + every protocol eval attack (built through the registry) chunk by chunk; with `state_dir`,
-    reuse the chunks saved there by an earlier call on the same model, points and protocol, and save new ones."""
+    reuse the chunks saved there by an earlier call on the same model, points and protocol, and save new ones.
+    A `probe` (e.g. `rkdbench.transfer.TeacherProbe`) sees each attack's adversarial points: its per-example
+    values become `<label>.<name>` entries of `per_example`, and its `clean(x, y)` the `teacher_clean` entry."""
     cfg = protocol.section("eval")
     model.eval()
     batch_size = eval_batch_size(protocol, model, x, None if state_dir is None else Path(state_dir) / "batch_size.json")
@@ -163,9 +190,9 @@ def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_d
     digest = "" if state_dir is None else _digest(model, x, y)
     with preserved_rng():
         for label in cfg["attacks"]:
-            robust, info[label], seconds = _attack_in_chunks(model, protocol, label, x, y,
-                                                             None if state_dir is None else Path(state_dir), digest,
-                                                             batch_size)
+            robust, info[label], seconds, probed = _attack_in_chunks(
+                model, protocol, label, x, y, None if state_dir is None else Path(state_dir), digest, batch_size, probe)
+            per_example.update({f"{label}.{name}": values for name, values in probed.items()})
             robust &= correct  # a point misclassified clean is never counted robust
             per_example[label] = robust
             worst &= robust
@@ -174,6 +201,8 @@ def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_d
             # AutoAttack's robust accuracy after each of its stages (from its logger): where the points fell
             metrics.update({f"{label}.{stage}_acc": value for stage, value in info[label].get("per_attack", {}).items()})
     per_example["worst"] = worst
+    if probe is not None:
+        per_example["teacher_clean"] = probe.clean(x, y)
     metrics["worst_acc"] = float(worst.float().mean())
     return Evaluation(metrics=metrics, per_example=per_example, info=info, batch_size=batch_size,
                       flags=sanity_flags(metrics, cfg["attacks"], info))

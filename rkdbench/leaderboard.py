@@ -21,6 +21,7 @@ import pandas as pd
 
 from .compare import mcnemar_exact
 from .flags import FLAG_TAGS
+from .leaderboard_columns import row_cells
 from .references import Reference, join_references, load_references
 from .teacher_accuracy import TeacherAccuracies, evaluation_key
 from .tracking import Tracker
@@ -106,7 +107,7 @@ def _attack_labels(runs: pd.DataFrame, prefix: str, order: list[str], kinds: dic
     labels = {c[len("metrics." + prefix):-4] for c in runs.columns
               if c.startswith("metrics." + prefix) and c.endswith("_acc") and runs[c].notna().any()
               and "." not in c[len("metrics." + prefix):]}  # `aa.apgd-ce_acc` are stages, not attacks
-    labels -= {"worst"}
+    labels = {label for label in labels if label != "worst" and not label.startswith("worst_class_")}
     unlisted = labels - {"clean"} - set(order)
     rest = [label for label in FALLBACK_ORDER if label in unlisted] + sorted(unlisted - set(FALLBACK_ORDER))
     ordered = [label for label in [*order, *rest] if label in labels]
@@ -149,6 +150,7 @@ def _row(key: tuple, group: pd.DataFrame, prefix: str, labels: list[str], diagno
         row[f"{label}_mean"], row[f"{label}_std"] = _mean_std(group[f"metrics.{prefix}{label}_acc"].astype(float) * 100)
     for metric in diagnostics:
         row[f"{metric}_mean"], row[f"{metric}_std"] = _mean_std(group[f"metrics.{metric}"].astype(float))
+    row.update(row_cells(group, prefix, labels))  # precision, worst-class and transferability columns
     seconds = _values(group, "metrics.train.seconds")
     row["train_seconds"] = seconds.mean()
     gpu = _device(group).str.startswith("cuda")

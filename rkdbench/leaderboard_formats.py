@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from .leaderboard import COSTS, DIAGNOSTICS, PRETTY, TIE_LEVEL, Table
+from .leaderboard_columns import PRECISION_MARK, mixes_precisions
 
 __all__ = ["Shown", "shown", "note", "reference_notes", "export_frame", "json_document", "dump_json", "to_markdown",
            "to_csv", "to_json"]
@@ -82,8 +83,14 @@ def shown(table: Table) -> dict[str, list[Shown]]:
         "n": [Shown(str(v), int(v)) for v in frame["n"]],
         "selection": [Shown(v) for v in frame["selection"]],
     }
+    if "precision" in frame:
+        mixed = mixes_precisions(frame)
+        columns["precision"] = [Shown(f"{v} {PRECISION_MARK}" if mixed and v != "fp32" else str(v), str(v))
+                                for v in frame["precision"]]
     for label in table.attack_columns:
         columns[PRETTY.get(label, label)] = _accuracy_column(frame, label)
+        if label == table.aa_label and _has(frame, f"worst_class_{label}"):
+            columns[f"{PRETTY.get(label, label)} worst-class"] = _accuracy_column(frame, f"worst_class_{label}")
     if "reported_aa" in frame:
         columns["reported AA"] = [Shown("" if pd.isna(r) else f"{r:.2f} [{tag}]", r)
                                   for r, tag in zip(frame["reported_aa"], frame["reported_tag"])]
@@ -92,6 +99,10 @@ def shown(table: Table) -> dict[str, list[Shown]]:
         columns["AA gap to teacher"] = [_signed(g) for g in frame["aa_gap_to_teacher"]]
     for metric in table.diagnostic_columns:
         columns[DIAGNOSTICS[metric]] = [Shown(_cell(m, s, 2), m) for m, s in zip(frame[f"{metric}_mean"], frame[f"{metric}_std"])]
+    for label in table.attack_columns:
+        if _has(frame, f"tas_{label}"):
+            columns[f"TAS {PRETTY.get(label, label)}"] = [Shown(_cell(m, s), m) for m, s in
+                                                          zip(frame[f"tas_{label}_mean"], frame[f"tas_{label}_std"])]
     if frame["train_seconds"].notna().any():
         columns["train s"] = [_number(v, 0) for v in frame["train_seconds"]]
     if frame["gpu_hours"].notna().any():
@@ -106,10 +117,24 @@ def shown(table: Table) -> dict[str, list[Shown]]:
     return columns
 
 
+def _has(frame: pd.DataFrame, name: str) -> bool:
+    return f"{name}_mean" in frame and frame[f"{name}_mean"].notna().any()
+
+
 def note(table: Table) -> str:
     """One line saying what the numbers are and what each mark means."""
     text = ("Accuracy in % on the protocol's test points (mean ± std over n seeds; the best of each accuracy column "
             "in bold)")
+    if "precision" in table.frame:
+        text += "; precision = the training step's arithmetic (fp32 by default, bf16 opt-in)"
+        if mixes_precisions(table.frame):
+            text += (f"; {PRECISION_MARK} THIS TABLE MIXES bf16- AND fp32-TRAINED ROWS (a legacy `precision = \"auto\"` "
+                     f"protocol run on different devices): rows marked {PRECISION_MARK} did not train in fp32")
+    if table.aa_label and _has(table.frame, f"worst_class_{table.aa_label}"):
+        text += "; worst-class = the lowest per-class AutoAttack accuracy (Fair-ARD's robust-fairness metric)"
+    if any(_has(table.frame, f"tas_{label}") for label in table.attack_columns):
+        text += ("; TAS = of the test points whose adversarial example fools the student, the % that also fool the "
+                 "teacher")
     if table.diagnostic_columns:
         text += "; spec = mean best teacher-student unit correlation of the last checkpoint (clean / PGD inputs)"
     if "reported_aa" in table.frame:

@@ -27,7 +27,9 @@ from .flags import FLAG_TAGS, join_flags
 from .plugins import get_registry, pm
 from .teachers import (TeacherCard, build_teacher, default_model_dir, load_teacher, missing_teacher_message,
                        teacher_path)
+from .selection_metrics import per_class_frame, selection_metrics
 from .tracking import TAG_PREFIX, Tracker, git_sha
+from .transfer import TeacherProbe
 
 __all__ = ["RunOptions", "CellOutcome", "RunContext", "expand_cells", "prepare", "run_suite", "run_cell", "suite_status"]
 
@@ -196,17 +198,19 @@ def _params(cell: Cell) -> dict[str, Any]:
     return params
 
 
-def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device
+def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device, probe: TeacherProbe | None = None
                          ) -> tuple[dict[str, float], pd.DataFrame, dict[str, list[str]]]:
     """Evaluate `last` and (if asked) `best-val`; identical weights are evaluated once. Each selection's attack
-    chunks are saved in `<workdir>/eval-<selection>/`, so a cell killed mid-evaluation resumes where it stopped."""
+    chunks are saved in `<workdir>/eval-<selection>/`, so a cell killed mid-evaluation resumes where it stopped.
+    Each selection also gets worst-class and (with a teacher `probe`) transferability metrics; the per-class
+    counts are written to `<workdir>/per_class.csv`."""
     from .checkpoint import load_verified
 
     protocol = cell.protocol
     x, y = test_points(protocol, splits.test)
     student = trainer.s.student
     state = {selection: trainer.s.workdir / f"eval-{selection}" for selection in ("last", "best-val")}
-    results: dict[str, Evaluation] = {"last": evaluate(student, protocol, x, y, state_dir=state["last"])}
+    results: dict[str, Evaluation] = {"last": evaluate(student, protocol, x, y, state_dir=state["last"], probe=probe)}
     last_epoch = int(protocol.section("train")["epochs"]) - 1
     metrics = {f"test.{k}": v for k, v in results["last"].metrics.items()}
     metrics["test.n_examples"] = float(len(y))
@@ -218,13 +222,18 @@ def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device
         else:
             last_state = {k: v.clone() for k, v in student.state_dict().items()}
             student.load_state_dict(best["model"])
-            results["best-val"] = evaluate(student, protocol, x, y, state_dir=state["best-val"])
+            results["best-val"] = evaluate(student, protocol, x, y, state_dir=state["best-val"], probe=probe)
             student.load_state_dict(last_state)  # later diagnostics describe the last checkpoint
         metrics.update({f"best_val.{k}": v for k, v in results["best-val"].metrics.items()})
         metrics["best_val.epoch"] = float(best["epoch"])
+    for selection, evaluation in results.items():
+        prefix = {"last": "test.", "best-val": "best_val."}[selection]
+        metrics.update({f"{prefix}{k}": v for k, v in selection_metrics(evaluation, y).items()})
+    per_class_frame(results, y).to_csv(trainer.s.workdir / "per_class.csv", index=False)
     frames = []
     for selection, evaluation in results.items():
         frame = pd.DataFrame({k: v.numpy() for k, v in evaluation.per_example.items()})
+        frame.insert(0, "y", y.cpu().numpy())
         frame.insert(0, "index", range(len(frame)))
         frame.insert(0, "selection", selection)
         frames.append(frame)
@@ -232,19 +241,28 @@ def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device
     return metrics, pd.concat(frames, ignore_index=True), flags
 
 
-def _specialization(cell: Cell, student, teachers: dict, options: RunOptions, splits, device) -> dict[str, float]:
-    """Teacher-student neuron correlation of the final student against its teacher (or, for teacher-free
-    methods, the protocol's teacher when it is available), on clean test points and the student's PGD points."""
+def _reference_teacher(cell: Cell, teachers: dict, options: RunOptions, device) -> tuple[Any, str]:
+    """The teacher the diagnostics compare the student with: the cell's (primary) teacher, or, for teacher-free
+    methods, the protocol's teacher when its file is in the model dir; else (None, why not)."""
+    teacher = next(iter(teachers.values()), None)
+    if teacher is not None:
+        return teacher, ""
+    reference = cell.protocol.section("protocol").get("teacher")
+    if not reference:
+        return None, f"method {cell.method!r} has no teacher and protocol {cell.protocol.name!r} names none"
+    card = _teacher_card(reference)
+    path = teacher_path(card, options.model_dir)
+    if not path.is_file():
+        return None, f"method {cell.method!r} has no teacher and the protocol's teacher {reference!r} is not at {path}"
+    return load_teacher(card, options.model_dir, device), ""
+
+
+def _specialization(cell: Cell, student, teacher, splits) -> dict[str, float]:
+    """Teacher-student neuron correlation of the final student against its reference teacher (`_reference_teacher`),
+    on clean test points and the student's PGD points."""
     from .specialization import specialization_report
 
     protocol = cell.protocol
-    teacher = next(iter(teachers.values()), None)
-    reference = protocol.section("protocol").get("teacher")
-    if teacher is None and reference:
-        card = _teacher_card(reference)
-        if not teacher_path(card, options.model_dir).is_file():
-            return {}
-        teacher = load_teacher(card, options.model_dir, device)
     if teacher is None:
         return {}
     x, y = test_points(protocol, splits.test)
@@ -323,7 +341,11 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
     finally:
         if progress is not None:
             progress.close()
-    metrics, per_example, flags = _evaluate_selections(trainer, cell, splits, device)
+    reference, unavailable = _reference_teacher(cell, teachers, options, device)
+    probe = None if reference is None else TeacherProbe(reference, int(protocol.section("eval")["batch_size"]) or 250)
+    if probe is None:
+        tracker.set_tags(run_id, {f"{TAG_PREFIX}transferability": f"unavailable: {unavailable}"})
+    metrics, per_example, flags = _evaluate_selections(trainer, cell, splits, device, probe)
     if protocol.section("eval").get("diagnostics", False):
         from .diagnostics import diagnose
 
@@ -334,7 +356,7 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
     tracker.set_tags(run_id, {f"{TAG_PREFIX}{FLAG_TAGS[selection]}": join_flags(codes)
                               for selection, codes in flags.items()})
     try:
-        metrics.update(_specialization(cell, student, teachers, options, splits, device))
+        metrics.update(_specialization(cell, student, reference, splits))
     except ConfigError as exc:  # a diagnostic: an architecture without stage views skips it, and says so
         tracker.set_tags(run_id, {f"{TAG_PREFIX}specialization": f"unavailable: {exc}"})
         _say(options, f"[yellow]{position} student specialization unavailable: {exc}[/]")
@@ -343,6 +365,7 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
     tracker.log_metrics(run_id, metrics, step=int(protocol.section("train")["epochs"]))
     per_example.to_parquet(workdir / "per_example.parquet", index=False)
     tracker.log_artifact(run_id, workdir / "per_example.parquet")
+    tracker.log_artifact(run_id, workdir / "per_class.csv")
     tracker.log_artifact(run_id, trainer.last_path, "checkpoints")
     tracker.log_artifact(run_id, trainer.best_path, "checkpoints")
     tracker.finish(run_id, "FINISHED")
@@ -350,7 +373,7 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
     _say(options, f"{position} done {cell.label}: clean {metrics['test.clean_acc']:.1%}, "
                   + ", ".join(f"{k[5:-4]} {v:.1%}" for k, v in metrics.items()
                               if k.startswith("test.") and k.endswith("_acc") and k != "test.clean_acc"
-                              and "." not in k[5:])  # per-stage AutoAttack numbers stay in MLflow
+                              and "." not in k[5:] and not k.startswith("test.worst_class_"))  # per-stage AutoAttack numbers stay in MLflow
                   + (f" [yellow]flags: {join_flags(flags['last'])}[/]" if flags["last"] else ""))
     return CellOutcome(cell, "finished", run_id, metrics, resumed_from=outcome.resumed_from)
 

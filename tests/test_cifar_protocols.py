@@ -8,6 +8,7 @@ import json
 import math
 
 import mlflow
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -157,6 +158,17 @@ def test_a_cifar10_cell_runs_end_to_end_on_fixture_files(tmp_path, monkeypatch, 
     for metric in ("test.clean_acc", "test.pgd20_acc", "test.cw_acc", "test.aa_acc", "spec.clean.mean_best"):
         assert 0.0 <= run[f"metrics.{metric}"] <= 1.0
     assert run["metrics.cost.teacher_forward"] == 1.0  # RSLAD: one T(x) per training example
+    # the diagnostics every cell gets: worst-class accuracy and student-to-teacher transferability, per example too
+    for metric in ("test.worst_class_aa_acc", "test.worst_class_clean_acc", "test.transferability.aa",
+                   "test.transferability.pgd20", "test.teacher_adv_acc.aa", "best_val.worst_class_aa_acc"):
+        assert 0.0 <= run[f"metrics.{metric}"] <= 1.0 or math.isnan(run[f"metrics.{metric}"]), metric
+    assert run["metrics.test.worst_class_aa_acc"] <= run["metrics.test.aa_acc"]
+    client = mlflow.MlflowClient()
+    per_example = pd.read_parquet(client.download_artifacts(run["run_id"], "per_example.parquet", str(tmp_path)))
+    assert {"y", "teacher_clean", "aa.student_pred", "aa.teacher_pred", "pgd20.teacher_pred"} <= set(per_example)
+    per_class = pd.read_csv(client.download_artifacts(run["run_id"], "per_class.csv", str(tmp_path)))
+    last = per_class[per_class.selection == "last"]
+    assert last["n"].sum() == 16 and (last["aa_correct"] <= last["n"]).all()
 
 
 def test_suite_status_counts_and_eta():

@@ -160,7 +160,7 @@ def test_attack_columns_follow_the_protocol_clean_first_autoattack_last(tmp_path
     table = _table(tracker)
     assert table.attack_columns == ["clean", "cw", "pgd20", "fgsm", "aa"]
     header = render(table, "md").splitlines()[4]
-    assert [h.strip() for h in header.split("|")[7:12]] == ["clean", "CW", "PGD-20", "fgsm", "AutoAttack"]
+    assert [h.strip() for h in header.split("|")[7:13]] == ["precision", "clean", "CW", "PGD-20", "fgsm", "AutoAttack"]
     assert table.frame.set_index("method_variant").loc["b", "cw_mean"] == pytest.approx(70.0)
     # without the config.toml artifact: clean, the usual order (pgd20, cw), the rest alphabetically, AutoAttack last
     [fallback] = build_tables(collect_runs(tracker), "last")

@@ -1,0 +1,53 @@
+"""Leaderboard columns beyond the accuracies: the training precision of each row (with a mark wherever a table
+mixes bf16 and fp32 rows), the worst-class accuracy of each attack (shown next to AutoAttack's average) and the
+student-to-teacher adversarial transferability of each attack (`rkdbench.transfer`). Runs logged before these
+metrics existed simply leave the columns empty, or absent when no run of the table has them.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+__all__ = ["row_cells", "run_precision", "mixes_precisions", "PRECISION_MARK"]
+
+PRECISION_MARK = "†"
+# frame column prefix -> the metric (after the selection prefix) it averages, `{}` being the attack label
+PER_ATTACK = {"worst_class_{}": "worst_class_{}_acc", "tas_{}": "transferability.{}"}
+
+
+def run_precision(run: pd.Series) -> str:
+    """A run's training precision: its `rkdbench.precision` tag; for runs logged before the tag, the protocol's
+    `train.precision` (absent = fp32; the legacy `auto` = bf16 on a CUDA device); "" when it cannot be told."""
+    tag = run.get("precision")
+    if isinstance(tag, str) and tag:
+        return tag
+    value = run.get("params.protocol.train.precision")
+    if not isinstance(value, str) or not value:
+        return "fp32"
+    if value != "auto":
+        return value
+    device = run.get("device") if isinstance(run.get("device"), str) else run.get("params.protocol.train.device")
+    return {"cuda": "bf16", "cpu": "fp32"}.get(str(device).split(":")[0], "")
+
+
+def row_cells(group: pd.DataFrame, prefix: str, labels: list[str]) -> dict[str, float | str]:
+    """The row's `precision` (seeds' precisions joined by "+" when they differ) and, per attack label with the
+    metric in some run, `worst_class_<label>` / `tas_<label>` mean and std in %."""
+    from .leaderboard import _mean_std
+
+    cells: dict[str, float | str] = {"precision": "+".join(sorted({run_precision(run) for _, run in group.iterrows()}))}
+    for label in labels:
+        for key, metric in PER_ATTACK.items():
+            column = f"metrics.{prefix}{metric.format(label)}"
+            if column in group and group[column].notna().any():
+                name = key.format(label)
+                cells[f"{name}_mean"], cells[f"{name}_std"] = _mean_std(group[column].astype(float) * 100)
+    return cells
+
+
+def mixes_precisions(frame: pd.DataFrame) -> bool:
+    """Whether the table's rows (or a row's seeds) trained in more than one precision."""
+    if "precision" not in frame:
+        return False
+    kinds = {kind for value in frame["precision"] for kind in str(value).split("+") if kind}
+    return len(kinds) > 1
