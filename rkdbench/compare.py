@@ -29,7 +29,8 @@ from .tracking import TAG_PREFIX, Tracker
 __all__ = ["Comparison", "mcnemar_exact", "paired_difference_ci", "compare_runs"]
 
 ARTIFACT = "per_example.parquet"
-KEYS = ("selection", "index")  # the columns that locate a point; every other column is a correctness flag
+KEYS = ("selection", "index")  # the columns that locate a point; the boolean others are correctness flags (the
+# label `y` and the predictions of the transferability diagnostic are not)
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -137,7 +138,7 @@ def compare_runs(results: str | os.PathLike[str], run_a: str, run_b: str, attack
     if hash_a != hash_b:
         raise UserError(f"runs were evaluated under different protocols (protocol hash {hash_a} vs {hash_b}); "
                         f"their per-example results are not paired")
-    columns = [c for c in frame_a.columns if c not in KEYS and c in frame_b.columns]
+    columns = [c for c in frame_a.columns if c not in KEYS and c in frame_b.columns and frame_a[c].dtype == bool]
     if attack not in columns:
         raise UserError(f"no per-example column {attack!r} in both runs; available: {', '.join(columns)}")
     paired = frame_a[["index", attack]].merge(frame_b[["index", attack]], on="index", suffixes=("_a", "_b"))

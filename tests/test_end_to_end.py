@@ -69,6 +69,13 @@ def test_quick_suite_end_to_end_then_skip(tmp_path, teacher_dir, capsys):
         per_example = pd.read_parquet(local)
         last = per_example[per_example.selection == "last"]
         assert len(last) == 8 and last["aa"].mean() == pytest.approx(m["test.aa_acc"])
+        # diagnostics: worst-class and transferability (pgd-at, teacher-free, against the protocol's teacher)
+        assert m["test.worst_class_aa_acc"] <= m["test.aa_acc"] and "test.worst_class_aa_class" in m
+        assert "test.transferability.aa" in m and "test.transferability.pgd20" in m
+        assert "rkdbench.transferability" not in tags  # a teacher was available for every cell
+        fooled = last[last["aa.student_pred"] != last["y"]]
+        if len(fooled):
+            assert m["test.transferability.aa"] == pytest.approx((fooled["aa.teacher_pred"] != fooled["y"]).mean())
     capsys.readouterr()
 
     # the leaderboard equals the runs' metrics (one seed: mean = the value)
@@ -80,6 +87,8 @@ def test_quick_suite_end_to_end_then_skip(tmp_path, teacher_dir, capsys):
         assert row["aa_mean"] == pytest.approx(100 * run.data.metrics["test.aa_acc"], abs=1e-3)
         assert row["n"] == 1
         assert row["spec.clean.mean_best_mean"] == pytest.approx(run.data.metrics["spec.clean.mean_best"], abs=1e-4)
+        assert row["worst_class_aa_mean"] == pytest.approx(100 * run.data.metrics["test.worst_class_aa_acc"], abs=1e-3)
+        assert row["precision"] == "fp32"
     assert list(table["aa_mean"]) == sorted(table["aa_mean"], reverse=True)
 
     # a rerun skips every finished cell: same runs, nothing new
