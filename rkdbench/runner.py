@@ -25,9 +25,9 @@ from .attacks import preserved_rng
 from .evaluation import Evaluation, evaluate, test_points
 from .flags import FLAG_TAGS, join_flags
 from .plugins import get_registry, pm
+from .selection_metrics import per_class_frame, selection_metrics
 from .teachers import (TeacherCard, build_teacher, default_model_dir, load_teacher, missing_teacher_message,
                        teacher_path)
-from .selection_metrics import per_class_frame, selection_metrics
 from .tracking import TAG_PREFIX, Tracker, git_sha
 from .transfer import TeacherProbe
 
