@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from .attacks import predict
 from .checkpoint import load_verified, save_atomic
 from .config import Protocol
-from .contracts import Losses, Method, Outputs, Progress, StepContext, as_losses
+from .contracts import TEACHER_PASSES, Losses, Method, Outputs, Progress, StepContext, as_losses
 from .data import Splits, augment
 from .pgd import pgd
 
@@ -95,6 +95,8 @@ class _Counter:
     student_backward: int = 0
     teacher_forward: int = 0
     teacher_backward: int = 0
+    network_forward: int = 0  # the method's own networks (`Method.build_networks`)
+    network_backward: int = 0
 
     def as_dict(self) -> dict[str, float]:
         return {f"cost.{k}": float(v) for k, v in self.__dict__.items()}
@@ -127,8 +129,13 @@ class Trainer:
         train = setup.protocol.section("train")
         self.train_cfg = train
         self.threat = setup.protocol.section("threat")
-        self.optimizer = _make_optimizer(train, setup.student.parameters())
+        self.optimizer = _make_optimizer(setup.method.configure_optimizer(train), setup.student.parameters())
         self.scheduler = _make_scheduler(train, self.optimizer)
+        # networks the method trains itself (PeerAiD's peer): own optimizer and scheduler, checkpointed with the cell
+        self.networks = {name: net.to(setup.device) for name, net in setup.method.build_networks(setup.student).items()}
+        self.network_optimizers = {name: _make_optimizer(setup.method.configure_optimizer(train, name), net.parameters())
+                                   for name, net in self.networks.items()}
+        self.network_schedulers = {name: _make_scheduler(train, opt) for name, opt in self.network_optimizers.items()}
         self.data_generator = torch.Generator(device="cpu").manual_seed(setup.seed)
         self.aug_generator = torch.Generator(device=setup.device).manual_seed(setup.seed + 1)
         self.counter = _Counter()
@@ -145,7 +152,7 @@ class Trainer:
         # bf16 autocast covers the training step (attack included); validation and evaluation stay fp32
         self.bf16, self.channels_last = gpu_features(train, setup.device)
         if self.channels_last:
-            for model in [setup.student, *setup.teachers.values()]:
+            for model in [setup.student, *setup.teachers.values(), *self.networks.values()]:
                 model.to(memory_format=torch.channels_last)
 
     # ---- checkpoints -------------------------------------------------------------------------------
@@ -166,6 +173,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "method_state": dict(self.s.method.state),
+            "networks": {name: {"model": net.state_dict(), "optimizer": self.network_optimizers[name].state_dict(),
+                                "scheduler": self.network_schedulers[name].state_dict()}
+                         for name, net in self.networks.items()},
             "rng": {"torch": torch.get_rng_state(), "cuda": cuda, "data": self.data_generator.get_state(),
                     "augment": self.aug_generator.get_state()},
             "best": dict(self.best),
@@ -180,6 +190,10 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.s.method.state.update(state["method_state"])
+        for name, saved in state.get("networks", {}).items():
+            self.networks[name].load_state_dict(saved["model"])
+            self.network_optimizers[name].load_state_dict(saved["optimizer"])
+            self.network_schedulers[name].load_state_dict(saved["scheduler"])
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if state["rng"]["cuda"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
@@ -242,7 +256,7 @@ class Trainer:
         if custom is not None:
             ctx = StepContext(student=student, teachers=self.s.teachers, progress=progress,
                               eps=float(self.threat["eps"]), norm=self.threat["norm"], attack=self.run_attack,
-                              count=self._count)
+                              count=self._count, networks=self.networks)
             return as_losses(custom((x, y), ctx))
         needs = method.needs
         attack_needs = method.attack.needs if method.attack is not None else frozenset()
@@ -258,11 +272,16 @@ class Trainer:
             out.s_adv = student(x_adv)
         if "t_adv" in needs:
             out.t_adv = self._teacher_logits(teacher, x_adv)
+        x_mir = 2 * x - x_adv if x_adv is not None else None  # x - delta, unclamped as in the official codes
+        if "s_mir" in needs:
+            out.s_mir = student(x_mir)
+        if "t_mir" in needs:
+            out.t_mir = self._teacher_logits(teacher, x_mir)
         for role in method.teacher_roles[1:]:
-            inputs = {"t_nat": x, "t_adv": x_adv}
+            inputs = {"t_nat": x, "t_adv": x_adv, "t_mir": x_mir}
             out.teachers[role] = {p: self._teacher_logits(self.s.teachers[role], inputs[p])
-                                  for p in ("t_nat", "t_adv") if f"{role}:{p}" in needs}
-        passes = ("s_nat" in needs) + ("s_adv" in needs)
+                                  for p in TEACHER_PASSES if f"{role}:{p}" in needs}
+        passes = ("s_nat" in needs) + ("s_adv" in needs) + ("s_mir" in needs)
         self.counter.student_forward += n * passes
         self.counter.student_backward += n * passes
         return as_losses(method.loss(out, y, progress))
@@ -296,13 +315,19 @@ class Trainer:
                 with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                     losses = self.training_step(x, y_train[idx], Progress(epoch, epochs, step, steps))
                 self.optimizer.zero_grad(set_to_none=True)
+                for optimizer in self.network_optimizers.values():
+                    optimizer.zero_grad(set_to_none=True)
                 losses.total.backward()
                 self.optimizer.step()
+                for optimizer in self.network_optimizers.values():
+                    optimizer.step()
                 s.method.on_step_end(losses, Progress(epoch, epochs, step, steps))
                 for name, value in {"loss": losses.total.detach(), **losses.parts}.items():
                     totals[name] = totals.get(name, 0.0) + value.detach().float()
             lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
+            for scheduler in self.network_schedulers.values():
+                scheduler.step()
             metrics = {f"train.{k}": float(v) / steps for k, v in totals.items()}  # the epoch's one host sync
             train_seconds = time.perf_counter() - started
             val_clean, val_pgd = robust_accuracy(s.student, x_val, y_val, eps=float(self.threat["eps"]),
