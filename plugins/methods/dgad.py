@@ -10,8 +10,9 @@ Loss (tau = 1; S(x), S(x') in train mode, T(x), T(x') without gradient):
 * L_clean = sum_i Lambda_i KL(T~(x_i) || S(x_i)) / (n + 1e-10),  L_adv = sum_i (1 - Lambda_i) KL(T~(x'_i) || S(x'_i)) / (B - n)
 * Predictive consistency: L_pcr = MSE over B*C of softmax(S(x')) and softmax(S(x)) (gradient through both).
 * L = (n / b) * L_clean + ((b - n) / b) * L_adv + beta * L_pcr, beta = `ALP_beta` = 1.
-Here b is the **configured** batch size in the official code (128, also for the short last batch): the harness
-uses the batch's actual size, `b = B` ([I]: identical for every full batch). When every example is misclassified
+Here b is the **configured** batch size in the official code (128, also for the short last batch):
+`configured_batch_size = None` ([I], the harness default) uses the batch's actual size B, identical for every full
+batch; set it to the protocol's batch size to reproduce the official weighting of the short last batch. When every example is misclassified
 (B = n) the adversarial term is 0 (the official code divides 0 by 0).
 `mnv2_legacy_product = True` reproduces the official MobileNetV2 branch's misplaced parenthesis,
 0.5 * (w_clean * L_clean + w_adv) * L_adv + beta * L_pcr, which the published MobileNetV2 numbers presumably used [I].
@@ -37,6 +38,7 @@ __all__ = ["DGAD", "DGADParams", "swap_logits", "dgad_loss"]
 class DGADParams:
     beta: float = 1.0  # ALP_beta, weight of the predictive-consistency term
     mnv2_legacy_product: bool = False  # the official MobileNetV2 branch's product of terms
+    configured_batch_size: int | None = None  # [I] None: b = the batch's size; official: the configured 128
 
 
 def swap_logits(logits: Tensor, y: Tensor, other: Tensor, where: Tensor) -> Tensor:
@@ -54,25 +56,26 @@ def _strongest_other(logits: Tensor, y: Tensor) -> Tensor:
 
 
 def dgad_loss(s_nat: Tensor, s_adv: Tensor, t_nat: Tensor, t_adv: Tensor, y: Tensor, beta: float = 1.0,
-              legacy_product: bool = False) -> Losses:
+              legacy_product: bool = False, configured_batch_size: int | None = None) -> Losses:
     """DGAD's MAP + ELS + PCR loss on the four logit tensors (teacher logits detached here)."""
     t_nat, t_adv = t_nat.detach(), t_adv.detach()
     wrong = t_nat.argmax(dim=1) != y
     t_nat_fixed = swap_logits(t_nat, y, t_nat.argmax(dim=1), wrong)
     other = _strongest_other(t_adv, y)
     t_adv_fixed = swap_logits(t_adv, y, other, t_adv.gather(1, y[:, None]).squeeze(1) < t_adv.gather(1, other[:, None]).squeeze(1))
-    b = y.shape[0]
+    n = y.shape[0]
+    b = configured_batch_size or n
     mask = wrong.to(s_nat.dtype)
     n_wrong = mask.sum()
     kl_clean = kl_div(s_nat, F.softmax(t_nat_fixed, dim=1), "none")
     kl_adv = kl_div(s_adv, F.softmax(t_adv_fixed, dim=1), "none")
     clean = (mask * kl_clean).sum() / (n_wrong + 1e-10)
-    adv = ((1 - mask) * kl_adv).sum() / (b - n_wrong).clamp_min(1)
+    adv = ((1 - mask) * kl_adv).sum() / (n - n_wrong).clamp_min(1)
     pcr = F.mse_loss(F.softmax(s_adv, dim=1), F.softmax(s_nat, dim=1))
     w_clean, w_adv = n_wrong / b, (b - n_wrong) / b
     total = (0.5 * (w_clean * clean + w_adv) * adv if legacy_product else w_clean * clean + w_adv * adv) + beta * pcr
     return Losses(total=total, parts={"kl_clean": clean.detach(), "kl_adv": adv.detach(), "pcr": pcr.detach(),
-                                      "teacher_wrong": (n_wrong / b).detach()})
+                                      "teacher_wrong": (n_wrong / n).detach()})
 
 
 class DGAD(Method):
@@ -88,7 +91,7 @@ class DGAD(Method):
 
     def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses:
         return dgad_loss(out.require("s_nat"), out.require("s_adv"), out.require("t_nat"), out.require("t_adv"), y,
-                         self.params.beta, self.params.mnv2_legacy_product)
+                         self.params.beta, self.params.mnv2_legacy_product, self.params.configured_batch_size)
 
 
 @hookimpl

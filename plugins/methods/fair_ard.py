@@ -18,9 +18,11 @@ from torch import Tensor
 from rkdbench import Losses, Outputs, Progress, hookimpl
 from rkdbench.losses import kl_div
 from rkdbench_plugins.methods.ard import ARD, ARDParams
-from rkdbench_plugins.methods.fair_weights import ClassReweighting, FairParams
+from rkdbench_plugins.methods.fair_weights import CLASS_WEIGHTS_DOC, ClassReweighting, FairParams
 
 __all__ = ["FairARD", "FairARDParams"]
+
+__doc__ = f"{__doc__}\n{CLASS_WEIGHTS_DOC}"
 
 CITATION = "Yue, Mou, Wang, Zhao, 'Revisiting Adversarial Robustness Distillation from the Perspective of Robust Fairness', NeurIPS 2023"
 

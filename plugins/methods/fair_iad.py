@@ -19,10 +19,12 @@ from torch import Tensor
 from rkdbench import Losses, Outputs, Progress, hookimpl
 from rkdbench.losses import kl_div
 from rkdbench_plugins.methods.fair_ard import CITATION
-from rkdbench_plugins.methods.fair_weights import ClassReweighting, FairParams
+from rkdbench_plugins.methods.fair_weights import CLASS_WEIGHTS_DOC, ClassReweighting, FairParams
 from rkdbench_plugins.methods.iad import IAD, IADParams, begin_epoch, reliability
 
 __all__ = ["FairIAD", "FairIADParams"]
+
+__doc__ = f"{__doc__}\n{CLASS_WEIGHTS_DOC}"
 
 
 @dataclass(frozen=True)

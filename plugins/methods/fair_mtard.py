@@ -21,10 +21,12 @@ from rkdbench import Losses, Outputs, Progress, hookimpl
 from rkdbench.losses import kl_div
 from rkdbench_plugins.methods.fair_ard import CITATION
 from rkdbench_plugins.methods.fair_rslad import rslad_per_example
-from rkdbench_plugins.methods.fair_weights import ClassReweighting, FairParams
+from rkdbench_plugins.methods.fair_weights import CLASS_WEIGHTS_DOC, ClassReweighting, FairParams
 from rkdbench_plugins.methods.mtard import MTARD, MTARDParams
 
 __all__ = ["FairMTARD", "FairMTARDParams"]
+
+__doc__ = f"{__doc__}\n{CLASS_WEIGHTS_DOC}"
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,12 @@ from torch import Tensor
 
 from rkdbench import Losses, Outputs, Progress, hookimpl
 from rkdbench_plugins.methods.fair_ard import CITATION
-from rkdbench_plugins.methods.fair_weights import ClassReweighting, FairParams
+from rkdbench_plugins.methods.fair_weights import CLASS_WEIGHTS_DOC, ClassReweighting, FairParams
 from rkdbench_plugins.methods.rslad import RSLAD, RSLADParams
 
 __all__ = ["FairRSLAD", "FairRSLADParams", "rslad_per_example"]
+
+__doc__ = f"{__doc__}\n{CLASS_WEIGHTS_DOC}"
 
 
 @dataclass(frozen=True)
