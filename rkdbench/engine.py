@@ -99,7 +99,8 @@ class _Counter:
     network_backward: int = 0
 
     def as_dict(self) -> dict[str, float]:
-        return {f"cost.{k}": float(v) for k, v in self.__dict__.items()}
+        # method-network passes only when a method has networks, so other runs log the same metrics as before
+        return {f"cost.{k}": float(v) for k, v in self.__dict__.items() if v or not k.startswith("network_")}
 
 
 def _make_optimizer(train: dict[str, Any], params) -> torch.optim.Optimizer:

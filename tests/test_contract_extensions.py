@@ -151,3 +151,17 @@ def _equal(a, b) -> bool:
     if isinstance(a, torch.Tensor):
         return a.dtype == b.dtype and torch.equal(a, b)
     return a == b
+
+
+def test_cost_estimate_counts_the_peer_at_the_students_flops():
+    from rkdbench.config import load_suite
+    from rkdbench.cost import training_passes
+    from rkdbench.runner import expand_cells
+
+    cell = next(c for c in expand_cells(load_suite("digits-all-quick")) if c.method == "peeraid")
+    passes = training_passes(cell, (1, 8, 8), 10)
+    # attack 10 fwd+bwd, then S(x') twice and S(x) (all three in the graph); peer: P(x), P(x') and one backward
+    assert passes == {"student_forward": 13, "student_backward": 13, "teacher_forward": 0, "teacher_backward": 0,
+                      "network_forward": 2, "network_backward": 1}
+    pgd_at = next(c for c in expand_cells(load_suite("digits-all-quick")) if c.method == "pgd-at")
+    assert "network_forward" not in training_passes(pgd_at, (1, 8, 8), 10)
