@@ -26,6 +26,7 @@ from .config import Protocol
 from .contracts import TEACHER_PASSES, Losses, Method, Outputs, Progress, StepContext, as_losses
 from .data import Splits, augment
 from .pgd import pgd
+from .swa import WeightAverage, recompute_batchnorm
 
 __all__ = ["TrainSetup", "TrainOutcome", "Trainer", "pick_device", "gpu_features", "robust_accuracy"]
 
@@ -137,6 +138,8 @@ class Trainer:
         self.network_optimizers = {name: _make_optimizer(setup.method.configure_optimizer(train, name), net.parameters())
                                    for name, net in self.networks.items()}
         self.network_schedulers = {name: _make_scheduler(train, opt) for name, opt in self.network_optimizers.items()}
+        # stochastic weight averaging of the student (`train.swa_start`, a 0-based epoch; absent = off)
+        self.swa = WeightAverage(setup.student) if train.get("swa_start") is not None else None
         self.data_generator = torch.Generator(device="cpu").manual_seed(setup.seed)
         self.aug_generator = torch.Generator(device=setup.device).manual_seed(setup.seed + 1)
         self.counter = _Counter()
@@ -165,6 +168,10 @@ class Trainer:
     def best_path(self) -> Path:
         return self.s.workdir / "best-val.pt"
 
+    @property
+    def swa_path(self) -> Path:
+        return self.s.workdir / "swa.pt"
+
     def _state(self, epochs_done: int) -> dict[str, Any]:
         cuda = torch.cuda.get_rng_state_all() if self.s.device.type == "cuda" else []
         return {
@@ -183,6 +190,7 @@ class Trainer:
             "history": list(self.history),
             "counter": dict(self.counter.__dict__),
             "run_id": self.s.run_id,
+            **({"swa": self.swa.state_dict()} if self.swa is not None else {}),
         }
 
     def _restore(self) -> None:
@@ -204,6 +212,8 @@ class Trainer:
         self.history = list(state["history"])
         self.counter = _Counter(**state["counter"])
         self.start_epoch = int(state["epochs_done"])
+        if self.swa is not None and "swa" in state:
+            self.swa.load_state_dict(state["swa"])
 
     # ---- one step ----------------------------------------------------------------------------------
     def run_attack(self, x: Tensor, y: Tensor, objective: Callable[[Tensor], Tensor]) -> Tensor:
@@ -341,11 +351,16 @@ class Trainer:
                 self.best = {"epoch": epoch, "val_pgd_acc": val_pgd}
                 save_atomic({"model": s.student.state_dict(), "epoch": epoch, "val_pgd_acc": val_pgd}, self.best_path)
             self.history.append({"epoch": epoch, **metrics})
+            if self.swa is not None and epoch >= int(train["swa_start"]):
+                self.swa.update(s.student)
             save_atomic(self._state(epoch + 1), self.last_path)
             if self.progress is not None:
                 self.progress(epoch + 1, epochs, metrics)
             if self.on_epoch is not None:
                 self.on_epoch(epoch, metrics)
+        if self.swa is not None and self.swa.count > 0:
+            averaged = recompute_batchnorm(self.swa.averaged(s.student), x_train, batch_size, aug, s.seed + 2)
+            save_atomic({"model": averaged.state_dict(), "count": self.swa.count}, self.swa_path)
         return TrainOutcome(last_epoch=epochs - 1, best_epoch=int(self.best["epoch"]), history=self.history,
                             cost={k: v / n / max(epochs, 1) for k, v in self.counter.as_dict().items()},
                             resumed_from=resumed_from)

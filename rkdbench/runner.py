@@ -198,14 +198,24 @@ def _params(cell: Cell) -> dict[str, Any]:
 
 def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device
                          ) -> tuple[dict[str, float], pd.DataFrame, dict[str, list[str]]]:
-    """Evaluate `last` and (if asked) `best-val`; identical weights are evaluated once. Each selection's attack
-    chunks are saved in `<workdir>/eval-<selection>/`, so a cell killed mid-evaluation resumes where it stopped."""
+    """Evaluate `last` and (if asked) `best-val` and `swa` (the weight-averaged student); identical weights are
+    evaluated once. Each selection's attack chunks are saved in `<workdir>/eval-<selection>/`, so a cell killed
+    mid-evaluation resumes where it stopped."""
     from .checkpoint import load_verified
 
     protocol = cell.protocol
     x, y = test_points(protocol, splits.test)
     student = trainer.s.student
-    state = {selection: trainer.s.workdir / f"eval-{selection}" for selection in ("last", "best-val")}
+    state = {selection: trainer.s.workdir / f"eval-{selection}" for selection in ("last", "best-val", "swa")}
+
+    def evaluate_weights(weights: dict, selection: str) -> Evaluation:
+        last_state = {k: v.clone() for k, v in student.state_dict().items()}
+        student.load_state_dict(weights)
+        try:
+            return evaluate(student, protocol, x, y, state_dir=state[selection])
+        finally:
+            student.load_state_dict(last_state)  # later diagnostics describe the last checkpoint
+
     results: dict[str, Evaluation] = {"last": evaluate(student, protocol, x, y, state_dir=state["last"])}
     last_epoch = int(protocol.section("train")["epochs"]) - 1
     metrics = {f"test.{k}": v for k, v in results["last"].metrics.items()}
@@ -216,12 +226,14 @@ def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device
         if int(best["epoch"]) == last_epoch:
             results["best-val"] = results["last"]
         else:
-            last_state = {k: v.clone() for k, v in student.state_dict().items()}
-            student.load_state_dict(best["model"])
-            results["best-val"] = evaluate(student, protocol, x, y, state_dir=state["best-val"])
-            student.load_state_dict(last_state)  # later diagnostics describe the last checkpoint
+            results["best-val"] = evaluate_weights(best["model"], "best-val")
         metrics.update({f"best_val.{k}": v for k, v in results["best-val"].metrics.items()})
         metrics["best_val.epoch"] = float(best["epoch"])
+    if "swa" in protocol.section("eval")["selections"]:
+        averaged = load_verified(trainer.swa_path, map_location=device)
+        results["swa"] = evaluate_weights(averaged["model"], "swa")
+        metrics.update({f"swa.{k}": v for k, v in results["swa"].metrics.items()})
+        metrics["swa.n_averaged"] = float(averaged["count"])
     frames = []
     for selection, evaluation in results.items():
         frame = pd.DataFrame({k: v.numpy() for k, v in evaluation.per_example.items()})

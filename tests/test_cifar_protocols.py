@@ -52,7 +52,8 @@ def test_every_builtin_protocol_and_suite_loads_and_expands():
     assert hundred["igdm"]["alpha"] == 20.0 and hundred["peeraid"]["gamma2"] == 1.0
     # the issue-12 paper recipes: PeerAiD's 0-based milestones, Fair-MTARD's eta decaying with the lr, fp32
     peer = load_protocol("cifar10-linf-8-paper-peeraid").section("train")
-    assert (peer["epochs"], peer["milestones"], peer["precision"]) == (300, [214, 259, 284], "fp32")
+    assert (peer["epochs"], peer["milestones"], peer["precision"], peer["swa_start"]) == (300, [214, 259, 284], "fp32", 214)
+    assert load_protocol("cifar10-linf-8-paper-saad").section("eval")["selections"] == ["last", "best-val", "swa"]
     fair = {c.method: c.method_params for c in expand_cells(load_suite("cifar10-paper-fair-rslad"))}
     assert fair["fair-mtard"]["eta_decay_epochs"] == (215, 260, 285)
     [saad] = expand_cells(load_suite("cifar10-paper-saad"))[:1]

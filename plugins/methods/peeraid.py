@@ -19,8 +19,9 @@ The official code runs S(x') twice in train mode (steps 3 and 4: same outputs, B
 `repeat_adv_forward = True` reproduces it. Defaults: the CIFAR-10 README command (tau = 5, tau_p = 1, gamma1 = 1,
 gamma2 = 0.1, lambda1 = 0, lambda2 = lambda3 = 1); CIFAR-100 uses gamma2 = 1. The peer always has the student's
 architecture (the README's setting; a different peer architecture is not implemented) and a fresh initialization.
-Not reproduced: SWA of the student from the first lr decay, and the official selection of the best test-PGD
-checkpoint (the harness reports the raw student and selects on held-out data only).
+SWA of the student from the first lr decay is the protocol option `train.swa_start` (on in
+`cifar10-linf-8-paper-peeraid`, reported as the `swa` selection next to the raw student); the official selection of
+the best test-PGD checkpoint is not reproduced (the harness selects on held-out data only).
 """
 
 from __future__ import annotations
