@@ -2,10 +2,12 @@
 from per-class robustness during the attack (see `rkdbench_plugins.methods.fair_weights`).
 
 Attack: IAD's (CE, uniform start, 10 steps of eps/4, student BN **train**; kappa counted in train mode). Loss: IAD-I
-(tau = 1, batchmean, begin = 60, alpha_i = P_T(y | x')^0.1 from `begin` on) with w_{y_i} on every per-example term:
+(tau = 1, batchmean, begin = 60, alpha_i = P_T(y | x')^0.1) with w_{y_i} on every per-example term, from `begin` on:
     alpha_kd * tau^2 * (1/B) sum_i w_i KL(T(x_i)/tau || S(x'_i)/tau)
   + alpha_kd * (1/B) sum_i w_i (1 - alpha_i) KL(S(x_i) || S(x'_i))
-  + (1 - alpha_kd) * (1/B) sum_i w_i CE(S(x_i), y_i)
+  + (1 - alpha_kd) * (1/B) sum_i w_i CE(S(x'_i), y_i)
+and before `begin` only the first (KD) term, as the script. Unlike `iad` (CE on the clean S(x)), Fair-IAD's script
+takes the CE on the adversarial output S(x') (it is off at the official alpha_kd = 1).
 Nesterov SGD; the official schedule keeps ARD's single-decay bug (lr 0.01 from epoch 100 on): a recipe setting.
 """
 
@@ -46,10 +48,10 @@ class FairIAD(ClassReweighting, IAD):
         alpha = reliability(out.require("t_adv"), y, p.beta, active)
         kd = (w * kl_div(s_adv, F.softmax(out.require("t_nat") / tau, dim=1), "none", temperature=tau)).mean() * tau * tau
         intro = (w * (1 - alpha) * kl_div(s_adv, F.softmax(s_nat, dim=1), "none")).mean()
-        ce = (w * F.cross_entropy(s_nat, y, reduction="none")).mean()
-        total = p.alpha_kd * kd + p.alpha_kd * intro + (1 - p.alpha_kd) * ce
+        ce = (w * F.cross_entropy(s_adv, y, reduction="none")).mean()
+        total = p.alpha_kd * kd + ((p.alpha_kd * intro + (1 - p.alpha_kd) * ce) if active else 0.0)
         return Losses(total=total, parts={"kd_adv": kd.detach(), "introspection": intro.detach(),
-                                          "ce_nat": ce.detach(), "alpha_mean": alpha.detach().mean()})
+                                          "ce_adv": ce.detach(), "alpha_mean": alpha.detach().mean()})
 
 
 @hookimpl
