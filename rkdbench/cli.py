@@ -240,8 +240,9 @@ def _print_leaderboard(results: str, protocol: str | None, fmt: str, out: str | 
 @click.option("--protocol", default=None, help="Only this protocol (name); default: every protocol with runs.")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "json", "html"]), default="md", show_default=True,
               help="What is printed; --out writes every format and the plots.")
-@click.option("--selection", type=click.Choice(["last", "best-val"]), default="last", show_default=True,
-              help="Which checkpoint's numbers: the last epoch, or the best validation PGD epoch.")
+@click.option("--selection", type=click.Choice(["last", "best-val", "swa"]), default="last", show_default=True,
+              help="Which checkpoint's numbers: the last epoch, the best validation PGD epoch, or the "
+                   "weight-averaged student (protocols with train.swa_start).")
 @click.option("--out", default=None,
               help="Also write leaderboard.md/.csv/.json/.html and the PNG plots into OUT/<protocol experiment>/.")
 @click.option("--log-to-mlflow/--no-log-to-mlflow", default=True, show_default=True,
@@ -266,8 +267,9 @@ def leaderboard(results, protocol, fmt, selection, out, log_to_mlflow, model_dir
 @click.option("--results", default="rkdbench-results", show_default=True, help=RESULTS_HELP)
 @click.option("--attack", default="aa", show_default=True,
               help="The per-example column compared: an attack label of the protocol (aa, pgd20), clean or worst.")
-@click.option("--selection", type=click.Choice(["last", "best-val"]), default="last", show_default=True,
-              help="Which checkpoint's results: the last epoch, or the best validation PGD epoch.")
+@click.option("--selection", type=click.Choice(["last", "best-val", "swa"]), default="last", show_default=True,
+              help="Which checkpoint's results: the last epoch, the best validation PGD epoch, or the "
+                   "weight-averaged student.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def compare(run_a, run_b, results, attack, selection, as_json) -> None:
     """Compare two finished cells (MLflow run ids) on the same test points: both accuracies, the paired difference

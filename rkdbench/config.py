@@ -84,13 +84,15 @@ PROTOCOL_SCHEMA: dict[str, dict[str, Field]] = {
         # optional (absent = fp32 / contiguous, so older protocols keep their hash); "auto" = on for CUDA only
         "precision": _choice("auto", "fp32", "bf16"),
         "channels_last": _choice("auto", "on", "off"),
+        # optional: stochastic weight averaging from this 0-based epoch on, evaluated as the `swa` selection
+        "swa_start": Field(int, _non_negative, "an integer >= 0 (a 0-based epoch)"),
     },
     "eval": {
         "n_examples": Field(int, _non_negative, "an integer >= 0 (0 = the whole test split)"),
         "batch_size": Field(int, _non_negative, "an integer >= 1, or 0 = chosen from free memory on CUDA"),
         "seed": Field(int, _non_negative, "an integer >= 0"),
-        "selections": Field(list, lambda v: set(v) <= {"last", "best-val"} and "last" in v,
-                            "a list of 'last' and 'best-val', containing 'last'"),
+        "selections": Field(list, lambda v: set(v) <= {"last", "best-val", "swa"} and "last" in v,
+                            "a list of 'last', 'best-val' and 'swa', containing 'last'"),
         "attacks": Field(dict),
         # optional: absent from a protocol means the default, so existing protocols keep their hash
         "chunk_size": Field(int, _non_negative, "an integer >= 0 (0 = all test points in one chunk)"),
@@ -239,11 +241,21 @@ def load_protocol(name_or_path: str, overrides: dict[str, Any] | None = None, wh
         _validate_table(f"{source} (after {where})" if overrides else source, section, table, PROTOCOL_SCHEMA[section])
     check_threat(data["threat"]["norm"], data["threat"]["eps"], where=f"{source}: threat")
     _validate_eval_attacks(source, data["eval"]["attacks"])
+    _validate_swa(source, data["train"], data["eval"]["selections"])
     return Protocol(name=data["protocol"]["name"], data=data, source=source, overrides=overrides)
 
 
 OPTIONAL_FIELDS = {"description", "data_root", "milestones", "gamma", "nesterov", "device", "teacher", "chunk_size",
-                   "diagnostics", "precision", "channels_last"}
+                   "diagnostics", "precision", "channels_last", "swa_start"}
+
+
+def _validate_swa(where: str, train: dict[str, Any], selections: list[str]) -> None:
+    start = train.get("swa_start")
+    if ("swa" in selections) != (start is not None):
+        raise ConfigError(f"{where}: eval.selections contains 'swa' exactly when train.swa_start is set "
+                          f"(selections {selections}, swa_start {start})")
+    if start is not None and start >= train["epochs"]:
+        raise ConfigError(f"{where}: train.swa_start = {start} must be below train.epochs = {train['epochs']}")
 
 
 def _validate_eval_attacks(where: str, attacks: dict[str, Any]) -> None:

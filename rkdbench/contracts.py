@@ -4,7 +4,10 @@ and the `Method` base class with its declarative contract.
 A method declares which forward passes it `needs`, an `AttackSpec` for its training attack, and typed
 `Params` (a dataclass whose defaults equal the official code); it implements two pure tensor functions,
 `attack_objective(out, y)` (per-example, maximized by PGD) and `loss(out, y, progress)`. The engine runs
-the loop. Methods that do not fit override `training_step` and keep state in `self.state`.
+the loop. Methods that do not fit override `training_step` and keep state in `self.state`. A method that trains a
+network of its own (PeerAiD's peer) returns it from `build_networks(student)`: the engine gives it an optimizer
+and a scheduler, steps them with the student's, and checkpoints all three with the cell; `configure_optimizer`
+overrides the protocol's optimizer settings for the method (Fair-ARD's Nesterov SGD).
 """
 
 from __future__ import annotations
@@ -32,19 +35,24 @@ __all__ = [
 # Method overrides that change the training attack rather than the loss (every method accepts them).
 ATTACK_OVERRIDES = {"attack_bn": "bn", "attack_init": "init", "attack_steps": "steps", "attack_step_size": "step_size"}
 
-# The forward passes the engine knows how to compute: student/teacher on clean x / adversarial x'.
-FORWARD_PASSES = frozenset({"s_nat", "s_adv", "t_nat", "t_adv"})
+# The forward passes the engine knows how to compute: student/teacher on clean x / adversarial x' / the mirror
+# point x_mir = x - delta = 2x - x' (IGDM; unclamped, as in every official code that uses it).
+FORWARD_PASSES = frozenset({"s_nat", "s_adv", "t_nat", "t_adv", "s_mir", "t_mir"})
+TEACHER_PASSES = ("t_nat", "t_adv", "t_mir")
 
 
 @dataclass
 class Outputs:
-    """Logits a method asked for. `teachers[role]["t_nat" | "t_adv"]` holds the non-primary teachers' logits
-    (e.g. MTARD's `natural` teacher), for the passes named `ROLE:t_nat` / `ROLE:t_adv` in `needs`."""
+    """Logits a method asked for. `s_mir` / `t_mir` are at the mirror point x - delta (delta = x' - x).
+    `teachers[role]["t_nat" | "t_adv" | "t_mir"]` holds the non-primary teachers' logits (e.g. MTARD's `natural`
+    teacher), for the passes named `ROLE:t_nat` / `ROLE:t_adv` / `ROLE:t_mir` in `needs`."""
 
     s_nat: Tensor | None = None
     s_adv: Tensor | None = None
     t_nat: Tensor | None = None
     t_adv: Tensor | None = None
+    s_mir: Tensor | None = None
+    t_mir: Tensor | None = None
     teachers: dict[str, dict[str, Tensor]] = field(default_factory=dict)
 
     def require(self, name: str) -> Tensor:
@@ -118,8 +126,10 @@ class AttackResult:
 @dataclass
 class StepContext:
     """What a method that overrides `training_step(batch, ctx)` gets: the networks, where training is, the
-    threat model, `attack(x, y, objective)` running PGD with the method's AttackSpec on any objective, and
-    `count(...)` to report the forward/backward passes the step made (they appear as the run's cost)."""
+    threat model, `attack(x, y, objective)` running PGD with the method's AttackSpec on any objective,
+    `count(...)` to report the forward/backward passes the step made (they appear as the run's cost), and the
+    method's own trainable `networks` (from `Method.build_networks`; the engine steps their optimizers after the
+    step's `total.backward()`, so a loss that reaches them trains them)."""
 
     student: Any
     teachers: dict[str, Any]
@@ -127,7 +137,8 @@ class StepContext:
     eps: float
     norm: str
     attack: Any
-    count: Any = None  # count(student_forward=, student_backward=, teacher_forward=, teacher_backward=) for cost
+    count: Any = None  # count(student_forward=, ..., network_forward=, network_backward=) for cost
+    networks: dict[str, Any] = field(default_factory=dict)
 
     @property
     def teacher(self) -> Any:
@@ -160,7 +171,7 @@ class Method:
         self.teacher_roles = tuple(self.configure_teacher_roles(self.params))
         self.needs = frozenset(self.configure_needs(self.params))
         self.state: dict[str, Tensor] = {}
-        allowed = FORWARD_PASSES | {f"{role}:{p}" for role in self.teacher_roles[1:] for p in ("t_nat", "t_adv")}
+        allowed = FORWARD_PASSES | {f"{role}:{p}" for role in self.teacher_roles[1:] for p in TEACHER_PASSES}
         unknown = set(self.needs) - allowed
         if unknown:
             raise ValueError(f"method {self.name!r} needs unknown forward passes {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -207,6 +218,20 @@ class Method:
         """The official order of the student's train-mode forwards in this step, BatchNorm-only passes included
         (a `rkdbench.student_passes.StudentForwards`); None: S(x) then S(x'), only the passes in `needs`."""
         return None
+
+    def build_networks(self, student: Any) -> dict[str, Any]:
+        """Trainable networks the method owns besides the student (name -> `nn.Module`), built once per cell
+        (the student is given so that a peer can copy its architecture). The engine moves them to the device,
+        gives each an optimizer (`configure_optimizer`) and the protocol's scheduler, steps them after every
+        backward, checkpoints weights, buffers, optimizer and scheduler with the cell, and passes them to
+        `training_step` as `ctx.networks`. Default: none."""
+        return {}
+
+    def configure_optimizer(self, train: dict[str, Any], network: str = "student") -> dict[str, Any]:
+        """The optimizer settings (the protocol's `[train]` keys: optimizer, lr, momentum, nesterov,
+        weight_decay) for the student (`network = "student"`) or one of the method's own networks. Default: the
+        protocol's. Every change must come from a method parameter, so that it is part of the cell key."""
+        return train
 
     def describe(self) -> dict[str, Any]:
         """Params and the effective training attack as a flat dict (logged to MLflow, part of the cell key)."""

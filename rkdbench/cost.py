@@ -47,6 +47,8 @@ class CellCost:
     train_tflop: float
     eval_tflop: float
     gpu_hours: float
+    network_forward: float = 0.0  # the method's own networks (PeerAiD's peer), costed at the student's FLOPs
+    network_backward: float = 0.0
 
 
 @functools.lru_cache(maxsize=None)
@@ -119,7 +121,8 @@ def estimate_cell(cell: Cell, teacher_arch: dict[str, tuple[str, tuple]], input_
     teacher = max((forward_flops(arch, input_shape, num_classes, kwargs) for arch, kwargs in
                    (teacher_arch[t] for t in teacher_ids)), default=0)
     per_example = (passes["student_forward"] + 2 * passes["student_backward"]) * student \
-        + (passes["teacher_forward"] + 2 * passes["teacher_backward"]) * teacher
+        + (passes["teacher_forward"] + 2 * passes["teacher_backward"]) * teacher \
+        + (passes.get("network_forward", 0) + 2 * passes.get("network_backward", 0)) * student
     val_steps = int(train["val_pgd_steps"])
     per_epoch_val = n_val * (val_steps + 2 + 2 * val_steps) * student
     train_flops = epochs * (n_train * per_example + per_epoch_val)

@@ -23,10 +23,11 @@ from torch import Tensor, nn
 from .attacks import predict
 from .checkpoint import load_verified, save_atomic
 from .config import Protocol
-from .contracts import Losses, Method, Outputs, Progress, StepContext, as_losses
+from .contracts import TEACHER_PASSES, Losses, Method, Outputs, Progress, StepContext, as_losses
 from .data import Splits, augment
 from .pgd import pgd
 from .student_passes import run_after_step, run_before_step
+from .swa import WeightAverage, recompute_batchnorm
 
 __all__ = ["TrainSetup", "TrainOutcome", "Trainer", "pick_device", "gpu_features", "robust_accuracy"]
 
@@ -96,9 +97,12 @@ class _Counter:
     student_backward: int = 0
     teacher_forward: int = 0
     teacher_backward: int = 0
+    network_forward: int = 0  # the method's own networks (`Method.build_networks`)
+    network_backward: int = 0
 
     def as_dict(self) -> dict[str, float]:
-        return {f"cost.{k}": float(v) for k, v in self.__dict__.items()}
+        # method-network passes only when a method has networks, so other runs log the same metrics as before
+        return {f"cost.{k}": float(v) for k, v in self.__dict__.items() if v or not k.startswith("network_")}
 
 
 def _make_optimizer(train: dict[str, Any], params) -> torch.optim.Optimizer:
@@ -128,9 +132,16 @@ class Trainer:
         train = setup.protocol.section("train")
         self.train_cfg = train
         self.threat = setup.protocol.section("threat")
-        self.optimizer = _make_optimizer(train, setup.student.parameters())
+        self.optimizer = _make_optimizer(setup.method.configure_optimizer(train), setup.student.parameters())
         self.scheduler = _make_scheduler(train, self.optimizer)
         self.lr_milestones = tuple(int(m) for m in train.get("milestones", [])) if train["schedule"] == "piecewise" else ()
+        # networks the method trains itself (PeerAiD's peer): own optimizer and scheduler, checkpointed with the cell
+        self.networks = {name: net.to(setup.device) for name, net in setup.method.build_networks(setup.student).items()}
+        self.network_optimizers = {name: _make_optimizer(setup.method.configure_optimizer(train, name), net.parameters())
+                                   for name, net in self.networks.items()}
+        self.network_schedulers = {name: _make_scheduler(train, opt) for name, opt in self.network_optimizers.items()}
+        # stochastic weight averaging of the student (`train.swa_start`, a 0-based epoch; absent = off)
+        self.swa = WeightAverage(setup.student) if train.get("swa_start") is not None else None
         self.data_generator = torch.Generator(device="cpu").manual_seed(setup.seed)
         self.aug_generator = torch.Generator(device=setup.device).manual_seed(setup.seed + 1)
         self.counter = _Counter()
@@ -148,7 +159,7 @@ class Trainer:
         # bf16 autocast covers the training step (attack included); validation and evaluation stay fp32
         self.bf16, self.channels_last = gpu_features(train, setup.device)
         if self.channels_last:
-            for model in [setup.student, *setup.teachers.values()]:
+            for model in [setup.student, *setup.teachers.values(), *self.networks.values()]:
                 model.to(memory_format=torch.channels_last)
 
     # ---- checkpoints -------------------------------------------------------------------------------
@@ -160,6 +171,10 @@ class Trainer:
     def best_path(self) -> Path:
         return self.s.workdir / "best-val.pt"
 
+    @property
+    def swa_path(self) -> Path:
+        return self.s.workdir / "swa.pt"
+
     def _state(self, epochs_done: int) -> dict[str, Any]:
         cuda = torch.cuda.get_rng_state_all() if self.s.device.type == "cuda" else []
         return {
@@ -169,12 +184,16 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "method_state": dict(self.s.method.state),
+            "networks": {name: {"model": net.state_dict(), "optimizer": self.network_optimizers[name].state_dict(),
+                                "scheduler": self.network_schedulers[name].state_dict()}
+                         for name, net in self.networks.items()},
             "rng": {"torch": torch.get_rng_state(), "cuda": cuda, "data": self.data_generator.get_state(),
                     "augment": self.aug_generator.get_state()},
             "best": dict(self.best),
             "history": list(self.history),
             "counter": dict(self.counter.__dict__),
             "run_id": self.s.run_id,
+            **({"swa": self.swa.state_dict()} if self.swa is not None else {}),
         }
 
     def _restore(self) -> None:
@@ -183,6 +202,10 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.s.method.state.update(state["method_state"])
+        for name, saved in state.get("networks", {}).items():
+            self.networks[name].load_state_dict(saved["model"])
+            self.network_optimizers[name].load_state_dict(saved["optimizer"])
+            self.network_schedulers[name].load_state_dict(saved["scheduler"])
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if state["rng"]["cuda"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
@@ -192,6 +215,8 @@ class Trainer:
         self.history = list(state["history"])
         self.counter = _Counter(**state["counter"])
         self.start_epoch = int(state["epochs_done"])
+        if self.swa is not None and "swa" in state:
+            self.swa.load_state_dict(state["swa"])
 
     # ---- one step ----------------------------------------------------------------------------------
     def run_attack(self, x: Tensor, y: Tensor, objective: Callable[[Tensor], Tensor]) -> Tensor:
@@ -245,7 +270,7 @@ class Trainer:
         if custom is not None:
             ctx = StepContext(student=student, teachers=self.s.teachers, progress=progress,
                               eps=float(self.threat["eps"]), norm=self.threat["norm"], attack=self.run_attack,
-                              count=self._count)
+                              count=self._count, networks=self.networks)
             return as_losses(custom((x, y), ctx))
         needs = method.needs
         attack_needs = method.attack.needs if method.attack is not None else frozenset()
@@ -260,10 +285,16 @@ class Trainer:
         self._step_inputs = (x, x_adv)
         if "t_adv" in needs:
             out.t_adv = self._teacher_logits(teacher, x_adv)
+        x_mir = 2 * x - x_adv if x_adv is not None else None  # x - delta, unclamped as in the official codes
+        if "s_mir" in needs:
+            out.s_mir = student(x_mir)
+            self._count(student_forward=x.shape[0], student_backward=x.shape[0])
+        if "t_mir" in needs:
+            out.t_mir = self._teacher_logits(teacher, x_mir)
         for role in method.teacher_roles[1:]:
-            inputs = {"t_nat": x, "t_adv": x_adv}
+            inputs = {"t_nat": x, "t_adv": x_adv, "t_mir": x_mir}
             out.teachers[role] = {p: self._teacher_logits(self.s.teachers[role], inputs[p])
-                                  for p in ("t_nat", "t_adv") if f"{role}:{p}" in needs}
+                                  for p in TEACHER_PASSES if f"{role}:{p}" in needs}
         return as_losses(method.loss(out, y, progress))
 
     def after_step(self) -> None:
@@ -303,14 +334,20 @@ class Trainer:
                     progress = Progress(epoch, epochs, step, steps, self.lr_milestones)
                     losses = self.training_step(x, y_train[idx], progress)
                 self.optimizer.zero_grad(set_to_none=True)
+                for optimizer in self.network_optimizers.values():
+                    optimizer.zero_grad(set_to_none=True)
                 losses.total.backward()
                 self.optimizer.step()
+                for optimizer in self.network_optimizers.values():
+                    optimizer.step()
                 self.after_step()
                 s.method.on_step_end(losses, progress)
                 for name, value in {"loss": losses.total.detach(), **losses.parts}.items():
                     totals[name] = totals.get(name, 0.0) + value.detach().float()
             lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
+            for scheduler in self.network_schedulers.values():
+                scheduler.step()
             metrics = {f"train.{k}": float(v) / steps for k, v in totals.items()}  # the epoch's one host sync
             train_seconds = time.perf_counter() - started
             val_clean, val_pgd = robust_accuracy(s.student, x_val, y_val, eps=float(self.threat["eps"]),
@@ -323,11 +360,16 @@ class Trainer:
                 self.best = {"epoch": epoch, "val_pgd_acc": val_pgd}
                 save_atomic({"model": s.student.state_dict(), "epoch": epoch, "val_pgd_acc": val_pgd}, self.best_path)
             self.history.append({"epoch": epoch, **metrics})
+            if self.swa is not None and epoch >= int(train["swa_start"]):
+                self.swa.update(s.student)
             save_atomic(self._state(epoch + 1), self.last_path)
             if self.progress is not None:
                 self.progress(epoch + 1, epochs, metrics)
             if self.on_epoch is not None:
                 self.on_epoch(epoch, metrics)
+        if self.swa is not None and self.swa.count > 0:
+            averaged = recompute_batchnorm(self.swa.averaged(s.student), x_train, batch_size, aug, s.seed + 2)
+            save_atomic({"model": averaged.state_dict(), "count": self.swa.count}, self.swa_path)
         return TrainOutcome(last_epoch=epochs - 1, best_epoch=int(self.best["epoch"]), history=self.history,
                             cost={k: v / n / max(epochs, 1) for k, v in self.counter.as_dict().items()},
                             resumed_from=resumed_from)

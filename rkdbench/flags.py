@@ -14,7 +14,7 @@ __all__ = ["WARNING_CODES", "ORDERED", "FLAG_TAGS", "sanity_flags", "warning_fla
            "join_flags"]
 
 # The run tag (after the `rkdbench.` prefix) holding each checkpoint selection's flags, comma-separated
-FLAG_TAGS = {"last": "flags", "best-val": "best_val.flags"}
+FLAG_TAGS = {"last": "flags", "best-val": "best_val.flags", "swa": "swa.flags"}
 
 # pyautoattack's checks (`pyautoattack.checks`) log free text; a fragment of each message -> a stable code.
 WARNING_CODES = (

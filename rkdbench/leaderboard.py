@@ -35,7 +35,7 @@ FORMATS = ("md", "csv", "json", "html")
 PRETTY = {"clean": "clean", "pgd20": "PGD-20", "cw": "CW", "aa": "AutoAttack", "worst": "worst"}
 # Diagnostics shown after the accuracies when the runs have them (student specialization, METHODS.md §11).
 DIAGNOSTICS = {"spec.clean.mean_best": "spec clean", "spec.adv.mean_best": "spec adv"}
-SELECTION_PREFIX = {"last": "test.", "best-val": "best_val."}
+SELECTION_PREFIX = {"last": "test.", "best-val": "best_val.", "swa": "swa."}
 GROUP = ["method_variant", "student", "teacher"]
 # Forward/backward passes per training example per epoch, as the engine counts them (column -> metric)
 COSTS = {"student_forward": "cost.student_forward", "student_backward": "cost.student_backward",

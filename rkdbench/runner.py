@@ -200,16 +200,25 @@ def _params(cell: Cell) -> dict[str, Any]:
 
 def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device, probe: TeacherProbe | None = None
                          ) -> tuple[dict[str, float], pd.DataFrame, dict[str, list[str]]]:
-    """Evaluate `last` and (if asked) `best-val`; identical weights are evaluated once. Each selection's attack
-    chunks are saved in `<workdir>/eval-<selection>/`, so a cell killed mid-evaluation resumes where it stopped.
-    Each selection also gets worst-class and (with a teacher `probe`) transferability metrics; the per-class
-    counts are written to `<workdir>/per_class.csv`."""
+    """Evaluate `last` and (if asked) `best-val` and `swa` (the weight-averaged student); identical weights are
+    evaluated once. Each selection's attack chunks are saved in `<workdir>/eval-<selection>/`, so a cell killed
+    mid-evaluation resumes where it stopped. Each selection also gets worst-class and (with a teacher `probe`)
+    transferability metrics; the per-class counts are written to `<workdir>/per_class.csv`."""
     from .checkpoint import load_verified
 
     protocol = cell.protocol
     x, y = test_points(protocol, splits.test)
     student = trainer.s.student
-    state = {selection: trainer.s.workdir / f"eval-{selection}" for selection in ("last", "best-val")}
+    state = {selection: trainer.s.workdir / f"eval-{selection}" for selection in ("last", "best-val", "swa")}
+
+    def evaluate_weights(weights: dict, selection: str) -> Evaluation:
+        last_state = {k: v.clone() for k, v in student.state_dict().items()}
+        student.load_state_dict(weights)
+        try:
+            return evaluate(student, protocol, x, y, state_dir=state[selection], probe=probe)
+        finally:
+            student.load_state_dict(last_state)  # later diagnostics describe the last checkpoint
+
     results: dict[str, Evaluation] = {"last": evaluate(student, protocol, x, y, state_dir=state["last"], probe=probe)}
     last_epoch = int(protocol.section("train")["epochs"]) - 1
     metrics = {f"test.{k}": v for k, v in results["last"].metrics.items()}
@@ -220,14 +229,16 @@ def _evaluate_selections(trainer: Trainer, cell: Cell, splits, device, probe: Te
         if int(best["epoch"]) == last_epoch:
             results["best-val"] = results["last"]
         else:
-            last_state = {k: v.clone() for k, v in student.state_dict().items()}
-            student.load_state_dict(best["model"])
-            results["best-val"] = evaluate(student, protocol, x, y, state_dir=state["best-val"], probe=probe)
-            student.load_state_dict(last_state)  # later diagnostics describe the last checkpoint
+            results["best-val"] = evaluate_weights(best["model"], "best-val")
         metrics.update({f"best_val.{k}": v for k, v in results["best-val"].metrics.items()})
         metrics["best_val.epoch"] = float(best["epoch"])
+    if "swa" in protocol.section("eval")["selections"]:
+        averaged = load_verified(trainer.swa_path, map_location=device)
+        results["swa"] = evaluate_weights(averaged["model"], "swa")
+        metrics.update({f"swa.{k}": v for k, v in results["swa"].metrics.items()})
+        metrics["swa.n_averaged"] = float(averaged["count"])
     for selection, evaluation in results.items():
-        prefix = {"last": "test.", "best-val": "best_val."}[selection]
+        prefix = {"last": "test.", "best-val": "best_val.", "swa": "swa."}[selection]
         metrics.update({f"{prefix}{k}": v for k, v in selection_metrics(evaluation, y).items()})
     per_class_frame(results, y).to_csv(trainer.s.workdir / "per_class.csv", index=False)
     frames = []

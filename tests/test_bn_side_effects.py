@@ -98,6 +98,17 @@ def test_iad_runs_s_adv_then_s_nat_and_a_second_s_nat_from_begin(tmp_path, begin
         assert cost["cost.student_forward"] == 3.0 and cost["cost.student_backward"] == 2.0
 
 
+@pytest.mark.parametrize("begin, on", [(5, True), (0, True), (0, False)])
+def test_fair_iad_runs_s_adv_s_nat_then_a_detached_s_adv_in_every_epoch(tmp_path, begin, on):
+    before, student, x, x_adv, cost = one_step("fair-iad", tmp_path, attack_steps=0, begin=begin, bn_side_effects=on)
+    m_adv, m_nat = batch_mean(before, x_adv), batch_mean(before, x)
+    if on:  # Fair-IAD.py: outputs = S(x'), basic_net_outputs = S(x), basicop = S(x').detach(), whatever the epoch
+        check(student, [m_adv, m_nat, m_adv], 3)
+        assert cost["cost.student_forward"] == 3.0 and cost["cost.student_backward"] == 2.0
+    else:
+        check(student, [m_nat, m_adv], 2)
+
+
 @pytest.mark.parametrize("on", [True, False])
 def test_pgd_at_reruns_x_adv_and_runs_x_after_the_optimizer_step(tmp_path, on):
     before, student, x, x_adv, cost = one_step("pgd-at", tmp_path, attack_steps=0, bn_side_effects=on)

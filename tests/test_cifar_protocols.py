@@ -36,7 +36,7 @@ def test_every_builtin_protocol_and_suite_loads_and_expands():
         assert expand_cells(load_suite(name))
     standard = load_suite("cifar10-standard")
     cells = expand_cells(standard)
-    assert len(cells) == 14 * 2 * 3 and {c.student for c in cells} == {"resnet-18", "mobilenet-v2"}
+    assert len(cells) == 22 * 2 * 3 and {c.student for c in cells} == {"resnet-18", "mobilenet-v2"}
     assert {c.teacher for c in cells} == {"cifar10/Linf/Zhang2019Theoretically", "none"}
     protocol = load_protocol("cifar10-linf-8")
     assert math.isclose(protocol.section("threat")["eps"], 8 / 255)
@@ -50,6 +50,16 @@ def test_every_builtin_protocol_and_suite_loads_and_expands():
     assert load_protocol("cifar10-linf-8-short").section("eval")["n_examples"] == 1000
     hundred = {c.method: c.method_params for c in expand_cells(load_suite("cifar100-standard"))}
     assert hundred["rslad"]["loss_scale"] == 10.0 and hundred["mtard"]["loss_scale"] == 10.0
+    assert hundred["igdm"]["alpha"] == 20.0 and hundred["peeraid"]["gamma2"] == 1.0
+    # the issue-12 paper recipes: PeerAiD's 0-based milestones, Fair-MTARD's eta decaying with the lr, fp32
+    peer = load_protocol("cifar10-linf-8-paper-peeraid").section("train")
+    assert (peer["epochs"], peer["milestones"], peer["precision"], peer["swa_start"]) == (300, [214, 259, 284], "fp32", 214)
+    assert load_protocol("cifar10-linf-8-paper-saad").section("eval")["selections"] == ["last", "best-val", "swa"]
+    fair = {c.method: c.method_params for c in expand_cells(load_suite("cifar10-paper-fair-rslad"))}
+    assert fair["fair-mtard"]["eta_decay_epochs"] == (215, 260, 285)
+    [saad] = expand_cells(load_suite("cifar10-paper-saad"))[:1]
+    assert saad.teacher == "cifar10/Linf/Gowal2021Improving_28_10_ddpm_100m"
+    assert {c.teacher for c in expand_cells(load_suite("cifar10-paper-peeraid"))} == {"none"}
 
 
 def test_passes_per_example_are_counted_from_the_methods_own_step():
@@ -72,7 +82,7 @@ def test_forward_flops_by_hand():
 def test_dry_run_prints_costs_and_missing_teachers(tmp_path, capsys):
     assert cli("run", "cifar10-standard", "--dry-run", "--model-dir", str(tmp_path)) == 0
     out = capsys.readouterr().out
-    assert "84 cells under protocol cifar10-linf-8" in out and out.count("GPU-h]") == 84
+    assert "132 cells under protocol cifar10-linf-8" in out and out.count("GPU-h]") == 132
     assert "rslad / resnet-18 / cifar10/Linf/Zhang2019Theoretically / seed 0" in out
     assert "estimated total: ~" in out
     assert f"{tmp_path / 'cifar10' / 'Linf' / 'Zhang2019Theoretically.pt'} is missing" in out

@@ -115,11 +115,14 @@ def _subprocess_run(args: list[str], env_extra: dict[str, str]) -> subprocess.Co
                           timeout=600)
 
 
-def test_killed_cell_resumes_in_the_same_run_with_the_same_numbers(tmp_path, teacher_dir):
+# rslad: the seed contract; peeraid: a method-owned peer network with its own optimizer; fair-ard: method state
+# (class weights) and a per-method optimizer (Nesterov)
+@pytest.mark.parametrize("method", ["rslad", "peeraid", "fair-ard"])
+def test_killed_cell_resumes_in_the_same_run_with_the_same_numbers(tmp_path, teacher_dir, method):
     plugins_dir = tmp_path / "plugins"
     plugins_dir.mkdir()
     (plugins_dir / "killer.py").write_text(KILLER)
-    suite = suite_file(tmp_path, ["rslad"])
+    suite = suite_file(tmp_path, [method])
     budget = ["--set", "train.epochs=3", "--set", "eval.n_examples=6", "--set", "train.val_pgd_steps=2",
               "--model-dir", str(teacher_dir), "--quiet"]
     results = tmp_path / "killed"

@@ -19,7 +19,7 @@ def cells(suite: str, **cli_set):
 
 def test_every_cifar_protocol_trains_in_fp32_even_on_cuda():
     names = [n for n in builtin_names("protocols") if n.startswith("cifar")]
-    assert len(names) == 8
+    assert len(names) >= 8  # the shipped CIFAR-10/100 protocols and paper recipes
     for name in names:
         train = load_protocol(name).section("train")
         assert train["precision"] == "fp32", name

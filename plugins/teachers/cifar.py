@@ -51,6 +51,9 @@ ZOO: list[TeacherCard] = [
          **CIFAR10_STATS),
     _zoo("cifar10", "Gowal2020Uncovering_70_16", "dm-wrn-70-16", 85.29, 57.20,
          "Uncovering the limits (Gowal et al., 2020), DeepMind WRN-70-16 with Swish", **CIFAR10_STATS),
+    _zoo("cifar10", "Gowal2021Improving_28_10_ddpm_100m", "dm-wrn-28-10", 87.50, 63.38,
+         "Improving robustness using generated data (Gowal et al., NeurIPS 2021), DeepMind WRN-28-10 with Swish, "
+         "100M DDPM images; SAAD's CIFAR-10 teacher", **CIFAR10_STATS),
     _zoo("cifar10", "Carmon2019Unlabeled", "wrn-28-10", 89.69, 59.53,
          "Unlabeled data (Carmon et al., NeurIPS 2019), WRN-28-10", sub_block1=True),
     _zoo("cifar10", "Standard", "wrn-28-10", 94.78, 0.0,

@@ -26,6 +26,12 @@ def ce(row, label):
     return -math.log(softmax(row)[label])
 
 
+def rslad_term(t_row, s_row):
+    """RSLAD's element-wise KL summed over classes: sum (-log p_S * p_T + log(p_T + 1e-5) * p_T)."""
+    p_t, p_s = softmax(t_row), softmax(s_row)
+    return sum(-math.log(ps) * pt + math.log(pt + 1e-5) * pt for ps, pt in zip(p_s, p_t))
+
+
 def rows(t):
     return [r for r in t.tolist()]
 
@@ -33,7 +39,7 @@ def rows(t):
 @pytest.fixture
 def hand():
     return SimpleNamespace(
-        softmax=softmax, kl=kl, ce=ce, rows=rows,
+        softmax=softmax, kl=kl, ce=ce, rows=rows, rslad_term=rslad_term,
         S=torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]]),  # student on x'
         S_NAT=torch.tensor([[1.0, 0.5, 0.0], [0.0, 0.0, 1.0]]),  # student on x
         T=torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0]]),  # (robust) teacher on x

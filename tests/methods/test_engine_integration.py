@@ -19,11 +19,21 @@ from rkdbench_plugins.methods.mtard import MTARD
 from rkdbench_plugins.methods.rsnl import RSNL
 from rkdbench_plugins.methods.standard import Standard
 from rkdbench_plugins.methods.trades import TRADES
+from rkdbench_plugins.methods.dgad import DGAD
+from rkdbench_plugins.methods.fair_ard import FairARD
+from rkdbench_plugins.methods.fair_iad import FairIAD
+from rkdbench_plugins.methods.fair_mtard import FairMTARD
+from rkdbench_plugins.methods.fair_rslad import FairRSLAD
+from rkdbench_plugins.methods.igdm import IGDM
+from rkdbench_plugins.methods.peeraid import PeerAiD
+from rkdbench_plugins.methods.saad import SAAD
 
 CASES = [
     (Standard, {}), (KD, {}), (TRADES, {}), (MART, {}), (IAD, {"begin": 0}), (IADII, {"begin": 0}),
     (AKD, {"ensemble": 2}), (AdaAD, {"alpha": 0.5}), (AdvFunMatch, {}), (RSNL, {}), (MTARD, {}),
-    (MTARD, {"balance_temperature": True}),
+    (MTARD, {"balance_temperature": True}), (IGDM, {"nat_weight": 0.5}), (SAAD, {"clean_weight": 0.5}), (DGAD, {}),
+    (FairARD, {"alpha": 0.5}), (FairRSLAD, {}), (FairIAD, {"begin": 0}), (FairMTARD, {}),
+    (FairMTARD, {"natural_target": "natural_clean"}), (PeerAiD, {}),
 ]
 
 
