@@ -84,6 +84,7 @@ PROTOCOL_SCHEMA: dict[str, dict[str, Field]] = {
         # optional (absent = fp32 / contiguous, so older protocols keep their hash); "auto" = on for CUDA only
         "precision": _choice("auto", "fp32", "bf16"),
         "channels_last": _choice("auto", "on", "off"),
+        "compile": Field(bool),  # optional, absent = off: torch.compile of the networks while training
     },
     "eval": {
         "n_examples": Field(int, _non_negative, "an integer >= 0 (0 = the whole test split)"),
@@ -243,7 +244,7 @@ def load_protocol(name_or_path: str, overrides: dict[str, Any] | None = None, wh
 
 
 OPTIONAL_FIELDS = {"description", "data_root", "milestones", "gamma", "nesterov", "device", "teacher", "chunk_size",
-                   "diagnostics", "precision", "channels_last"}
+                   "diagnostics", "precision", "channels_last", "compile"}
 
 
 def _validate_eval_attacks(where: str, attacks: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from .attacks import predict
 from .checkpoint import load_verified, save_atomic
+from .compiling import compile_networks, release_compiled
 from .config import Protocol
 from .contracts import Losses, Method, Outputs, Progress, StepContext, as_losses
 from .data import Splits, augment
@@ -281,6 +282,8 @@ class Trainer:
         steps = (n + batch_size - 1) // batch_size
         aug = s.protocol.section("data").get("augment", "none")
         eval_seed = int(s.protocol.section("eval")["seed"])
+        # `train.compile`: compiled in place for fit() only; evaluation afterwards runs the eager modules
+        compiled = compile_networks([s.student, *s.teachers.values()], bool(train.get("compile", False)))
         for epoch in range(self.start_epoch, epochs):
             started = time.perf_counter()
             s.student.train()
@@ -320,6 +323,7 @@ class Trainer:
                 self.progress(epoch + 1, epochs, metrics)
             if self.on_epoch is not None:
                 self.on_epoch(epoch, metrics)
+        release_compiled(compiled)
         return TrainOutcome(last_epoch=epochs - 1, best_epoch=int(self.best["epoch"]), history=self.history,
                             cost={k: v / n / max(epochs, 1) for k, v in self.counter.as_dict().items()},
                             resumed_from=resumed_from)
