@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["Timing", "Ratio", "Comparison", "ratio_summary", "interleave", "machine_line", "cpu_model", "timed"]
+__all__ = ["Timing", "Ratio", "Comparison", "ratio_summary", "interleave", "interleave_many", "machine_line", "cpu_model", "timed"]
 
 
 @dataclass(frozen=True)
@@ -86,19 +86,25 @@ class Comparison:
                 f"{self.name_b} {b.wall:.3f} s wall ({b.cpu:.3f} s CPU)")
 
 
+def interleave_many(runs: dict[str, Callable[[], object]], rounds: int = 5, warmup: int = 1,
+                    sync: Callable[[], None] | None = None) -> dict[str, list[Timing]]:
+    """`warmup` untimed rounds, then `rounds` timed rounds of every run, the order reversed on every other round
+    (A B C, C B A, ...); round i of each name pairs with round i of the others."""
+    for _ in range(warmup):
+        for fn in runs.values():
+            fn()
+    timings: dict[str, list[Timing]] = {name: [] for name in runs}
+    for i in range(rounds):
+        for name in (list(runs) if i % 2 == 0 else list(reversed(runs))):
+            timings[name].append(timed(runs[name], sync)[0])
+    return timings
+
+
 def interleave(run_a: Callable[[], object], run_b: Callable[[], object], pairs: int = 5, warmup: int = 1,
                names: tuple[str, str] = ("A", "B"), sync: Callable[[], None] | None = None) -> Comparison:
     """`warmup` untimed runs of each, then `pairs` timed pairs, alternating which of A and B runs first."""
-    for _ in range(warmup):
-        run_a()
-        run_b()
-    comparison = Comparison(*names)
-    for i in range(pairs):
-        order = [("a", run_a), ("b", run_b)] if i % 2 == 0 else [("b", run_b), ("a", run_a)]
-        for side, fn in order:
-            timing, _ = timed(fn, sync)
-            (comparison.a if side == "a" else comparison.b).append(timing)
-    return comparison
+    timings = interleave_many({"a": run_a, "b": run_b}, pairs, warmup, sync)
+    return Comparison(*names, a=timings["a"], b=timings["b"])
 
 
 def cpu_model() -> str:

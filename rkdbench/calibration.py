@@ -370,10 +370,12 @@ def attack_seconds(entry: dict[str, Any], n: int, chunk_size: int, clean: float,
 
 
 def predict_cell(cell: Cell, calibration: Calibration, split_sizes: tuple[int, int, int],
-                 accuracy: tuple[float, float], *, specialization: bool = True) -> Prediction | None:
+                 accuracy: tuple[float, float], *, specialization: bool = True,
+                 evaluations: int | None = None) -> Prediction | None:
     """The cell's wall time from `calibration`, or None when a measurement it needs is missing. `accuracy` is the
     expected (clean, robust) accuracy of the trained student (it sets AutoAttack's cost); `specialization` says
-    whether the runner will measure it (a teacher is available)."""
+    whether the runner will measure it (a teacher is available); `evaluations`: how many checkpoints are
+    evaluated (default: one per selection; best-val is evaluated apart unless it is the last epoch)."""
     timing = calibration.train.get(train_key(cell))
     protocol = cell.protocol
     cfg, train = protocol.section("eval"), protocol.section("train")
@@ -385,7 +387,7 @@ def predict_cell(cell: Cell, calibration: Calibration, split_sizes: tuple[int, i
              "train.validation": epochs * n_val * timing["val_point"],
              "train.checkpoints": epochs * timing["epoch_rest"]}
     n = int(cfg["n_examples"]) or n_test
-    selections = len(cfg["selections"])  # best-val is counted as evaluated apart (it is unless it is the last epoch)
+    selections = evaluations or len(cfg["selections"])
     for label in cfg["attacks"]:
         entry = _attack_entry(calibration, protocol, label, cell.student)
         if entry is None:

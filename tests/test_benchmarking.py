@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rkdbench.benchmarking import Comparison, Timing, interleave, machine_line, ratio_summary
+from rkdbench.benchmarking import Comparison, Timing, interleave, interleave_many, machine_line, ratio_summary
 
 
 def test_ratio_summary_is_median_min_max_of_pair_ratios():
@@ -22,6 +22,9 @@ def test_interleave_alternates_order_and_counts_runs():
     comparison = interleave(lambda: calls.append("a"), lambda: calls.append("b"), pairs=4, warmup=1)
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]  # warm-up, then A B / B A alternating
     assert len(comparison.a) == len(comparison.b) == 4
+    calls.clear()
+    timings = interleave_many({n: (lambda n=n: calls.append(n)) for n in "xyz"}, rounds=2, warmup=0)
+    assert calls == ["x", "y", "z", "z", "y", "x"] and [len(t) for t in timings.values()] == [2, 2, 2]
 
 
 def test_comparison_pairs_wall_and_cpu_separately():
