@@ -108,9 +108,18 @@ class Calibration:
         return cls(identity, path=path)
 
     def save(self) -> Path:
+        """Write atomically, keeping entries another process saved meanwhile (a cache: ours win on a clash)."""
         assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
+        if self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                data = {}
+            if data.get("format") == FORMAT and data.get("identity") == self.identity:
+                for name in ("train", "attack", "per_point"):
+                    setattr(self, name, {**data[name], **getattr(self, name)})
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"format": FORMAT, "identity": self.identity, "train": self.train,
                                    "attack": self.attack, "per_point": self.per_point}, indent=1, sort_keys=True))
         tmp.replace(self.path)
