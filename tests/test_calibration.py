@@ -62,8 +62,7 @@ def test_predict_cell_from_controlled_entries():
 
 
 @pytest.fixture
-def tiny_suite(tmp_path, monkeypatch):
-    monkeypatch.setenv("RKDBENCH_CALIBRATION_DIR", str(tmp_path / "calibration"))
+def tiny_suite(tmp_path):
     protocol = tmp_path / "tiny.toml"
     protocol.write_text("""
 [protocol]
