@@ -85,37 +85,33 @@ def main() -> None:
         prepare(cells, tracker, options)
         clock = PhaseClock()
         pm.register(clock, name="calibration-check-clock")
-        rows = []
+        print(machine_line())
+        print(f"suite {suite.name} ({len(cells)} cells) on {calibration.identity['device']}, {args.threads} thread(s); "
+              f"calibration took {calibration_cost[0]:.0f}s wall, {calibration_cost[1]:.0f}s CPU")
+        print("predicted (assumed teacher accuracy / the run's own accuracy and evaluation count) vs actual, seconds;"
+              " actual wall (CPU)")
+        print(f"{'cell':<38}{'train pred':>11}{'train act':>16}{'err':>6}{'eval pred':>16}{'eval act':>16}{'err':>6}"
+              f"{'cell pred':>16}{'cell act':>16}{'err':>6}{'err CPU':>8}", flush=True)
         try:
             for cell in cells:
-                assumed, _ = expected_accuracy(cell, options.model_dir)
-                prediction = predict_cell(cell, calibration, dataset.split_sizes, assumed)
+                assumed_acc, _ = expected_accuracy(cell, options.model_dir)
+                assumed = predict_cell(cell, calibration, dataset.split_sizes, assumed_acc)
                 wall, cpu = time.perf_counter(), time.process_time()
-                outcome = run_cell(cell, tracker, options)
-                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-                m = outcome.metrics
+                m = run_cell(cell, tracker, options).metrics
+                whole = time.perf_counter() - wall, time.process_time() - cpu
                 last = int(cell.protocol.section("train")["epochs"]) - 1
-                evaluations = 1 if m.get("best_val.epoch", last) == last else 2
-                actual_acc = predict_cell(cell, calibration, dataset.split_sizes,
-                                          (m["test.clean_acc"], m.get("test.aa_acc", m["test.clean_acc"])),
-                                          evaluations=evaluations)
-                rows.append((cell, prediction, actual_acc, clock.span("start", "trained"), clock.span("trained", "end"),
-                             (wall, cpu), evaluations))
+                own = predict_cell(cell, calibration, dataset.split_sizes,
+                                   (m["test.clean_acc"], m.get("test.aa_acc", m["test.clean_acc"])),
+                                   evaluations=1 if m.get("best_val.epoch", last) == last else 2)
+                train, evaluation = clock.span("start", "trained"), clock.span("trained", "end")
+                print(f"{cell.variant + ' / ' + cell.student:<38}{assumed.train:>11.1f}"
+                      f"{f'{train[0]:.1f} ({train[1]:.1f})':>16}{error(assumed.train, train[0]):>6}"
+                      f"{f'{assumed.eval:.1f}/{own.eval:.1f}':>16}{f'{evaluation[0]:.1f} ({evaluation[1]:.1f})':>16}"
+                      f"{error(own.eval, evaluation[0]):>6}{f'{assumed.total:.1f}/{own.total:.1f}':>16}"
+                      f"{f'{whole[0]:.1f} ({whole[1]:.1f})':>16}{error(own.total, whole[0]):>6}"
+                      f"{error(own.total, whole[1]):>8}", flush=True)
         finally:
             pm.unregister(name="calibration-check-clock")
-    print(machine_line())
-    print(f"suite {suite.name} ({len(cells)} cells) on {calibration.identity['device']}, {args.threads} thread(s); "
-          f"calibration took {calibration_cost[0]:.0f}s wall, {calibration_cost[1]:.0f}s CPU")
-    print("predicted (assumed teacher accuracy / the run's own accuracy and evaluation count) vs actual, seconds;"
-          " actual wall (CPU)")
-    print(f"{'cell':<38}{'train pred':>11}{'train act':>16}{'err':>6}{'eval pred':>16}{'eval act':>16}{'err':>6}"
-          f"{'cell pred':>16}{'cell act':>16}{'err':>6}{'err CPU':>8}")
-    for cell, assumed, own, train, evaluation, whole, evaluations in rows:
-        print(f"{cell.variant + ' / ' + cell.student:<38}{assumed.train:>11.1f}"
-              f"{f'{train[0]:.1f} ({train[1]:.1f})':>16}{error(assumed.train, train[0]):>6}"
-              f"{f'{assumed.eval:.1f}/{own.eval:.1f}':>16}{f'{evaluation[0]:.1f} ({evaluation[1]:.1f})':>16}"
-              f"{error(own.eval, evaluation[0]):>6}{f'{assumed.total:.1f}/{own.total:.1f}':>16}"
-              f"{f'{whole[0]:.1f} ({whole[1]:.1f})':>16}{error(own.total, whole[0]):>6}{error(own.total, whole[1]):>8}")
     print("err: (predicted - actual) / actual, with the run's own accuracy for eval and cell; err CPU: against the "
           "cell's process CPU time (what one thread costs on a quiet machine)")
 
