@@ -3,15 +3,16 @@ call on the same model, points, seed and batch size (goal: ratio <= 1.05), plus,
 points per second and forward / backward passes per point (counted by a wrapper around the model), so it shows
 where AutoAttack's time goes (Square and FAB-T at high robust accuracy).
 
-Run:  python benchmarks/autoattack_overhead.py [--teacher-dir M] [--n 100] [--repeats 2]
+Run:  python benchmarks/autoattack_overhead.py [--teacher-dir M] [--n 100] [--pairs 3] [--threads 1]
 With --teacher-dir (a model dir holding the built digits teacher) it attacks that robust CNN; otherwise a
-cnn-small trained here for a few epochs of PGD-AT. Prints seconds, ratios and robust accuracy.
+cnn-small trained here for a few epochs of PGD-AT. The plugin and the direct call run interleaved (one untimed
+warm-up each, then `--pairs` pairs, alternating which goes first): the median of the per-pair ratios with min and
+max, for wall and process CPU time, and the machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
@@ -19,6 +20,7 @@ from torch import nn
 
 import rkdbench
 from rkdbench.attacks import preserved_rng
+from rkdbench.benchmarking import interleave, machine_line
 
 
 def robust_model(teacher_dir: str | None):
@@ -69,23 +71,23 @@ class PassCounter(nn.Module):
         return self.model(_CountBackward.apply(x, self.counts) if x.requires_grad else x)
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeats):
+def rng_kept(fn):
+    """`fn` with torch's global RNG restored afterwards (pyautoattack reseeds it)."""
+    def run():
         with preserved_rng():
-            started = time.perf_counter()
-            result = fn()
-            times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+            return fn()
+    return run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher-dir", default=None)
     parser.add_argument("--n", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eps", type=float, default=0.15)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     from pyautoattack import AutoAttack
 
     model = robust_model(args.teacher_dir)
@@ -93,17 +95,21 @@ def main() -> None:
     x, y = splits.test[0][:args.n], splits.test[1][:args.n]
     batch = 500
     plugin = rkdbench.create("attack", "autoattack", norm="Linf", eps=args.eps, seed=0, batch_size=batch)
-    ours, result = timed(lambda: plugin.run(model, x, y), args.repeats)
-    direct, _ = timed(lambda: AutoAttack(model, norm="Linf", eps=args.eps, seed=0, version="standard",
-                                          device="cpu").run_standard_evaluation(x, y, batch_size=batch), args.repeats)
-    print(f"{args.n} digits test points, eps {args.eps}, {torch.get_num_threads()} threads, CPU; "
-          f"robust accuracy {result.robust_accuracy:.1%}")
-    print(f"autoattack plugin {ours:.1f} s, direct pyautoattack {direct:.1f} s, ratio {ours / direct:.3f}")
+    results = []
+    comparison = interleave(rng_kept(lambda: results.append(plugin.run(model, x, y))),
+                            rng_kept(lambda: AutoAttack(model, norm="Linf", eps=args.eps, seed=0, version="standard",
+                                                        device="cpu").run_standard_evaluation(x, y, batch_size=batch)),
+                            pairs=args.pairs, names=("autoattack plugin", "direct pyautoattack"))
+    print(machine_line())
+    print(f"{args.n} digits test points, eps {args.eps}; robust accuracy {results[-1].robust_accuracy:.1%}")
+    print(comparison.report())
     print(f"{'attack':<10}{'seconds':>9}{'points/s':>10}{'fwd/point':>11}{'bwd/point':>11}{'robust':>8}")
     for name in ("apgd-ce", "apgd-t", "fab-t", "square"):
         attack = rkdbench.create("attack", name, norm="Linf", eps=args.eps, seed=0, batch_size=batch)
         counted = PassCounter(model).eval()
-        seconds, res = timed(lambda: attack.run(counted, x, y), 1)
+        started = time.perf_counter()
+        res = rng_kept(lambda: attack.run(counted, x, y))()
+        seconds = time.perf_counter() - started
         print(f"{name:<10}{seconds:>9.1f}{args.n / seconds:>10.1f}{counted.counts['forward'] / args.n:>11.0f}"
               f"{counted.counts['backward'] / args.n:>11.0f}{res.robust_accuracy:>8.1%}")
 

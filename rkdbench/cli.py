@@ -51,10 +51,14 @@ def cli(plugins_dir: tuple[str, ...]) -> None:
         load_plugins_dir(folder)
 
 
-def _print_dry_run(suite, cells, model_dir: Path, gpu_tflops: float | None) -> None:
-    """The cells with their keys and estimated cost, the total, and the teacher files that are missing."""
+def _print_dry_run(suite, cells, model_dir: Path, gpu_tflops: float | None, device: str | None = None,
+                   as_json: bool = False) -> None:
+    """The cells with their keys and estimated cost (measured wall time when this device is calibrated, else
+    FLOPs at an assumed throughput), the total, and the teacher files that are missing."""
     from . import create
     from .cost import DEFAULT_GPU_TFLOPS, estimate_cell
+    from .engine import pick_device
+    from .planning import format_seconds, plan_cells, plan_json
     from .plugins import get_registry
     from .teachers import member_paths, missing_teacher_message, teacher_status
 
@@ -66,27 +70,56 @@ def _print_dry_run(suite, cells, model_dir: Path, gpu_tflops: float | None) -> N
     cards = {t: create("teacher", t) for t in teacher_ids}
     arch = {t: (card.architecture, tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                                                 for k, v in card.arch_kwargs.items()))) for t, card in cards.items()}
-    click.echo(f"suite {suite.name}: {len(cells)} cells under protocol {protocol.experiment_name} (hash {protocol.hash})")
-    total = 0.0
-    for cell in cells:
-        line = f"  {cell.key}  {cell.label}"
+    target = pick_device(device or protocol.section("train").get("device", "auto"))
+    plans, calibration = plan_cells(cells, model_dir, sizes, target) if sizes is not None else ([], None)
+    echo = (lambda line: None) if as_json else click.echo
+    echo(f"suite {suite.name}: {len(cells)} cells under protocol {protocol.experiment_name} (hash {protocol.hash})")
+    total, predicted, rows = 0.0, 0.0, []
+    for i, cell in enumerate(cells):
+        line, row = f"  {cell.key}  {cell.label}", {"key": cell.key, "label": cell.label}
         if sizes is not None:
             cost = estimate_cell(cell, arch, tuple(dataset.input_shape), dataset.num_classes, sizes, tflops)
             total += cost.gpu_hours
             line += (f"  [passes/example: student {cost.student_forward:g}f+{cost.student_backward:g}b, teacher "
                      f"{cost.teacher_forward:g}f+{cost.teacher_backward:g}b; {cost.train_tflop + cost.eval_tflop:,.0f} "
                      f"TFLOP; ~{cost.gpu_hours:.2f} GPU-h]")
-        click.echo(line)
+            prediction = plans[i].prediction
+            if prediction is not None:
+                predicted += prediction.total
+                line += (f"  predicted {format_seconds(prediction.total)} (train {format_seconds(prediction.train)}, "
+                         f"eval {format_seconds(prediction.eval)})")
+            row.update(gpu_hours=cost.gpu_hours, predicted_seconds=plan_json(plans[i], cost.gpu_hours),
+                       passes={"student_forward": cost.student_forward, "student_backward": cost.student_backward,
+                               "teacher_forward": cost.teacher_forward, "teacher_backward": cost.teacher_backward})
+        echo(line)
+        rows.append(row)
+    calibrated = [p for p in plans if p.prediction is not None]
     if sizes is not None:
-        click.echo(f"estimated total: ~{total:.1f} GPU-hours at {tflops:g} sustained TFLOP/s (--gpu-tflops; an order "
-                   f"of magnitude: AutoAttack priced for half the points staying robust)")
+        echo(f"estimated total: ~{total:.1f} GPU-hours at {tflops:g} sustained TFLOP/s (--gpu-tflops; an order "
+             f"of magnitude: AutoAttack priced for half the points staying robust)")
+        if calibrated:
+            assumed = sorted({f"{p.accuracy[0]:.0%} clean / {p.accuracy[1]:.0%} robust from {p.accuracy_from}"
+                              for p in calibrated})
+            echo(f"predicted wall time on {calibration.identity['device']} ({calibration.identity['threads']} threads, "
+                 f"calibration {calibration.path}): {format_seconds(predicted)} for {len(calibrated)} of {len(cells)} "
+                 f"cells; AutoAttack priced for {'; '.join(assumed)}; best-val counted as evaluated apart")
+        if len(calibrated) < len(cells):
+            echo(f"no calibration on {target.type} ({calibration.identity['device']}) for {len(cells) - len(calibrated)} "
+                 f"cells: they fall back to the FLOP-based assumption; run `rkdbench calibrate {suite.name}` "
+                 f"on this device to measure them")
     statuses = {t: teacher_status(cards[t], model_dir) for t in teacher_ids}  # hashes every file: once each
     missing = [t for t, status in statuses.items() if status != "present"]
     for t in missing:
-        click.echo(f"teacher {statuses[t]}: " + (missing_teacher_message(cards[t], member_paths(cards[t], model_dir)[0])
-                                                  if statuses[t] == "missing" else f"{t}: {member_paths(cards[t], model_dir)}"))
+        echo(f"teacher {statuses[t]}: " + (missing_teacher_message(cards[t], member_paths(cards[t], model_dir)[0])
+                                           if statuses[t] == "missing" else f"{t}: {member_paths(cards[t], model_dir)}"))
     if not missing:
-        click.echo(f"teachers: all {len(teacher_ids)} present in {model_dir}")
+        echo(f"teachers: all {len(teacher_ids)} present in {model_dir}")
+    if as_json:
+        click.echo(json.dumps({"suite": suite.name, "protocol": protocol.experiment_name, "protocol_hash": protocol.hash,
+                               "device": calibration.identity if calibration is not None else None,
+                               "cells": rows, "total_gpu_hours": total,
+                               "total_predicted_seconds": predicted if len(calibrated) == len(cells) else None,
+                               "missing_teachers": missing}, indent=2))
 
 
 def _parse_shard(value: str) -> tuple[int, int]:
@@ -108,7 +141,7 @@ def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: 
     index, count = _parse_shard(shard)
     console = _console(quiet or as_json)
     if dry_run:
-        _print_dry_run(suite, expand_cells(suite)[index::count], _model_dir(model_dir), gpu_tflops)
+        _print_dry_run(suite, expand_cells(suite)[index::count], _model_dir(model_dir), gpu_tflops, device, as_json)
         return 0
     options = RunOptions(results=Path(results), model_dir=_model_dir(model_dir), build_teachers=build_teachers,
                          device=device, console=console, shard=(index, count),
@@ -198,6 +231,39 @@ def demo(sets, results, model_dir, data_dir, device, quiet, as_json, suite, lead
     students, evaluate with PGD-20 and AutoAttack, record in MLflow, and print the leaderboard."""
     sys.exit(_run_suite(suite, sets, results, model_dir, True, False, device, quiet, leaderboard_dir,
                         data_dir=data_dir, as_json=as_json))
+
+
+@cli.command()
+@click.argument("suite")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Protocol or method overrides, as for `run`.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="Override the protocol's device (default: CUDA when present).")
+@click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Training steps per timed epoch (three epochs: one warm-up, the median of two).")
+@click.option("--points", type=click.IntRange(min=2), default=16, show_default=True,
+              help="Points per timed attack batch (at most the evaluation batch size; on a GPU, the batch size "
+                   "gives the most faithful numbers).")
+@click.option("--redo", is_flag=True, help="Measure again what is already cached.")
+def calibrate(suite, sets, device, steps, points, redo) -> None:
+    """Time a few training steps of every (method, student, teacher) combination of SUITE and a few batches of every
+    evaluation attack on this device; cached per device, torch version and thread count in
+    $RKDBENCH_CALIBRATION_DIR (default ~/.cache/rkdbench/calibration). `rkdbench run SUITE --dry-run` then
+    predicts each cell's wall time from it."""
+    from .calibration import Calibration, calibrate_cells
+    from .config import load_suite, parse_set
+    from .engine import pick_device
+    from .runner import expand_cells
+
+    loaded = load_suite(suite, parse_set(list(sets)))
+    cells = expand_cells(loaded)
+    target = pick_device(device or loaded.protocol.section("train").get("device", "auto"))
+    calibration = Calibration.load(target)
+    click.echo(f"calibrating {loaded.name} on {calibration.identity['device']} ({calibration.identity['threads']} "
+               f"threads, torch {calibration.identity['torch']})")
+    started = time.perf_counter()
+    calibrate_cells(cells, target, calibration, steps=steps, points=points, redo=redo, say=lambda m: click.echo(f"  {m}"))
+    click.echo(f"calibration saved to {calibration.save()} ({time.perf_counter() - started:.0f}s); "
+               f"`rkdbench run {suite} --dry-run` predicts wall times from it")
 
 
 def _print_leaderboard(results: str, protocol: str | None, fmt: str, out: str | None, selection: str,

@@ -86,6 +86,7 @@ PROTOCOL_SCHEMA: dict[str, dict[str, Field]] = {
         "channels_last": _choice("auto", "on", "off"),
         # optional: stochastic weight averaging from this 0-based epoch on, evaluated as the `swa` selection
         "swa_start": Field(int, _non_negative, "an integer >= 0 (a 0-based epoch)"),
+        "compile": Field(bool),  # optional, absent = off: torch.compile of the networks while training
     },
     "eval": {
         "n_examples": Field(int, _non_negative, "an integer >= 0 (0 = the whole test split)"),
@@ -246,7 +247,7 @@ def load_protocol(name_or_path: str, overrides: dict[str, Any] | None = None, wh
 
 
 OPTIONAL_FIELDS = {"description", "data_root", "milestones", "gamma", "nesterov", "device", "teacher", "chunk_size",
-                   "diagnostics", "precision", "channels_last", "swa_start"}
+                   "diagnostics", "precision", "channels_last", "swa_start", "compile"}
 
 
 def _validate_swa(where: str, train: dict[str, Any], selections: list[str]) -> None:

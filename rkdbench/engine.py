@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from .attacks import predict
 from .checkpoint import load_verified, save_atomic
+from .compiling import compile_networks, release_compiled
 from .config import Protocol
 from .contracts import TEACHER_PASSES, Losses, Method, Outputs, Progress, StepContext, as_losses
 from .data import Splits, augment
@@ -318,6 +319,8 @@ class Trainer:
         steps = (n + batch_size - 1) // batch_size
         aug = s.protocol.section("data").get("augment", "none")
         eval_seed = int(s.protocol.section("eval")["seed"])
+        # `train.compile`: compiled in place for fit() only; evaluation afterwards runs the eager modules
+        compiled = compile_networks([s.student, *s.teachers.values()], bool(train.get("compile", False)))
         for epoch in range(self.start_epoch, epochs):
             started = time.perf_counter()
             s.student.train()
@@ -367,6 +370,7 @@ class Trainer:
                 self.progress(epoch + 1, epochs, metrics)
             if self.on_epoch is not None:
                 self.on_epoch(epoch, metrics)
+        release_compiled(compiled)
         if self.swa is not None and self.swa.count > 0:
             averaged = recompute_batchnorm(self.swa.averaged(s.student), x_train, batch_size, aug, s.seed + 2)
             save_atomic({"model": averaged.state_dict(), "count": self.swa.count}, self.swa_path)

@@ -21,6 +21,7 @@ def _clean_environment(monkeypatch, tmp_path):
     for var in ("MLFLOW_TRACKING_URI", "RKDBENCH_STRICT_PLUGINS", "RKDBENCH_LOAD_PLUGINS", "RKDBENCH_DISABLE_PLUGINS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("RKDBENCH_MODEL_DIR", str(tmp_path / "no-models-here"))
+    monkeypatch.setenv("RKDBENCH_CALIBRATION_DIR", str(tmp_path / "calibration"))  # no user's timings in a dry run
     # One intra-op thread: the tests' tensors are tiny, and two threads on a busy 2-core machine spin against
     # each other (measured: fab-t on 24 points 0.33 s with one thread, 14.5 s with two under load).
     torch.set_num_threads(1)

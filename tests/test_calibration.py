@@ -1,0 +1,127 @@
+"""Calibrated wall-time predictions: the arithmetic of `predict_cell` on controlled entries, AutoAttack's two-part
+cost, and a short real `rkdbench calibrate` whose cache `--dry-run --json` turns into each cell's
+`predicted_seconds` (and the FLOP fallback, said as such, without one)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rkdbench.calibration import (Calibration, Linear, attack_key, attack_seconds, device_identity, first_stage_spec,
+                                  predict_cell, train_key)
+from rkdbench.cli import main
+from rkdbench.config import load_suite
+from rkdbench.runner import expand_cells
+
+CPU = torch.device("cpu")
+
+
+def cli(*args: str) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    return exit_info.value.code
+
+
+def test_linear_through_two_points_and_zero_points():
+    line = Linear.through(4, 3.0, 16, 9.0)
+    assert (line.fixed, line.per_point) == (1.0, 0.5)
+    assert line(10) == 6.0 and line(0) == 0.0
+    assert Linear.through(4, 3.0, 16, 2.0) == Linear(2.0, 0.0)  # a noisy falling pair: all fixed
+
+
+def test_autoattack_pays_first_stage_on_correct_and_the_rest_on_robust_points():
+    entry = {"batch_size": 100, "all": {"fixed": 10.0, "per_point": 1.0}, "first": {"fixed": 1.0, "per_point": 0.1}}
+    # 250 points in chunks of 200 and 50; 90% correct, 40% robust; batches of 100 over the points left per stage
+    # chunk 200: first on 180 -> (1+10) + (1+8); rest (9 + 0.9 n) on 80 -> 9 + 72
+    # chunk 50: first on 45 -> 1 + 4.5; rest on 20 -> 9 + 18
+    assert attack_seconds(entry, 250, 200, 0.9, 0.4) == pytest.approx(11 + 9 + 81 + 5.5 + 27)
+    plain = {"batch_size": 100, "all": {"fixed": 2.0, "per_point": 0.5}}
+    assert attack_seconds(plain, 250, 0, 0.9, 0.4) == pytest.approx(3 * 2.0 + 250 * 0.5)  # every point, 3 batches
+    assert first_stage_spec({"attack": "autoattack", "version": "standard"})["attacks"] == ["apgd-ce"]
+    assert first_stage_spec({"attack": "pgd", "steps": 20}) is None
+
+
+def test_predict_cell_from_controlled_entries():
+    cell = next(c for c in expand_cells(load_suite("digits-quick")) if c.method == "rslad")
+    calibration = Calibration(device_identity(CPU))
+    calibration.train[train_key(cell)] = {"step": 0.1, "val_point": 0.01, "epoch_rest": 0.5}
+    calibration.attack[attack_key(cell.protocol, "pgd20", "cnn-small", 500)] = {
+        "batch_size": 500, "all": {"fixed": 0.2, "per_point": 0.01}}
+    calibration.attack[attack_key(cell.protocol, "aa", "cnn-small", 500)] = {
+        "batch_size": 500, "all": {"fixed": 10.0, "per_point": 1.0}, "first": {"fixed": 1.0, "per_point": 0.1}}
+    assert predict_cell(cell, calibration, (1257, 180, 360), (0.9, 0.5)) is None  # specialization not measured yet
+    prediction = predict_cell(cell, calibration, (1257, 180, 360), (0.9, 0.5), specialization=False)
+    # 30 epochs x (1257/64 steps x 0.1 s + 180 val points x 0.01 s + 0.5 s)
+    assert prediction.train == pytest.approx(30 * (1257 / 64 * 0.1 + 1.8 + 0.5))
+    # 200 points, two selections: PGD-20 0.2 + 200 x 0.01; AutoAttack (1 + 180 x 0.1) + (9 + 100 x 0.9)
+    assert prediction.parts["eval.pgd20"] == pytest.approx(2 * 2.2)
+    assert prediction.parts["eval.aa"] == pytest.approx(2 * (19 + 99))
+    assert prediction.total == pytest.approx(prediction.train + 4.4 + 236)
+
+
+@pytest.fixture
+def tiny_suite(tmp_path):
+    protocol = tmp_path / "tiny.toml"
+    protocol.write_text("""
+[protocol]
+name = "tiny"
+version = 1
+dataset = "digits"
+[threat]
+norm = "Linf"
+eps = 0.15
+[data]
+split_seed = 0
+augment = "none"
+[train]
+epochs = 2
+batch_size = 128
+optimizer = "sgd"
+lr = 0.05
+momentum = 0.9
+weight_decay = 5e-4
+schedule = "constant"
+val_pgd_steps = 2
+[eval]
+n_examples = 40
+batch_size = 32
+seed = 0
+selections = ["last"]
+[eval.attacks.pgd2]
+attack = "pgd"
+steps = 2
+""")
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'[suite]\nname = "tiny"\nprotocol = "{protocol}"\nmethods = ["pgd-at"]\nstudents = ["cnn-tiny"]\n'
+                     'seeds = [0, 1]\n')
+    return str(suite)
+
+
+def test_calibrate_then_dry_run_predicts_from_the_cache(tiny_suite, tmp_path, capsys):
+    assert cli("run", tiny_suite, "--dry-run", "--json") == 0
+    fallback = json.loads(capsys.readouterr().out)
+    assert [c["predicted_seconds"]["source"] for c in fallback["cells"]] == ["flops", "flops"]
+    assert fallback["total_predicted_seconds"] is None
+    assert cli("run", tiny_suite, "--dry-run") == 0
+    assert "fall back to the FLOP-based assumption" in capsys.readouterr().out
+
+    assert cli("calibrate", tiny_suite, "--steps", "1", "--points", "4") == 0
+    assert "calibration saved to" in capsys.readouterr().out
+    calibration = Calibration.load(CPU, tmp_path / "calibration")
+    assert calibration.identity == device_identity(CPU) and len(calibration.train) == 1  # both seeds: one combination
+    [step] = calibration.train.values()
+    [attack] = calibration.attack.values()
+    assert cli("run", tiny_suite, "--dry-run", "--json") == 0
+    planned = json.loads(capsys.readouterr().out)
+    predicted = planned["cells"][0]["predicted_seconds"]
+    assert predicted["source"] == "calibration"
+    n_train, n_val = 1257, 180  # digits' split sizes
+    assert predicted["train"] == pytest.approx(2 * (n_train / 128 * step["step"] + n_val * step["val_point"]
+                                                    + step["epoch_rest"]), abs=0.01)
+    pgd = Linear(**attack["all"])
+    assert predicted["eval"] == pytest.approx(pgd(32) + pgd(8), abs=0.01)  # 40 points in batches of 32
+    assert planned["total_predicted_seconds"] == pytest.approx(2 * (predicted["train"] + predicted["eval"]), abs=0.05)
+    assert cli("run", tiny_suite, "--dry-run") == 0
+    assert "predicted wall time on" in capsys.readouterr().out
