@@ -5,6 +5,7 @@ a suite with failed cells exits 1 after its summary.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -98,6 +99,19 @@ def _print_dry_run(suite, cells, model_dir: Path, gpu_tflops: float | None) -> N
         click.echo(f"teachers: all {len(teacher_ids)} present in {model_dir}")
 
 
+def _evaluation_line(suite) -> str:
+    """What the suite's numbers are measured on, said before anything runs."""
+    cfg = suite.protocol.section("eval")
+    def described(spec: dict) -> str:
+        return " ".join([spec["attack"], *([str(spec["version"])] if "version" in spec else []),
+                         *([f"{spec['steps']} steps"] if "steps" in spec else [])])
+
+    attacks = ", ".join(f"{label} ({described(spec)})" for label, spec in cfg["attacks"].items())
+    points = f"the first {cfg['n_examples']} test points (a fixed subset)" if cfg["n_examples"] else "every test point"
+    return (f"suite {suite.name} under protocol {suite.protocol.experiment_name}: evaluated with clean, {attacks} on "
+            f"{points}; checkpoints: {', '.join(cfg['selections'])}")
+
+
 def _parse_shard(value: str) -> tuple[int, int]:
     """`I/N` (1-based I) -> (I-1, N); cells are dealt round-robin so shards get a similar mix of methods."""
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
@@ -125,6 +139,8 @@ def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: 
     options = RunOptions(results=Path(results), model_dir=_model_dir(model_dir), build_teachers=build_teachers,
                          device=device, console=console, shard=(index, count),
                          data_dir=Path(data_dir) if data_dir else None)
+    if console is not None:
+        console.print(_evaluation_line(suite))
     started = time.perf_counter()
     outcomes = run_suite(suite, options)
     elapsed = time.perf_counter() - started
@@ -506,6 +522,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: plugin commands are added, and user errors become one line and exit code 2."""
     # MLflow draws a progress bar for every artifact it reads back (per-example results, configs): noise in logs
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # nor is "Creating initial MLflow database tables..." when a results folder is first used
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     try:
         _register_plugin_commands()
         returned = cli.main(args=argv, prog_name="rkdbench", standalone_mode=False)
