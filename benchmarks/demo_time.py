@@ -115,6 +115,14 @@ def one_demo(clock: PhaseClock, results: Path, model_dir: Path, suite: str, sets
                 "other (CLI, setup, summary)": clock.totals[("setup", "total")]}}
 
 
+def cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def schedule(seconds: list[float], workers: int) -> float:
     """Makespan of cells dealt longest-first onto the least loaded of `workers` single-thread workers."""
     loads = [0.0] * workers
@@ -151,9 +159,8 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the measurements to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores "
-          f"({platform.processor() or 'cpu'}), load average {os.getloadavg()[0]:.2f} at start; torch "
-          f"{torch.__version__}, {torch.get_num_threads()} thread(s)")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     clock = PhaseClock()
     instrument(clock)
     measured = {}

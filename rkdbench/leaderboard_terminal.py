@@ -90,4 +90,6 @@ def to_terminal(table: Table, files: Sequence[Path] = (), n_points: int | None =
     if files:
         lines.append("Full leaderboard (every column: teacher gap, cost, flags, run links):")
         lines += [f"  {path}" for path in files]
+    else:
+        lines.append("Full leaderboard (every column): `rkdbench leaderboard --format md`; `--out DIR` writes the files.")
     return "\n".join(lines) + "\n"

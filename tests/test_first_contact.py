@@ -62,6 +62,8 @@ def test_compact_leaderboard_fits_in_100_columns_with_any_names(names):
     assert "first 200 test points" in text and "leaderboard.md" in text
     assert "AA gap to teacher (rkdbench-cnn-large 80.0, same evaluation): rslad -4.5" in text.replace("\n", " ")
     assert "AA gap to teacher: empty for digits/Linf/other-teacher" in text.replace("\n", " ")
+    bare = to_terminal(_table(names)).splitlines()  # no files written: the command that shows the full table
+    assert max(map(len, bare)) <= 100 and "rkdbench leaderboard --format md" in bare[-1]
 
 
 def test_the_full_table_says_why_the_teacher_gap_is_empty():
