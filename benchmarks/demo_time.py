@@ -170,12 +170,11 @@ def main() -> None:
             if name == "cold" and any(model_dir.rglob("*.pt")):
                 raise SystemExit(f"a cold run needs an empty model dir; {model_dir} holds checkpoints")
             measured[name] = one_demo(clock, Path(tmp) / f"results-{i}-{name}", model_dir, args.suite, args.sets)
-    for name, run in measured.items():
-        report(name, run)
+            report(name, measured[name])  # each run's report as soon as it is measured
+            if args.json:
+                Path(args.json).write_text(json.dumps(measured, indent=2))
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end (a value above 1 per core: a shared machine, wall "
           f"times inflated; compare CPU seconds)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(measured, indent=2))
 
 
 if __name__ == "__main__":

@@ -101,11 +101,11 @@ def _print_dry_run(suite, cells, model_dir: Path, gpu_tflops: float | None) -> N
 
 def _evaluation_line(suite) -> str:
     """What the suite's numbers are measured on, said before anything runs."""
-    cfg = suite.protocol.section("eval")
     def described(spec: dict) -> str:
         return " ".join([spec["attack"], *([str(spec["version"])] if "version" in spec else []),
                          *([f"{spec['steps']} steps"] if "steps" in spec else [])])
 
+    cfg = suite.protocol.section("eval")
     attacks = ", ".join(f"{label} ({described(spec)})" for label, spec in cfg["attacks"].items())
     points = f"the first {cfg['n_examples']} test points (a fixed subset)" if cfg["n_examples"] else "every test point"
     return (f"suite {suite.name} under protocol {suite.protocol.experiment_name}: evaluated with clean, {attacks} on "
