@@ -100,6 +100,9 @@ def instrument(clock: PhaseClock) -> None:
 
 def one_demo(clock: PhaseClock, results: Path, model_dir: Path, suite: str, sets: list[str]) -> dict:
     clock.totals.clear()
+    # `mlflow.set_tracking_uri` (the leaderboard calls it) exports MLFLOW_TRACKING_URI, which rkdbench honours: a
+    # second demo in this process would otherwise record into the first one's store and skip every cell
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
     args = ["demo", "--suite", suite, "--results", str(results), "--model-dir", str(model_dir)]
     args += [part for s in sets for part in ("--set", s)]
     wall, cpu = time.perf_counter(), time.process_time()
