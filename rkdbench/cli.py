@@ -5,6 +5,7 @@ a suite with failed cells exits 1 after its summary.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -23,10 +24,19 @@ DATA_DIR_HELP = ("Dataset files in torchvision's layout, e.g. cifar-10-batches-p
                  "~/.cache/rkdbench/data; a protocol's data_root wins).")
 
 
+DEMO_WORKERS = 1  # cells side by side once local workers exist (rkdbench run --workers)
+LOG_WIDTH = 100  # tables printed to a log or pipe are laid out for this many columns
+
+
 def _console(quiet: bool = False):
+    """A rich Console; when stdout is not a terminal (a log, a pipe, CI) every message is one unwrapped line
+    (greppable) and tables are laid out for LOG_WIDTH columns instead of rich's default 80."""
     from rich.console import Console
 
-    return None if quiet else Console(highlight=False)
+    if quiet:
+        return None
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, soft_wrap=True, width=LOG_WIDTH)
 
 
 def _model_dir(value: str | None) -> Path:
@@ -122,6 +132,19 @@ def _print_dry_run(suite, cells, model_dir: Path, gpu_tflops: float | None, devi
                                "missing_teachers": missing}, indent=2))
 
 
+def _evaluation_line(suite) -> str:
+    """What the suite's numbers are measured on, said before anything runs."""
+    def described(spec: dict) -> str:
+        return " ".join([spec["attack"], *([str(spec["version"])] if "version" in spec else []),
+                         *([f"{spec['steps']} steps"] if "steps" in spec else [])])
+
+    cfg = suite.protocol.section("eval")
+    attacks = ", ".join(f"{label} ({described(spec)})" for label, spec in cfg["attacks"].items())
+    points = f"the first {cfg['n_examples']} test points (a fixed subset)" if cfg["n_examples"] else "every test point"
+    return (f"suite {suite.name} under protocol {suite.protocol.experiment_name}: evaluated with clean, {attacks} on "
+            f"{points}; checkpoints: {', '.join(cfg['selections'])}")
+
+
 def _parse_shard(value: str) -> tuple[int, int]:
     """`I/N` (1-based I) -> (I-1, N); cells are dealt round-robin so shards get a similar mix of methods."""
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
@@ -133,9 +156,12 @@ def _parse_shard(value: str) -> tuple[int, int]:
 def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: str | None, build_teachers: bool,
                dry_run: bool, device: str | None, quiet: bool, leaderboard_dir: str | None,
                shard: str = "1/1", gpu_tflops: float | None = None, data_dir: str | None = None,
-               as_json: bool = False) -> int:
+               as_json: bool = False, workers: int = 1) -> int:
     from .config import load_suite, parse_set
     from .runner import RunOptions, expand_cells, run_suite
+
+    if workers != 1:  # the cell loop below is the one call that local workers (cells side by side) will replace
+        raise ConfigError(f"workers={workers}: this build runs the cells of a suite one after another (workers=1)")
 
     suite = load_suite(suite_name, parse_set(list(sets)))
     index, count = _parse_shard(shard)
@@ -146,6 +172,8 @@ def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: 
     options = RunOptions(results=Path(results), model_dir=_model_dir(model_dir), build_teachers=build_teachers,
                          device=device, console=console, shard=(index, count),
                          data_dir=Path(data_dir) if data_dir else None)
+    if console is not None:
+        console.print(_evaluation_line(suite))
     started = time.perf_counter()
     outcomes = run_suite(suite, options)
     elapsed = time.perf_counter() - started
@@ -154,12 +182,13 @@ def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: 
         from rich.table import Table
 
         summary = Table(title=f"suite {suite.name}: {len(outcomes)} cells in {elapsed:.0f}s")
-        for column in ("cell", "status", "run", "clean", "AutoAttack"):
-            summary.add_column(column)
-        for o in outcomes:
-            summary.add_row(o.cell.label, o.status, o.run_id[:12],
-                            f"{o.metrics['test.clean_acc']:.1%}" if "test.clean_acc" in o.metrics else "",
-                            f"{o.metrics['test.aa_acc']:.1%}" if "test.aa_acc" in o.metrics else "")
+        for column in ("method / student / seed", "teacher", "status", "clean", "AutoAttack", "run"):
+            summary.add_column(column, no_wrap=column == "run")
+        for o in outcomes:  # the teacher's dataset/threat prefix is the protocol's: its name is enough here
+            summary.add_row(f"{o.cell.variant} / {o.cell.student} / seed {o.cell.seed}",
+                            " + ".join(t.rsplit("/", 1)[-1] for t in [o.cell.teacher, *o.cell.extra_teachers.values()]),
+                            o.status, f"{o.metrics['test.clean_acc']:.1%}" if "test.clean_acc" in o.metrics else "",
+                            f"{o.metrics['test.aa_acc']:.1%}" if "test.aa_acc" in o.metrics else "", o.run_id[:8])
         console.print(summary)
         if suite.protocol.section("eval")["n_examples"]:
             console.print(f"Evaluated on the first {suite.protocol.section('eval')['n_examples']} test points "
@@ -171,8 +200,9 @@ def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: 
                                           "run_id": o.run_id, "metrics": o.metrics, "error": o.error}
                                          for o in outcomes]}, indent=2, sort_keys=True))
     if leaderboard_dir is not None:
-        _print_leaderboard(results, suite.protocol.name, "md", leaderboard_dir, "last",
-                           only_hash=suite.protocol.hash)
+        _print_leaderboard(results, suite.protocol.name, "terminal", leaderboard_dir, "last",
+                           only_hash=suite.protocol.hash, model_dir=model_dir,
+                           n_points=int(suite.protocol.section("eval")["n_examples"]) or None)
     for o in failed:
         click.echo(f"rkdbench: cell failed: {o.cell.label}: {o.error} (traceback in run {o.run_id})", err=True)
     return 1 if failed else 0
@@ -224,13 +254,16 @@ def run(suite: str, sets, results, model_dir, data_dir, device, quiet, as_json, 
 @cli.command()
 @_with_options(COMMON_RUN_OPTIONS)
 @click.option("--suite", default="digits-quick", show_default=True, help="The suite the demo runs.")
-@click.option("--leaderboards", "leaderboard_dir", default="leaderboards", show_default=True,
-              help="Folder the leaderboard files are written to.")
+@click.option("--leaderboards", "leaderboard_dir", default=None,
+              help="Folder the leaderboard files are written to  [default: RESULTS/leaderboards; the clone's "
+                   "committed leaderboards/ only when named here]")
 def demo(sets, results, model_dir, data_dir, device, quiet, as_json, suite, leaderboard_dir) -> None:
     """The embedded digits suite end to end, offline: build the teacher (once), train PGD-AT, ARD and RSLAD
-    students, evaluate with PGD-20 and AutoAttack, record in MLflow, and print the leaderboard."""
-    sys.exit(_run_suite(suite, sets, results, model_dir, True, False, device, quiet, leaderboard_dir,
-                        data_dir=data_dir, as_json=as_json))
+    students, evaluate with PGD-20 and AutoAttack on the suite's test points, record in MLflow, and print a
+    compact leaderboard (the full one is written under the results folder)."""
+    sys.exit(_run_suite(suite, sets, results, model_dir, True, False, device, quiet,
+                        leaderboard_dir if leaderboard_dir is not None else str(Path(results) / "leaderboards"),
+                        data_dir=data_dir, as_json=as_json, workers=DEMO_WORKERS))
 
 
 @cli.command()
@@ -268,10 +301,12 @@ def calibrate(suite, sets, device, steps, points, redo) -> None:
 
 def _print_leaderboard(results: str, protocol: str | None, fmt: str, out: str | None, selection: str,
                        only_hash: str | None = None, *, model_dir: str | None = None, log_to_mlflow: bool = True,
-                       ui_url: str = "", references: str | None = None) -> None:
+                       ui_url: str = "", references: str | None = None, n_points: int | None = None) -> None:
+    """Print the tables (`terminal`: the compact table, after the files it names are written) and publish them."""
     from .leaderboard import (build_tables, collect_runs, config_loader, history_loader, per_example_loader,
                               render_many)
     from .leaderboard_publish import folder_names, publish
+    from .leaderboard_terminal import to_terminal
     from .references import load_references
     from .teacher_accuracy import teacher_accuracies
     from .tracking import Tracker
@@ -286,15 +321,21 @@ def _print_leaderboard(results: str, protocol: str | None, fmt: str, out: str | 
     if not tables:
         raise UserError(f"no finished runs{' for protocol ' + repr(protocol) if protocol else ''} with {selection} "
                         f"results in {results}; run a suite first (rkdbench demo)")
-    click.echo(render_many(tables, fmt), nl=False)
+    terminal = fmt == "terminal"
+    if not terminal:
+        click.echo(render_many(tables, fmt), nl=False)
     if out is None and not log_to_mlflow:
+        if terminal:
+            click.echo("\n".join(to_terminal(table, n_points=n_points) for table in tables), nl=False)
         return
     history = history_loader(tracker)
     folders = folder_names(tables)
     for i, table in enumerate(tables):
         published = publish(table, history, Path(out) / folders[i] if out is not None else None,
                             tracker if log_to_mlflow else None)
-        for path in published.paths:
+        if terminal:  # the table names its full versions itself
+            click.echo(to_terminal(table, [p for p in published.paths if p.suffix in (".md", ".html")], n_points))
+        for path in published.paths if not terminal else ():
             click.echo(f"wrote {path}", err=True)
         if published.run_id is not None:
             click.echo(f"{'logged' if published.new_run else 'unchanged since'} leaderboard run {published.run_id} "
@@ -304,8 +345,9 @@ def _print_leaderboard(results: str, protocol: str | None, fmt: str, out: str | 
 @cli.command()
 @click.option("--results", default="rkdbench-results", show_default=True, help=RESULTS_HELP)
 @click.option("--protocol", default=None, help="Only this protocol (name); default: every protocol with runs.")
-@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json", "html"]), default="md", show_default=True,
-              help="What is printed; --out writes every format and the plots.")
+@click.option("--format", "fmt", type=click.Choice(["terminal", "md", "csv", "json", "html"]), default=None,
+              help="What is printed: `terminal` is a compact table in 100 columns (the default on a terminal), `md` "
+                   "the full Markdown table (the default otherwise); --out writes every format and the plots.")
 @click.option("--selection", type=click.Choice(["last", "best-val", "swa"]), default="last", show_default=True,
               help="Which checkpoint's numbers: the last epoch, the best validation PGD epoch, or the "
                    "weight-averaged student (protocols with train.swa_start).")
@@ -323,6 +365,7 @@ def _print_leaderboard(results: str, protocol: str | None, fmt: str, out: str | 
 def leaderboard(results, protocol, fmt, selection, out, log_to_mlflow, model_dir, ui_url, references) -> None:
     """Leaderboards from the MLflow store, one per protocol hash: method x student x teacher, mean ± std over seeds,
     ranked by AutoAttack, with paired ties, the teacher gap, reported numbers, cost, flags and run links."""
+    fmt = fmt or ("terminal" if sys.stdout.isatty() else "md")
     _print_leaderboard(results, protocol, fmt, out, selection, model_dir=model_dir, log_to_mlflow=log_to_mlflow,
                        ui_url=ui_url, references=references)
 
@@ -547,6 +590,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: plugin commands are added, and user errors become one line and exit code 2."""
     # MLflow draws a progress bar for every artifact it reads back (per-example results, configs): noise in logs
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # nor is "Creating initial MLflow database tables..." when a results folder is first used
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     try:
         _register_plugin_commands()
         returned = cli.main(args=argv, prog_name="rkdbench", standalone_mode=False)

@@ -134,15 +134,10 @@ def evaluate_model(ref: str, protocol_ref: str, results: Path, model_dir: Path, 
 
 def _record_on_card(loaded: LoadedModel, protocol: Protocol, report: EvaluationReport, model_dir: Path) -> Path:
     """Add this evaluation to the teacher's measured card under `evaluations.<protocol hash>`, keeping the rest."""
-    from .teachers import read_measured_card, write_measured_card
+    from .teachers import evaluation_entry, read_measured_card, write_measured_card
 
     measured = read_measured_card(loaded.card, model_dir) or {"id": loaded.name}
-    metrics = report.evaluation.metrics
-    measured.setdefault("evaluations", {})[protocol.hash] = {
-        "protocol": protocol.name, "protocol_overrides": protocol.overrides, "n_examples": report.n_examples,
-        "eps": protocol.section("threat")["eps"], "norm": protocol.section("threat")["norm"],
-        "sha256": loaded.sha256, "run_id": report.run_id, "flags": report.evaluation.flags,
-        "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **{k: v for k, v in metrics.items() if k.endswith("_acc")},
-    }
+    measured.setdefault("evaluations", {})[protocol.hash] = evaluation_entry(
+        protocol, report.n_examples, loaded.sha256, report.evaluation.metrics, report.evaluation.flags,
+        run_id=report.run_id)
     return write_measured_card(loaded.card, model_dir, measured)

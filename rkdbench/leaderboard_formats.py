@@ -16,7 +16,7 @@ import pandas as pd
 from .leaderboard import COSTS, DIAGNOSTICS, PRETTY, TIE_LEVEL, Table
 from .leaderboard_columns import PRECISION_MARK, mixes_precisions
 
-__all__ = ["Shown", "shown", "note", "reference_notes", "export_frame", "json_document", "dump_json", "to_markdown",
+__all__ = ["Shown", "shown", "note", "teacher_gap_note", "reference_notes", "export_frame", "json_document", "dump_json", "to_markdown",
            "to_csv", "to_json"]
 
 DIGITS = 4  # CSV and JSON float precision
@@ -149,6 +149,24 @@ def note(table: Table) -> str:
     return text + "; every column: docs/leaderboards.md."
 
 
+def teacher_gap_note(table: Table) -> str | None:
+    """Why `AA gap to teacher` is empty for rows that have a teacher (None when it is filled or no row has one)."""
+    from .runner import NO_TEACHER
+
+    frame = table.frame
+    if (frame["teacher"] == NO_TEACHER).all():
+        return None
+    if table.aa_label is None or "teacher_aa" not in frame:
+        return "AA gap to teacher: empty, the protocol has no AutoAttack entry to compare on."
+    missing = sorted({t for t, v in zip(frame["teacher"], frame["teacher_aa"]) if t != NO_TEACHER and pd.isna(v)})
+    if not missing:
+        return None
+    return (f"AA gap to teacher: empty for {', '.join(missing)}: no measurement of the teacher under this evaluation "
+            f"(protocol hash {table.protocol_hash[:12]}, or the same test points, threat and attacks) in the store "
+            f"or the model dir's teacher card; `rkdbench evaluate <teacher> --protocol {table.protocol}` with the "
+            f"suite's --n-examples measures it (and --model-dir if the teacher lives elsewhere).")
+
+
 def reference_notes(table: Table) -> list[str]:
     """One line per published number joined into the table: whose row, provenance tag, citation, source."""
     return [f"{r.method} / {r.student} / {r.teacher}: AA {r.aa:.2f} {r.provenance}" for r in table.references]
@@ -165,6 +183,9 @@ def to_markdown(table: Table) -> str:
     shown_table = pd.DataFrame({header: [_markdown_cell(c) for c in cells] for header, cells in shown(table).items()})
     text = (f"### {table.title}\n\n{note(table)}\n\n"
             + shown_table.to_markdown(index=False, disable_numparse=True) + "\n")
+    gap = teacher_gap_note(table)
+    if gap:
+        text += f"\n{gap}\n"
     if table.references:
         text += "\nReported numbers (provenance: V verified in the source, S quoted by a third party, R recalled, not " \
                 "verified):\n\n" + "".join(f"- {line}\n" for line in reference_notes(table))

@@ -30,7 +30,7 @@ from .errors import MissingTeacherError
 
 __all__ = ["TeacherCard", "LogitEnsemble", "default_model_dir", "teacher_path", "bundled_path", "layout_paths", "member_paths", "card_path",
            "read_measured_card", "load_teacher", "missing_teacher_message",
-           "build_teacher", "teacher_status", "state_dict_of", "load_weights", "write_measured_card"]
+           "build_teacher", "evaluation_entry", "teacher_status", "state_dict_of", "load_weights", "write_measured_card"]
 
 
 @dataclass(frozen=True)
@@ -222,10 +222,24 @@ def load_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: t
     return model.to(device).eval().requires_grad_(False)
 
 
+def evaluation_entry(protocol, n_examples: int, sha256: str, metrics: dict[str, float], flags: list[str],
+                     **extra: Any) -> dict[str, Any]:
+    """A measured card's `evaluations.<protocol hash>` entry: what the leaderboard's `AA gap to teacher` matches a
+    suite's evaluation against (protocol name and overrides, so its evaluation fields can be compared)."""
+    return {"protocol": protocol.name, "protocol_overrides": protocol.overrides, "n_examples": n_examples,
+            "eps": protocol.section("threat")["eps"], "norm": protocol.section("threat")["norm"], "sha256": sha256,
+            "flags": flags, "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra,
+            **{k: v for k, v in metrics.items() if k.endswith("_acc")}}
+
+
 def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: torch.device,
                   n_examples: int | None = None, progress: Callable[[int, int, dict[str, float]], None] | None = None,
-                  data_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Train a harness teacher from its recipe (resumable), evaluate it, save it and its measured card."""
+                  data_dir: str | os.PathLike[str] | None = None, eval_set: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """Train a harness teacher from its recipe (resumable), evaluate it, save it and its measured card. The
+    evaluation uses the recipe's protocol with `eval_set` (`eval.*` overrides, e.g. a suite's) and `n_examples`
+    applied, and is recorded under `evaluations.<hash>` too, so a suite evaluated the same way finds its teacher's
+    AutoAttack accuracy without attacking the teacher again."""
     from . import create
     from .engine import Trainer, TrainSetup
     from .evaluation import evaluate, test_points
@@ -248,8 +262,9 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
     train_seconds = time.perf_counter() - started
     best = load_verified(trainer.best_path, map_location=device)
     student.load_state_dict(best["model"])
-    eval_protocol = protocol if n_examples is None else load_protocol(
-        recipe["protocol"], {**recipe.get("set", {}), "eval.n_examples": n_examples}, where="teacher evaluation")
+    eval_overrides = {**(eval_set or {}), **({} if n_examples is None else {"eval.n_examples": n_examples})}
+    eval_protocol = protocol if not eval_overrides else load_protocol(
+        recipe["protocol"], {**recipe.get("set", {}), **eval_overrides}, where="teacher evaluation")
     x, y = test_points(eval_protocol, splits.test)
     started = time.perf_counter()
     evaluation = evaluate(student, eval_protocol, x, y)
@@ -266,6 +281,8 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
         "flags": evaluation.flags,
         "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.perf_counter() - started, 1),
         "card": asdict(card),
+        "evaluations": {eval_protocol.hash: evaluation_entry(eval_protocol, len(y), digest, evaluation.metrics,
+                                                             evaluation.flags, source="teacher build")},
     }
     write_measured_card(card, model_dir, measured)
     return measured

@@ -19,7 +19,7 @@ def write(path, text):
 
 def test_builtin_protocol_and_suite_load():
     suite = load_suite("digits-quick")
-    assert suite.protocol.name == "digits-linf" and suite.protocol.section("eval")["n_examples"] == 200
+    assert suite.protocol.name == "digits-linf" and suite.protocol.section("eval")["n_examples"] == 100
     assert suite.protocol.experiment_name.startswith("digits-linf@")  # overridden protocol: its own experiment
     plain = load_protocol("digits-linf")
     assert plain.experiment_name == "digits-linf" and plain.hash != suite.protocol.hash

@@ -39,8 +39,11 @@ def test_wheel_installs_and_entry_points_resolve(tmp_path):
     build = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"),
                             str(source)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-3000:]
+    # every shipped folder is declared: no "Package 'rkdbench.configs' is absent from the packages configuration"
+    assert "absent from the" not in build.stdout + build.stderr, (build.stdout + build.stderr)[-3000:]
     [wheel] = list((tmp_path / "dist").glob("rkdbench-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
+    assert {"rkdbench/py.typed", "rkdbench_plugins/py.typed"} <= set(names)  # typed packages (PEP 561)
     assert "rkdbench_plugins/methods/rslad.py" in names and "rkdbench/configs/protocols/digits-linf.toml" in names
     shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "rkdbench" / "configs").rglob("*.toml")}
     assert shipped <= set(names), f"package data left out of the wheel: {sorted(shipped - set(names))}"
