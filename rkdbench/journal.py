@@ -100,6 +100,13 @@ class Journal:
         self.delivered = count
         _write_atomic(self.delivered_path, lambda fh: fh.write(f"{count}\n".encode()))
 
+    def discard_pending(self) -> int:
+        """Drop what was never delivered (its run is gone from the store: a new run replaces it); how many."""
+        dropped = len(self.pending)
+        if dropped:
+            self.mark_delivered(len(self.entries))
+        return dropped
+
     def terminal_status(self, run_id: str) -> str | None:
         """The run's last status entry if it ended (FINISHED, FAILED, KILLED), else None."""
         statuses = [e["status"] for e in self.entries if e["op"] == "status" and e["run_id"] == run_id]
@@ -123,6 +130,7 @@ class JournaledTracker:
         self._uncertain = True  # a previous process may have delivered the first pending entry unrecorded
         self._failed_at: float | None = None
         self.last_error = ""
+        self.rejected = False  # the store refused an entry (not an outage): delivery stops, the cell fails
         if tracker.uri.startswith(("http://", "https://")):
             quick_http_failures()
 
@@ -159,14 +167,19 @@ class JournaledTracker:
     # -- delivery ----------------------------------------------------------------------------------------------
     def deliver(self) -> bool:
         """Send every pending entry in order; True when MLflow has the whole journal. A store that does not
-        answer stops delivery (retried later); any other error is raised."""
+        answer stops delivery (retried later); an entry the store refuses is raised once, and stops delivery."""
         journal = self.journal
+        if self.rejected:
+            return False
         while journal.delivered < len(journal.entries):
             entry = journal.entries[journal.delivered]
             try:
                 self._send(entry, check_existing=self._uncertain)
             except Exception as exc:
                 if not is_unreachable(exc):
+                    self.rejected = True
+                    self.last_error = (f"the store refused entry {journal.delivered + 1} ({entry['op']}) of "
+                                       f"{journal.path}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
                     raise
                 self._uncertain = True  # the request may have reached the server before the answer was lost
                 self._failed_at = time.monotonic()

@@ -301,6 +301,7 @@ def _run_leased(cell: Cell, tracker: Tracker, options: RunOptions, position: str
                               options, position)
         journaled.mark_running(run_id)
     else:
+        journaled.journal.discard_pending()  # entries for a run this store does not have
         run_id = tracker.create_run(experiment_id, cell.label.replace(" / ", "-").replace(" ", ""), _tags(cell))
         journaled.log_params(run_id, _params(cell))
         (workdir / "config.toml").write_text(to_toml({"cell": {"key": cell.key, "method": cell.method,
@@ -329,8 +330,10 @@ def _delivered(journaled, outcome: CellOutcome, options: RunOptions, position: s
         return outcome
     pending = len(journaled.journal.pending)
     outcome.status = "undelivered"
-    outcome.error = (f"tracking store {journaled.uri} unreachable ({journaled.last_error}); {pending} log entries "
-                     f"kept in {journaled.journal.path}: run the suite again to deliver them (nothing is retrained)")
+    why = journaled.last_error if journaled.rejected else f"tracking store {journaled.uri} unreachable " \
+                                                          f"({journaled.last_error})"
+    outcome.error = (f"{why}; {pending} log entries kept in {journaled.journal.path}: run the suite again to "
+                     f"deliver them (nothing is retrained)")
     _say(options, f"[red]{position} undelivered {outcome.cell.label}: {outcome.error}[/]")
     return outcome
 
