@@ -147,7 +147,8 @@ def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: 
         if o.status == "undelivered":
             click.echo(f"rkdbench: cell not logged: {o.cell.label}: {o.error}", err=True)
         else:
-            click.echo(f"rkdbench: cell failed: {o.cell.label}: {o.error} (traceback in run {o.run_id})", err=True)
+            click.echo(f"rkdbench: cell failed: {o.cell.label}: {o.error}"
+                       + (f" (traceback in run {o.run_id})" if o.run_id else ""), err=True)
     return 1 if failed else 0
 
 

@@ -7,7 +7,8 @@ its holder dies (SIGKILL, OOM kill, a crash): on a local filesystem another work
 once. On a shared NFSv4 filesystem the server drops the lock of a client that stopped renewing it after the NFS
 lease time (90 s by default), which bounds how long a lost node holds a cell. The file also says, for humans,
 who holds it (`host:pid since <UTC time>`); it is never deleted (deleting a lock file lets two workers lock two
-different files).
+different files). Linux emulates `flock` on NFS with POSIX record locks, which a process loses when it closes
+any descriptor of the file: the holder never opens its own lease file a second time.
 """
 
 from __future__ import annotations

@@ -444,3 +444,30 @@ def test_shard_still_works_and_says_it_is_deprecated(capsys):
     assert cli("run", "digits-all-quick", "--dry-run", "--shard", "1/2") == 0
     captured = capsys.readouterr()
     assert "--shard is deprecated" in captured.err and captured.out.count("\n  ") >= 1
+
+
+@pytest.mark.slow
+def test_server_away_before_a_cell_starts_fails_only_that_cell_and_a_rerun_trains_it(
+        tmp_path, mlflow_server, monkeypatch, register_plugin, capsys):
+    class AwayAfterFirstCell:
+        @rkdbench.hookimpl
+        def run_finished(self, run, result):
+            mlflow_server.stop()
+
+    register_plugin(AwayAfterFirstCell(), "away-after-first-cell")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.setenv(name, {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}.get(name, "1"))
+    results = tmp_path / "results"
+    suite = suite_file(tmp_path, [0, 1])
+    assert cli("run", suite, *TINY, "--results", str(results), "--quiet") == 1
+    err = capsys.readouterr().err
+    assert "cell failed: pgd-at / cnn-tiny / none / seed 1: tracking store http://127.0.0.1" in err
+    assert "Traceback" not in err
+    mlflow_server.start()
+    monkeypatch.setattr(AwayAfterFirstCell, "run_finished", lambda self, run, result: None)
+    assert cli("run", suite, *TINY, "--results", str(results), "--quiet") == 0
+    _, runs = cell_runs(mlflow_server.uri)
+    assert sorted(r.data.tags["rkdbench.seed"] for r in runs) == ["0", "1"]
+    assert all(r.info.status == "FINISHED" for r in runs)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from ..config import Cell
+from ..journal import is_unreachable
 from ..lease import CellLease
 from ..runner import TAG_PREFIX, CellOutcome, RunOptions, _say, run_cell, suite_status
 from ..tracking import Tracker
@@ -47,7 +48,7 @@ def run_cells(cells: list[Cell], tracker: Tracker, options: RunOptions,
     held: list[Cell] = []
     for cell in cells[start:] + cells[:start]:
         started = time.perf_counter()
-        outcome = run_cell(cell, tracker, options, position=positions[cell.key])
+        outcome = _run_cell(cell, tracker, options, positions[cell.key])
         if outcome.status == "held":
             held.append(cell)
         else:
@@ -59,7 +60,12 @@ def run_cells(cells: list[Cell], tracker: Tracker, options: RunOptions,
         waiting = []
         for cell in held:
             started = time.perf_counter()
-            outcome = _after_wait(cell, tracker, options, positions[cell.key])
+            try:
+                outcome = _after_wait(cell, tracker, options, positions[cell.key])
+            except Exception as exc:
+                if not is_unreachable(exc):
+                    raise
+                outcome = CellOutcome(cell, "held")  # the store is away: keep waiting for it
             if outcome.status == "held":
                 waiting.append(cell)
             else:
@@ -85,4 +91,17 @@ def _after_wait(cell: Cell, tracker: Tracker, options: RunOptions, position: str
         _say(options, f"[dim]{position} {ended} by another worker: {cell.label} (run {run.info.run_id})[/]")
         return CellOutcome(cell, "elsewhere", run.info.run_id, dict(run.data.metrics),
                            error="" if ended == "finished" else "failed in another worker")
-    return run_cell(cell, tracker, options, position)  # its holder died: take it over (or someone else did)
+    return _run_cell(cell, tracker, options, position)  # its holder died: take it over (or someone else did)
+
+
+def _run_cell(cell: Cell, tracker: Tracker, options: RunOptions, position: str) -> CellOutcome:
+    """`run_cell`, except that a store that does not answer before the cell's run exists fails this cell with
+    one line (nothing trained; a rerun starts it) and the worker goes on."""
+    try:
+        return run_cell(cell, tracker, options, position=position)
+    except Exception as exc:
+        if not is_unreachable(exc):
+            raise
+        error = f"tracking store {tracker.uri} unreachable: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        _say(options, f"[red]{position} not started {cell.label}: {error}[/]")
+        return CellOutcome(cell, "failed", error=f"{error}; run the suite again to train it")
