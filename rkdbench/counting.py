@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-__all__ = ["counted_runs", "counted_frame", "counted_run_ids", "ignored_note", "CELL_TAG"]
+__all__ = ["counted_runs", "counted_frame", "ignored_note", "CELL_TAG"]
 
 CELL_TAG = "rkdbench.cell"
 T = TypeVar("T")
@@ -60,10 +60,6 @@ def counted_frame(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                     lambda i: runs.at[i, "status"], lambda i: start[i])
     kept_set = set(kept)
     return runs.loc[[i for i in rows if i in kept_set]], runs.loc[[i for i in rows if i not in kept_set]]
-
-
-def counted_run_ids(runs: Sequence[Any]) -> set[str]:
-    return {run.info.run_id for run in counted_runs(runs)[0]}
 
 
 def ignored_note(ignored: int) -> str:

@@ -338,9 +338,12 @@ def test_tracking_server_away_for_the_middle_epochs_loses_no_metric(tmp_path, ml
 def test_server_down_at_the_end_leaves_the_cell_undelivered_then_a_rerun_logs_it_without_training(
         tmp_path, mlflow_server, monkeypatch, register_plugin, capsys):
     class LateOutage:
+        armed = True
+
         @rkdbench.hookimpl
         def epoch_finished(self, run, epoch, metrics):
-            if epoch == 1:
+            if epoch == 1 and LateOutage.armed:
+                LateOutage.armed = False
                 mlflow_server.stop()
 
     class Starts:
@@ -363,7 +366,6 @@ def test_server_down_at_the_end_leaves_the_cell_undelivered_then_a_rerun_logs_it
     mlflow_server.start()
     client, [run] = cell_runs(mlflow_server.uri)
     assert run.info.status == "RUNNING"  # not FINISHED while its journal is not delivered
-    monkeypatch.setattr(LateOutage, "epoch_finished", lambda self, run, epoch, metrics: None)
     assert cli("run", suite, *TINY, "--results", str(results), "--quiet") == 0
     assert Starts.count == 1  # the rerun delivered the journal; nothing was trained again
     client, [run] = cell_runs(mlflow_server.uri)
@@ -450,9 +452,13 @@ def test_shard_still_works_and_says_it_is_deprecated(capsys):
 def test_server_away_before_a_cell_starts_fails_only_that_cell_and_a_rerun_trains_it(
         tmp_path, mlflow_server, monkeypatch, register_plugin, capsys):
     class AwayAfterFirstCell:
+        armed = True
+
         @rkdbench.hookimpl
         def run_finished(self, run, result):
-            mlflow_server.stop()
+            if AwayAfterFirstCell.armed:
+                AwayAfterFirstCell.armed = False
+                mlflow_server.stop()
 
     register_plugin(AwayAfterFirstCell(), "away-after-first-cell")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
@@ -466,7 +472,6 @@ def test_server_away_before_a_cell_starts_fails_only_that_cell_and_a_rerun_train
     assert "cell failed: pgd-at / cnn-tiny / none / seed 1: tracking store http://127.0.0.1" in err
     assert "Traceback" not in err
     mlflow_server.start()
-    monkeypatch.setattr(AwayAfterFirstCell, "run_finished", lambda self, run, result: None)
     assert cli("run", suite, *TINY, "--results", str(results), "--quiet") == 0
     _, runs = cell_runs(mlflow_server.uri)
     assert sorted(r.data.tags["rkdbench.seed"] for r in runs) == ["0", "1"]

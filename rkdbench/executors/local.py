@@ -14,7 +14,6 @@ import dataclasses
 import multiprocessing
 import os
 import queue as queue_module
-import time
 from typing import Any
 
 from ..config import Cell, Suite
