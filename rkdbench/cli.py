@@ -135,8 +135,12 @@ def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: 
             console.print(f"Evaluated on the first {suite.protocol.section('eval')['n_examples']} test points "
                           f"(a fixed subset, set by suite {suite.name}).")
     if as_json:
+        from .counting import ignored_duplicates
+        from .tracking import Tracker
+
         click.echo(json.dumps({"suite": suite.name, "protocol": suite.protocol.experiment_name,
                                "protocol_hash": suite.protocol.hash, "seconds": round(elapsed, 1),
+                               "ignored_runs": ignored_duplicates(Tracker(results), suite.protocol.hash),
                                "cells": [{"key": o.cell.key, "label": o.cell.label, "status": o.status,
                                           "run_id": o.run_id, "metrics": o.metrics, "error": o.error}
                                          for o in outcomes]}, indent=2, sort_keys=True))
@@ -491,8 +495,7 @@ def ui(results, host, port, workers) -> None:
     click.echo(f"MLflow UI for {tracker.uri} at {base}  (Ctrl-C stops it)")
     for name, experiment_id in experiments:
         click.echo(f"  {name}: {url(base, experiment_id)}")
-    from .counting import ignored_note
-    from .ui import ignored_duplicates
+    from .counting import ignored_duplicates, ignored_note
 
     note = ignored_note(ignored_duplicates(tracker))
     if note:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-__all__ = ["counted_runs", "counted_frame", "ignored_note", "CELL_TAG"]
+__all__ = ["counted_runs", "counted_frame", "ignored_duplicates", "ignored_note", "CELL_TAG"]
 
 CELL_TAG = "rkdbench.cell"
 T = TypeVar("T")
@@ -60,6 +60,17 @@ def counted_frame(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                     lambda i: runs.at[i, "status"], lambda i: start[i])
     kept_set = set(kept)
     return runs.loc[[i for i in rows if i in kept_set]], runs.loc[[i for i in rows if i not in kept_set]]
+
+
+def ignored_duplicates(tracker: Any, protocol_hash: str | None = None) -> int:
+    """How many cell runs in the store (optionally of one protocol hash) are ignored duplicates; MLflow's own
+    runs table still lists them."""
+    experiments = [e.experiment_id for e in tracker.client.search_experiments()]
+    if not experiments:
+        return 0
+    where = "tags.`rkdbench.kind` = 'cell'" + (f" and tags.`rkdbench.protocol_hash` = '{protocol_hash}'"
+                                               if protocol_hash else "")
+    return counted_runs(tracker.client.search_runs(experiments, filter_string=where, max_results=50000))[1]
 
 
 def ignored_note(ignored: int) -> str:

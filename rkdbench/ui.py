@@ -96,19 +96,6 @@ def install_views(tracker: Tracker) -> list[tuple[str, str]]:
     return sorted(installed)
 
 
-def ignored_duplicates(tracker: Tracker) -> int:
-    """How many cell runs are duplicates of an already counted cell key (`counting`): MLflow's table still
-    lists them; leaderboards and compare leave them out."""
-    from .counting import counted_runs
-
-    experiments = [e.experiment_id for e in tracker.client.search_experiments()]
-    if not experiments:
-        return 0
-    runs = tracker.client.search_runs(experiments, filter_string=f"tags.`{TAG_PREFIX}kind` = 'cell'",
-                                      max_results=50000)
-    return counted_runs(runs)[1]
-
-
 def experiment_url(base: str, experiment_id: str) -> str:
     """The experiment's runs table in the headline saved view."""
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning" \

@@ -241,6 +241,11 @@ def test_leaderboard_over_duplicate_runs_counts_each_cell_once_and_says_how_many
     # compare says when a run it is given is an ignored duplicate
     assert cli("compare", duplicate.info.run_id, original.info.run_id, "--results", str(results)) == 0
     assert f"run {duplicate.info.run_id} is an ignored duplicate" in capsys.readouterr().out
+    # a rerun skips both cells (the counted run of seed 0 is FINISHED) and its summary reports the duplicates
+    assert cli("run", suite, *TINY, "--results", str(results), "--json") == 0
+    summary = __import__("json").loads(capsys.readouterr().out)
+    assert [c["status"] for c in summary["cells"]] == ["skipped", "skipped"] and summary["ignored_runs"] == 2
+    assert original.info.run_id in [c["run_id"] for c in summary["cells"]]
 
 
 def rkdbench_metric(key: str, value: float):
@@ -302,7 +307,7 @@ def test_workers_option_runs_cells_side_by_side_and_counts_each_once(tmp_path, c
     assert done.returncode == 0, done.stderr[-2000:]
     summary = __import__("json").loads(done.stdout)
     assert sorted(c["status"] for c in summary["cells"]) == ["finished"] * 3
-    assert len({c["key"] for c in summary["cells"]}) == 3
+    assert len({c["key"] for c in summary["cells"]}) == 3 and summary["ignored_runs"] == 0
     pids = [line.split()[2] for line in starts.read_text().splitlines()]
     assert len(pids) == 3 and len(set(pids)) == 2  # two worker processes shared the three cells
 
