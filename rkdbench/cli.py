@@ -160,24 +160,24 @@ def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: 
     from .config import load_suite, parse_set
     from .runner import RunOptions, expand_cells, run_suite
 
-    if workers != 1:  # the cell loop below is the one call that local workers (cells side by side) will replace
-        raise ConfigError(f"workers={workers}: this build runs the cells of a suite one after another (workers=1)")
-
     suite = load_suite(suite_name, parse_set(list(sets)))
     index, count = _parse_shard(shard)
+    if count > 1:
+        click.echo("rkdbench: note: --shard is deprecated: N plain `rkdbench run SUITE` processes on one --results "
+                   "store share the cells (or use --workers N)", err=True)
     console = _console(quiet or as_json)
     if dry_run:
         _print_dry_run(suite, expand_cells(suite)[index::count], _model_dir(model_dir), gpu_tflops, device, as_json)
         return 0
     options = RunOptions(results=Path(results), model_dir=_model_dir(model_dir), build_teachers=build_teachers,
-                         device=device, console=console, shard=(index, count),
+                         device=device, console=console, shard=(index, count), workers=workers,
                          data_dir=Path(data_dir) if data_dir else None)
     if console is not None:
         console.print(_evaluation_line(suite))
     started = time.perf_counter()
     outcomes = run_suite(suite, options)
     elapsed = time.perf_counter() - started
-    failed = [o for o in outcomes if o.status == "failed"]
+    failed = [o for o in outcomes if o.status in ("failed", "undelivered")]
     if console is not None:
         from rich.table import Table
 
@@ -194,8 +194,12 @@ def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: 
             console.print(f"Evaluated on the first {suite.protocol.section('eval')['n_examples']} test points "
                           f"(a fixed subset, set by suite {suite.name}).")
     if as_json:
+        from .counting import ignored_duplicates
+        from .tracking import Tracker
+
         click.echo(json.dumps({"suite": suite.name, "protocol": suite.protocol.experiment_name,
                                "protocol_hash": suite.protocol.hash, "seconds": round(elapsed, 1),
+                               "ignored_runs": ignored_duplicates(Tracker(results), suite.protocol.hash),
                                "cells": [{"key": o.cell.key, "label": o.cell.label, "status": o.status,
                                           "run_id": o.run_id, "metrics": o.metrics, "error": o.error}
                                          for o in outcomes]}, indent=2, sort_keys=True))
@@ -204,7 +208,11 @@ def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: 
                            only_hash=suite.protocol.hash, model_dir=model_dir,
                            n_points=int(suite.protocol.section("eval")["n_examples"]) or None)
     for o in failed:
-        click.echo(f"rkdbench: cell failed: {o.cell.label}: {o.error} (traceback in run {o.run_id})", err=True)
+        if o.status == "undelivered":
+            click.echo(f"rkdbench: cell not logged: {o.cell.label}: {o.error}", err=True)
+        else:
+            click.echo(f"rkdbench: cell failed: {o.cell.label}: {o.error}"
+                       + (f" (traceback in run {o.run_id})" if o.run_id else ""), err=True)
     return 1 if failed else 0
 
 
@@ -237,18 +245,21 @@ def _with_options(options):
 @click.option("--build-teachers", is_flag=True, help="Build missing harness teachers (e.g. the digits teacher) first.")
 @click.option("--dry-run", is_flag=True, help="List the cells (keys, estimated passes, FLOPs, GPU-hours) and missing "
                                               "teachers, and exit.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes on this machine sharing the cells (each with cpu_count/N torch threads unless "
+                   "OMP_NUM_THREADS is set). Separate `rkdbench run` processes on one store share them as well.")
 @click.option("--shard", default="1/1", show_default=True, metavar="I/N",
-              help="Run only every N-th cell starting at the I-th, to split a suite over N processes or machines "
-                   "(processes on one machine may share one --results folder).")
+              help="Deprecated: only every N-th cell starting at the I-th. N plain `rkdbench run` processes on one "
+                   "store now share the cells by themselves.")
 @click.option("--gpu-tflops", type=float, default=None,
               help="Sustained GPU throughput for --dry-run's GPU-hour estimate (default 40).")
-def run(suite: str, sets, results, model_dir, data_dir, device, quiet, as_json, build_teachers, dry_run, shard,
-        gpu_tflops) -> None:
+def run(suite: str, sets, results, model_dir, data_dir, device, quiet, as_json, build_teachers, dry_run, workers,
+        shard, gpu_tflops) -> None:
     """Run SUITE (a built-in name such as digits-quick, or a path to a suite .toml). Finished cells are
     skipped, interrupted ones resume from their last checkpoint in the same MLflow run. --dry-run lists the
     cells with their estimated cost and the teacher files that are missing."""
     sys.exit(_run_suite(suite, sets, results, model_dir, build_teachers, dry_run, device, quiet, None, shard,
-                        gpu_tflops, data_dir, as_json))
+                        gpu_tflops, data_dir, as_json, workers))
 
 
 @cli.command()
@@ -324,6 +335,11 @@ def _print_leaderboard(results: str, protocol: str | None, fmt: str, out: str | 
     terminal = fmt == "terminal"
     if not terminal:
         click.echo(render_many(tables, fmt), nl=False)
+    from .counting import ignored_note
+
+    note = ignored_note(sum(table.ignored_runs for table in tables))
+    if note:
+        click.echo(f"rkdbench: {note}", err=True)
     if out is None and not log_to_mlflow:
         if terminal:
             click.echo("\n".join(to_terminal(table, n_points=n_points) for table in tables), nl=False)
@@ -409,6 +425,22 @@ def evaluate_command(model, protocol, results, model_dir, n_examples, architectu
     report = evaluate_model(model, protocol, Path(results), _model_dir(model_dir), n_examples=n_examples,
                             architecture=architecture, device=device, data_dir=Path(data_dir) if data_dir else None)
     click.echo(report.summary())
+
+
+@cli.group()
+def store() -> None:
+    """The results store: `upgrade` migrates it to the installed MLflow's schema."""
+
+
+@store.command("upgrade")
+@click.option("--results", default="rkdbench-results", show_default=True, help=RESULTS_HELP)
+def store_upgrade(results) -> None:
+    """Create or migrate the sqlite store in RESULTS once, under the store lock (workers may be running). With
+    MLFLOW_TRACKING_URI=http://... the server migrates its own database: this says so and exits 2."""
+    from .store import upgrade_store
+    from .tracking import tracking_uri
+
+    click.echo(upgrade_store(tracking_uri(results)))
 
 
 @cli.command()
@@ -571,6 +603,11 @@ def ui(results, host, port, workers) -> None:
     click.echo(f"MLflow UI for {tracker.uri} at {base}  (Ctrl-C stops it)")
     for name, experiment_id in experiments:
         click.echo(f"  {name}: {url(base, experiment_id)}")
+    from .counting import ignored_duplicates, ignored_note
+
+    note = ignored_note(ignored_duplicates(tracker))
+    if note:
+        click.echo(f"rkdbench: {note}; MLflow's runs table still lists them", err=True)
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracker.uri,
                "--host", host, "--port", str(port), "--workers", str(workers)]
     # MLflow's background job runner (GenAI judges, trace rollups: seven extra processes) is not needed to browse

@@ -15,7 +15,7 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -86,6 +86,7 @@ class Comparison:
     mcnemar_p: float
     ci_method: str = "wald-paired"
     test: str = "mcnemar-exact"
+    ignored: list[str] = field(default_factory=list)  # notes on runs that are ignored duplicates (`counting`)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,6 +100,7 @@ class Comparison:
             f"  B  {self.name_b:<{width}}  {self.run_b}  {self.accuracy_b:.2%}",
             f"  A - B: {100 * self.difference:+.2f} points, {self.level:.0%} CI [{100 * self.ci_low:+.2f}, "
             f"{100 * self.ci_high:+.2f}] (Wald, paired)",
+            *(f"  note: {note}" for note in self.ignored),
             f"  discordant pairs: {self.only_a + self.only_b} (A only {self.only_a}, B only {self.only_b}); "
             f"exact McNemar p = {self.mcnemar_p:.4g}",
         ])
@@ -147,7 +149,18 @@ def compare_runs(results: str | os.PathLike[str], run_a: str, run_b: str, attack
     a, b = paired[f"{attack}_a"].to_numpy(bool), paired[f"{attack}_b"].to_numpy(bool)
     difference, low, high = paired_difference_ci(a, b, level)
     n, only_a, only_b = _discordant(a, b)
+    ignored = [note for note in (_duplicate_note(tracker, info) for info in (info_a, info_b)) if note]
     return Comparison(run_a=run_a, run_b=run_b, name_a=info_a.info.run_name or "", name_b=info_b.info.run_name or "",
                       attack=attack, selection=selection, protocol_hash=hash_a, n=n, accuracy_a=float(a.mean()),
                       accuracy_b=float(b.mean()), difference=difference, ci_low=low, ci_high=high, level=level,
-                      only_a=only_a, only_b=only_b, mcnemar_p=mcnemar_exact(only_a, only_b))
+                      only_a=only_a, only_b=only_b, mcnemar_p=mcnemar_exact(only_a, only_b), ignored=ignored)
+
+
+def _duplicate_note(tracker: Tracker, run) -> str:
+    """A note when `run` is not the run that counts for its cell key (a duplicate an older version created)."""
+    cell = run.data.tags.get(f"{TAG_PREFIX}cell")
+    counted = tracker.find_run(run.info.experiment_id, cell) if cell else None
+    if counted is None or counted.info.run_id == run.info.run_id:
+        return ""
+    return (f"run {run.info.run_id} is an ignored duplicate of cell {cell}: leaderboards count run "
+            f"{counted.info.run_id} (the newest FINISHED run of the cell)")

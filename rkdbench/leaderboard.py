@@ -20,6 +20,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from .compare import mcnemar_exact
+from .counting import counted_frame
 from .flags import FLAG_TAGS
 from .leaderboard_columns import row_cells
 from .references import Reference, join_references, load_references
@@ -42,6 +43,7 @@ COSTS = {"student_forward": "cost.student_forward", "student_backward": "cost.st
          "teacher_forward": "cost.teacher_forward", "teacher_backward": "cost.teacher_backward"}
 FALLBACK_ORDER = ("pgd20", "cw")  # attack order when a run's config.toml cannot be read
 AUTOATTACK = "autoattack"
+IGNORED = "ignored_runs"  # collect_runs' attrs: protocol hash -> duplicate runs left out
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Table:
     aa_label: str | None = None  # the AutoAttack label: teacher gap, reported numbers and plots compare on it
     references: list[Reference] = field(default_factory=list)  # the published numbers joined into `frame`
     ui_url: str = ""  # base URL of the MLflow UI for run links; "" leaves the UI's own path
+    ignored_runs: int = 0  # duplicate runs of cells already counted (`counting`), left out of the rows
 
     @property
     def title(self) -> str:
@@ -87,8 +90,11 @@ def collect_runs(tracker: Tracker, protocol: str | None = None) -> pd.DataFrame:
     runs = mlflow.search_runs(experiment_ids=experiments, filter_string=" and ".join(filters), output_format="pandas")
     if runs.empty:
         return runs
+    runs, ignored = counted_frame(runs)  # each cell key once: `counting`
     runs["experiment"] = runs["experiment_id"].map(names)
-    return runs.rename(columns=lambda c: c[len("tags.rkdbench."):] if c.startswith("tags.rkdbench.") else c)
+    runs = runs.rename(columns=lambda c: c[len("tags.rkdbench."):] if c.startswith("tags.rkdbench.") else c)
+    runs.attrs[IGNORED] = ignored["tags.rkdbench.protocol_hash"].value_counts().to_dict() if len(ignored) else {}
+    return runs
 
 
 def _attack_kinds(runs: pd.DataFrame, config: dict[str, Any] | None) -> tuple[list[str], dict[str, str]]:
@@ -202,7 +208,8 @@ def build_tables(runs: pd.DataFrame, selection: str = "last",
             frame["p_vs_best"] = _p_values_vs_best(frame, ranked, selection, per_example)
         experiment_id = str(first["experiment_id"]) if "experiment_id" in first else ""
         tables.append(Table(protocol, protocol_hash, experiment, selection, frame, labels, diagnostics, ranked,
-                            experiment_id, aa_label, joined, ui_url))
+                            experiment_id, aa_label, joined, ui_url,
+                            int(runs.attrs.get(IGNORED, {}).get(protocol_hash, 0))))
     return tables
 
 

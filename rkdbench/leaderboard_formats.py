@@ -228,6 +228,7 @@ def json_document(table: Table) -> dict[str, Any]:
         "ranked_by": table.ranked_by, "attacks": table.attack_columns, "diagnostics": table.diagnostic_columns,
         "references": [asdict(r) for r in table.references],
         "rows": [{k: _json_value(v) for k, v in row.items()} for row in export_frame(table).to_dict("records")],
+        **({"ignored_runs": table.ignored_runs} if table.ignored_runs else {}),  # duplicates: `counting`
     }
 
 

@@ -8,7 +8,6 @@ as an artifact and the suite goes on; the caller gets a report with every cell's
 
 from __future__ import annotations
 
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +43,8 @@ class RunOptions:
     device: str | None = None  # None: the protocol's train.device
     console: Any = None  # a rich Console, or None for silence
     data_dir: Path | None = None  # None: $RKDBENCH_DATA_DIR or ~/.cache/rkdbench/data (protocols' data_root wins)
-    shard: tuple[int, int] = (0, 1)  # (index, count): run every count-th cell starting at index
+    shard: tuple[int, int] = (0, 1)  # (index, count): deprecated; N workers on one store share the work
+    workers: int = 1  # local worker processes (`executors.local`); 1: this process runs the cells
 
 
 @dataclass
@@ -60,7 +60,7 @@ class RunContext:
 @dataclass
 class CellOutcome:
     cell: Cell
-    status: str  # finished | skipped | failed
+    status: str  # finished | skipped | failed | held | elsewhere | undelivered (see `executors.serial`)
     run_id: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
@@ -288,38 +288,86 @@ def _specialization(cell: Cell, student, teacher, splits) -> dict[str, float]:
 
 
 def run_cell(cell: Cell, tracker: Tracker, options: RunOptions, position: str = "") -> CellOutcome:
-    """Train and evaluate one cell into its MLflow run (skip if FINISHED, resume if not)."""
+    """Train and evaluate one cell into its MLflow run, exactly once whatever the number of workers (local
+    processes, Ray tasks): a FINISHED cell is skipped; otherwise the cell's lease is taken (`lease`; status
+    "held" when a live worker has it), the store is re-checked under it (FINISHED: skip, unfinished: resume in
+    the same run, none: create), and everything the cell logs goes through its journal (`journal`)."""
+    from .lease import CellLease
+
     protocol = cell.protocol
     experiment_id = tracker.experiment_id(protocol.experiment_name, {f"{TAG_PREFIX}protocol": protocol.name,
                                                                       f"{TAG_PREFIX}protocol_hash": protocol.hash})
     existing = tracker.find_run(experiment_id, cell.key)
     if existing is not None and existing.info.status == "FINISHED":
-        _say(options, f"[dim]{position} skip {cell.label}: finished in run {existing.info.run_id}[/]")
-        return CellOutcome(cell, "skipped", existing.info.run_id)
+        return _skipped(cell, existing, options, position)
     workdir = options.results / "cells" / cell.key
-    workdir.mkdir(parents=True, exist_ok=True)
+    lease = CellLease(workdir)
+    if not lease.acquire():
+        _say(options, f"[dim]{position} held {cell.label}: by {lease.holder() or 'another worker'}[/]")
+        return CellOutcome(cell, "held", existing.info.run_id if existing else "", error=lease.holder())
+    try:
+        return _run_leased(cell, tracker, options, position, experiment_id, workdir)
+    finally:
+        lease.release()
+
+
+def _skipped(cell: Cell, run, options: RunOptions, position: str) -> CellOutcome:
+    _say(options, f"[dim]{position} skip {cell.label}: finished in run {run.info.run_id}[/]")
+    return CellOutcome(cell, "skipped", run.info.run_id)
+
+
+def _run_leased(cell: Cell, tracker: Tracker, options: RunOptions, position: str, experiment_id: str,
+                workdir: Path) -> CellOutcome:
+    from .journal import JournaledTracker
+
+    existing = tracker.find_run(experiment_id, cell.key)  # again: a worker may have finished it meanwhile
+    if existing is not None and existing.info.status == "FINISHED":
+        return _skipped(cell, existing, options, position)
+    journaled = JournaledTracker(tracker, workdir)
     if existing is not None:
         run_id = existing.info.run_id
-        tracker.mark_running(run_id)
+        if journaled.journal.terminal_status(run_id) == "FINISHED":  # trained; only its logging was cut short
+            _say(options, f"{position} deliver {cell.label}: trained earlier, logging it from "
+                          f"{journaled.journal.path}")
+            return _delivered(journaled, CellOutcome(cell, "finished", run_id, journaled.journal.metrics(run_id)),
+                              options, position)
+        journaled.mark_running(run_id)
     else:
+        journaled.journal.discard_pending()  # entries for a run this store does not have
         run_id = tracker.create_run(experiment_id, cell.label.replace(" / ", "-").replace(" ", ""), _tags(cell))
-        tracker.log_params(run_id, _params(cell))
+        journaled.log_params(run_id, _params(cell))
         (workdir / "config.toml").write_text(to_toml({"cell": {"key": cell.key, "method": cell.method,
                                                                "student": cell.student, "teacher": cell.teacher,
                                                                "seed": cell.seed, "suite": cell.suite},
-                                                      "method_params": cell.method_params, **protocol.data}))
-        tracker.log_artifact(run_id, workdir / "config.toml")
+                                                      "method_params": cell.method_params, **cell.protocol.data}))
+        journaled.log_artifact(run_id, workdir / "config.toml")
     try:
-        return _train_and_evaluate(cell, tracker, options, run_id, workdir, position)
+        outcome = _train_and_evaluate(cell, journaled, options, run_id, workdir, position)
     except KeyboardInterrupt:
-        tracker.finish(run_id, "KILLED")
+        journaled.finish(run_id, "KILLED")
         raise
     except Exception as exc:
         (workdir / "traceback.txt").write_text("".join(traceback.format_exception(exc)))
-        tracker.log_artifact(run_id, workdir / "traceback.txt")
-        tracker.finish(run_id, "FAILED")
+        journaled.log_artifact(run_id, workdir / "traceback.txt")
+        journaled.finish(run_id, "FAILED")
         _say(options, f"[red]{position} FAILED {cell.label}: {type(exc).__name__}: {exc}[/]")
-        return CellOutcome(cell, "failed", run_id, error=f"{type(exc).__name__}: {exc}")
+        outcome = CellOutcome(cell, "failed", run_id, error=f"{type(exc).__name__}: {exc}")
+    return _delivered(journaled, outcome, options, position)
+
+
+def _delivered(journaled, outcome: CellOutcome, options: RunOptions, position: str) -> CellOutcome:
+    """The outcome once the cell's journal is in MLflow; "undelivered" (one line) when the store still does not
+    answer: the next `rkdbench run` delivers it without retraining."""
+    if journaled.deliver():
+        return outcome
+    pending = len(journaled.journal.pending)
+    outcome.status = "undelivered"
+    why = journaled.last_error if journaled.rejected else f"tracking store {journaled.uri} unreachable " \
+                                                          f"({journaled.last_error})"
+    outcome.error = (f"{why}; {pending} log entries kept in {journaled.journal.path}: run the suite again to "
+                     f"deliver them (nothing is retrained)")
+    _say(options, f"[red]{position} undelivered {outcome.cell.label}: {outcome.error}[/]")
+    return outcome
 
 
 def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_id: str, workdir: Path,
@@ -393,20 +441,19 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
 
 
 def run_suite(suite: Suite, options: RunOptions) -> list[CellOutcome]:
-    """Run every cell (validated and prepared first); failures are recorded and the suite goes on."""
+    """Run every cell (validated and prepared first); failures are recorded and the suite goes on. Any number of
+    processes may run one suite on one store: they share the cells (`run_cell` is exactly-once)."""
+    if options.workers > 1:
+        from .executors.local import run_local
+
+        return run_local(suite, options, options.workers)
+    from .executors.serial import run_cells
+
     index, count = options.shard
     cells = expand_cells(suite)[index::count]
     tracker = Tracker(options.results)
     prepare(cells, tracker, options)
-    outcomes: list[CellOutcome] = []
-    seconds: list[float] = []  # wall time of the cells that ran (skipped ones cost nothing)
-    for i, cell in enumerate(cells, 1):
-        started = time.perf_counter()
-        outcomes.append(run_cell(cell, tracker, options, position=f"[{i}/{len(cells)}]"))
-        if outcomes[-1].status != "skipped":
-            seconds.append(time.perf_counter() - started)
-        _say(options, f"[dim]{suite_status(outcomes, len(cells), seconds)}[/]")
-    return outcomes
+    return run_cells(cells, tracker, options)
 
 
 def _minutes(seconds: float) -> str:
@@ -416,10 +463,14 @@ def _minutes(seconds: float) -> str:
 def suite_status(outcomes: list[CellOutcome], total: int, seconds: list[float]) -> str:
     """One line after each cell: counts by status, time spent, and an ETA from the mean time of the cells that
     ran (an estimate: methods differ in cost, so it is least accurate early in a mixed suite)."""
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("finished", "skipped", "failed")}
+    counts = {status: sum(o.status == status for o in outcomes)
+              for status in ("finished", "skipped", "failed", "elsewhere", "undelivered")}
     remaining = total - len(outcomes)
+    extra = "".join(f", {counts[status]} {label}" for status, label in (("elsewhere", "by other workers"),
+                                                                         ("undelivered", "undelivered"))
+                    if counts[status])
     line = (f"suite: {len(outcomes)}/{total} cells ({counts['finished']} finished, {counts['skipped']} skipped, "
-            f"{counts['failed']} failed), {_minutes(sum(seconds))} spent")
+            f"{counts['failed']} failed{extra}), {_minutes(sum(seconds))} spent")
     if remaining and seconds:
         line += f", ~{_minutes(sum(seconds) / len(seconds) * remaining)} to go for {remaining} more"
     return line

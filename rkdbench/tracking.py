@@ -49,11 +49,9 @@ class Tracker:
     @property
     def client(self):
         if self._client is None:
-            from mlflow.tracking import MlflowClient
+            from .store import open_client
 
-            if self.uri.startswith("sqlite:///"):
-                self.results.mkdir(parents=True, exist_ok=True)
-            self._client = MlflowClient(tracking_uri=self.uri)
+            self._client = open_client(self.uri)  # a fresh sqlite store is created once, under a lock
         return self._client
 
     def check_reachable(self) -> None:
@@ -69,13 +67,21 @@ class Tracker:
         if experiment is not None:
             return experiment.experiment_id
         location = (self.results / "artifacts").resolve().as_uri() if self.uri.startswith("sqlite:") else None
-        return self.client.create_experiment(name, artifact_location=location, tags=tags or {})
+        try:
+            return self.client.create_experiment(name, artifact_location=location, tags=tags or {})
+        except Exception:
+            experiment = self.client.get_experiment_by_name(name)  # another worker created it meanwhile
+            if experiment is None:
+                raise
+            return experiment.experiment_id
 
     def find_run(self, experiment_id: str, cell_key: str):
-        """The newest run of this cell, or None."""
+        """The run that counts for this cell (`counting`: the newest FINISHED one, else the newest), or None."""
+        from .counting import counted_runs
+
         runs = self.client.search_runs([experiment_id], filter_string=f"tags.`rkdbench.cell` = '{cell_key}'",
-                                       order_by=["attributes.start_time DESC"], max_results=1)
-        return runs[0] if runs else None
+                                       order_by=["attributes.start_time DESC"], max_results=100)
+        return counted_runs(runs)[0][0] if runs else None
 
     def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
         run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
@@ -92,10 +98,10 @@ class Tracker:
         for i in range(0, len(new), 100):
             self.client.log_batch(run_id, params=new[i:i + 100])
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0, timestamp: int | None = None) -> None:
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
+        now = int(time.time() * 1000) if timestamp is None else timestamp
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
         for i in range(0, len(batch), 500):
             self.client.log_batch(run_id, metrics=batch[i:i + 500])

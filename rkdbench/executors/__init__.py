@@ -1,0 +1,3 @@
+"""Executors: how the cells of a suite are spread over workers. Every executor calls `runner.run_cell` for one
+cell, which makes a cell exactly-once by itself (its lease and journal): `serial` is one worker's loop (its pass,
+then the wait for cells other workers hold), `local` runs N such workers as processes on this machine."""

@@ -1,0 +1,131 @@
+"""`rkdbench run SUITE --workers N`: N worker processes on this machine share one store and the suite's cells.
+
+Each worker is the `serial` loop in a fresh (spawned) process, starting at its own offset in the cell list so
+workers rarely contend for a lease; the cells' leases and journals make every cell exactly-once, as for N
+separate `rkdbench run` processes. Each worker gets `max(1, cpu_count // N)` torch threads unless
+`OMP_NUM_THREADS` is set. Workers send their lines and outcomes to the parent, which prints them, the suite
+status line, and returns one outcome per cell (a cell finished by one worker and seen finished by another
+counts once, as finished). `--plugins-dir` folders are loaded again in each worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import queue as queue_module
+from typing import Any
+
+from ..config import Cell, Suite
+from ..runner import CellOutcome, RunOptions, _say, expand_cells, prepare, suite_status
+from ..tracking import Tracker
+
+__all__ = ["run_local", "run_local_cells", "worker_threads"]
+
+# When two workers report one cell, the one that did the work wins; `elsewhere` only stands when no worker of
+# this executor ended the cell (another process did).
+PRIORITY = {"finished": 3, "failed": 3, "undelivered": 3, "skipped": 2, "elsewhere": 1}
+
+
+def worker_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+class _QueueConsole:
+    """What a worker prints goes to the parent (rich markup kept); per-epoch lines, never live bars."""
+
+    is_terminal = False
+
+    def __init__(self, queue: Any, worker: int) -> None:
+        self.queue, self.worker = queue, worker
+
+    def print(self, message: Any = "", **_: Any) -> None:
+        self.queue.put(("say", self.worker, str(message)))
+
+
+def _worker(cells: list[Cell], options: RunOptions, index: int, workers: int, plugin_dirs: list[str],
+            queue: Any) -> None:
+    import torch
+
+    from ..plugins import load_plugins_dir
+    from .serial import run_cells
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(worker_threads(workers))
+    for folder in plugin_dirs:
+        load_plugins_dir(folder)
+    options = dataclasses.replace(options, console=_QueueConsole(queue, index))
+
+    def report(outcome: CellOutcome, seconds: float) -> None:
+        queue.put(("outcome", index, (outcome.cell.key, outcome.status, outcome.run_id, outcome.metrics,
+                                      outcome.error, outcome.resumed_from, seconds)))
+
+    run_cells(cells, Tracker(options.results), options, report=report, start=index * len(cells) // workers,
+              worker=f" w{index + 1}")
+
+
+def _plugin_dirs() -> list[str]:
+    from ..plugins import _origins
+
+    return sorted({os.path.dirname(path) for name, (dist, path) in _origins.items() if dist == "plugins-dir"})
+
+
+def run_local(suite: Suite, options: RunOptions, workers: int) -> list[CellOutcome]:
+    """Expand and prepare `suite` (teachers built once, here), then run its cells on `workers` processes."""
+    cells = expand_cells(suite)
+    index, count = options.shard
+    cells = cells[index::count]
+    prepare(cells, Tracker(options.results), options)
+    return run_local_cells(cells, options, workers)
+
+
+def run_local_cells(cells: list[Cell], options: RunOptions, workers: int) -> list[CellOutcome]:
+    context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state, no inherited MLflow clients
+    queue = context.Queue()
+    child_options = dataclasses.replace(options, console=None)
+    processes = [context.Process(target=_worker, args=(cells, child_options, i, workers, _plugin_dirs(), queue),
+                                 name=f"rkdbench-worker-{i + 1}") for i in range(workers)]
+    _say(options, f"{len(cells)} cells on {workers} local workers ({worker_threads(workers)} torch thread"
+                  f"{'s' if worker_threads(workers) != 1 else ''} each"
+                  f"{'' if 'OMP_NUM_THREADS' not in os.environ else ', OMP_NUM_THREADS=' + os.environ['OMP_NUM_THREADS']})")
+    for process in processes:
+        process.start()
+    by_key = {cell.key: cell for cell in cells}
+    outcomes: dict[str, CellOutcome] = {}
+    counted: list[CellOutcome] = []
+    seconds: list[float] = []
+    try:
+        while True:
+            try:
+                kind, _worker_index, payload = queue.get(timeout=0.5)
+            except queue_module.Empty:
+                if not any(p.is_alive() for p in processes):
+                    break
+                continue
+            if kind == "say":
+                _say(options, payload)
+                continue
+            key, status, run_id, metrics, error, resumed_from, spent = payload
+            outcome = CellOutcome(by_key[key], status, run_id, metrics, error, resumed_from)
+            previous = outcomes.get(key)
+            if previous is not None and PRIORITY[previous.status] >= PRIORITY[status]:
+                continue
+            outcomes[key] = outcome
+            if status in ("finished", "failed", "undelivered"):
+                seconds.append(spent)
+            if status != "elsewhere" and previous is None:
+                counted.append(outcome)
+                _say(options, f"[dim]{suite_status(counted, len(cells), seconds)}[/]")
+    except KeyboardInterrupt:
+        for process in processes:  # the workers got the same Ctrl-C: each marks its cell KILLED, resumable
+            process.join(timeout=30)
+        raise
+    finally:
+        for process in processes:
+            process.join(timeout=5)
+    for cell in cells:
+        if cell.key not in outcomes:
+            codes = ", ".join(str(p.exitcode) for p in processes)
+            outcomes[cell.key] = CellOutcome(cell, "failed", error=f"no worker reported this cell (worker exit codes "
+                                                                   f"{codes}); rerun the suite to resume it")
+    return [outcomes[cell.key] for cell in cells]
