@@ -100,7 +100,7 @@ def _parse_shard(value: str) -> tuple[int, int]:
 def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: str | None, build_teachers: bool,
                dry_run: bool, device: str | None, quiet: bool, leaderboard_dir: str | None,
                shard: str = "1/1", gpu_tflops: float | None = None, data_dir: str | None = None,
-               as_json: bool = False) -> int:
+               as_json: bool = False, executor: str = "local", address: str | None = None) -> int:
     from .config import load_suite, parse_set
     from .runner import RunOptions, expand_cells, run_suite
 
@@ -112,7 +112,7 @@ def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: 
         return 0
     options = RunOptions(results=Path(results), model_dir=_model_dir(model_dir), build_teachers=build_teachers,
                          device=device, console=console, shard=(index, count),
-                         data_dir=Path(data_dir) if data_dir else None)
+                         data_dir=Path(data_dir) if data_dir else None, executor=executor, address=address)
     started = time.perf_counter()
     outcomes = run_suite(suite, options)
     elapsed = time.perf_counter() - started
@@ -179,13 +179,20 @@ def _with_options(options):
                    "(processes on one machine may share one --results folder).")
 @click.option("--gpu-tflops", type=float, default=None,
               help="Sustained GPU throughput for --dry-run's GPU-hour estimate (default 40).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: cells one after another in this process; ray: one Ray task per cell, with the protocol's "
+                   "[resources] (extra rkdbench[ray]; see docs/scale.md).")
+@click.option("--address", default=None, metavar="auto|HOST:PORT",
+              help="With --executor ray: the Ray cluster to join (default: start a local one sized to this machine).")
 def run(suite: str, sets, results, model_dir, data_dir, device, quiet, as_json, build_teachers, dry_run, shard,
-        gpu_tflops) -> None:
+        gpu_tflops, executor, address) -> None:
     """Run SUITE (a built-in name such as digits-quick, or a path to a suite .toml). Finished cells are
     skipped, interrupted ones resume from their last checkpoint in the same MLflow run. --dry-run lists the
     cells with their estimated cost and the teacher files that are missing."""
+    if address is not None and executor != "ray":
+        raise UserError(f"--address {address} is for --executor ray (the default executor, local, runs cells here)")
     sys.exit(_run_suite(suite, sets, results, model_dir, build_teachers, dry_run, device, quiet, None, shard,
-                        gpu_tflops, data_dir, as_json))
+                        gpu_tflops, data_dir, as_json, executor, address))
 
 
 @cli.command()

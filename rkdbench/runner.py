@@ -43,6 +43,8 @@ class RunOptions:
     console: Any = None  # a rich Console, or None for silence
     data_dir: Path | None = None  # None: $RKDBENCH_DATA_DIR or ~/.cache/rkdbench/data (protocols' data_root wins)
     shard: tuple[int, int] = (0, 1)  # (index, count): run every count-th cell starting at index
+    executor: str = "local"  # local: one cell after another here; ray: one Ray task per cell
+    address: str | None = None  # the Ray cluster (auto or HOST:PORT); None: a local cluster sized to the machine
 
 
 @dataclass
@@ -255,11 +257,16 @@ def _specialization(cell: Cell, student, teachers: dict, options: RunOptions, sp
                                      seed=int(protocol.section("eval")["seed"]))
 
 
+def protocol_experiment(tracker: Tracker, protocol) -> str:
+    """The protocol's MLflow experiment id (created on first use)."""
+    return tracker.experiment_id(protocol.experiment_name, {f"{TAG_PREFIX}protocol": protocol.name,
+                                                            f"{TAG_PREFIX}protocol_hash": protocol.hash})
+
+
 def run_cell(cell: Cell, tracker: Tracker, options: RunOptions, position: str = "") -> CellOutcome:
     """Train and evaluate one cell into its MLflow run (skip if FINISHED, resume if not)."""
     protocol = cell.protocol
-    experiment_id = tracker.experiment_id(protocol.experiment_name, {f"{TAG_PREFIX}protocol": protocol.name,
-                                                                      f"{TAG_PREFIX}protocol_hash": protocol.hash})
+    experiment_id = protocol_experiment(tracker, protocol)
     existing = tracker.find_run(experiment_id, cell.key)
     if existing is not None and existing.info.status == "FINISHED":
         _say(options, f"[dim]{position} skip {cell.label}: finished in run {existing.info.run_id}[/]")
@@ -360,6 +367,10 @@ def run_suite(suite: Suite, options: RunOptions) -> list[CellOutcome]:
     index, count = options.shard
     cells = expand_cells(suite)[index::count]
     tracker = Tracker(options.results)
+    if options.executor == "ray":
+        from .executors.ray_executor import run_on_ray
+
+        return run_on_ray(cells, tracker, options, prepare)
     prepare(cells, tracker, options)
     outcomes: list[CellOutcome] = []
     seconds: list[float] = []  # wall time of the cells that ran (skipped ones cost nothing)
