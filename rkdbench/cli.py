@@ -456,7 +456,8 @@ def ui(results, host, port, workers) -> None:
     tracker = Tracker(results)
     tracker.check_reachable()
     shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
-    base = f"http://{shown}:{port}"
+    remote = tracker.uri.startswith(("http://", "https://"))  # a tracking server (rkdbench server) is the UI
+    base = tracker.uri.rstrip("/") if remote else f"http://{shown}:{port}"
     try:
         experiments, url = install_views(tracker), experiment_url
     except Exception as exc:  # a read-only or remote store: sorted, columns as last chosen in the browser
@@ -464,15 +465,41 @@ def ui(results, host, port, workers) -> None:
         url = sorted_url
         experiments = [(e.name, e.experiment_id) for e in tracker.client.search_experiments()
                        if e.experiment_id != "0"]
-    click.echo(f"MLflow UI for {tracker.uri} at {base}  (Ctrl-C stops it)")
+    click.echo(f"MLflow UI for {tracker.uri} at {base}" + ("  (served by the tracking server)" if remote
+                                                           else "  (Ctrl-C stops it)"))
     for name, experiment_id in experiments:
         click.echo(f"  {name}: {url(base, experiment_id)}")
+    if remote:
+        return
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracker.uri,
                "--host", host, "--port", str(port), "--workers", str(workers)]
     # MLflow's background job runner (GenAI judges, trace rollups: seven extra processes) is not needed to browse
     # runs; `MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true` turns it back on.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     sys.exit(subprocess.call(command, env=env))
+
+
+@cli.command()
+@click.option("--results", default="rkdbench-results", show_default=True,
+              help="Without --backend-store-uri: the sqlite store and artifacts of this folder are served.")
+@click.option("--backend-store-uri", default=None, metavar="URI",
+              help="postgresql+psycopg2://USER@HOST:PORT/DB (extra rkdbench[server]); default: sqlite in --results.")
+@click.option("--artifacts-destination", default=None, metavar="DIR",
+              help="Where the server keeps artifacts (checkpoints) it proxies for clients (default: RESULTS/artifacts).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Bind address; anything beyond loopback is reachable by anyone who can reach this machine.")
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--app-name", default=None, type=click.Choice(["basic-auth"]),
+              help="MLflow's basic-auth app: users and passwords (clients set MLFLOW_TRACKING_USERNAME/PASSWORD).")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Server worker processes.")
+def server(results, backend_store_uri, artifacts_destination, host, port, app_name, workers) -> None:
+    """The team tracking server: checks the store, creates or migrates its schema once (`mlflow db upgrade`), then
+    runs `mlflow server` with proxied artifacts. Workers set MLFLOW_TRACKING_URI=http://HOST:PORT; every command
+    (run, leaderboard, compare, evaluate, ui) then reads and writes through it (docs/scale.md)."""
+    from .server import serve
+
+    serve(Path(results), backend_store_uri, artifacts_destination, host, port, app_name, workers,
+          lambda line: click.echo(line, err=True))
 
 
 def _register_plugin_commands() -> None:
@@ -486,6 +513,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: plugin commands are added, and user errors become one line and exit code 2."""
     # MLflow draws a progress bar for every artifact it reads back (per-example results, configs): noise in logs
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # and, against a tracking server, prints each run's URL to stdout when it ends: noise that breaks --json
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     try:
         _register_plugin_commands()
         returned = cli.main(args=argv, prog_name="rkdbench", standalone_mode=False)
