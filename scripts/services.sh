@@ -14,7 +14,7 @@ _services_free_port() {
 
 _services_pg_bin() {
   local found
-  found="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  found="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
   if [ -z "$found" ]; then
     local sudo=()
     if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then sudo=(sudo -n); fi
@@ -22,7 +22,7 @@ _services_pg_bin() {
     ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2 \
       || { ${sudo[@]+"${sudo[@]}"} apt-get update -q >&2 \
            && ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2; }
-    found="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    found="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
   fi
   echo "$found"
 }
@@ -49,7 +49,11 @@ services_start() {
   echo "services: PostgreSQL at 127.0.0.1:$port ($SERVICES_PG_DIR)" >&2
 
   ray_port="$(_services_free_port "$python")"
-  SERVICES_RAY_LOG="$(mktemp /tmp/rkdbench-ray-head.XXXXXX.log)"
+  SERVICES_RAY_LOG="$SERVICES_PG_DIR/ray-head.log"
+  # Ray's token authentication with a token of this head's own (not ~/.ray/auth_token, which other Ray
+  # instances of the same user may replace); the tests' drivers inherit both variables.
+  "$python" -c 'import secrets; print(secrets.token_hex(32), end="")' >"$SERVICES_PG_DIR/ray-token"
+  export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$SERVICES_PG_DIR/ray-token"
   # --block keeps `ray start` in the foreground of its own process group: stopping that group stops this head
   # only, never another Ray instance on the machine (`ray stop` would stop them all).
   setsid "$venv/bin/ray" start --head --block --node-ip-address 127.0.0.1 --port "$ray_port" --num-cpus 2 \

@@ -12,5 +12,6 @@ fi
 # torch first, pinned to the builds this machine serves from disk; users with CUDA bring their own torch.
 "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null \
   || "$VENV/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1 >&2
-"$VENV/bin/python" -m pip install -q -e ".[test]" >&2
+# ray and server: the scale-out tests drive a real Ray head and `rkdbench server` on PostgreSQL
+"$VENV/bin/python" -m pip install -q -e ".[test,ray,server]" >&2
 echo "$VENV"

@@ -124,7 +124,13 @@ def ray_address(tmp_path_factory):
     if address:
         yield address
         return
-    port, log = free_port(), tmp_path_factory.mktemp("ray") / "head.log"
+    folder = tmp_path_factory.mktemp("ray")
+    port, log, token = free_port(), folder / "head.log", folder / "token"
+    token.write_text(secrets.token_hex(32))
+    # the head's own token (not ~/.ray/auth_token, shared with every Ray instance of this user); the tests'
+    # drivers, started as subprocesses, inherit these variables
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
     ray_cli = Path(sys.executable).with_name("ray")
     with log.open("w") as out:  # --block: the head lives in this process group, stopped with it (not `ray stop`)
         process = subprocess.Popen([str(ray_cli), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
@@ -145,3 +151,8 @@ def ray_address(tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

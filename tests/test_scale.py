@@ -9,9 +9,10 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
-import textwrap
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -246,6 +247,34 @@ def test_ray_driver_prints_each_cell_start_and_end(tmp_path, ray_address):
     again = rkdbench("run", suite_file(tmp_path, "one", [0]), *TINY, *PGD_ONLY, "--results", str(results),
                      "--executor", "ray", "--address", ray_address)
     assert again.returncode == 0 and "[1/1] skipped" in again.stdout
+
+
+def test_ray_sqlite_store_on_a_multi_node_cluster_is_refused(tmp_path, ray_address):
+    """A second node (no CPUs, so it takes no task) joins the head: a sqlite store cannot serve both."""
+    log = tmp_path / "node.log"
+    with log.open("w") as out:
+        node = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--address", ray_address,
+                                 "--num-cpus", "0", "--block", "--disable-usage-stats"],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while "Ray runtime started" not in log.read_text():
+            assert node.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+        results = tmp_path / "results"
+        done = rkdbench("run", suite_file(tmp_path, "one", [0]), *TINY, *PGD_ONLY, "--results", str(results),
+                        "--executor", "ray", "--address", ray_address)
+    finally:
+        os.killpg(node.pid, signal.SIGTERM)
+        try:
+            node.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+    assert done.returncode == 2, done.stderr[-3000:]
+    error = [line for line in done.stderr.splitlines() if line.startswith("rkdbench: error:")]
+    assert len(error) == 1 and "sqlite store" in error[0] and "rkdbench server" in error[0]
+    assert not list(results.glob("**/mlflow.db"))  # refused before the store was created
 
 
 # ---------------------------------------------------------------- the team server on PostgreSQL

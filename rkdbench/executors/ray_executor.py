@@ -14,9 +14,11 @@ cancels every task (`ray.cancel`); an interrupted cell's run is marked KILLED an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -70,13 +72,23 @@ def _check_address_reachable(address: str) -> None:
                         f"start one with `ray start --head` or give its head's address") from None
 
 
-def connect(address: str | None):
-    """Connect to the cluster at `address` ('auto' or HOST:PORT), or start a local one sized to the machine."""
+def _token_available() -> bool:
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path).is_file()
+
+
+def connect(address: str | None, log_to_driver: bool = True):
+    """Connect to the cluster at `address` ('auto' or HOST:PORT), or start a local one sized to the machine;
+    `log_to_driver` forwards the workers' and Ray's own output to this process's stdout."""
     ray = _import_ray()
     if address is not None and address != "auto":
         _check_address_reachable(address)
+    if address is not None and "RAY_AUTH_MODE" not in os.environ and _token_available():
+        # Ray's own heads use token authentication when a token exists, but a driver joining one sends the
+        # token only in token mode: without this, a plain `ray start --head` + `--address` is refused.
+        os.environ["RAY_AUTH_MODE"] = "token"
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+        ray.init(address=address, include_dashboard=False, log_to_driver=log_to_driver)
     except ConnectionError as exc:
         raise UserError(f"--address {address}: cannot connect to a Ray cluster: {str(exc).splitlines()[0]}") from None
     return ray
@@ -126,7 +138,14 @@ class _Progress:
 
 def run_on_ray(cells: list, tracker, options, prepare: Callable[[list, Any, Any], None]) -> list:
     """Run `cells` as Ray tasks; returns their `CellOutcome`s in the cells' order."""
-    ray = connect(options.address)
+    with contextlib.ExitStack() as stack:
+        if options.console is None:  # --json / --quiet: Ray's own messages ("a worker died") go to stderr
+            stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+        return _connected_run(cells, tracker, options, prepare)
+
+
+def _connected_run(cells: list, tracker, options, prepare: Callable[[list, Any, Any], None]) -> list:
+    ray = connect(options.address, log_to_driver=options.console is not None)
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         if options.address is not None and len(nodes) > 1 and tracker.uri.startswith("sqlite:"):
