@@ -85,10 +85,10 @@ def serve(results: Path, backend_store_uri: str | None, artifacts_destination: s
     """Check the store, upgrade its schema once, then exec `mlflow server` (this process becomes the server)."""
     uri = backend_store_uri or default_backend_store(results)
     destination = artifacts_destination or str((results / "artifacts").resolve())
-    check_backend_store(uri)
-    upgrade_schema(uri)
     if not is_loopback(host) and app_name != "basic-auth":
         echo(AUTH_WARNING.format(host=host))
+    check_backend_store(uri)
+    upgrade_schema(uri)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     echo(f"rkdbench: tracking server for {uri.split('@')[-1]} (artifacts in {destination}); workers set "
          f"MLFLOW_TRACKING_URI=http://{shown}:{port}")

@@ -95,6 +95,26 @@ def test_bad_resources_are_one_line(tmp_path, toml, message):
         load_protocol(str(path))
 
 
+def test_cell_resources_default_to_one_gpu_when_the_cluster_has_gpus():
+    from rkdbench.executors.ray_executor import CellResources
+
+    assert CellResources.of({}, cluster_gpus=8) == CellResources(gpus=1.0, cpus=1)
+    assert CellResources.of({}, cluster_gpus=0) == CellResources(gpus=0.0, cpus=1)
+    assert CellResources.of({"gpus_per_cell": 0.25, "cpus_per_cell": 4}, 8) == CellResources(gpus=0.25, cpus=4)
+
+
+def test_a_worker_that_cannot_see_the_results_folder_fails_its_cell_naming_the_path(tmp_path):
+    from rkdbench.executors.ray_executor import _cell_task
+    from rkdbench.runner import RunOptions
+
+    cell = expand_cells(load_suite(suite_file(tmp_path, "s", [0])))[0]
+    results = tmp_path / "results-on-the-driver-only"
+    outcome = _cell_task(cell, RunOptions(results=results), "[1/1]", {}, [], ".rkdbench-driver-0123", 1, None)
+    assert outcome.status == "failed" and outcome.run_id == ""
+    assert f"results folder {results} is not visible on worker node" in outcome.error
+    assert "shared by every node" in outcome.error and "\n" not in outcome.error
+
+
 # ---------------------------------------------------------------- bad input, before anything is created
 
 
@@ -118,6 +138,17 @@ def test_unreachable_address_is_one_line_before_any_run(tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and f"127.0.0.1:{port}" in done.stderr
     assert not (results / "mlflow.db").exists()
+
+
+def test_server_beyond_loopback_warns_that_nothing_authenticates(tmp_path):
+    pytest.importorskip("psycopg2")
+    done = rkdbench("server", "--host", "0.0.0.0", "--backend-store-uri",
+                    f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/rkdbench", timeout=120)
+    assert done.returncode == 2  # the unreachable store: nothing was started
+    assert "listens on 0.0.0.0" in done.stderr and "unless MLflow's basic-auth app is enabled" in done.stderr
+    quiet = rkdbench("server", "--host", "0.0.0.0", "--app-name", "basic-auth", "--backend-store-uri",
+                     f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/rkdbench", timeout=120)
+    assert quiet.returncode == 2 and "warning" not in quiet.stderr
 
 
 def test_server_with_unreachable_postgres_names_host_and_port(tmp_path):
@@ -247,6 +278,46 @@ def test_ray_driver_prints_each_cell_start_and_end(tmp_path, ray_address):
     again = rkdbench("run", suite_file(tmp_path, "one", [0]), *TINY, *PGD_ONLY, "--results", str(results),
                      "--executor", "ray", "--address", ray_address)
     assert again.returncode == 0 and "[1/1] skipped" in again.stdout
+
+
+SLOW_AFTER_FIRST_EPOCH = '''
+import time
+from pathlib import Path
+from rkdbench import hookimpl
+
+LOG = Path({log!r})
+
+
+@hookimpl
+def epoch_finished(run, epoch, metrics):
+    if epoch == 0 and not (LOG / "slept").exists():
+        (LOG / "slept").touch()
+        time.sleep(300)  # Ctrl-C arrives here, after the epoch-0 checkpoint
+'''
+
+
+def test_ray_ctrl_c_cancels_the_tasks_and_the_cell_resumes(tmp_path, ray_address):
+    plugins, log = _plugins_dir(tmp_path, "slow", SLOW_AFTER_FIRST_EPOCH)
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "rkdbench.cli", "--plugins-dir", str(plugins), "run",
+               suite_file(tmp_path, "one", [0]), *TINY, *PGD_ONLY, "--results", str(results), "--executor", "ray",
+               "--address", ray_address]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while not (log / "slept").exists():
+        assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
+        time.sleep(0.5)
+    driver.send_signal(signal.SIGINT)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 130, stderr[-3000:]
+    client, runs = cell_runs(f"sqlite:///{results / 'mlflow.db'}")
+    assert [r.info.status for r in runs] == ["KILLED"]  # the task was cancelled inside run_cell
+    again = rkdbench(*command[3:], "--json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    cell = json_summary(again.stdout)["cells"][0]
+    assert cell["status"] == "finished" and cell["run_id"] == runs[0].info.run_id
+    assert sorted(m.step for m in client.get_metric_history(cell["run_id"], "train.loss")) == [0, 1]
 
 
 def test_ray_sqlite_store_on_a_multi_node_cluster_is_refused(tmp_path, ray_address):

@@ -110,12 +110,11 @@ def _cell_task(cell, options, position: str, env: dict[str, str], plugin_dirs: l
     from ..runner import CellOutcome, run_cell
     from ..tracking import Tracker
 
-    progress.started.remote(position, cell.label, socket.gethostname())
-    marker_path = Path(options.results) / marker
-    if not marker_path.is_file():
+    if not (Path(options.results) / marker).is_file():
         return CellOutcome(cell, "failed", error=f"results folder {options.results} is not visible on worker node "
                                                  f"{socket.gethostname()} (no {marker}): --results must be a "
                                                  f"filesystem shared by every node of the Ray cluster")
+    progress.started.remote(position, cell.label, socket.gethostname())
     torch.set_num_threads(threads)
     for folder in plugin_dirs:
         load_plugins_dir(folder)
