@@ -447,7 +447,8 @@ def teachers_build(teacher, model_dir, n_examples, device, data_dir) -> None:
               help="MLflow server worker processes (one is plenty for a local UI).")
 def ui(results, host, port, workers) -> None:
     """The MLflow UI on the results store, bound to 127.0.0.1 by default; prints each protocol's URL (runs sorted
-    by AutoAttack accuracy, headline metrics as columns: the saved view `rkdbench: headline metrics`)."""
+    by AutoAttack accuracy, headline metrics as columns: the saved view `rkdbench: headline metrics`). Against a
+    tracking server (MLFLOW_TRACKING_URI=http://...) it prints that server's URLs and starts nothing."""
     import subprocess
 
     from .tracking import Tracker
