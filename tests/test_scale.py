@@ -292,7 +292,8 @@ LOG = Path({log!r})
 def epoch_finished(run, epoch, metrics):
     if epoch == 0 and not (LOG / "slept").exists():
         (LOG / "slept").touch()
-        time.sleep(300)  # Ctrl-C arrives here, after the epoch-0 checkpoint
+        for _ in range(3000):  # Ctrl-C arrives here, after the epoch-0 checkpoint; short sleeps, as a training
+            time.sleep(0.1)    # loop between batches: Ray's cancel interrupts Python code, not one long sleep
 '''
 
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +32,7 @@ __all__ = ["CellResources", "run_on_ray", "connect", "SERVER_HINT", "MAX_RETRIES
 
 MAX_RETRIES = 3  # system failures (a dead worker process or node) per cell; the cell's own errors are never retried
 MARKER_PREFIX = ".rkdbench-driver-"
+CANCEL_WAIT_S = 60.0  # how long Ctrl-C waits for cancelled cells to record KILLED
 SERVER_HINT = ("start a team tracking server on a machine every node reaches (`rkdbench server --host 0.0.0.0 "
                "--backend-store-uri postgresql+psycopg2://USER@HOST:PORT/DB`) and set "
                "MLFLOW_TRACKING_URI=http://SERVER:5000 for the driver")
@@ -114,6 +117,10 @@ def _cell_task(cell, options, position: str, env: dict[str, str], plugin_dirs: l
         return CellOutcome(cell, "failed", error=f"results folder {options.results} is not visible on worker node "
                                                  f"{socket.gethostname()} (no {marker}): --results must be a "
                                                  f"filesystem shared by every node of the Ray cluster")
+    if threading.current_thread() is threading.main_thread():
+        # Ray cancels a running task by simulating SIGINT, which Python ignores when the worker inherited SIGINT
+        # as ignored (a head started in the background of a script): Ctrl-C would then leave the cell RUNNING.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     progress.started.remote(position, cell.label, socket.gethostname())
     torch.set_num_threads(threads)
     for folder in plugin_dirs:
@@ -199,11 +206,24 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
         _say(options, f"[yellow]interrupted: cancelling {len(pending)} Ray task(s); every cell resumes on the next run[/]")
         for ref in pending:
             ray.cancel(ref)
-        ray.wait(list(pending), num_returns=len(pending), timeout=30)  # let run_cell mark its run KILLED
+        _wait_until_stopped(tracker, [cells[i] for i in pending.values()])
         raise
     finally:
         (results / marker).unlink(missing_ok=True)
     return [outcomes[i] for i in range(len(cells))]
+
+
+def _wait_until_stopped(tracker, cells: list, timeout: float = CANCEL_WAIT_S) -> None:
+    """A cancelled task's result is ready before its worker has run `run_cell`'s KILLED bookkeeping; leaving now
+    would end the job and its workers with the runs still RUNNING, so wait (bounded) until none of them is."""
+    from ..runner import protocol_experiment
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [tracker.find_run(protocol_experiment(tracker, cell.protocol), cell.key) for cell in cells]
+        if not any(run is not None and run.info.status == "RUNNING" for run in runs):
+            return
+        time.sleep(0.5)
 
 
 def _plugin_dirs() -> list[str]:
