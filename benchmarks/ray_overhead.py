@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import signal
 import socket
 import statistics
@@ -38,6 +39,9 @@ def free_port() -> int:
 
 def start_head(folder: Path) -> tuple[subprocess.Popen, str]:
     port, log = free_port(), folder / "head.log"
+    # token authentication with this head's own token; the driver runs below inherit both variables
+    (folder / "token").write_text(secrets.token_hex(32))
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(folder / "token"))
     with log.open("w") as out:
         head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
                                  "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1",
