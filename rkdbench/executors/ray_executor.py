@@ -154,9 +154,9 @@ def _connected_run(cells: list, tracker, options, prepare: Callable[[list, Any, 
     ray = connect(options.address, log_to_driver=options.console is not None)
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
-        if options.address is not None and len(nodes) > 1 and tracker.uri.startswith("sqlite:"):
+        if len(nodes) > 1 and tracker.uri.startswith("sqlite:"):  # a local cluster has one node; $RAY_ADDRESS may not
             raise UserError(f"a sqlite store ({tracker.uri}) cannot be shared by the {len(nodes)} nodes of Ray cluster "
-                            f"{options.address}; {SERVER_HINT}")
+                            f"{options.address or os.environ.get('RAY_ADDRESS', '')}; {SERVER_HINT}")
         prepare(cells, tracker, options)
         return _run_tasks(ray, cells, tracker, options)
     finally:
