@@ -156,10 +156,13 @@ def _parse_shard(value: str) -> tuple[int, int]:
 def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: str | None, build_teachers: bool,
                dry_run: bool, device: str | None, quiet: bool, leaderboard_dir: str | None,
                shard: str = "1/1", gpu_tflops: float | None = None, data_dir: str | None = None,
-               as_json: bool = False, workers: int = 1) -> int:
+               as_json: bool = False, workers: int = 1, executor: str = "local", address: str | None = None) -> int:
     from .config import load_suite, parse_set
     from .runner import RunOptions, expand_cells, run_suite
 
+    if workers > 1 and executor != "local":
+        raise ConfigError(f"--workers {workers} starts local worker processes; with --executor {executor} the "
+                          f"protocol's [resources] (cpus_per_cell, gpus_per_cell) set how many cells run at once")
     suite = load_suite(suite_name, parse_set(list(sets)))
     index, count = _parse_shard(shard)
     if count > 1:
@@ -171,7 +174,7 @@ def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: 
         return 0
     options = RunOptions(results=Path(results), model_dir=_model_dir(model_dir), build_teachers=build_teachers,
                          device=device, console=console, shard=(index, count), workers=workers,
-                         data_dir=Path(data_dir) if data_dir else None)
+                         data_dir=Path(data_dir) if data_dir else None, executor=executor, address=address)
     if console is not None:
         console.print(_evaluation_line(suite))
     started = time.perf_counter()
@@ -253,13 +256,20 @@ def _with_options(options):
                    "store now share the cells by themselves.")
 @click.option("--gpu-tflops", type=float, default=None,
               help="Sustained GPU throughput for --dry-run's GPU-hour estimate (default 40).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: cells one after another in this process; ray: one Ray task per cell, with the protocol's "
+                   "[resources] (extra rkdbench[ray]; see docs/scale.md).")
+@click.option("--address", default=None, metavar="auto|HOST:PORT",
+              help="With --executor ray: the Ray cluster to join (default: start a local one sized to this machine).")
 def run(suite: str, sets, results, model_dir, data_dir, device, quiet, as_json, build_teachers, dry_run, workers,
-        shard, gpu_tflops) -> None:
+        shard, gpu_tflops, executor, address) -> None:
     """Run SUITE (a built-in name such as digits-quick, or a path to a suite .toml). Finished cells are
     skipped, interrupted ones resume from their last checkpoint in the same MLflow run. --dry-run lists the
     cells with their estimated cost and the teacher files that are missing."""
+    if address is not None and executor != "ray":
+        raise UserError(f"--address {address} is for --executor ray (the default executor, local, runs cells here)")
     sys.exit(_run_suite(suite, sets, results, model_dir, build_teachers, dry_run, device, quiet, None, shard,
-                        gpu_tflops, data_dir, as_json, workers))
+                        gpu_tflops, data_dir, as_json, workers, executor, address))
 
 
 @cli.command()
@@ -583,7 +593,8 @@ def teachers_build(teacher, model_dir, n_examples, device, data_dir) -> None:
               help="MLflow server worker processes (one is plenty for a local UI).")
 def ui(results, host, port, workers) -> None:
     """The MLflow UI on the results store, bound to 127.0.0.1 by default; prints each protocol's URL (runs sorted
-    by AutoAttack accuracy, headline metrics as columns: the saved view `rkdbench: headline metrics`)."""
+    by AutoAttack accuracy, headline metrics as columns: the saved view `rkdbench: headline metrics`). Against a
+    tracking server (MLFLOW_TRACKING_URI=http://...) it prints that server's URLs and starts nothing."""
     import subprocess
 
     from .tracking import Tracker
@@ -592,7 +603,8 @@ def ui(results, host, port, workers) -> None:
     tracker = Tracker(results)
     tracker.check_reachable()
     shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
-    base = f"http://{shown}:{port}"
+    remote = tracker.uri.startswith(("http://", "https://"))  # a tracking server (rkdbench server) is the UI
+    base = tracker.uri.rstrip("/") if remote else f"http://{shown}:{port}"
     try:
         experiments, url = install_views(tracker), experiment_url
     except Exception as exc:  # a read-only or remote store: sorted, columns as last chosen in the browser
@@ -600,7 +612,8 @@ def ui(results, host, port, workers) -> None:
         url = sorted_url
         experiments = [(e.name, e.experiment_id) for e in tracker.client.search_experiments()
                        if e.experiment_id != "0"]
-    click.echo(f"MLflow UI for {tracker.uri} at {base}  (Ctrl-C stops it)")
+    click.echo(f"MLflow UI for {tracker.uri} at {base}" + ("  (served by the tracking server)" if remote
+                                                           else "  (Ctrl-C stops it)"))
     for name, experiment_id in experiments:
         click.echo(f"  {name}: {url(base, experiment_id)}")
     from .counting import ignored_duplicates, ignored_note
@@ -608,12 +621,37 @@ def ui(results, host, port, workers) -> None:
     note = ignored_note(ignored_duplicates(tracker))
     if note:
         click.echo(f"rkdbench: {note}; MLflow's runs table still lists them", err=True)
+    if remote:
+        return
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracker.uri,
                "--host", host, "--port", str(port), "--workers", str(workers)]
     # MLflow's background job runner (GenAI judges, trace rollups: seven extra processes) is not needed to browse
     # runs; `MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true` turns it back on.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     sys.exit(subprocess.call(command, env=env))
+
+
+@cli.command()
+@click.option("--results", default="rkdbench-results", show_default=True,
+              help="Without --backend-store-uri: the sqlite store and artifacts of this folder are served.")
+@click.option("--backend-store-uri", default=None, metavar="URI",
+              help="postgresql+psycopg2://USER@HOST:PORT/DB (extra rkdbench[server]); default: sqlite in --results.")
+@click.option("--artifacts-destination", default=None, metavar="DIR",
+              help="Where the server keeps artifacts (checkpoints) it proxies for clients (default: RESULTS/artifacts).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Bind address; anything beyond loopback is reachable by anyone who can reach this machine.")
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--app-name", default=None, type=click.Choice(["basic-auth"]),
+              help="MLflow's basic-auth app: users and passwords (clients set MLFLOW_TRACKING_USERNAME/PASSWORD).")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Server worker processes.")
+def server(results, backend_store_uri, artifacts_destination, host, port, app_name, workers) -> None:
+    """The team tracking server: checks the store, creates or migrates its schema once (`mlflow db upgrade`), then
+    runs `mlflow server` with proxied artifacts. Workers set MLFLOW_TRACKING_URI=http://HOST:PORT; every command
+    (run, leaderboard, compare, evaluate, ui) then reads and writes through it (docs/scale.md)."""
+    from .server import serve
+
+    serve(Path(results), backend_store_uri, artifacts_destination, host, port, app_name, workers,
+          lambda line: click.echo(line, err=True))
 
 
 def _register_plugin_commands() -> None:
@@ -629,6 +667,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # nor is "Creating initial MLflow database tables..." when a results folder is first used
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    # and, against a tracking server, prints each run's URL to stdout when it ends: noise that breaks --json
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     try:
         _register_plugin_commands()
         returned = cli.main(args=argv, prog_name="rkdbench", standalone_mode=False)

@@ -100,6 +100,12 @@ PROTOCOL_SCHEMA: dict[str, dict[str, Field]] = {
         "diagnostics": Field(bool),
     },
 }
+# How many accelerators and cores one cell asks a scheduler for (the Ray executor). Kept out of `Protocol.data`:
+# where a cell runs never changes what it computes, so it is part of neither the protocol hash nor the cell key.
+RESOURCES_SCHEMA: dict[str, Field] = {
+    "gpus_per_cell": Field(NUMBER, _non_negative, "a number >= 0 (fractions such as 0.25 share a GPU)"),
+    "cpus_per_cell": Field(int, _positive, "an integer >= 1 (also torch's thread count in the worker)"),
+}
 SUITE_SCHEMA: dict[str, Field] = {
     "name": Field(str),
     "description": Field(str),
@@ -191,6 +197,7 @@ class Protocol:
     data: dict[str, Any]
     source: str
     overrides: dict[str, Any]
+    resources: dict[str, Any] = field(default_factory=dict)  # [resources]: scheduling only, not hashed
 
     @property
     def hash(self) -> str:
@@ -226,24 +233,38 @@ def load_protocol(name_or_path: str, overrides: dict[str, Any] | None = None, wh
     path = _resolve_path(name_or_path, "protocols")
     raw = _read_toml(path)
     source = str(path)
+    overrides = dict(overrides or {})
+    resources = _split_resources(source, raw, overrides, where)
     for section, table in raw.items():
         if section not in PROTOCOL_SCHEMA:
-            raise ConfigError(f"{source}: unknown section [{section}]{close_matches(section, PROTOCOL_SCHEMA)}; "
-                              f"allowed: {', '.join(PROTOCOL_SCHEMA)}")
+            sections = [*PROTOCOL_SCHEMA, "resources"]
+            raise ConfigError(f"{source}: unknown section [{section}]{close_matches(section, sections)}; "
+                              f"allowed: {', '.join(sections)}")
         _validate_table(source, section, table, PROTOCOL_SCHEMA[section])
     for section, table in PROTOCOL_SCHEMA.items():
         missing = [k for k in table if k not in raw.get(section, {}) and k not in OPTIONAL_FIELDS]
         if missing:
             raise ConfigError(f"{source}: missing field(s) {', '.join(f'{section}.{k}' for k in missing)}")
     data = copy.deepcopy(raw)
-    overrides = dict(overrides or {})
     _apply_protocol_overrides(data, overrides, where)
     for section, table in data.items():
         _validate_table(f"{source} (after {where})" if overrides else source, section, table, PROTOCOL_SCHEMA[section])
     check_threat(data["threat"]["norm"], data["threat"]["eps"], where=f"{source}: threat")
     _validate_eval_attacks(source, data["eval"]["attacks"])
     _validate_swa(source, data["train"], data["eval"]["selections"])
-    return Protocol(name=data["protocol"]["name"], data=data, source=source, overrides=overrides)
+    return Protocol(name=data["protocol"]["name"], data=data, source=source, overrides=overrides, resources=resources)
+
+
+def _split_resources(source: str, raw: dict[str, Any], overrides: dict[str, Any], where: str) -> dict[str, Any]:
+    """Take [resources] out of the TOML and `resources.*` out of the overrides (both in place), validated."""
+    resources = raw.pop("resources", {})
+    _validate_table(source, "resources", resources, RESOURCES_SCHEMA)
+    resources = dict(resources)
+    for dotted in [k for k in overrides if k.split(".")[0] == "resources"]:
+        value = overrides.pop(dotted)
+        _validate_table(where, "resources", {dotted.partition(".")[2]: value}, RESOURCES_SCHEMA)
+        resources[dotted.partition(".")[2]] = value
+    return resources
 
 
 OPTIONAL_FIELDS = {"description", "data_root", "milestones", "gamma", "nesterov", "device", "teacher", "chunk_size",

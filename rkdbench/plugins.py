@@ -24,7 +24,7 @@ from . import hookspecs
 from .errors import UserError
 from .registry import KINDS, Component, Registry
 
-__all__ = ["pm", "BrokenPlugin", "broken_plugins", "get_registry", "reset", "load_plugins_dir", "plugin_origin"]
+__all__ = ["pm", "BrokenPlugin", "broken_plugins", "get_registry", "reset", "load_plugins_dir", "loaded_plugin_dirs", "plugin_origin"]
 
 ENTRY_POINT_GROUP = "rkdbench"
 REGISTER_HOOKS = {
@@ -94,6 +94,11 @@ def _load_entry_points() -> None:
             _record_broken(ep.name, dist, exc)
             continue
         _origins[ep.name] = (dist, version)
+
+
+def loaded_plugin_dirs() -> list[str]:
+    """The folders `--plugins-dir` loaded plugins from (absolute), for worker processes to load them again."""
+    return sorted({str(Path(path).resolve().parent) for source, path in _origins.values() if source == "plugins-dir"})
 
 
 def load_plugins_dir(directory: str | os.PathLike[str]) -> list[str]:

@@ -45,6 +45,8 @@ class RunOptions:
     data_dir: Path | None = None  # None: $RKDBENCH_DATA_DIR or ~/.cache/rkdbench/data (protocols' data_root wins)
     shard: tuple[int, int] = (0, 1)  # (index, count): deprecated; N workers on one store share the work
     workers: int = 1  # local worker processes (`executors.local`); 1: this process runs the cells
+    executor: str = "local"  # local: this process (or `workers` processes); ray: one Ray task per cell
+    address: str | None = None  # the Ray cluster (auto or HOST:PORT); None: a local cluster sized to the machine
 
 
 @dataclass
@@ -287,6 +289,12 @@ def _specialization(cell: Cell, student, teacher, splits) -> dict[str, float]:
                                      seed=int(protocol.section("eval")["seed"]))
 
 
+def protocol_experiment(tracker: Tracker, protocol) -> str:
+    """The protocol's MLflow experiment id (created on first use)."""
+    return tracker.experiment_id(protocol.experiment_name, {f"{TAG_PREFIX}protocol": protocol.name,
+                                                            f"{TAG_PREFIX}protocol_hash": protocol.hash})
+
+
 def run_cell(cell: Cell, tracker: Tracker, options: RunOptions, position: str = "") -> CellOutcome:
     """Train and evaluate one cell into its MLflow run, exactly once whatever the number of workers (local
     processes, Ray tasks): a FINISHED cell is skipped; otherwise the cell's lease is taken (`lease`; status
@@ -295,8 +303,7 @@ def run_cell(cell: Cell, tracker: Tracker, options: RunOptions, position: str = 
     from .lease import CellLease
 
     protocol = cell.protocol
-    experiment_id = tracker.experiment_id(protocol.experiment_name, {f"{TAG_PREFIX}protocol": protocol.name,
-                                                                      f"{TAG_PREFIX}protocol_hash": protocol.hash})
+    experiment_id = protocol_experiment(tracker, protocol)
     existing = tracker.find_run(experiment_id, cell.key)
     if existing is not None and existing.info.status == "FINISHED":
         return _skipped(cell, existing, options, position)
@@ -452,6 +459,10 @@ def run_suite(suite: Suite, options: RunOptions) -> list[CellOutcome]:
     index, count = options.shard
     cells = expand_cells(suite)[index::count]
     tracker = Tracker(options.results)
+    if options.executor == "ray":
+        from .executors.ray_executor import run_on_ray
+
+        return run_on_ray(cells, tracker, options, prepare)
     prepare(cells, tracker, options)
     return run_cells(cells, tracker, options)
 

@@ -17,14 +17,17 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # torch first, pinned to the builds this machine serves from disk; users with CUDA bring their own torch.
 if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
-  say "installing PyTorch 2.14.1 (CPU) and torchvision 0.29.1: about 2 minutes from a local package cache"
+  say "installing PyTorch 2.14.1 and torchvision 0.29.1: about 2 minutes from a local package cache"
   "$VENV/bin/python" "${PIP[@]}" torch==2.14.1 torchvision==0.29.1 >&2
 fi
-# the editable install points at this clone: redone when the clone or its pyproject.toml is another one
-STAMP="$VENV/.rkdbench-install-$( (pwd; cat pyproject.toml) | sha256sum | cut -c1-16)"
+# $RKDBENCH_EXTRAS: the demo needs none; scripts/test.sh asks for test,ray,server (the scale-out tests drive a
+# real Ray head and `rkdbench server` on PostgreSQL). The editable install points at this clone: it is redone
+# for another clone, another pyproject.toml or other extras.
+EXTRAS="${RKDBENCH_EXTRAS:-}"
+STAMP="$VENV/.rkdbench-install-$( (pwd; cat pyproject.toml; echo "$EXTRAS") | sha256sum | cut -c1-16)"
 if [ ! -e "$STAMP" ]; then
-  say "installing rkdbench (editable) with MLflow, pandas, scikit-learn, AutoAttack and pytest: about 1 minute"
-  "$VENV/bin/python" "${PIP[@]}" -e ".[test]" >&2
+  say "installing rkdbench (editable) with MLflow, pandas, scikit-learn and AutoAttack${EXTRAS:+, extras $EXTRAS}: about 1-2 minutes"
+  "$VENV/bin/python" "${PIP[@]}" -e ".${EXTRAS:+[$EXTRAS]}" >&2
   rm -f "$VENV"/.rkdbench-install-* && touch "$STAMP"
 fi
 say "ready: $VENV"

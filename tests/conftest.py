@@ -11,6 +11,7 @@ import torch
 
 import rkdbench
 from rkdbench import plugins
+from services import postgres_uri, ray_address, tracking_server  # noqa: F401  (fixtures: PostgreSQL, server, Ray)
 
 TEACHER = "digits/Linf/rkdbench-cnn-large"
 

@@ -1,0 +1,158 @@
+"""Fixtures for the real services the scale-out tests use, all on loopback: PostgreSQL, `rkdbench server` on it,
+and a Ray head. `.ci/run` starts PostgreSQL and the Ray head (scripts/services.sh) and exports
+RKDBENCH_TEST_POSTGRES_URI and RKDBENCH_TEST_RAY_ADDRESS. Without them a test that needs PostgreSQL is skipped
+with the reason, except under CI (`$CI` set), where it fails so that it cannot pass unnoticed. Without
+RKDBENCH_TEST_RAY_ADDRESS the Ray fixture starts its own head (one per test module) when Ray is installed.
+
+`postgres_uri` is a fresh database per test (dropped afterwards); `tracking_server` is `rkdbench server` on a
+free port backed by such a database, with its own artifacts folder: parametrize store-level tests over
+`sqlite` and `tracking_server` to run them against both."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SERVER_START_S = 180  # generous: the test machine is loaded
+
+
+def require_service(available: bool, reason: str) -> None:
+    """Skip with `reason`, or fail under CI, when a service a test needs is absent."""
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def postgres_uri():
+    """`postgresql+psycopg2://...` of a new, empty database on the test PostgreSQL server."""
+    base = os.environ.get("RKDBENCH_TEST_POSTGRES_URI", "")
+    require_service(bool(base), "no PostgreSQL for the tests: RKDBENCH_TEST_POSTGRES_URI is not set "
+                                "(.ci/run starts one: source scripts/services.sh && services_start VENV)")
+    try:
+        import psycopg2
+    except ImportError:
+        require_service(False, "psycopg2 is not installed (pip install -e '.[server]')")
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base)
+    name = f"rkdbench_{secrets.token_hex(6)}"
+    admin = psycopg2.connect(host=url.host, port=url.port, user=url.username, dbname=url.database)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name}")
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        admin.close()
+
+
+@dataclass
+class TrackingServer:
+    url: str
+    artifacts: Path
+    backend_store_uri: str
+    log: Path
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"rkdbench server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"rkdbench server not healthy after {SERVER_START_S}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def tracking_server(postgres_uri, tmp_path):
+    """`rkdbench server` on a free loopback port, backed by a fresh PostgreSQL database, as a user starts it."""
+    port = free_port()
+    artifacts, log = tmp_path / "server-artifacts", tmp_path / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "rkdbench.cli", "server", "--backend-store-uri", postgres_uri,
+                                    "--artifacts-destination", str(artifacts), "--port", str(port)],
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = TrackingServer(f"http://127.0.0.1:{port}", artifacts, postgres_uri, log)
+    try:
+        _wait_healthy(server.url, process, log)
+        yield server
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def ray_address(tmp_path_factory):
+    """HOST:PORT of a Ray head with 2 CPUs and 2 logical GPUs: the CI's, or one started for this module."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        require_service(False, "Ray is not installed (pip install -e '.[ray]')")
+    address = os.environ.get("RKDBENCH_TEST_RAY_ADDRESS")
+    if address:
+        yield address
+        return
+    folder = tmp_path_factory.mktemp("ray")
+    port, log, token = free_port(), folder / "head.log", folder / "token"
+    token.write_text(secrets.token_hex(32))
+    # the head's own token (not ~/.ray/auth_token, shared with every Ray instance of this user); the tests'
+    # drivers, started as subprocesses, inherit these variables
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    ray_cli = Path(sys.executable).with_name("ray")
+    with log.open("w") as out:  # --block: the head lives in this process group, stopped with it (not `ray stop`)
+        process = subprocess.Popen([str(ray_cli), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+                                    "--port", str(port), "--num-cpus", "2", "--num-gpus", "2", "--disable-usage-stats",
+                                    "--include-dashboard", "false"], stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while "Ray runtime started" not in log.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the Ray head did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
