@@ -53,9 +53,12 @@ def run_cells(cells: list[Cell], tracker: Tracker, options: RunOptions,
             held.append(cell)
         else:
             record(outcome, time.perf_counter() - started)
+    said = 0
     while held:
-        _say(options, f"[dim]waiting for {len(held)} cell{'s' if len(held) != 1 else ''} held by other workers "
-                      f"(checking every {poll_seconds:g}s)[/]")
+        if len(held) != said:  # once per change, not every poll: a held GPU cell can take hours
+            said = len(held)
+            _say(options, f"[dim]waiting for {said} cell{'s' if said != 1 else ''} held by other workers "
+                          f"(checking every {poll_seconds:g}s)[/]")
         time.sleep(poll_seconds)
         waiting = []
         for cell in held:
