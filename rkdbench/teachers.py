@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_verified, save_atomic, sha256_file
-from .config import canonical_hash, load_protocol
+from .config import Protocol, canonical_hash, load_protocol
 from .data import load_splits
 from .errors import MissingTeacherError
 
@@ -222,7 +222,7 @@ def load_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: t
     return model.to(device).eval().requires_grad_(False)
 
 
-def evaluation_entry(protocol, n_examples: int, sha256: str, metrics: dict[str, float], flags: list[str],
+def evaluation_entry(protocol: Protocol, n_examples: int, sha256: str, metrics: dict[str, float], flags: list[str],
                      **extra: Any) -> dict[str, Any]:
     """A measured card's `evaluations.<protocol hash>` entry: what the leaderboard's `AA gap to teacher` matches a
     suite's evaluation against (protocol name and overrides, so its evaluation fields can be compared)."""
