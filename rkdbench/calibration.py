@@ -34,7 +34,7 @@ from .config import Cell, Protocol, canonical_hash
 from .data import Splits
 
 __all__ = ["calibration_dir", "device_identity", "Linear", "TrainTiming", "Calibration", "Prediction",
-           "calibrate_cells", "predict_cell", "train_key", "attack_key", "first_stage_spec"]
+           "calibrate_cells", "predict_cell", "CLOCKS", "train_key", "attack_key", "first_stage_spec"]
 
 FORMAT = 1
 EPOCHS = 3  # the first is warm-up; the median of the others is kept
@@ -45,14 +45,20 @@ def calibration_dir() -> Path:
     return Path(os.environ.get("RKDBENCH_CALIBRATION_DIR", Path.home() / ".cache" / "rkdbench" / "calibration")).expanduser()
 
 
-def device_identity(device: torch.device) -> dict[str, Any]:
-    """What a timing depends on besides the work: the device's name, torch's version and the thread count."""
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # cpu: this process's CPU time (a shared machine)
+
+
+def device_identity(device: torch.device, clock: str = "wall") -> dict[str, Any]:
+    """What a timing depends on besides the work: the device's name, torch's version, the thread count, and the
+    clock (wall time, the default; or process CPU time, the load-independent view on a shared CPU machine)."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
-    return {"device": name, "device_type": device.type, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return {"device": name, "device_type": device.type, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "clock": clock}
 
 
 def _file_for(identity: dict[str, Any], folder: Path) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{identity['device']}-torch{identity['torch']}-t{identity['threads']}")
+    clock = "" if identity["clock"] == "wall" else f"-{identity['clock']}-clock"
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{identity['device']}-torch{identity['torch']}-t{identity['threads']}{clock}")
     return folder / f"{slug.strip('-')}.json"
 
 
@@ -98,8 +104,8 @@ class Calibration:
     path: Path | None = None
 
     @classmethod
-    def load(cls, device: torch.device, folder: Path | None = None) -> "Calibration":
-        identity = device_identity(device)
+    def load(cls, device: torch.device, folder: Path | None = None, clock: str = "wall") -> "Calibration":
+        identity = device_identity(device, clock)
         path = _file_for(identity, folder or calibration_dir())
         if path.is_file():
             data = json.loads(path.read_text())
@@ -211,16 +217,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _seconds(fn: Callable[[], object], device: torch.device) -> float:
+def _seconds(fn: Callable[[], object], device: torch.device, clock: str) -> float:
     _sync(device)
-    started = time.perf_counter()
+    started = CLOCKS[clock]()
     fn()
     _sync(device)
-    return time.perf_counter() - started
+    return CLOCKS[clock]() - started
 
 
-def measure_training(cell: Cell, device: torch.device, steps: int) -> TrainTiming:
-    """Three epochs of `steps` steps of the engine's fit() on synthetic data; the first epoch is warm-up."""
+def measure_training(cell: Cell, device: torch.device, steps: int, clock: str = "wall") -> TrainTiming:
+    """Three epochs of `steps` steps of the engine's fit() on synthetic data; the first epoch is warm-up. The engine
+    times training and validation in wall time; with the CPU clock each epoch's parts are scaled by the epoch's
+    CPU / wall ratio (read at the end of every epoch)."""
     from . import create
     from .engine import Trainer, TrainSetup
 
@@ -238,22 +246,27 @@ def measure_training(cell: Cell, device: torch.device, steps: int) -> TrainTimin
         card = create("teacher", teacher)
         teachers[role] = _network(card.architecture, dataset, device, card.arch_kwargs)
     torch.manual_seed(0)
+    marks = [(time.perf_counter(), CLOCKS[clock]())]
     with tempfile.TemporaryDirectory() as workdir, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         trainer = Trainer(TrainSetup(protocol=protocol, method=create("method", cell.method, **cell.method_overrides),
                                      student=_network(cell.student, dataset, device), teachers=teachers, splits=splits,
-                                     seed=0, device=device, workdir=Path(workdir)))
-        started = time.perf_counter()
+                                     seed=0, device=device, workdir=Path(workdir)),
+                          progress=lambda *_: marks.append((time.perf_counter(), CLOCKS[clock]())))
+        marks[0] = (time.perf_counter(), CLOCKS[clock]())
         history = trainer.fit().history
-        total = time.perf_counter() - started
-    measured = history[1:]
-    rest = (total - sum(h["train.epoch_seconds"] + h["val.seconds"] for h in history)) / EPOCHS
-    return TrainTiming(step=statistics.median(h["train.epoch_seconds"] for h in measured) / steps,
-                       val_point=statistics.median(h["val.seconds"] for h in measured) / val_points,
-                       epoch_rest=max(rest, 0.0))
+    epochs = []
+    for h, (wall0, clock0), (wall1, clock1) in zip(history, marks, marks[1:]):
+        scale = (clock1 - clock0) / (wall1 - wall0)
+        epochs.append((h["train.epoch_seconds"] * scale, h["val.seconds"] * scale,
+                       (wall1 - wall0 - h["train.epoch_seconds"] - h["val.seconds"]) * scale))
+    measured = epochs[1:]
+    return TrainTiming(step=statistics.median(e[0] for e in measured) / steps,
+                       val_point=statistics.median(e[1] for e in measured) / val_points,
+                       epoch_rest=max(statistics.median(e[2] for e in measured), 0.0))
 
 
 def measure_attack(protocol: Protocol, spec: dict[str, Any], model: nn.Module, dataset, device: torch.device,
-                   batch_size: int, points: int) -> Linear:
+                   batch_size: int, points: int, clock: str = "wall") -> Linear:
     """Seconds per batch of the attack on the unbreakable wrapper, at `points // 4` and `points` points (one batch
     each): the two give its fixed cost per batch (AutoAttack's thousands of iterations cost Python time whatever
     the batch) and its cost per point."""
@@ -266,14 +279,15 @@ def measure_attack(protocol: Protocol, spec: dict[str, Any], model: nn.Module, d
     y = torch.zeros(n2, dtype=torch.long, device=device)
     run = lambda n: run_attack(wrapped, protocol, spec, x[:n], y[:n], batch_size=batch_size)  # noqa: E731
     wrapped(x[:n1].clone().requires_grad_()).sum().backward()  # warm-up (kernels, allocator); a full AutoAttack is not
-    return Linear.through(n1, _seconds(lambda: run(n1), device), n2, _seconds(lambda: run(n2), device))
+    return Linear.through(n1, _seconds(lambda: run(n1), device, clock), n2, _seconds(lambda: run(n2), device, clock))
 
 
-def _per_point(fn: Callable[[Tensor, Tensor], object], dataset, device: torch.device, points: int) -> float:
+def _per_point(fn: Callable[[Tensor, Tensor], object], dataset, device: torch.device, points: int,
+               clock: str) -> float:
     x = torch.rand(points, *dataset.input_shape, generator=torch.Generator().manual_seed(2)).to(device)
     y = torch.zeros(points, dtype=torch.long, device=device)
     fn(x[:2], y[:2])  # warm-up
-    return _seconds(lambda: fn(x, y), device) / points
+    return _seconds(lambda: fn(x, y), device, clock) / points
 
 
 def calibrate_cells(cells: list[Cell], device: torch.device, calibration: Calibration, *, steps: int = 5,
@@ -286,11 +300,12 @@ def calibrate_cells(cells: list[Cell], device: torch.device, calibration: Calibr
     from .errors import ConfigError
     from .specialization import specialization_report
 
+    clock = calibration.identity["clock"]
     for cell in cells:
         key = train_key(cell)
         if redo or key not in calibration.train:
             with preserved_rng():
-                timing = measure_training(cell, device, steps)
+                timing = measure_training(cell, device, steps, clock)
             calibration.train[key] = asdict(timing)
             say(f"train {cell.variant} / {cell.student} / {cell.teacher}: {timing.step * 1e3:.1f} ms/step, "
                 f"{timing.val_point * 1e3:.2f} ms/validation point, {timing.epoch_rest:.2f} s/epoch besides")
@@ -308,10 +323,10 @@ def calibrate_cells(cells: list[Cell], device: torch.device, calibration: Calibr
             if not redo and key in calibration.attack:
                 continue
             entry: dict[str, Any] = {"batch_size": batch, "all": asdict(measure_attack(protocol, spec, model, dataset,
-                                                                                       device, batch, points))}
+                                                                                       device, batch, points, clock))}
             first = first_stage_spec(spec)
             if first is not None:
-                entry["first"] = asdict(measure_attack(protocol, first, model, dataset, device, batch, points))
+                entry["first"] = asdict(measure_attack(protocol, first, model, dataset, device, batch, points, clock))
             calibration.attack[key] = entry
             say(f"attack {label} on {student} (batch {batch}): {entry['all']['per_point'] * 1e3:.1f} ms/point + "
                 f"{entry['all']['fixed']:.2f} s/batch for a point that stays robust")
@@ -321,7 +336,7 @@ def calibrate_cells(cells: list[Cell], device: torch.device, calibration: Calibr
             if redo or key not in calibration.per_point:
                 wrapped = _Unbreakable(model, dataset.num_classes).to(device).eval()
                 calibration.per_point[key] = _per_point(
-                    lambda x, y: diagnose(wrapped, protocol, x, y, batch_size=batch), dataset, device, points)
+                    lambda x, y: diagnose(wrapped, protocol, x, y, batch_size=batch), dataset, device, points, clock)
         reference = protocol.section("protocol").get("teacher", "")
         for teacher in sorted({c.teacher for c in cells if c.student == student and c.teacher != "none"}
                               | ({reference} if reference else set())):
@@ -334,7 +349,7 @@ def calibrate_cells(cells: list[Cell], device: torch.device, calibration: Calibr
                 with preserved_rng():
                     calibration.per_point[key] = _per_point(
                         lambda x, y: specialization_report(teacher_net, model, x, y, float(threat["eps"]),
-                                                           threat["norm"]), dataset, device, points)
+                                                           threat["norm"]), dataset, device, points, clock)
             except ConfigError:  # architectures without stage views: the runner skips specialization too
                 calibration.per_point[key] = 0.0
         calibration.save()
