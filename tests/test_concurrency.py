@@ -264,13 +264,16 @@ def mlflow_server(tmp_path):
     server.stop()
 
 
-@pytest.fixture(params=["sqlite", "mlflow-server"])
+@pytest.fixture(params=["sqlite", "mlflow-server", "rkdbench-server-postgresql"])
 def store_env(request, tmp_path) -> dict[str, str]:
-    """The environment that points workers at a store: the results folder's sqlite file, or a real tracking
-    server (a PostgreSQL-backed server is added as another param where one is available)."""
+    """The environment that points workers at a store: the results folder's sqlite file, a real `mlflow server`
+    on sqlite, or `rkdbench server` on a real PostgreSQL (tests/services.py: skipped locally without one, a
+    failure under CI=1)."""
     if request.param == "sqlite":
         return {}
-    return {"MLFLOW_TRACKING_URI": request.getfixturevalue("mlflow_server").uri}
+    if request.param == "mlflow-server":
+        return {"MLFLOW_TRACKING_URI": request.getfixturevalue("mlflow_server").uri}
+    return {"MLFLOW_TRACKING_URI": request.getfixturevalue("tracking_server").url}
 
 
 @pytest.mark.slow
