@@ -112,6 +112,16 @@ class Journal:
         statuses = [e["status"] for e in self.entries if e["op"] == "status" and e["run_id"] == run_id]
         return statuses[-1] if statuses and statuses[-1] in TERMINAL else None
 
+    def epochs_missing(self, run_id: str, history: list[dict[str, float]], key: str) -> list[dict[str, float]]:
+        """The `history` entries (one per epoch, with "epoch") whose `key` metric this journal never recorded for
+        the run: epochs whose checkpoint was written but whose process died before their metrics were journaled.
+        Empty for a run this journal did not see created (an older version's run: its metrics are in MLflow)."""
+        entries = [e for e in self.entries if e["run_id"] == run_id]
+        if not any(e["op"] == "params" for e in entries):
+            return []
+        logged = {e["step"] for e in entries if e["op"] == "metrics" and key in e["metrics"]}
+        return [h for h in history if int(h["epoch"]) not in logged]
+
     def metrics(self, run_id: str) -> dict[str, float]:
         """The last value of every metric journaled for the run."""
         values: dict[str, float] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -29,6 +29,9 @@ from .teachers import (TeacherCard, build_teacher, default_model_dir, load_teach
                        teacher_path)
 from .tracking import TAG_PREFIX, Tracker, git_sha
 from .transfer import TeacherProbe
+
+if TYPE_CHECKING:
+    from .journal import JournaledTracker
 
 __all__ = ["RunOptions", "CellOutcome", "RunContext", "expand_cells", "prepare", "run_suite", "run_cell", "suite_status"]
 
@@ -377,7 +380,7 @@ def _delivered(journaled, outcome: CellOutcome, options: RunOptions, position: s
     return outcome
 
 
-def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_id: str, workdir: Path,
+def _train_and_evaluate(cell: Cell, tracker: JournaledTracker, options: RunOptions, run_id: str, workdir: Path,
                         position: str) -> CellOutcome:
     from . import create
 
@@ -410,6 +413,10 @@ def _train_and_evaluate(cell: Cell, tracker: Tracker, options: RunOptions, run_i
     finally:
         if progress is not None:
             progress.close()
+    # the engine journals an epoch's metrics after its checkpoint: a kill in between leaves that epoch only in the
+    # checkpoint's history, from which it is logged now (once: the journal then has it)
+    for entry in tracker.journal.epochs_missing(run_id, outcome.history, "train.loss"):
+        tracker.log_metrics(run_id, {k: v for k, v in entry.items() if k != "epoch"}, step=int(entry["epoch"]))
     reference, unavailable = _reference_teacher(cell, teachers, options, device)
     probe = None if reference is None else TeacherProbe(reference, int(protocol.section("eval")["batch_size"]) or 250)
     if probe is None:
