@@ -257,8 +257,8 @@ def _with_options(options):
 @click.option("--gpu-tflops", type=float, default=None,
               help="Sustained GPU throughput for --dry-run's GPU-hour estimate (default 40).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: cells one after another in this process; ray: one Ray task per cell, with the protocol's "
-                   "[resources] (extra rkdbench[ray]; see docs/scale.md).")
+              help="local: this process (or --workers N processes on this machine); ray: one Ray task per cell, "
+                   "with the protocol's [resources] (extra rkdbench[ray]; see docs/scale.md).")
 @click.option("--address", default=None, metavar="auto|HOST:PORT",
               help="With --executor ray: the Ray cluster to join (default: start a local one sized to this machine).")
 def run(suite: str, sets, results, model_dir, data_dir, device, quiet, as_json, build_teachers, dry_run, workers,

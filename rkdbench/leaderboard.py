@@ -10,6 +10,7 @@ and the MLflow leaderboard run in `leaderboard_publish`.
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import tomllib
 from collections.abc import Sequence
@@ -86,8 +87,15 @@ def collect_runs(tracker: Tracker, protocol: str | None = None) -> pd.DataFrame:
     filters = ["tags.`rkdbench.kind` = 'cell'", "attributes.status = 'FINISHED'"]
     if protocol:
         filters.append(f"tags.`rkdbench.protocol` = '{protocol}'")
+    # mlflow.search_runs reads the process-wide tracking URI (and exports it to the environment): set it for
+    # this one call only, so that a later store opened in the same process is not this one
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracker.uri)
-    runs = mlflow.search_runs(experiment_ids=experiments, filter_string=" and ".join(filters), output_format="pandas")
+    try:
+        runs = mlflow.search_runs(experiment_ids=experiments, filter_string=" and ".join(filters),
+                                  output_format="pandas")
+    finally:
+        mlflow.set_tracking_uri(previous)
     if runs.empty:
         return runs
     runs, ignored = counted_frame(runs)  # each cell key once: `counting`

@@ -444,6 +444,8 @@ def _train_and_evaluate(cell: Cell, tracker: JournaledTracker, options: RunOptio
     tracker.log_artifact(run_id, workdir / "per_class.csv")
     tracker.log_artifact(run_id, trainer.last_path, "checkpoints")
     tracker.log_artifact(run_id, trainer.best_path, "checkpoints")
+    if trainer.swa_path.is_file():  # the weight-averaged student a protocol with train.swa_start evaluates
+        tracker.log_artifact(run_id, trainer.swa_path, "checkpoints")
     tracker.finish(run_id, "FINISHED")
     pm.hook.run_finished(run=context, result=metrics)
     _say(options, f"{position} done {cell.label}: clean {metrics['test.clean_acc']:.1%}, "

@@ -246,11 +246,12 @@ formula lives in `src/${module}/method.py`; its unit test in `tests/test_method.
 ```bash
 pip install -e .                         # registers the entry point, so rkdbench finds `${method}`
 pytest                                   # the unit tests (the registration test runs once installed)
-rkdbench run suite.toml --build-teachers # digits-quick's setup with ${method} next to pgd-at
+rkdbench run suite.toml --build-teachers # ${method} next to pgd-at on the digits protocol
 ```
 
-`suite.toml` is the built-in `digits-quick` suite (offline, CPU, minutes) with `${method}` in place of ARD and
-RSLAD; the first run builds the digits teacher once. Then read the results:
+`suite.toml` runs `${method}` next to PGD-AT on the digits protocol (offline, CPU, minutes) with the evaluation
+of the built-in `digits-all-quick` sweep (the first 200 test points, last and best-val checkpoints), so its rows
+share that sweep's protocol and compare with its leaderboard; the first run builds the digits teacher once. Then read the results:
 
 ```bash
 rkdbench leaderboard                     # method x student x teacher, by AutoAttack accuracy

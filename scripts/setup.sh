@@ -21,14 +21,17 @@ if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
   "$VENV/bin/python" "${PIP[@]}" torch==2.14.1 torchvision==0.29.1 >&2
 fi
 # $RKDBENCH_EXTRAS: the demo needs none; scripts/test.sh asks for test,ray,server (the scale-out tests drive a
-# real Ray head and `rkdbench server` on PostgreSQL). The editable install points at this clone: it is redone
-# for another clone, another pyproject.toml or other extras.
-EXTRAS="${RKDBENCH_EXTRAS:-}"
-STAMP="$VENV/.rkdbench-install-$( (pwd; cat pyproject.toml; echo "$EXTRAS") | sha256sum | cut -c1-16)"
-if [ ! -e "$STAMP" ]; then
+# real Ray head and `rkdbench server` on PostgreSQL). The editable install points at this clone: it is redone for
+# another clone or another pyproject.toml, or when an extra is asked for that the last install did not have (the
+# stamp holds the extras installed, so the demo after the tests installs nothing).
+STAMP="$VENV/.rkdbench-install-$( (pwd; cat pyproject.toml) | sha256sum | cut -c1-16)"
+INSTALLED="$(cat "$STAMP" 2>/dev/null || true)"
+REQUESTED="${RKDBENCH_EXTRAS:-}"
+EXTRAS="$(printf '%s\n' ${INSTALLED//,/ } ${REQUESTED//,/ } | sed '/^$/d' | sort -u | paste -sd, -)"
+if [ ! -e "$STAMP" ] || [ "$EXTRAS" != "$INSTALLED" ]; then
   say "installing rkdbench (editable) with MLflow, pandas, scikit-learn and AutoAttack${EXTRAS:+, extras $EXTRAS}: about 1-2 minutes"
   "$VENV/bin/python" "${PIP[@]}" -e ".${EXTRAS:+[$EXTRAS]}" >&2
-  rm -f "$VENV"/.rkdbench-install-* && touch "$STAMP"
+  rm -f "$VENV"/.rkdbench-install-* && printf '%s' "$EXTRAS" >"$STAMP"
 fi
 say "ready: $VENV"
 echo "$VENV"
