@@ -49,6 +49,9 @@ services_start() {
   echo "services: PostgreSQL at 127.0.0.1:$port ($SERVICES_PG_DIR)" >&2
 
   ray_port="$(_services_free_port "$python")"
+  # Ray's loopback mode (its switch for laptops): every Ray process of the head and of the tests' drivers on
+  # 127.0.0.1, not on the machine's network address (Ray maps --node-ip-address 127.0.0.1 to that address)
+  export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
   SERVICES_RAY_LOG="$SERVICES_PG_DIR/ray-head.log"
   # Ray's token authentication with a token of this head's own (not ~/.ray/auth_token, which other Ray
   # instances of the same user may replace); the tests' drivers inherit both variables.

@@ -129,8 +129,9 @@ def ray_address(tmp_path_factory):
     token.write_text(secrets.token_hex(32))
     # the head's own token (not ~/.ray/auth_token, shared with every Ray instance of this user); the tests'
     # drivers, started as subprocesses, inherit these variables
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    # and Ray's loopback mode, as scripts/services.sh: the head and the drivers on 127.0.0.1 only
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     ray_cli = Path(sys.executable).with_name("ray")
     with log.open("w") as out:  # --block: the head lives in this process group, stopped with it (not `ray stop`)
         process = subprocess.Popen([str(ray_cli), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",

@@ -44,7 +44,8 @@ def test_autoattack_pays_first_stage_on_correct_and_the_rest_on_robust_points():
 
 
 def test_predict_cell_from_controlled_entries():
-    cell = next(c for c in expand_cells(load_suite("digits-quick")) if c.method == "rslad")
+    # digits-all-quick: 200 test points, last and best-val checkpoints
+    cell = next(c for c in expand_cells(load_suite("digits-all-quick")) if c.method == "rslad")
     calibration = Calibration(device_identity(CPU))
     calibration.train[train_key(cell)] = {"step": 0.1, "val_point": 0.01, "epoch_rest": 0.5}
     calibration.attack[attack_key(cell.protocol, "pgd20", "cnn-small", 500)] = {

@@ -35,8 +35,8 @@ def test_bf16_is_opt_in_and_changes_the_protocol_hash_and_the_cell_key():
 
 
 def test_the_digits_protocol_keeps_its_hash():
-    # the committed digits leaderboards are keyed by it (leaderboards/digits-linf@2d532252)
-    assert load_suite("digits-quick").protocol.experiment_name == "digits-linf@2d532252"
+    # the committed digits leaderboards are keyed by it (leaderboards/digits-linf@2d532252 is digits-all-quick's)
+    assert load_suite("digits-all-quick").protocol.experiment_name == "digits-linf@2d532252"
     assert load_suite("digits-full").protocol.hash == "2146ed1f1d9c19f7"  # leaderboards/digits-linf
     assert "precision" not in load_protocol("digits-linf").section("train")  # absent = fp32
 

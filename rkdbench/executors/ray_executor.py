@@ -83,6 +83,10 @@ def _token_available() -> bool:
 def connect(address: str | None, log_to_driver: bool = True):
     """Connect to the cluster at `address` ('auto' or HOST:PORT), or start a local one sized to the machine;
     `log_to_driver` forwards the workers' and Ray's own output to this process's stdout."""
+    if address is None and "ray" not in sys.modules:
+        # a local cluster serves this machine only: Ray's loopback mode (its switch for laptops) keeps every Ray
+        # process on 127.0.0.1 instead of the machine's network address; read by Ray at import, hence the check
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = _import_ray()
     if address is not None and address != "auto":
         _check_address_reachable(address)
