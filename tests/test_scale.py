@@ -21,7 +21,8 @@ from mlflow.tracking import MlflowClient
 from services import free_port
 
 from rkdbench.config import builtin_names, load_protocol, load_suite
-from rkdbench.errors import ConfigError
+from rkdbench.errors import ConfigError, UserError
+from rkdbench.executors.ray_executor import check_store_for_cluster
 from rkdbench.runner import expand_cells
 
 pytestmark = pytest.mark.slow
@@ -309,6 +310,16 @@ def test_ray_ctrl_c_cancels_the_tasks_and_the_cell_resumes(tmp_path, ray_address
     assert sorted(m.step for m in client.get_metric_history(cell["run_id"], "train.loss")) == [0, 1]
 
 
+def test_a_sqlite_store_is_refused_for_several_nodes_only():
+    with pytest.raises(UserError, match=r"sqlite store .* 2 nodes of Ray cluster 10\.0\.0\.1:6379; .*rkdbench server"):
+        check_store_for_cluster("sqlite:////r/mlflow.db", 2, "10.0.0.1:6379")
+    check_store_for_cluster("sqlite:////r/mlflow.db", 1, "auto")  # a local cluster: one node
+    check_store_for_cluster("http://127.0.0.1:5000", 3, "10.0.0.1:6379")  # a tracking server serves every node
+
+
+@pytest.mark.skipif(os.environ.get("RKDBENCH_TEST_RAY_MULTINODE") != "1",
+                    reason="a second Ray node on this machine needs Ray's cluster mode, which binds the machine's "
+                           "network address; the CI keeps Ray on loopback (RKDBENCH_TEST_RAY_MULTINODE=1 runs it)")
 def test_ray_sqlite_store_on_a_multi_node_cluster_is_refused(tmp_path, ray_address):
     """A second node (no CPUs, so it takes no task) joins the head: a sqlite store cannot serve both."""
     log = tmp_path / "node.log"

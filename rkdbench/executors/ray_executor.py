@@ -154,13 +154,19 @@ def run_on_ray(cells: list, tracker, options, prepare: Callable[[list, Any, Any]
         return _connected_run(cells, tracker, options, prepare)
 
 
+def check_store_for_cluster(tracking_uri: str, alive_nodes: int, address: str) -> None:
+    """A sqlite store lives on one machine: refuse it for a cluster of several nodes (a local cluster has one;
+    $RAY_ADDRESS may name a bigger one), with the command of the store to use instead."""
+    if alive_nodes > 1 and tracking_uri.startswith("sqlite:"):
+        raise UserError(f"a sqlite store ({tracking_uri}) cannot be shared by the {alive_nodes} nodes of Ray cluster "
+                        f"{address}; {SERVER_HINT}")
+
+
 def _connected_run(cells: list, tracker, options, prepare: Callable[[list, Any, Any], None]) -> list:
     ray = connect(options.address, log_to_driver=options.console is not None)
     try:
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        if len(nodes) > 1 and tracker.uri.startswith("sqlite:"):  # a local cluster has one node; $RAY_ADDRESS may not
-            raise UserError(f"a sqlite store ({tracker.uri}) cannot be shared by the {len(nodes)} nodes of Ray cluster "
-                            f"{options.address or os.environ.get('RAY_ADDRESS', '')}; {SERVER_HINT}")
+        check_store_for_cluster(tracker.uri, sum(bool(n.get("Alive")) for n in ray.nodes()),
+                                options.address or os.environ.get("RAY_ADDRESS", ""))
         prepare(cells, tracker, options)
         return _run_tasks(ray, cells, tracker, options)
     finally:
