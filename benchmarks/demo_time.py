@@ -87,7 +87,7 @@ def instrument(clock: PhaseClock) -> None:
     clock.wrap(runner, "build_teacher", "train", context="teacher")
     clock.wrap(runner, "run_cell", "train", context=lambda cell, *a, **k: f"cell {cell.variant}")
     clock.wrap(engine, "robust_accuracy", "validation (PGD-10 per epoch)")
-    clock.wrap(evaluation, "run_attack", lambda model, protocol, spec, *a, **k: f"evaluation: {spec['attack']}")
+    clock.wrap(evaluation, "attack_result", lambda model, protocol, spec, *a, **k: f"evaluation: {spec['attack']}")
     clock.wrap(evaluation, "predict", "evaluation: clean")
     clock.wrap(runner, "_specialization", "specialization diagnostics")
     clock.wrap(runner, "load_splits", "data and models")

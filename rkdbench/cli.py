@@ -24,7 +24,9 @@ DATA_DIR_HELP = ("Dataset files in torchvision's layout, e.g. cifar-10-batches-p
                  "~/.cache/rkdbench/data; a protocol's data_root wins).")
 
 
-DEMO_WORKERS = 1  # cells side by side once local workers exist (rkdbench run --workers)
+# one worker: on 2 cores the demo meets its time goals serially (README); `--workers 2` was measured 1.21x
+# faster on a short digits-quick, not worth two more processes importing torch on a first contact
+DEMO_WORKERS = 1
 LOG_WIDTH = 100  # tables printed to a log or pipe are laid out for this many columns
 
 
