@@ -6,6 +6,7 @@ byte-stable regeneration, and the MLflow leaderboard run (logged once per change
 from __future__ import annotations
 
 import io
+import os
 import json
 import re
 import statistics
@@ -326,7 +327,7 @@ def test_pareto_front():
     assert pareto_front(points) == [0, 4, 2]
 
 
-def test_leaderboard_command_writes_files_and_logs_one_run_per_change(own_store, tmp_path, capsys):
+def test_leaderboard_command_writes_files_and_logs_one_run_per_change(own_store, tmp_path, capsys, monkeypatch):
     store = own_store
     results, out = str(store.results), tmp_path / "boards"
     assert _cli("leaderboard", "--results", results, "--out", str(out)) == 0
@@ -342,6 +343,8 @@ def test_leaderboard_command_writes_files_and_logs_one_run_per_change(own_store,
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"leaderboard.md", "leaderboard.html", "leaderboard.csv", "leaderboard.json", "pareto.png",
             "aa_vs_cost.png", "val_curves.png"} <= artifacts
+    # MlflowClient.load_table finds its runs through MLflow's process-wide tracking URI, not the client's store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     logged = client.load_table(experiment, "leaderboard.json", run_ids=[run.info.run_id])
     assert list(logged["method_variant"]) == ["best", "close", "far"]
     # the leaderboard run is never a row, and an unchanged rebuild logs nothing new
@@ -357,3 +360,10 @@ def test_leaderboard_command_writes_files_and_logs_one_run_per_change(own_store,
     # a selection the runs have no numbers for is an error, not an empty table
     assert _cli("leaderboard", "--results", results, "--selection", "best-val") == 2
     assert "best-val" in capsys.readouterr().err
+
+
+def test_collect_runs_leaves_the_process_tracking_uri_alone(own_store, monkeypatch):
+    # a second store opened later in the same process must not receive this one's runs
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert len(collect_runs(own_store)) == 4
+    assert "MLFLOW_TRACKING_URI" not in os.environ
