@@ -26,7 +26,7 @@ from torch import nn
 from .checkpoint import CheckpointError, load_verified, save_atomic, sha256_file
 from .config import Protocol, canonical_hash, load_protocol
 from .data import load_splits
-from .errors import MissingTeacherError
+from .errors import ConfigError, MissingTeacherError
 
 __all__ = ["TeacherCard", "LogitEnsemble", "default_model_dir", "teacher_path", "bundled_path", "layout_paths", "member_paths", "card_path",
            "read_measured_card", "load_teacher", "missing_teacher_message",
@@ -222,6 +222,18 @@ def load_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: t
     return model.to(device).eval().requires_grad_(False)
 
 
+RECIPE_SELECTIONS = ("best-val", "last")
+
+
+def recipe_selection(recipe: dict[str, Any]) -> str:
+    """Which checkpoint of a build recipe becomes the teacher: `best-val` (the default: the best validation PGD
+    epoch, right for a robust teacher) or `last` (a naturally trained teacher)."""
+    selection = recipe.get("selection", "best-val")
+    if selection not in RECIPE_SELECTIONS:
+        raise ConfigError(f"teacher recipe: selection = {selection!r} is not one of {', '.join(RECIPE_SELECTIONS)}")
+    return selection
+
+
 def evaluation_entry(protocol: Protocol, n_examples: int, sha256: str, metrics: dict[str, float], flags: list[str],
                      **extra: Any) -> dict[str, Any]:
     """A measured card's `evaluations.<protocol hash>` entry: what the leaderboard's `AA gap to teacher` matches a
@@ -260,8 +272,11 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
                       progress=progress)
     outcome = trainer.fit()
     train_seconds = time.perf_counter() - started
-    best = load_verified(trainer.best_path, map_location=device)
-    student.load_state_dict(best["model"])
+    selection = recipe_selection(recipe)
+    # A naturally trained teacher has ~0% PGD accuracy at every epoch, so "best validation PGD" would pick an
+    # early, barely trained epoch: its recipe says `selection = "last"`.
+    chosen = trainer.last_path if selection == "last" else trainer.best_path
+    student.load_state_dict(load_verified(chosen, map_location=device)["model"])
     eval_overrides = {**(eval_set or {}), **({} if n_examples is None else {"eval.n_examples": n_examples})}
     eval_protocol = protocol if not eval_overrides else load_protocol(
         recipe["protocol"], {**recipe.get("set", {}), **eval_overrides}, where="teacher evaluation")
@@ -275,7 +290,7 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
         "parameters": sum(p.numel() for p in student.parameters()),
         "recipe": recipe, "recipe_hash": card.recipe_hash,
         "protocol": protocol.name, "protocol_hash": protocol.hash, "eps": protocol.section("threat")["eps"],
-        "selected_epoch": outcome.best_epoch, "n_examples": len(y),
+        "selected_epoch": outcome.last_epoch if selection == "last" else outcome.best_epoch, "n_examples": len(y),
         "clean_acc": evaluation.metrics["clean_acc"],
         "pgd20_acc": evaluation.metrics.get("pgd20_acc"), "aa_acc": evaluation.metrics.get("aa_acc"),
         "flags": evaluation.flags,

@@ -79,3 +79,35 @@ def test_a_teacher_without_recipe_cannot_be_built(tmp_path):
     card = dataclasses.replace(rkdbench.create("teacher", TEACHER), recipe=None, source="https://example.org/x.pt")
     with pytest.raises(UserError, match="no build recipe"):
         build_teacher(card, tmp_path, torch.device("cpu"))
+
+
+def test_a_natural_teacher_recipe_keeps_its_last_epoch_not_the_best_validation_pgd_one(tmp_path):
+    """Clean training has ~0 validation PGD accuracy at every epoch, so `best-val` would keep a barely trained
+    epoch; the natural teacher's recipe asks for the last one, and the saved weights are that checkpoint's."""
+    import dataclasses
+
+    from rkdbench.checkpoint import load_verified
+    from rkdbench.teachers import build_teacher, read_measured_card
+
+    card = rkdbench.create("teacher", "digits/Linf/rkdbench-cnn-large-standard")
+    assert card.recipe["selection"] == "last" and "last epoch" in card.source
+    tiny = dataclasses.replace(card, recipe={**card.recipe, "set": {**card.recipe["set"], "train.epochs": 3,
+                                                                    "eval.attacks.aa.version": "custom",
+                                                                    "eval.attacks.aa.attacks": ["apgd-ce"]}})
+    measured = build_teacher(tiny, tmp_path, torch.device("cpu"), n_examples=5)
+    assert measured["selected_epoch"] == 2 == read_measured_card(tiny, tmp_path)["selected_epoch"]
+    workdir = tmp_path / ".build" / card.name
+    best = workdir / "best.pt"  # premise (seeded): best-val is absent or another epoch, so the two differ here
+    assert not best.is_file() or load_verified(best)["epoch"] != 2
+    last = load_verified(workdir / "last.pt")["model"]
+    saved = torch.load(teacher_path(tiny, tmp_path), weights_only=True)["state_dict"]
+    assert all(torch.equal(saved[k], last[k]) for k in saved)
+
+
+def test_a_recipe_selection_outside_the_choices_is_refused():
+    from rkdbench.errors import ConfigError
+    from rkdbench.teachers import recipe_selection
+
+    assert recipe_selection({}) == "best-val"
+    with pytest.raises(ConfigError, match="selection = 'best' is not one of best-val, last"):
+        recipe_selection({"selection": "best"})

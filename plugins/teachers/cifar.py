@@ -85,9 +85,10 @@ CIFAR100_NATURAL = TeacherCard(
     name="cifar100/Linf/rkdbench-wrn-28-10-standard", architecture="wrn-28-10", dataset="cifar100", norm="Linf",
     eps=EPS_8, num_classes=100, in_channels=3,
     source="built by rkdbench: standard (clean cross-entropy) training on cifar100-linf-8's data and budget, "
-           "best validation epoch",
+           "last epoch",
     license="CIFAR-100 terms; weights produced locally",
-    recipe={"protocol": "cifar100-linf-8", "method": "standard", "seed": 0},
+    # the last epoch: validation PGD accuracy, which picks a robust teacher's epoch, is ~0 for a natural one
+    recipe={"protocol": "cifar100-linf-8", "method": "standard", "seed": 0, "selection": "last"},
 )
 
 
