@@ -110,8 +110,15 @@ def _expected_sha256(card: TeacherCard, model_dir: Path, member: int = 0) -> str
     return card.sha256 or (measured or {}).get("sha256")
 
 
+def stale_recipe(card: TeacherCard, model_dir: str | os.PathLike[str]) -> bool:
+    """A harness teacher whose cached build followed another recipe than its card's (the measured card's
+    `recipe_hash` differs): it must be rebuilt, never used silently."""
+    measured = read_measured_card(card, model_dir) if card.recipe is not None else None
+    return bool(measured and measured.get("recipe_hash") and measured["recipe_hash"] != card.recipe_hash)
+
+
 def teacher_status(card: TeacherCard, model_dir: str | os.PathLike[str]) -> str:
-    """'present', 'missing' or 'hash mismatch'."""
+    """'present', 'missing', 'hash mismatch' or 'stale recipe'."""
     paths = member_paths(card, model_dir)
     if not all(path.is_file() for path in paths):
         return "missing"
@@ -119,7 +126,7 @@ def teacher_status(card: TeacherCard, model_dir: str | os.PathLike[str]) -> str:
         expected = _expected_sha256(card, Path(model_dir), i)
         if expected and sha256_file(path) != expected:
             return "hash mismatch"
-    return "present"
+    return "stale recipe" if stale_recipe(card, model_dir) else "present"
 
 
 def _record_first_use(card: TeacherCard, model_dir: Path, digests: list[str]) -> None:

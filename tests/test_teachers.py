@@ -111,3 +111,15 @@ def test_a_recipe_selection_outside_the_choices_is_refused():
     assert recipe_selection({}) == "best-val"
     with pytest.raises(ConfigError, match="selection = 'best' is not one of best-val, last"):
         recipe_selection({"selection": "best"})
+
+
+def test_a_cached_teacher_built_from_another_recipe_is_stale(teacher_dir, tmp_path):
+    from rkdbench.teachers import card_path, teacher_status
+
+    card = rkdbench.create("teacher", TEACHER)
+    copy = tmp_path / "models"
+    shutil.copytree(teacher_dir, copy)
+    assert teacher_status(card, copy) == "present"
+    measured = json.loads(card_path(card, copy).read_text())
+    card_path(card, copy).write_text(json.dumps({**measured, "recipe_hash": "0" * 16}))  # an older recipe
+    assert teacher_status(card, copy) == "stale recipe"
