@@ -236,9 +236,10 @@ class Method:
         return {}
 
     def configure_optimizer(self, train: dict[str, Any], network: str = "student") -> dict[str, Any]:
-        """The optimizer settings (the protocol's `[train]` keys: optimizer, lr, momentum, nesterov,
-        weight_decay) for the student (`network = "student"`) or one of the method's own networks. Default: the
-        protocol's. Every change must come from a method parameter, so that it is part of the cell key."""
+        """The optimizer settings for the student (`network = "student"`) or one of the method's own networks:
+        `train` holds the protocol's `[train]` fields, typed and with their defaults (optimizer, lr, momentum,
+        nesterov, weight_decay, ...); return it changed or as is. Every change must come from a method parameter,
+        so that it is part of the cell key."""
         return train
 
     def describe(self) -> dict[str, Any]:

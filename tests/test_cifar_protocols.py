@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import mlflow
 import pandas as pd
@@ -103,10 +104,11 @@ def test_shards_partition_the_cells(capsys):
 
 def test_gpu_feature_flags():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert gpu_features({}, cuda) == (False, False)  # protocols without the fields keep fp32 numerics
-    assert gpu_features({"precision": "auto", "channels_last": "auto"}, cuda) == (True, True)
-    assert gpu_features({"precision": "auto", "channels_last": "auto"}, cpu) == (False, False)
-    assert gpu_features({"precision": "bf16", "channels_last": "on"}, cpu) == (True, True)
+    train = load_protocol("digits-linf").train
+    assert gpu_features(train, cuda) == (False, False)  # protocols without the fields keep fp32 numerics
+    auto = replace(train, precision="auto", channels_last="auto")
+    assert gpu_features(auto, cuda) == (True, True) and gpu_features(auto, cpu) == (False, False)
+    assert gpu_features(replace(train, precision="bf16", channels_last="on"), cpu) == (True, True)
 
 
 class Spy(nn.Module):

@@ -21,15 +21,15 @@ def test_every_cifar_protocol_trains_in_fp32_even_on_cuda():
     names = [n for n in builtin_names("protocols") if n.startswith("cifar")]
     assert len(names) >= 8  # the shipped CIFAR-10/100 protocols and paper recipes
     for name in names:
-        train = load_protocol(name).section("train")
-        assert train["precision"] == "fp32", name
+        train = load_protocol(name).train
+        assert train.precision == "fp32", name
         assert gpu_features(train, CUDA)[0] is False, name  # no bf16 autocast
 
 
 def test_bf16_is_opt_in_and_changes_the_protocol_hash_and_the_cell_key():
     fp32 = cells("cifar10-short")["rslad"]
     bf16 = cells("cifar10-short", **{"train.precision": "bf16"})["rslad"]
-    assert gpu_features(bf16.protocol.section("train"), CUDA)[0] is True
+    assert gpu_features(bf16.protocol.train, CUDA)[0] is True
     assert fp32.protocol.hash != bf16.protocol.hash and fp32.key != bf16.key
     assert bf16.protocol.experiment_name.startswith("cifar10-linf-8-short@")
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from .fields import Section
 from .files import builtin_names, canonical_hash, flatten, parse_set, read_toml, resolve_path, to_toml
-from .protocol import Evaluation, Header, Inputs, Protocol, Resources, Threat, Train, load_protocol
+from .protocol import (DataConfig, EvalConfig, HeaderConfig, Protocol, ResourcesConfig, ThreatConfig, TrainConfig,
+                       load_protocol)
 from .suite import Cell, Suite, SuiteTable, load_suite
 
 __all__ = [
@@ -30,11 +31,11 @@ __all__ = [
     "read_toml",
     "resolve_path",
     "Section",
-    "Header",
-    "Threat",
-    "Inputs",
-    "Train",
-    "Evaluation",
-    "Resources",
+    "HeaderConfig",
+    "ThreatConfig",
+    "DataConfig",
+    "TrainConfig",
+    "EvalConfig",
+    "ResourcesConfig",
     "SuiteTable",
 ]

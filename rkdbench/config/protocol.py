@@ -3,7 +3,7 @@
 A protocol fixes everything but the method (data, threat, teacher, budget, evaluation). Each TOML table is a frozen
 `Section` dataclass below, one line per field (type, default, allowed values): adding a protocol field is one line
 there. Readers use the typed attributes: `protocol.header` ([protocol]), `protocol.threat`, `protocol.inputs`
-([data]), `protocol.train`, `protocol.eval`, `protocol.resources`. `protocol.data` is the canonical nested table (as
+([data]: not `protocol.data`, which is the canonical table), `protocol.train`, `protocol.eval`, `protocol.resources`. `protocol.data` is the canonical nested table (as
 written, overrides applied, no defaults added): the protocol hash, the cell key and the logged params are computed
 over it, so a new optional field changes no existing hash. `[resources]` (how much hardware a cell asks a scheduler
 for) is kept out of `data`: where a cell runs never changes what it computes. Every error names the file, the field,
@@ -21,14 +21,15 @@ from ..errors import ConfigError, close_matches
 from .fields import Check, Section, above, at_least, optional, required
 from .files import canonical_hash, read_toml, resolve_path
 
-__all__ = ["Header", "Threat", "Inputs", "Train", "Evaluation", "Resources", "Protocol", "load_protocol"]
+__all__ = ["HeaderConfig", "ThreatConfig", "DataConfig", "TrainConfig", "EvalConfig", "ResourcesConfig", "Protocol",
+           "load_protocol"]
 
 Augmentation = Literal["none", "pad1-crop", "pad4-crop-flip", "strong"]
 Selection = Literal["last", "best-val", "swa"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class Header(Section):
+class HeaderConfig(Section):
     """[protocol]: what the protocol is, its dataset and its default teacher."""
 
     table = "protocol"
@@ -41,14 +42,14 @@ class Header(Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Threat(Section):
+class ThreatConfig(Section):
     table = "threat"
     norm: Literal["Linf", "L2"] = required()
     eps: float = required(above(0))
 
 
 @dataclass(frozen=True, kw_only=True)
-class Inputs(Section):
+class DataConfig(Section):
     """[data]: how the training split is held out and augmented."""
 
     table = "data"
@@ -57,7 +58,7 @@ class Inputs(Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Train(Section):
+class TrainConfig(Section):
     table = "train"
     epochs: int = required(at_least(1))
     batch_size: int = required(at_least(1))
@@ -78,7 +79,7 @@ class Train(Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Evaluation(Section):
+class EvalConfig(Section):
     table = "eval"
     n_examples: int = required(at_least(0, "0 = the whole test split"))
     batch_size: int = required(at_least(0, "0 = chosen from free memory on CUDA"))
@@ -91,7 +92,7 @@ class Evaluation(Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Resources(Section):
+class ResourcesConfig(Section):
     """[resources]: what one cell asks a scheduler for (the Ray executor); never hashed."""
 
     table = "resources"
@@ -101,8 +102,8 @@ class Resources(Section):
 
 # TOML table -> (Protocol attribute, section); [resources] is apart (not hashed)
 SECTIONS: dict[str, tuple[str, type[Section]]] = {
-    "protocol": ("header", Header), "threat": ("threat", Threat), "data": ("inputs", Inputs),
-    "train": ("train", Train), "eval": ("eval", Evaluation),
+    "protocol": ("header", HeaderConfig), "threat": ("threat", ThreatConfig), "data": ("inputs", DataConfig),
+    "train": ("train", TrainConfig), "eval": ("eval", EvalConfig),
 }
 
 
@@ -114,12 +115,12 @@ class Protocol:
     data: dict[str, Any]
     source: str
     overrides: dict[str, Any]
-    resources: Resources = field(default_factory=Resources)
-    header: Header = field(init=False, repr=False, compare=False)
-    threat: Threat = field(init=False, repr=False, compare=False)
-    inputs: Inputs = field(init=False, repr=False, compare=False)
-    train: Train = field(init=False, repr=False, compare=False)
-    eval: Evaluation = field(init=False, repr=False, compare=False)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    header: HeaderConfig = field(init=False, repr=False, compare=False)
+    threat: ThreatConfig = field(init=False, repr=False, compare=False)
+    inputs: DataConfig = field(init=False, repr=False, compare=False)
+    train: TrainConfig = field(init=False, repr=False, compare=False)
+    eval: EvalConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for attribute, section in _parse_sections(self.source, self.data).items():
@@ -182,18 +183,18 @@ def load_protocol(name_or_path: str, overrides: dict[str, Any] | None = None, wh
     return Protocol(name=data["protocol"]["name"], data=data, source=source, overrides=overrides, resources=resources)
 
 
-def _split_resources(source: str, raw: dict[str, Any], overrides: dict[str, Any], where: str) -> Resources:
+def _split_resources(source: str, raw: dict[str, Any], overrides: dict[str, Any], where: str) -> ResourcesConfig:
     """Take [resources] out of the TOML and `resources.*` out of the overrides (both in place), validated."""
     table = raw.pop("resources", {})
-    Resources.parse(source, table)
+    ResourcesConfig.parse(source, table)
     table = dict(table)
     for dotted in [k for k in overrides if k.split(".")[0] == "resources"]:
         table[dotted.partition(".")[2]] = overrides.pop(dotted)
-        Resources.parse(where, table)
-    return Resources.parse(source, table)
+        ResourcesConfig.parse(where, table)
+    return ResourcesConfig.parse(source, table)
 
 
-def _validate_swa(where: str, train: Train, evaluation: Evaluation) -> None:
+def _validate_swa(where: str, train: TrainConfig, evaluation: EvalConfig) -> None:
     start = train.swa_start
     if ("swa" in evaluation.selections) != (start is not None):
         raise ConfigError(f"{where}: eval.selections contains 'swa' exactly when train.swa_start is set "
@@ -202,7 +203,7 @@ def _validate_swa(where: str, train: Train, evaluation: Evaluation) -> None:
         raise ConfigError(f"{where}: train.swa_start = {start} must be below train.epochs = {train.epochs}")
 
 
-def _validate_eval_attacks(where: str, evaluation: Evaluation) -> None:
+def _validate_eval_attacks(where: str, evaluation: EvalConfig) -> None:
     if not evaluation.attacks:
         raise ConfigError(f"{where}: [eval.attacks] must name at least one attack")
     for label, spec in evaluation.attacks.items():

@@ -69,6 +69,11 @@ class Cell:
         return self.method if not changed else f"{self.method}[{','.join(f'{k}={v}' for k, v in sorted(changed.items()))}]"
 
     @property
+    def reference_teacher(self) -> str:
+        """The teacher that measures this cell's specialization and transfer: its own, else the protocol's ("")."""
+        return self.teacher if self.teacher != "none" else self.protocol.header.teacher
+
+    @property
     def label(self) -> str:
         extra = "".join(f" + {role}:{name}" for role, name in sorted(self.extra_teachers.items()))
         return f"{self.variant} / {self.student} / {self.teacher}{extra} / seed {self.seed}"
