@@ -38,7 +38,7 @@ def test_the_digits_protocol_keeps_its_hash():
     # the committed digits leaderboards are keyed by it (leaderboards/digits-linf@2d532252 is digits-all-quick's)
     assert load_suite("digits-all-quick").protocol.experiment_name == "digits-linf@2d532252"
     assert load_suite("digits-full").protocol.hash == "2146ed1f1d9c19f7"  # leaderboards/digits-linf
-    assert "precision" not in load_protocol("digits-linf").section("train")  # absent = fp32
+    assert "precision" not in load_protocol("digits-linf").data["train"]  # absent = fp32
 
 
 def test_adaad_uses_batchmean_on_cifar100_only():
@@ -56,7 +56,7 @@ def test_mart_beta_follows_the_official_script_of_the_student():
 def test_mtard_eta_decay_defaults_to_the_protocols_milestones_in_every_suite():
     for suite in ("cifar10-standard", "cifar10-paper-mtard", "cifar100-standard", "digits-all-quick"):
         assert cells(suite)["mtard"].method_params["eta_decay_epochs"] == "auto", suite
-    assert load_protocol("cifar10-linf-8-paper-rslad").section("train")["milestones"] == [215, 260, 285]
+    assert load_protocol("cifar10-linf-8-paper-rslad").train.milestones == (215, 260, 285)
 
 
 def test_bn_side_effects_default_on_where_the_official_code_has_them():
