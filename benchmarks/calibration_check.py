@@ -76,7 +76,7 @@ def main() -> None:
     device = torch.device("cpu")
     suite = load_suite(args.suite, parse_set(args.sets))
     cells = expand_cells(suite)
-    dataset = get_registry().get("dataset", suite.protocol.section("protocol")["dataset"]).obj
+    dataset = get_registry().get("dataset", suite.protocol.header.dataset).obj
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(os.environ.get("RKDBENCH_CALIBRATION_DIR", Path(tmp) / "calibration"))
         calibration = Calibration.load(device, folder, clock=args.clock)
@@ -103,7 +103,7 @@ def main() -> None:
                 wall, cpu = time.perf_counter(), time.process_time()
                 m = run_cell(cell, tracker, options).metrics
                 whole = time.perf_counter() - wall, time.process_time() - cpu
-                last = int(cell.protocol.section("train")["epochs"]) - 1
+                last = cell.protocol.train.epochs - 1
                 own = predict_cell(cell, calibration, dataset.split_sizes,
                                    (m["test.clean_acc"], m.get("test.aa_acc", m["test.clean_acc"])),
                                    evaluations=1 if m.get("best_val.epoch", last) == last else 2)

@@ -50,16 +50,16 @@ def plain_pgd_at_epoch(protocol, splits) -> Callable[[], object]:
     """The same maths as the `pgd-at` plugin, written as the usual hand loop: one epoch per call."""
     torch.manual_seed(0)
     model = rkdbench.create("architecture", "cnn-small")
-    train = protocol.section("train")
-    opt = torch.optim.SGD(model.parameters(), lr=train["lr"], momentum=train["momentum"], weight_decay=train["weight_decay"])
-    eps = protocol.section("threat")["eps"]
+    train = protocol.train
+    opt = torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    eps = protocol.threat.eps
     x_all, y_all = splits.train
     generator = torch.Generator().manual_seed(0)
 
     def epoch() -> None:
         order = torch.randperm(len(y_all), generator=generator)
-        for i in range(0, len(order), train["batch_size"]):
-            idx = order[i:i + train["batch_size"]]
+        for i in range(0, len(order), train.batch_size):
+            idx = order[i:i + train.batch_size]
             x, y = x_all[idx], y_all[idx]
             model.train()
             x_adv = pgd(lambda xa: F.cross_entropy(model(xa), y, reduction="none"), x, eps=eps, step_size=eps / 4, steps=10)

@@ -59,7 +59,7 @@ def choose_batch_size(model: nn.Module, input_shape: tuple[int, ...], device: to
 def eval_batch_size(protocol: Protocol, model: nn.Module, x: torch.Tensor, record: Path | None = None) -> int:
     """The protocol's `eval.batch_size`; for 0, the recorded choice if `record` holds one, else a new choice
     (saved to `record`)."""
-    configured = int(protocol.section("eval")["batch_size"])
+    configured = protocol.eval.batch_size
     if configured:
         return configured
     if record is not None and record.is_file():

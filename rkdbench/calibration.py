@@ -147,7 +147,7 @@ def _teacher_arch(teacher_id: str) -> dict[str, Any]:
 def _dataset(protocol: Protocol):
     from .plugins import get_registry
 
-    return get_registry().get("dataset", protocol.section("protocol")["dataset"]).obj
+    return get_registry().get("dataset", protocol.header.dataset).obj
 
 
 def _roles(cell: Cell) -> dict[str, str]:
@@ -158,24 +158,24 @@ def _roles(cell: Cell) -> dict[str, str]:
 
 
 def train_key(cell: Cell) -> str:
-    train = cell.protocol.section("train")
+    train = cell.protocol.data["train"]  # the canonical table (absent = None): calibrations saved before keep their keys
     return canonical_hash({
         "method": cell.method, "params": cell.method_params, "student": cell.student,
         "teachers": {role: _teacher_arch(t) for role, t in _roles(cell).items()},
-        "dataset": cell.protocol.section("protocol")["dataset"], "threat": cell.protocol.section("threat"),
-        "augment": cell.protocol.section("data").get("augment", "none"),
+        "dataset": cell.protocol.header.dataset, "threat": cell.protocol.data["threat"],
+        "augment": cell.protocol.inputs.augment,
         **{k: train.get(k) for k in ("batch_size", "val_pgd_steps", "precision", "channels_last", "compile")}})
 
 
 def attack_key(protocol: Protocol, label: str, student: str, batch_size: int) -> str:
-    return canonical_hash({"spec": protocol.section("eval")["attacks"][label], "threat": protocol.section("threat"),
-                           "seed": protocol.section("eval")["seed"], "student": student, "batch_size": batch_size,
-                           "dataset": protocol.section("protocol")["dataset"]})
+    return canonical_hash({"spec": protocol.eval.attacks[label], "threat": protocol.data["threat"],
+                           "seed": protocol.eval.seed, "student": student, "batch_size": batch_size,
+                           "dataset": protocol.header.dataset})
 
 
 def _per_point_key(kind: str, protocol: Protocol, student: str, teacher: str = "") -> str:
     return canonical_hash({"kind": kind, "student": student, "teacher": _teacher_arch(teacher) if teacher else "",
-                           "dataset": protocol.section("protocol")["dataset"], "threat": protocol.section("threat")})
+                           "dataset": protocol.header.dataset, "threat": protocol.data["threat"]})
 
 
 def first_stage_spec(spec: dict[str, Any]) -> dict[str, Any] | None:
@@ -234,7 +234,7 @@ def measure_training(cell: Cell, device: torch.device, steps: int, clock: str = 
 
     dataset = _dataset(cell.protocol)
     data = copy.deepcopy(cell.protocol.data)
-    batch = int(data["train"]["batch_size"])
+    batch = cell.protocol.train.batch_size
     data["train"]["epochs"] = EPOCHS
     protocol = Protocol(cell.protocol.name, data, cell.protocol.source, cell.protocol.overrides)
     generator = torch.Generator().manual_seed(0)
@@ -312,13 +312,13 @@ def calibrate_cells(cells: list[Cell], device: torch.device, calibration: Calibr
             calibration.save()
     protocol = cells[0].protocol
     dataset = _dataset(protocol)
-    threat = protocol.section("threat")
+    threat = protocol.threat
     for student in sorted({c.student for c in cells}):
         model = _network(student, dataset, device).eval()
-        configured = int(protocol.section("eval")["batch_size"])
+        configured = protocol.eval.batch_size
         batch = configured or (choose_batch_size(model, tuple(dataset.input_shape), device)[0]
                                if device.type == "cuda" else CPU_BATCH_SIZE)
-        for label, spec in protocol.section("eval")["attacks"].items():
+        for label, spec in protocol.eval.attacks.items():
             key = attack_key(protocol, label, student, batch)
             if not redo and key in calibration.attack:
                 continue
@@ -331,13 +331,13 @@ def calibrate_cells(cells: list[Cell], device: torch.device, calibration: Calibr
             say(f"attack {label} on {student} (batch {batch}): {entry['all']['per_point'] * 1e3:.1f} ms/point + "
                 f"{entry['all']['fixed']:.2f} s/batch for a point that stays robust")
             calibration.save()
-        if protocol.section("eval").get("diagnostics", False):
+        if protocol.eval.diagnostics:
             key = _per_point_key("diagnostics", protocol, student)
             if redo or key not in calibration.per_point:
                 wrapped = _Unbreakable(model, dataset.num_classes).to(device).eval()
                 calibration.per_point[key] = _per_point(
                     lambda x, y: diagnose(wrapped, protocol, x, y, batch_size=batch), dataset, device, points, clock)
-        reference = protocol.section("protocol").get("teacher", "")
+        reference = protocol.header.teacher
         for teacher in sorted({c.teacher for c in cells if c.student == student and c.teacher != "none"}
                               | ({reference} if reference else set())):
             key = _per_point_key("specialization", protocol, student, teacher)
@@ -348,8 +348,8 @@ def calibrate_cells(cells: list[Cell], device: torch.device, calibration: Calibr
             try:
                 with preserved_rng():
                     calibration.per_point[key] = _per_point(
-                        lambda x, y: specialization_report(teacher_net, model, x, y, float(threat["eps"]),
-                                                           threat["norm"]), dataset, device, points, clock)
+                        lambda x, y: specialization_report(teacher_net, model, x, y, threat.eps,
+                                                           threat.norm), dataset, device, points, clock)
             except ConfigError:  # architectures without stage views: the runner skips specialization too
                 calibration.per_point[key] = 0.0
         calibration.save()
@@ -402,27 +402,27 @@ def predict_cell(cell: Cell, calibration: Calibration, split_sizes: tuple[int, i
     evaluated (default: one per selection; best-val is evaluated apart unless it is the last epoch)."""
     timing = calibration.train.get(train_key(cell))
     protocol = cell.protocol
-    cfg, train = protocol.section("eval"), protocol.section("train")
+    cfg, train = protocol.eval, protocol.train
     if timing is None:
         return None
     n_train, n_val, n_test = split_sizes
-    epochs, batch = int(train["epochs"]), int(train["batch_size"])
+    epochs, batch = train.epochs, train.batch_size
     parts = {"train.steps": epochs * n_train / batch * timing["step"],  # a last partial batch costs its share
              "train.validation": epochs * n_val * timing["val_point"],
              "train.checkpoints": epochs * timing["epoch_rest"]}
-    n = int(cfg["n_examples"]) or n_test
-    selections = evaluations or len(cfg["selections"])
-    for label in cfg["attacks"]:
+    n = cfg.n_examples or n_test
+    selections = evaluations or len(cfg.selections)
+    for label in cfg.attacks:
         entry = _attack_entry(calibration, protocol, label, cell.student)
         if entry is None:
             return None
-        parts[f"eval.{label}"] = selections * attack_seconds(entry, n, int(cfg.get("chunk_size", 0)), *accuracy)
-    if cfg.get("diagnostics", False):
+        parts[f"eval.{label}"] = selections * attack_seconds(entry, n, cfg.chunk_size, *accuracy)
+    if cfg.diagnostics:
         per_point = calibration.per_point.get(_per_point_key("diagnostics", protocol, cell.student))
         if per_point is None:
             return None
         parts["eval.diagnostics"] = n * per_point
-    reference = cell.teacher if cell.teacher != "none" else protocol.section("protocol").get("teacher", "")
+    reference = cell.reference_teacher
     if specialization and reference:
         per_point = calibration.per_point.get(_per_point_key("specialization", protocol, cell.student, reference))
         if per_point is None:
@@ -435,7 +435,7 @@ def predict_cell(cell: Cell, calibration: Calibration, split_sizes: tuple[int, i
 def _attack_entry(calibration: Calibration, protocol: Protocol, label: str, student: str) -> dict[str, Any] | None:
     """The entry measured for this attack and student at whichever batch size calibration used (the protocol's, or
     the one chosen from free memory there)."""
-    configured = int(protocol.section("eval")["batch_size"])
+    configured = protocol.eval.batch_size
     sizes = [configured] if configured else sorted({int(e["batch_size"]) for e in calibration.attack.values()})
     for size in sizes:
         entry = calibration.attack.get(attack_key(protocol, label, student, size))

@@ -13,12 +13,14 @@ overrides the protocol's optimizer settings for the method (Fair-ARD's Nesterov 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from torch import Tensor
 
 from .errors import ConfigError, close_matches
+from .pgd import PGDInit
 
 __all__ = [
     "FORWARD_PASSES",
@@ -98,7 +100,7 @@ class AttackSpec:
     """
 
     needs: frozenset[str] = frozenset({"s_adv"})
-    init: Literal["uniform", "gauss", "zero"] = "uniform"
+    init: PGDInit = "uniform"
     bn: Literal["train", "eval"] = "eval"
     steps: int = 10
     step_size: float = 0.25
@@ -164,10 +166,7 @@ class Method:
     version: ClassVar[str] = "1"  # bump when the method's maths changes: it is part of the cell key
 
     def __init__(self, **overrides: Any) -> None:
-        attack_overrides = {k: overrides.pop(k) for k in list(overrides) if k in ATTACK_OVERRIDES}
-        self.params = build_params(self.Params, overrides, owner=f"method {self.name!r}",
-                                   also_allowed=tuple(ATTACK_OVERRIDES) if type(self).attack else ())
-        self.attack = self._attack_with(attack_overrides)
+        self.params, self.attack = self.resolve_params(overrides)
         self.teacher_roles = tuple(self.configure_teacher_roles(self.params))
         self.needs = frozenset(self.configure_needs(self.params))
         self.state: dict[str, Tensor] = {}
@@ -176,18 +175,27 @@ class Method:
         if unknown:
             raise ValueError(f"method {self.name!r} needs unknown forward passes {sorted(unknown)}; allowed: {sorted(allowed)}")
 
-    def _attack_with(self, overrides: dict[str, Any]) -> AttackSpec | None:
-        spec = type(self).attack
+    @classmethod
+    def resolve_params(cls, overrides: dict[str, Any]) -> tuple[Any, AttackSpec | None]:
+        """The typed params and the effective training attack for these overrides, or a ConfigError naming the
+        parameter, the value and what is allowed (names, types, and the choices of every `Literal` field). Building
+        nothing else, it is also how a suite checks its method parameters when it loads."""
+        overrides = dict(overrides)
+        attack_overrides = {k: overrides.pop(k) for k in list(overrides) if k in ATTACK_OVERRIDES}
+        params = build_params(cls.Params, overrides, owner=f"method {cls.name!r}",
+                              also_allowed=tuple(ATTACK_OVERRIDES) if cls.attack else ())
+        return params, cls._attack_with(attack_overrides)
+
+    @classmethod
+    def _attack_with(cls, overrides: dict[str, Any]) -> AttackSpec | None:
+        spec = cls.attack
         if not overrides:
             return spec
         if spec is None:
-            raise ConfigError(f"method {self.name!r} has no training attack; {sorted(overrides)} cannot be set")
-        fields = {ATTACK_OVERRIDES[k]: _coerce(v, getattr(spec, ATTACK_OVERRIDES[k]), f"method {self.name!r} {k!r}")
-                  for k, v in overrides.items()}
-        allowed = {"bn": ("train", "eval"), "init": ("uniform", "gauss", "zero")}
-        for key, choices in allowed.items():
-            if key in fields and fields[key] not in choices:
-                raise ConfigError(f"method {self.name!r} attack_{key} = {fields[key]!r} is not allowed; allowed: {', '.join(choices)}")
+            raise ConfigError(f"method {cls.name!r} has no training attack; {sorted(overrides)} cannot be set")
+        hints = typing.get_type_hints(AttackSpec)
+        fields = {ATTACK_OVERRIDES[k]: _checked(v, getattr(spec, ATTACK_OVERRIDES[k]), hints[ATTACK_OVERRIDES[k]],
+                                                f"method {cls.name!r} {k}") for k, v in overrides.items()}
         return dataclasses.replace(spec, **fields)
 
     def configure_needs(self, params: Any) -> frozenset[str]:
@@ -228,9 +236,10 @@ class Method:
         return {}
 
     def configure_optimizer(self, train: dict[str, Any], network: str = "student") -> dict[str, Any]:
-        """The optimizer settings (the protocol's `[train]` keys: optimizer, lr, momentum, nesterov,
-        weight_decay) for the student (`network = "student"`) or one of the method's own networks. Default: the
-        protocol's. Every change must come from a method parameter, so that it is part of the cell key."""
+        """The optimizer settings for the student (`network = "student"`) or one of the method's own networks:
+        `train` holds the protocol's `[train]` fields, typed and with their defaults (optimizer, lr, momentum,
+        nesterov, weight_decay, ...); return it changed or as is. Every change must come from a method parameter,
+        so that it is part of the cell key."""
         return train
 
     def describe(self) -> dict[str, Any]:
@@ -244,15 +253,23 @@ class Method:
 def build_params(params_cls: type, overrides: dict[str, Any], owner: str, also_allowed: tuple[str, ...] = ()) -> Any:
     """Instantiate a params dataclass with overrides, rejecting unknown fields with close matches and bad types."""
     fields = {f.name: f for f in dataclasses.fields(params_cls)} if dataclasses.is_dataclass(params_cls) else {}
+    hints = typing.get_type_hints(params_cls) if fields else {}
     values: dict[str, Any] = {}
     for key, value in overrides.items():
         if key not in fields:
             names = sorted([*fields, *also_allowed])
             allowed = ", ".join(names) or "(none)"
             raise ConfigError(f"{owner} has no parameter {key!r}{close_matches(key, names)}; allowed: {allowed}")
-        default = fields[key].default
-        values[key] = _coerce(value, default, f"{owner} parameter {key!r}")
+        values[key] = _checked(value, fields[key].default, hints[key], f"{owner} parameter {key!r}")
     return params_cls(**values)
+
+
+def _checked(value: Any, default: Any, hint: Any, what: str) -> Any:
+    """`value` coerced to the default's type and, for a `Literal` annotation, one of its choices."""
+    from .config.fields import check_value, choices_of  # here: rkdbench.config imports attacks, which imports us
+
+    value = _coerce(value, default, what)
+    return check_value(what, value, hint) if choices_of(hint) else value
 
 
 def _coerce(value: Any, default: Any, what: str) -> Any:

@@ -81,7 +81,7 @@ def training_passes(cell: Cell, input_shape: tuple[int, ...], num_classes: int) 
     y = torch.arange(n) % num_classes
     splits = Splits(train=(x, y), val=(x, y), test=(x, y), num_classes=num_classes)
     teachers = {role: _stand_in(input_shape, num_classes) for role in method.teacher_roles}
-    epochs = int(cell.protocol.section("train")["epochs"])
+    epochs = cell.protocol.train.epochs
     with tempfile.TemporaryDirectory() as workdir, torch.random.fork_rng():
         trainer = Trainer(TrainSetup(protocol=cell.protocol, method=method, student=_stand_in(input_shape, num_classes),
                                      teachers=teachers, splits=splits, seed=0, device=torch.device("cpu"),
@@ -93,17 +93,17 @@ def training_passes(cell: Cell, input_shape: tuple[int, ...], num_classes: int) 
 
 def _eval_passes(cell: Cell, n_test: int, robust_fraction: float) -> tuple[float, float]:
     """Student forwards/backwards of the protocol's evaluation, for every selection."""
-    evaluation = cell.protocol.section("eval")
-    n = int(evaluation["n_examples"]) or n_test
+    evaluation = cell.protocol.eval
+    n = evaluation.n_examples or n_test
     forwards, backwards = float(n), 0.0  # the clean pass
-    for spec in evaluation["attacks"].values():
+    for spec in evaluation.attacks.values():
         if spec["attack"] == "autoattack":
             forwards += n * (robust_fraction * AA_ROBUST_POINT[0] + (1 - robust_fraction) * AA_BROKEN_POINT[0])
             backwards += n * (robust_fraction * AA_ROBUST_POINT[1] + (1 - robust_fraction) * AA_BROKEN_POINT[1])
         elif spec["attack"] in ATTACK_PASSES:
             f, b = ATTACK_PASSES[spec["attack"]](spec)
             forwards, backwards = forwards + n * f, backwards + n * b
-    selections = len(evaluation["selections"])
+    selections = len(evaluation.selections)
     return forwards * selections, backwards * selections
 
 
@@ -114,8 +114,8 @@ def estimate_cell(cell: Cell, teacher_arch: dict[str, tuple[str, tuple]], input_
     and evaluation. `teacher_arch` maps the cell's teacher ids to (architecture, arch_kwargs items)."""
     passes = training_passes(cell, input_shape, num_classes)
     n_train, n_val, n_test = split_sizes
-    train = cell.protocol.section("train")
-    epochs = int(train["epochs"])
+    train = cell.protocol.train
+    epochs = train.epochs
     student = forward_flops(cell.student, input_shape, num_classes)
     teacher_ids = [t for t in [cell.teacher, *cell.extra_teachers.values()] if t in teacher_arch]
     teacher = max((forward_flops(arch, input_shape, num_classes, kwargs) for arch, kwargs in
@@ -123,7 +123,7 @@ def estimate_cell(cell: Cell, teacher_arch: dict[str, tuple[str, tuple]], input_
     per_example = (passes["student_forward"] + 2 * passes["student_backward"]) * student \
         + (passes["teacher_forward"] + 2 * passes["teacher_backward"]) * teacher \
         + (passes.get("network_forward", 0) + 2 * passes.get("network_backward", 0)) * student
-    val_steps = int(train["val_pgd_steps"])
+    val_steps = train.val_pgd_steps
     per_epoch_val = n_val * (val_steps + 2 + 2 * val_steps) * student
     train_flops = epochs * (n_train * per_example + per_epoch_val)
     eval_forwards, eval_backwards = _eval_passes(cell, n_test, robust_fraction)

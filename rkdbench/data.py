@@ -71,9 +71,9 @@ def load_splits(protocol: Any, data_dir: str | os.PathLike[str] | None = None) -
     (the `--data-dir` option), else the dataset's default (`default_data_dir()` for file-backed ones)."""
     from .plugins import get_registry
 
-    dataset = get_registry().get("dataset", protocol.section("protocol")["dataset"]).instantiate()
-    root = protocol.section("protocol").get("data_root") or (None if data_dir is None else str(data_dir))
-    return dataset.load(root, protocol.section("data")["split_seed"])
+    dataset = get_registry().get("dataset", protocol.header.dataset).instantiate()
+    root = protocol.header.data_root or (None if data_dir is None else str(data_dir))
+    return dataset.load(root, protocol.inputs.split_seed)
 
 
 def require_files(folder: Path, names: Sequence[str], fetch: str) -> list[Path]:

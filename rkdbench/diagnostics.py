@@ -57,22 +57,22 @@ def _logits(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
 
 def _pgd_inputs(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
     """The PGD-20 (CE) point of every test point, broken or not: calibration is measured on the attacked inputs."""
-    threat, cfg = protocol.section("threat"), protocol.section("eval")
-    eps = float(threat["eps"])
-    generator = torch.Generator(device=x.device).manual_seed(int(cfg["seed"]))
+    threat = protocol.threat
+    eps = threat.eps
+    generator = torch.Generator(device=x.device).manual_seed(protocol.eval.seed)
     batches = []
     for i in range(0, len(x), batch_size):
         yb = y[i:i + batch_size]
         objective = lambda xa, yb=yb: F.cross_entropy(model(xa), yb, reduction="none")  # noqa: E731
         batches.append(pgd(objective, x[i:i + batch_size], eps=eps, step_size=ECE_PGD["step_size"] * eps,
-                           steps=ECE_PGD["steps"], norm=threat["norm"], init="uniform", generator=generator))
+                           steps=ECE_PGD["steps"], norm=threat.norm, init="uniform", generator=generator))
     return torch.cat(batches) if batches else x.clone()
 
 
 def eps_sweep(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor,
               multipliers: tuple[float, ...] = EPS_MULTIPLIERS, batch_size: int | None = None) -> dict[float, float]:
     """Robust accuracy under `apgd-ce` at each multiple of the protocol's eps (clean-wrong points never count)."""
-    eps = float(protocol.section("threat")["eps"])
+    eps = protocol.threat.eps
     batch_size = batch_size or eval_batch_size(protocol, model, x)
     correct = (predict(model, x, batch_size) == y).cpu()
     return {m: float((run_attack(model, protocol, SWEEP_ATTACK, x, y, eps=m * eps, batch_size=batch_size)[0]

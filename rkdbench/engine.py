@@ -11,6 +11,7 @@ best-val record, MLflow run id), and the `on_epoch` callback.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 from .attacks import predict
 from .checkpoint import load_verified, save_atomic
 from .compiling import compile_networks, release_compiled
-from .config import Protocol
+from .config import Protocol, TrainConfig
 from .contracts import TEACHER_PASSES, Losses, Method, Outputs, Progress, StepContext, as_losses
 from .data import Splits, augment
 from .pgd import pgd
@@ -41,12 +42,12 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def gpu_features(train: dict[str, Any], device: torch.device) -> tuple[bool, bool]:
+def gpu_features(train: TrainConfig, device: torch.device) -> tuple[bool, bool]:
     """(bf16 autocast, channels_last) for training from the protocol's `precision` / `channels_last`
     ("auto" = on for CUDA only; absent = off, so protocols written before the flags keep their numerics)."""
     def on(value: str, yes: str) -> bool:
         return value == yes or (value == "auto" and device.type == "cuda")
-    return on(train.get("precision", "fp32"), "bf16"), on(train.get("channels_last", "off"), "on")
+    return on(train.precision, "bf16"), on(train.channels_last, "on")
 
 
 def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: str, steps: int, seed: int,
@@ -106,19 +107,19 @@ class _Counter:
         return {f"cost.{k}": float(v) for k, v in self.__dict__.items() if v or not k.startswith("network_")}
 
 
-def _make_optimizer(train: dict[str, Any], params) -> torch.optim.Optimizer:
-    if train["optimizer"] == "adam":
-        return torch.optim.Adam(params, lr=train["lr"], weight_decay=train["weight_decay"])
-    return torch.optim.SGD(params, lr=train["lr"], momentum=train.get("momentum", 0.0),
-                           weight_decay=train["weight_decay"], nesterov=train.get("nesterov", False))
+def _make_optimizer(settings: dict[str, Any], params) -> torch.optim.Optimizer:
+    """From `Method.configure_optimizer`'s settings: the `[train]` fields as a dict, defaults filled in."""
+    if settings["optimizer"] == "adam":
+        return torch.optim.Adam(params, lr=settings["lr"], weight_decay=settings["weight_decay"])
+    return torch.optim.SGD(params, lr=settings["lr"], momentum=settings["momentum"],
+                           weight_decay=settings["weight_decay"], nesterov=settings["nesterov"])
 
 
-def _make_scheduler(train: dict[str, Any], optimizer: torch.optim.Optimizer):
-    schedule = train["schedule"]
-    if schedule == "piecewise":
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, train.get("milestones", []), train.get("gamma", 0.1))
-    if schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train["epochs"])
+def _make_scheduler(train: TrainConfig, optimizer: torch.optim.Optimizer):
+    if train.schedule == "piecewise":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.milestones), train.gamma)
+    if train.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train.epochs)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
@@ -130,19 +131,19 @@ class Trainer:
         self.s = setup
         self.on_epoch = on_epoch
         self.progress = progress
-        train = setup.protocol.section("train")
-        self.train_cfg = train
-        self.threat = setup.protocol.section("threat")
-        self.optimizer = _make_optimizer(setup.method.configure_optimizer(train), setup.student.parameters())
+        train = setup.protocol.train
+        self.threat = setup.protocol.threat
+        settings = dataclasses.asdict(train)  # what `Method.configure_optimizer` may change
+        self.optimizer = _make_optimizer(setup.method.configure_optimizer(settings), setup.student.parameters())
         self.scheduler = _make_scheduler(train, self.optimizer)
-        self.lr_milestones = tuple(int(m) for m in train.get("milestones", [])) if train["schedule"] == "piecewise" else ()
+        self.lr_milestones = train.milestones if train.schedule == "piecewise" else ()
         # networks the method trains itself (PeerAiD's peer): own optimizer and scheduler, checkpointed with the cell
         self.networks = {name: net.to(setup.device) for name, net in setup.method.build_networks(setup.student).items()}
-        self.network_optimizers = {name: _make_optimizer(setup.method.configure_optimizer(train, name), net.parameters())
+        self.network_optimizers = {name: _make_optimizer(setup.method.configure_optimizer(settings, name), net.parameters())
                                    for name, net in self.networks.items()}
         self.network_schedulers = {name: _make_scheduler(train, opt) for name, opt in self.network_optimizers.items()}
         # stochastic weight averaging of the student (`train.swa_start`, a 0-based epoch; absent = off)
-        self.swa = WeightAverage(setup.student) if train.get("swa_start") is not None else None
+        self.swa = WeightAverage(setup.student) if train.swa_start is not None else None
         self.data_generator = torch.Generator(device="cpu").manual_seed(setup.seed)
         self.aug_generator = torch.Generator(device=setup.device).manual_seed(setup.seed + 1)
         self.counter = _Counter()
@@ -225,8 +226,8 @@ class Trainer:
         spec = self.s.method.attack
         assert spec is not None, f"method {self.s.method.name!r} has no training attack"
         self.s.student.train(spec.bn == "train")
-        eps = float(self.threat["eps"])
-        x_adv = pgd(objective, x, eps=eps, step_size=spec.step_size * eps, steps=spec.steps, norm=self.threat["norm"],
+        eps = self.threat.eps
+        x_adv = pgd(objective, x, eps=eps, step_size=spec.step_size * eps, steps=spec.steps, norm=self.threat.norm,
                     init=spec.init, gauss_std=spec.gauss_std)
         self.s.student.train()
         n = x.shape[0]
@@ -270,7 +271,7 @@ class Trainer:
         custom = getattr(method, "training_step", None)
         if custom is not None:
             ctx = StepContext(student=student, teachers=self.s.teachers, progress=progress,
-                              eps=float(self.threat["eps"]), norm=self.threat["norm"], attack=self.run_attack,
+                              eps=self.threat.eps, norm=self.threat.norm, attack=self.run_attack,
                               count=self._count, networks=self.networks)
             return as_losses(custom((x, y), ctx))
         needs = method.needs
@@ -307,20 +308,20 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------------
     def fit(self) -> TrainOutcome:
-        s, train = self.s, self.train_cfg
+        s, train = self.s, self.s.protocol.train
         resumed_from = 0
         if self.last_path.exists():
             self._restore()
             resumed_from = self.start_epoch
         x_train, y_train = s.splits.train
         x_val, y_val = s.splits.val
-        epochs, batch_size = int(train["epochs"]), int(train["batch_size"])
+        epochs, batch_size = train.epochs, train.batch_size
         n = x_train.shape[0]
         steps = (n + batch_size - 1) // batch_size
-        aug = s.protocol.section("data").get("augment", "none")
-        eval_seed = int(s.protocol.section("eval")["seed"])
+        aug = s.protocol.inputs.augment
+        eval_seed = s.protocol.eval.seed
         # `train.compile`: compiled in place for fit() only; evaluation afterwards runs the eager modules
-        compiled = compile_networks([s.student, *s.teachers.values()], bool(train.get("compile", False)))
+        compiled = compile_networks([s.student, *s.teachers.values()], train.compile)
         for epoch in range(self.start_epoch, epochs):
             started = time.perf_counter()
             s.student.train()
@@ -353,8 +354,8 @@ class Trainer:
                 scheduler.step()
             metrics = {f"train.{k}": float(v) / steps for k, v in totals.items()}  # the epoch's one host sync
             train_seconds = time.perf_counter() - started
-            val_clean, val_pgd = robust_accuracy(s.student, x_val, y_val, eps=float(self.threat["eps"]),
-                                                 norm=self.threat["norm"], steps=int(train["val_pgd_steps"]),
+            val_clean, val_pgd = robust_accuracy(s.student, x_val, y_val, eps=self.threat.eps,
+                                                 norm=self.threat.norm, steps=train.val_pgd_steps,
                                                  seed=eval_seed)
             metrics.update({"train.lr": lr, "val.clean_acc": val_clean, "val.pgd_acc": val_pgd,
                             "train.epoch_seconds": train_seconds,
@@ -363,7 +364,7 @@ class Trainer:
                 self.best = {"epoch": epoch, "val_pgd_acc": val_pgd}
                 save_atomic({"model": s.student.state_dict(), "epoch": epoch, "val_pgd_acc": val_pgd}, self.best_path)
             self.history.append({"epoch": epoch, **metrics})
-            if self.swa is not None and epoch >= int(train["swa_start"]):
+            if self.swa is not None and epoch >= train.swa_start:
                 self.swa.update(s.student)
             save_atomic(self._state(epoch + 1), self.last_path)
             if self.progress is not None:

@@ -66,7 +66,7 @@ def load_model(ref: str, protocol: Protocol, model_dir: Path, architecture: str 
     registry = get_registry()
     if ref in registry.names("teacher"):
         card = registry.get("teacher", ref).obj
-        dataset = protocol.section("protocol")["dataset"]
+        dataset = protocol.header.dataset
         if card.dataset != dataset:
             raise ConfigError(f"teacher {ref!r} is a {card.dataset} model; protocol {protocol.name!r} evaluates on "
                               f"{dataset}")
@@ -96,7 +96,7 @@ def evaluate_model(ref: str, protocol_ref: str, results: Path, model_dir: Path, 
     loaded = load_model(ref, protocol, model_dir, architecture, splits.num_classes, splits.input_shape[0])
     tracker = Tracker(results)
     tracker.check_reachable()  # before minutes of attacks, not after
-    target = pick_device(device or protocol.section("train").get("device", "auto"))
+    target = pick_device(device or protocol.train.device)
     model = loaded.model.to(target).eval()
     x, y = (t.to(target) for t in test_points(protocol, splits.test))
     key = canonical_hash({"model": loaded.sha256, "architecture": loaded.architecture, "protocol": protocol.hash})

@@ -49,7 +49,7 @@ class Evaluation:
 
 def test_points(protocol: Protocol, test: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     """The first `eval.n_examples` test points in file order (all of them when n_examples is 0)."""
-    n = int(protocol.section("eval")["n_examples"]) or len(test[1])
+    n = protocol.eval.n_examples or len(test[1])
     return test[0][:n], test[1][:n]
 
 
@@ -73,14 +73,14 @@ def attack_result(model: nn.Module, protocol: Protocol, spec: dict[str, Any], x:
     """`run_attack`'s whole `AttackResult` (the adversarial points included) and the seconds it took."""
     from . import create
 
-    threat, cfg = protocol.section("threat"), protocol.section("eval")
+    threat, seed = protocol.threat, protocol.eval.seed
     params = {k: v for k, v in spec.items() if k != "attack"}
-    attack = create("attack", spec["attack"], norm=threat["norm"], eps=float(threat["eps"] if eps is None else eps),
-                    seed=int(cfg["seed"]), batch_size=batch_size, **params)
+    attack = create("attack", spec["attack"], norm=threat.norm, eps=threat.eps if eps is None else float(eps),
+                    seed=seed, batch_size=batch_size, **params)
     with preserved_rng():
         # a plugin that draws from the global RNG starts every chunk from the same state, so a chunk's result
         # never depends on the chunks run before it in this process
-        torch.manual_seed(int(cfg["seed"]))
+        torch.manual_seed(seed)
         started = time.perf_counter()
         result = attack.run(model, x, y)
     return result, time.perf_counter() - started
@@ -141,14 +141,14 @@ def _attack_in_chunks(model: nn.Module, protocol: Protocol, label: str, x: Tenso
     """One `[eval.attacks]` entry over every chunk, each read back from `state_dir` when saved there for this
     very evaluation, else attacked (and saved): the robust flags, the merged info, the attack seconds, and the
     `probe`'s per-example values on each chunk's adversarial points (saved with the chunk)."""
-    cfg = protocol.section("eval")
-    spec = cfg["attacks"][label]
+    spec = protocol.eval.attacks[label]
     component = get_registry().get("attack", spec["attack"])
-    identity = {"digest": digest, "label": label, "spec": spec, "threat": protocol.section("threat"),
-                "seed": cfg["seed"], "batch_size": batch_size,
+    # the canonical tables (`protocol.data`), so that chunks saved before keep their keys
+    identity = {"digest": digest, "label": label, "spec": spec, "threat": protocol.data["threat"],
+                "seed": protocol.eval.seed, "batch_size": batch_size,
                 "plugin": f"{component.dist}:{component.version}",  # new attack code never reuses old chunks
                 **({"probe": probe.identity} if probe is not None else {})}
-    bounds = chunk_bounds(len(y), int(cfg.get("chunk_size", 0)))
+    bounds = chunk_bounds(len(y), protocol.eval.chunk_size)
     robust = torch.zeros(len(y), dtype=torch.bool)
     infos, seconds = [], 0.0
     probed: dict[str, list[Tensor]] = {}
@@ -178,7 +178,7 @@ def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_d
     reuse the chunks saved there by an earlier call on the same model, points and protocol, and save new ones.
     A `probe` (e.g. `rkdbench.transfer.TeacherProbe`) sees each attack's adversarial points: its per-example
     values become `<label>.<name>` entries of `per_example`, and its `clean(x, y)` the `teacher_clean` entry."""
-    cfg = protocol.section("eval")
+    attacks = protocol.eval.attacks
     model.eval()
     batch_size = eval_batch_size(protocol, model, x, None if state_dir is None else Path(state_dir) / "batch_size.json")
     check_attack_inputs(model, x, batch_size, owner="evaluation")
@@ -189,7 +189,7 @@ def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_d
     info: dict[str, Any] = {}
     digest = "" if state_dir is None else _digest(model, x, y)
     with preserved_rng():
-        for label in cfg["attacks"]:
+        for label in attacks:
             robust, info[label], seconds, probed = _attack_in_chunks(
                 model, protocol, label, x, y, None if state_dir is None else Path(state_dir), digest, batch_size, probe)
             per_example.update({f"{label}.{name}": values for name, values in probed.items()})
@@ -205,4 +205,4 @@ def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_d
         per_example["teacher_clean"] = probe.clean(x, y)
     metrics["worst_acc"] = float(worst.float().mean())
     return Evaluation(metrics=metrics, per_example=per_example, info=info, batch_size=batch_size,
-                      flags=sanity_flags(metrics, cfg["attacks"], info))
+                      flags=sanity_flags(metrics, attacks, info))

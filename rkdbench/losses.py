@@ -8,15 +8,16 @@ returns the per-example KL (summed over classes).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["KLReduction", "kl_div", "soft_cross_entropy", "reduce_per_example"]
+__all__ = ["KLReduction", "ScalarReduction", "kl_div", "soft_cross_entropy", "reduce_per_example"]
 
 KLReduction = Literal["mean", "batchmean", "sum", "none"]
+ScalarReduction = Literal["mean", "batchmean", "sum"]  # a method's `kl_reduction`: the loss is a scalar
 
 
 def reduce_per_example(per_example: Tensor, reduction: KLReduction, num_classes: int) -> Tensor:
@@ -29,7 +30,7 @@ def reduce_per_example(per_example: Tensor, reduction: KLReduction, num_classes:
         return per_example.sum() / per_example.shape[0]
     if reduction == "mean":
         return per_example.sum() / (per_example.shape[0] * num_classes)
-    raise ValueError(f"unknown KL reduction {reduction!r}; allowed: mean, batchmean, sum, none")
+    raise ValueError(f"unknown KL reduction {reduction!r}; allowed: {', '.join(get_args(KLReduction))}")
 
 
 def kl_div(student_logits: Tensor, target_probs: Tensor, reduction: KLReduction = "batchmean",

@@ -7,14 +7,15 @@ caller can keep attacks out of the training RNG stream.
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Callable, Literal, get_args
 
 import torch
 from torch import Tensor
 
-__all__ = ["pgd", "project", "random_start"]
+__all__ = ["pgd", "project", "random_start", "PGDInit"]
 
 Norm = Literal["Linf", "L2"]
+PGDInit = Literal["uniform", "gauss", "zero"]  # the random starts (the one list of them; AttackSpec.init uses it)
 
 
 def _l2_norms(t: Tensor) -> Tensor:
@@ -31,7 +32,7 @@ def project(x_adv: Tensor, x: Tensor, eps: float, norm: Norm) -> Tensor:
     return (x + delta).clamp(0.0, 1.0)
 
 
-def random_start(x: Tensor, eps: float, norm: Norm, init: str, gauss_std: float = 0.001,
+def random_start(x: Tensor, eps: float, norm: Norm, init: PGDInit, gauss_std: float = 0.001,
                  generator: torch.Generator | None = None) -> Tensor:
     """The starting point: `uniform` in the ball, `gauss` = x + gauss_std * N(0, I) (TRADES style), or `zero`."""
     if init == "zero":
@@ -39,7 +40,7 @@ def random_start(x: Tensor, eps: float, norm: Norm, init: str, gauss_std: float 
     if init == "gauss":
         return x + gauss_std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     if init != "uniform":
-        raise ValueError(f"unknown PGD init {init!r}; allowed: uniform, gauss, zero")
+        raise ValueError(f"unknown PGD init {init!r}; allowed: {', '.join(get_args(PGDInit))}")
     if norm == "Linf":
         noise = torch.empty_like(x).uniform_(-eps, eps, generator=generator)
     else:
@@ -50,7 +51,7 @@ def random_start(x: Tensor, eps: float, norm: Norm, init: str, gauss_std: float 
 
 
 def pgd(objective: Callable[[Tensor], Tensor], x: Tensor, *, eps: float, step_size: float, steps: int,
-        norm: Norm = "Linf", init: str = "uniform", gauss_std: float = 0.001,
+        norm: Norm = "Linf", init: PGDInit = "uniform", gauss_std: float = 0.001,
         generator: torch.Generator | None = None) -> Tensor:
     """Maximize `objective(x_adv).sum()` by `steps` signed (Linf) or normalized (L2) gradient steps; returns x_adv detached."""
     x = x.detach()

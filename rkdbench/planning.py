@@ -36,7 +36,7 @@ def expected_accuracy(cell: Cell, model_dir: Path) -> tuple[tuple[float, float],
     from . import create
     from .teachers import read_measured_card
 
-    teacher = cell.teacher if cell.teacher != "none" else cell.protocol.section("protocol").get("teacher", "")
+    teacher = cell.reference_teacher
     if teacher:
         card = create("teacher", teacher)
         for source, numbers in (("measured", read_measured_card(card, model_dir) or {}), ("reported", card.reported)):
@@ -56,7 +56,7 @@ def plan_cells(cells: list[Cell], model_dir: Path, split_sizes: tuple[int, int, 
     plans = []
     for cell in cells:
         accuracy, source = expected_accuracy(cell, model_dir)
-        reference = cell.teacher if cell.teacher != "none" else cell.protocol.section("protocol").get("teacher", "")
+        reference = cell.reference_teacher
         # the runner measures specialization with the cell's teacher, or with the protocol's when its file is here
         specialization = cell.teacher != "none" or bool(reference and teacher_path(create("teacher", reference),
                                                                                       model_dir).is_file())

@@ -246,7 +246,7 @@ def evaluation_entry(protocol: Protocol, n_examples: int, sha256: str, metrics: 
     """A measured card's `evaluations.<protocol hash>` entry: what the leaderboard's `AA gap to teacher` matches a
     suite's evaluation against (protocol name and overrides, so its evaluation fields can be compared)."""
     return {"protocol": protocol.name, "protocol_overrides": protocol.overrides, "n_examples": n_examples,
-            "eps": protocol.section("threat")["eps"], "norm": protocol.section("threat")["norm"], "sha256": sha256,
+            "eps": protocol.threat.eps, "norm": protocol.threat.norm, "sha256": sha256,
             "flags": flags, "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra,
             **{k: v for k, v in metrics.items() if k.endswith("_acc")}}
 
@@ -296,7 +296,7 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
         "id": card.name, "architecture": card.architecture, "sha256": digest,
         "parameters": sum(p.numel() for p in student.parameters()),
         "recipe": recipe, "recipe_hash": card.recipe_hash,
-        "protocol": protocol.name, "protocol_hash": protocol.hash, "eps": protocol.section("threat")["eps"],
+        "protocol": protocol.name, "protocol_hash": protocol.hash, "eps": protocol.threat.eps,
         "selected_epoch": outcome.last_epoch if selection == "last" else outcome.best_epoch, "n_examples": len(y),
         "clean_acc": evaluation.metrics["clean_acc"],
         "pgd20_acc": evaluation.metrics.get("pgd20_acc"), "aa_acc": evaluation.metrics.get("aa_acc"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import mlflow
 import pandas as pd
@@ -39,22 +40,22 @@ def test_every_builtin_protocol_and_suite_loads_and_expands():
     assert len(cells) == 22 * 2 * 3 and {c.student for c in cells} == {"resnet-18", "mobilenet-v2"}
     assert {c.teacher for c in cells} == {"cifar10/Linf/Zhang2019Theoretically", "none"}
     protocol = load_protocol("cifar10-linf-8")
-    assert math.isclose(protocol.section("threat")["eps"], 8 / 255)
-    train = protocol.section("train")
-    assert (train["epochs"], train["lr"], train["weight_decay"], train["batch_size"], train["milestones"]) == \
-        (200, 0.1, 2e-4, 128, [100, 150])
-    assert protocol.section("data")["augment"] == "pad4-crop-flip"
-    assert [a["attack"] for a in protocol.section("eval")["attacks"].values()] == ["pgd", "cw", "autoattack"]
-    assert load_protocol("cifar10-linf-8-paper-ard").section("train")["milestones"] == [100]  # ARD's one decay
-    assert load_protocol("cifar10-linf-8-paper-rslad").section("train")["milestones"] == [215, 260, 285]
-    assert load_protocol("cifar10-linf-8-short").section("eval")["n_examples"] == 1000
+    assert math.isclose(protocol.threat.eps, 8 / 255)
+    train = protocol.train
+    assert (train.epochs, train.lr, train.weight_decay, train.batch_size, train.milestones) == \
+        (200, 0.1, 2e-4, 128, (100, 150))
+    assert protocol.inputs.augment == "pad4-crop-flip"
+    assert [a["attack"] for a in protocol.eval.attacks.values()] == ["pgd", "cw", "autoattack"]
+    assert load_protocol("cifar10-linf-8-paper-ard").train.milestones == (100,)  # ARD's one decay
+    assert load_protocol("cifar10-linf-8-paper-rslad").train.milestones == (215, 260, 285)
+    assert load_protocol("cifar10-linf-8-short").eval.n_examples == 1000
     hundred = {c.method: c.method_params for c in expand_cells(load_suite("cifar100-standard"))}
     assert hundred["rslad"]["loss_scale"] == 10.0 and hundred["mtard"]["loss_scale"] == 10.0
     assert hundred["igdm"]["alpha"] == 20.0 and hundred["peeraid"]["gamma2"] == 1.0
     # the issue-12 paper recipes: PeerAiD's 0-based milestones, Fair-MTARD's eta decaying with the lr, fp32
-    peer = load_protocol("cifar10-linf-8-paper-peeraid").section("train")
-    assert (peer["epochs"], peer["milestones"], peer["precision"], peer["swa_start"]) == (300, [214, 259, 284], "fp32", 214)
-    assert load_protocol("cifar10-linf-8-paper-saad").section("eval")["selections"] == ["last", "best-val", "swa"]
+    peer = load_protocol("cifar10-linf-8-paper-peeraid").train
+    assert (peer.epochs, peer.milestones, peer.precision, peer.swa_start) == (300, (214, 259, 284), "fp32", 214)
+    assert load_protocol("cifar10-linf-8-paper-saad").eval.selections == ("last", "best-val", "swa")
     fair = {c.method: c.method_params for c in expand_cells(load_suite("cifar10-paper-fair-rslad"))}
     assert fair["fair-mtard"]["eta_decay_epochs"] == (215, 260, 285)
     [saad] = expand_cells(load_suite("cifar10-paper-saad"))[:1]
@@ -103,10 +104,11 @@ def test_shards_partition_the_cells(capsys):
 
 def test_gpu_feature_flags():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert gpu_features({}, cuda) == (False, False)  # protocols without the fields keep fp32 numerics
-    assert gpu_features({"precision": "auto", "channels_last": "auto"}, cuda) == (True, True)
-    assert gpu_features({"precision": "auto", "channels_last": "auto"}, cpu) == (False, False)
-    assert gpu_features({"precision": "bf16", "channels_last": "on"}, cpu) == (True, True)
+    train = load_protocol("digits-linf").train
+    assert gpu_features(train, cuda) == (False, False)  # protocols without the fields keep fp32 numerics
+    auto = replace(train, precision="auto", channels_last="auto")
+    assert gpu_features(auto, cuda) == (True, True) and gpu_features(auto, cpu) == (False, False)
+    assert gpu_features(replace(train, precision="bf16", channels_last="on"), cpu) == (True, True)
 
 
 class Spy(nn.Module):

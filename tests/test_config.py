@@ -19,7 +19,7 @@ def write(path, text):
 
 def test_builtin_protocol_and_suite_load():
     suite = load_suite("digits-quick")
-    assert suite.protocol.name == "digits-linf" and suite.protocol.section("eval")["n_examples"] == 100
+    assert suite.protocol.name == "digits-linf" and suite.protocol.eval.n_examples == 100
     assert suite.protocol.experiment_name.startswith("digits-linf@")  # overridden protocol: its own experiment
     plain = load_protocol("digits-linf")
     assert plain.experiment_name == "digits-linf" and plain.hash != suite.protocol.hash
@@ -30,7 +30,7 @@ def test_set_overrides_change_the_protocol_hash_and_cell_keys():
     b = expand_cells(load_suite("digits-quick", parse_set(["train.epochs=1"])))
     assert len(a) == len(b) == 3
     assert {c.key for c in a}.isdisjoint({c.key for c in b})
-    assert b[0].protocol.section("train")["epochs"] == 1
+    assert b[0].protocol.train.epochs == 1
 
 
 def test_teacher_free_methods_get_no_teacher():

@@ -117,7 +117,8 @@ def test_new_eval_fields_are_validated(override, message):
 def test_builtin_protocol_keeps_its_hash():
     protocol = load_protocol("digits-linf")
     assert protocol.hash == "2146ed1f1d9c19f7"  # optional fields left out: existing runs stay comparable
-    assert "chunk_size" not in protocol.section("eval") and "diagnostics" not in protocol.section("eval")
+    assert "chunk_size" not in protocol.data["eval"] and "diagnostics" not in protocol.data["eval"]
+    assert (protocol.eval.chunk_size, protocol.eval.diagnostics) == (0, False)  # the declared defaults
 
 
 SPECS = {"pgd20": {"attack": "pgd"}, "aa": {"attack": "autoattack"}, "sq": {"attack": "square"}}

@@ -21,15 +21,15 @@ def test_every_cifar_protocol_trains_in_fp32_even_on_cuda():
     names = [n for n in builtin_names("protocols") if n.startswith("cifar")]
     assert len(names) >= 8  # the shipped CIFAR-10/100 protocols and paper recipes
     for name in names:
-        train = load_protocol(name).section("train")
-        assert train["precision"] == "fp32", name
+        train = load_protocol(name).train
+        assert train.precision == "fp32", name
         assert gpu_features(train, CUDA)[0] is False, name  # no bf16 autocast
 
 
 def test_bf16_is_opt_in_and_changes_the_protocol_hash_and_the_cell_key():
     fp32 = cells("cifar10-short")["rslad"]
     bf16 = cells("cifar10-short", **{"train.precision": "bf16"})["rslad"]
-    assert gpu_features(bf16.protocol.section("train"), CUDA)[0] is True
+    assert gpu_features(bf16.protocol.train, CUDA)[0] is True
     assert fp32.protocol.hash != bf16.protocol.hash and fp32.key != bf16.key
     assert bf16.protocol.experiment_name.startswith("cifar10-linf-8-short@")
 
@@ -38,7 +38,7 @@ def test_the_digits_protocol_keeps_its_hash():
     # the committed digits leaderboards are keyed by it (leaderboards/digits-linf@2d532252 is digits-all-quick's)
     assert load_suite("digits-all-quick").protocol.experiment_name == "digits-linf@2d532252"
     assert load_suite("digits-full").protocol.hash == "2146ed1f1d9c19f7"  # leaderboards/digits-linf
-    assert "precision" not in load_protocol("digits-linf").section("train")  # absent = fp32
+    assert "precision" not in load_protocol("digits-linf").data["train"]  # absent = fp32
 
 
 def test_adaad_uses_batchmean_on_cifar100_only():
@@ -56,7 +56,7 @@ def test_mart_beta_follows_the_official_script_of_the_student():
 def test_mtard_eta_decay_defaults_to_the_protocols_milestones_in_every_suite():
     for suite in ("cifar10-standard", "cifar10-paper-mtard", "cifar100-standard", "digits-all-quick"):
         assert cells(suite)["mtard"].method_params["eta_decay_epochs"] == "auto", suite
-    assert load_protocol("cifar10-linf-8-paper-rslad").section("train")["milestones"] == [215, 260, 285]
+    assert load_protocol("cifar10-linf-8-paper-rslad").train.milestones == (215, 260, 285)
 
 
 def test_bn_side_effects_default_on_where_the_official_code_has_them():

@@ -20,7 +20,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from services import free_port
 
-from rkdbench.config import builtin_names, load_protocol, load_suite
+from rkdbench.config import ResourcesConfig, builtin_names, load_protocol, load_suite
 from rkdbench.errors import ConfigError, UserError
 from rkdbench.executors.ray_executor import check_store_for_cluster
 from rkdbench.runner import expand_cells
@@ -62,11 +62,12 @@ def test_resources_change_neither_protocol_hash_nor_cell_key(tmp_path):
     with_resources = tmp_path / "digits-gpu.toml"
     with_resources.write_text(source + "\n[resources]\ngpus_per_cell = 0.25\ncpus_per_cell = 3\n")
     plain, scheduled = load_protocol("digits-linf"), load_protocol(str(with_resources))
-    assert scheduled.resources == {"gpus_per_cell": 0.25, "cpus_per_cell": 3} and plain.resources == {}
+    assert scheduled.resources == ResourcesConfig(gpus_per_cell=0.25, cpus_per_cell=3)
+    assert plain.resources == ResourcesConfig()  # absent: one GPU when the cluster has one, one CPU
     assert scheduled.hash == plain.hash == "2146ed1f1d9c19f7"  # pinned for every shipped protocol in test_compile.py
     assert "resources" not in scheduled.data
     overridden = load_suite(suite_file(tmp_path, "s", [0]), {"resources.gpus_per_cell": 0.5})
-    assert overridden.protocol.resources == {"gpus_per_cell": 0.5}
+    assert overridden.protocol.resources == ResourcesConfig(gpus_per_cell=0.5)
     assert overridden.protocol.experiment_name == "digits-linf"  # not an overridden protocol
     keys = [c.key for c in expand_cells(load_suite(suite_file(tmp_path, "t", [0])))]
     assert [c.key for c in expand_cells(overridden)] == keys
@@ -87,9 +88,9 @@ def test_bad_resources_are_one_line(tmp_path, toml, message):
 def test_cell_resources_default_to_one_gpu_when_the_cluster_has_gpus():
     from rkdbench.executors.ray_executor import CellResources
 
-    assert CellResources.of({}, cluster_gpus=8) == CellResources(gpus=1.0, cpus=1)
-    assert CellResources.of({}, cluster_gpus=0) == CellResources(gpus=0.0, cpus=1)
-    assert CellResources.of({"gpus_per_cell": 0.25, "cpus_per_cell": 4}, 8) == CellResources(gpus=0.25, cpus=4)
+    assert CellResources.of(ResourcesConfig(), cluster_gpus=8) == CellResources(gpus=1.0, cpus=1)
+    assert CellResources.of(ResourcesConfig(), cluster_gpus=0) == CellResources(gpus=0.0, cpus=1)
+    assert CellResources.of(ResourcesConfig(gpus_per_cell=0.25, cpus_per_cell=4), 8) == CellResources(gpus=0.25, cpus=4)
 
 
 def test_a_worker_that_cannot_see_the_results_folder_fails_its_cell_naming_the_path(tmp_path):

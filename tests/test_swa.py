@@ -90,7 +90,7 @@ def test_swa_config_is_validated():
     with pytest.raises(ConfigError, match="swa_start = 30 must be below train.epochs = 30"):
         load_protocol("digits-linf", {"train.swa_start": 30, "eval.selections": ["last", "swa"]})
     protocol = load_protocol("digits-linf", {"train.swa_start": 3, "eval.selections": ["last", "best-val", "swa"]})
-    assert protocol.section("train")["swa_start"] == 3
+    assert protocol.train.swa_start == 3
 
 
 @pytest.mark.slow

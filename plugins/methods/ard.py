@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.losses import kl_div
+from rkdbench.losses import ScalarReduction, kl_div
 from rkdbench.student_passes import StudentForwards
 
 __all__ = ["ARD", "ARDParams"]
@@ -32,7 +32,7 @@ __all__ = ["ARD", "ARDParams"]
 class ARDParams:
     temperature: float = 30.0
     alpha: float = 1.0
-    kl_reduction: str = "mean"
+    kl_reduction: ScalarReduction = "mean"
     bn_side_effects: bool = True
 
 

@@ -14,6 +14,7 @@ Official schedule: 300 epochs, lr x0.1 at 215, 260, 285, Nesterov SGD.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from torch import Tensor
 
@@ -31,7 +32,7 @@ __doc__ = f"{__doc__}\n{CLASS_WEIGHTS_DOC}"
 
 @dataclass(frozen=True)
 class FairMTARDParams(FairParams, MTARDParams):
-    natural_target: str = "robust_adv"  # official (a bug): T_adv(x'); "natural_clean": MTARD's T_nat(x)
+    natural_target: Literal["robust_adv", "natural_clean"] = "robust_adv"  # official (a bug): T_adv(x'); "natural_clean": MTARD's T_nat(x)
 
 
 class FairMTARD(ClassReweighting, MTARD):
@@ -39,14 +40,6 @@ class FairMTARD(ClassReweighting, MTARD):
     citation = CITATION
     Params = FairMTARDParams
     _weights: Tensor | None = None
-
-    def __init__(self, **overrides) -> None:
-        super().__init__(**overrides)
-        if self.params.natural_target not in ("robust_adv", "natural_clean"):
-            from rkdbench.errors import ConfigError
-
-            raise ConfigError(f"method 'fair-mtard' natural_target = {self.params.natural_target!r} is not allowed; "
-                              "allowed: robust_adv, natural_clean")
 
     def configure_teacher_roles(self, params: FairMTARDParams) -> tuple[str, ...]:
         return ("robust",) if params.natural_target == "robust_adv" else ("robust", "natural")

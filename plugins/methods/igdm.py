@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.losses import KLReduction, kl_div, reduce_per_example
+from rkdbench.losses import KLReduction, ScalarReduction, kl_div, reduce_per_example
 
 __all__ = ["IGDM", "IGDMParams", "igdm_loss", "igdm_per_example", "igdm_ramp"]
 
@@ -36,7 +36,7 @@ class IGDMParams:
     alpha: float = 1.0
     ref_epochs: int | None = None  # [I] None = the run length; official scripts hard-code 200 (300 for RSLAD+IGDM)
     nat_weight: float = 0.0
-    kl_reduction: str = "batchmean"
+    kl_reduction: ScalarReduction = "batchmean"
     clean_forward: bool = True  # official: S(x) runs in train mode (weight 0) and updates BN statistics
 
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rkdbench import Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.losses import kl_div
+from rkdbench.losses import ScalarReduction, kl_div
 
 __all__ = ["KD", "KDParams"]
 
@@ -25,7 +25,7 @@ __all__ = ["KD", "KDParams"]
 class KDParams:
     temperature: float = 4.0
     alpha: float = 0.9
-    kl_reduction: str = "batchmean"
+    kl_reduction: ScalarReduction = "batchmean"
 
 
 class KD(Method):

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.errors import ConfigError
-from rkdbench.losses import kl_div
+from rkdbench.losses import ScalarReduction, kl_div
 from rkdbench_plugins.methods.rslad import rslad_kl
 
 __all__ = ["MTARD", "MTARDParams", "teacher_entropy", "eta_decay_epochs"]
@@ -53,7 +53,7 @@ class MTARDParams:
     eta: float = 0.025
     w_nat_init: float = 0.5
     bert: float = 1.0
-    kl_reduction: str = "mean"  # RSLAD's /C-manual form; "batchmean" = true KL
+    kl_reduction: ScalarReduction = "mean"  # RSLAD's /C-manual form; "batchmean" = true KL
     loss_scale: float = 1.0  # 10 in the CIFAR-100 scripts
     # "auto" = the protocol's lr milestones (the None default becomes "auto": it lets a list or "auto" be given)
     eta_decay_epochs: tuple[int, ...] | str | None = None

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.losses import kl_div
+from rkdbench.losses import ScalarReduction, kl_div
 
 __all__ = ["RSLAD", "RSLADParams", "rslad_kl"]
 
@@ -28,7 +28,7 @@ class RSLADParams:
     adv_weight: float = 5 / 6
     nat_weight: float = 1 / 6
     temperature: float = 1.0
-    kl_reduction: str = "mean"  # official /C form with the 1e-5 target offset; "batchmean" = true KL
+    kl_reduction: ScalarReduction = "mean"  # official /C form with the 1e-5 target offset; "batchmean" = true KL
     loss_scale: float = 1.0
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ..config import ResourcesConfig
 from ..errors import UserError
 
 __all__ = ["CellResources", "run_on_ray", "connect", "SERVER_HINT", "MAX_RETRIES"]
@@ -47,9 +48,9 @@ class CellResources:
     cpus: int
 
     @classmethod
-    def of(cls, protocol_resources: dict[str, Any], cluster_gpus: float) -> "CellResources":
-        gpus = protocol_resources.get("gpus_per_cell", 1 if cluster_gpus >= 1 else 0)
-        return cls(gpus=float(gpus), cpus=int(protocol_resources.get("cpus_per_cell", 1)))
+    def of(cls, protocol_resources: ResourcesConfig, cluster_gpus: float) -> "CellResources":
+        gpus = protocol_resources.gpus_per_cell
+        return cls(gpus=(1.0 if cluster_gpus >= 1 else 0.0) if gpus is None else gpus, cpus=protocol_resources.cpus_per_cell)
 
 
 def _import_ray():

@@ -1,0 +1,216 @@
+"""Protocols: the typed sections, `load_protocol` (TOML + `--set` overrides, validated), and the protocol hash.
+
+A protocol fixes everything but the method (data, threat, teacher, budget, evaluation). Each TOML table is a frozen
+`Section` dataclass below, one line per field (type, default, allowed values): adding a protocol field is one line
+there. Readers use the typed attributes: `protocol.header` ([protocol]), `protocol.threat`, `protocol.inputs`
+([data]: not `protocol.data`, which is the canonical table), `protocol.train`, `protocol.eval`, `protocol.resources`. `protocol.data` is the canonical nested table (as
+written, overrides applied, no defaults added): the protocol hash, the cell key and the logged params are computed
+over it, so a new optional field changes no existing hash. `[resources]` (how much hardware a cell asks a scheduler
+for) is kept out of `data`: where a cell runs never changes what it computes. Every error names the file, the field,
+the bad value and what is allowed, before anything is trained.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..attacks import check_threat
+from ..errors import ConfigError, close_matches
+from .fields import Check, Section, above, at_least, optional, required
+from .files import canonical_hash, read_toml, resolve_path
+
+__all__ = ["HeaderConfig", "ThreatConfig", "DataConfig", "TrainConfig", "EvalConfig", "ResourcesConfig", "Protocol",
+           "load_protocol"]
+
+Augmentation = Literal["none", "pad1-crop", "pad4-crop-flip", "strong"]
+Selection = Literal["last", "best-val", "swa"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeaderConfig(Section):
+    """[protocol]: what the protocol is, its dataset and its default teacher."""
+
+    table = "protocol"
+    name: str = required()
+    version: int = required(at_least(1))
+    description: str = optional("")
+    dataset: str = required()
+    teacher: str = optional("")  # "" = none: the suite names its teachers
+    data_root: str = optional("")  # "" = the default data folder (or --data-dir)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThreatConfig(Section):
+    table = "threat"
+    norm: Literal["Linf", "L2"] = required()
+    eps: float = required(above(0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig(Section):
+    """[data]: how the training split is held out and augmented."""
+
+    table = "data"
+    split_seed: int = required(at_least(0))
+    augment: Augmentation = required()
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(Section):
+    table = "train"
+    epochs: int = required(at_least(1))
+    batch_size: int = required(at_least(1))
+    optimizer: Literal["sgd", "adam"] = required()
+    lr: float = required(above(0))
+    momentum: float = required(at_least(0))
+    nesterov: bool = optional(False)
+    weight_decay: float = required(at_least(0))
+    schedule: Literal["constant", "piecewise", "cosine"] = required()
+    milestones: tuple[int, ...] = optional((), at_least(1, "epochs"))
+    gamma: float = optional(0.1, above(0))
+    val_pgd_steps: int = required(at_least(1))
+    device: Literal["auto", "cpu", "cuda"] = optional("auto")
+    precision: Literal["auto", "fp32", "bf16"] = optional("fp32")  # "auto" = bf16 autocast on CUDA only
+    channels_last: Literal["auto", "on", "off"] = optional("off")  # "auto" = on for CUDA only
+    swa_start: int | None = optional(None, at_least(0, "a 0-based epoch"))  # weight averaging from this epoch on
+    compile: bool = optional(False)  # torch.compile of the networks while training
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig(Section):
+    table = "eval"
+    n_examples: int = required(at_least(0, "0 = the whole test split"))
+    batch_size: int = required(at_least(0, "0 = chosen from free memory on CUDA"))
+    seed: int = required(at_least(0))
+    selections: tuple[Selection, ...] = required(Check(lambda v: "last" in v, "a list of 'last', 'best-val' and 'swa', containing 'last'"))
+    attacks: dict[str, dict[str, Any]] = required()  # label -> {attack = plugin name, options...}
+    chunk_size: int = optional(0, at_least(0, "0 = all test points in one chunk"))
+    diagnostics: bool = optional(False)
+    rank_by: str | None = optional(None)  # the label that ranks the leaderboard: one of `attacks` or "clean"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResourcesConfig(Section):
+    """[resources]: what one cell asks a scheduler for (the Ray executor); never hashed."""
+
+    table = "resources"
+    gpus_per_cell: float | None = optional(None, at_least(0, "fractions such as 0.25 share a GPU"))  # None: 1 if any
+    cpus_per_cell: int = optional(1, at_least(1, "also torch's thread count in the worker"))
+
+
+# TOML table -> (Protocol attribute, section); [resources] is apart (not hashed)
+SECTIONS: dict[str, tuple[str, type[Section]]] = {
+    "protocol": ("header", HeaderConfig), "threat": ("threat", ThreatConfig), "data": ("inputs", DataConfig),
+    "train": ("train", TrainConfig), "eval": ("eval", EvalConfig),
+}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A validated, resolved protocol: typed sections for readers, `data` (the canonical tables) for identities."""
+
+    name: str
+    data: dict[str, Any]
+    source: str
+    overrides: dict[str, Any]
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    header: HeaderConfig = field(init=False, repr=False, compare=False)
+    threat: ThreatConfig = field(init=False, repr=False, compare=False)
+    inputs: DataConfig = field(init=False, repr=False, compare=False)
+    train: TrainConfig = field(init=False, repr=False, compare=False)
+    eval: EvalConfig = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for attribute, section in _parse_sections(self.source, self.data).items():
+            object.__setattr__(self, attribute, section)
+
+    @property
+    def hash(self) -> str:
+        return canonical_hash(self.data)
+
+    @property
+    def experiment_name(self) -> str:
+        """One MLflow experiment per protocol; an overridden protocol is a different one (`name@hash`)."""
+        return self.name if not self.overrides else f"{self.name}@{self.hash[:8]}"
+
+    def section(self, name: str) -> dict[str, Any]:
+        """Compatibility shim (to be removed): the canonical table as written. Read `protocol.train.epochs` etc."""
+        return self.data[name]
+
+
+def _parse_sections(where: str, data: dict[str, Any]) -> dict[str, Section]:
+    for table in data:
+        if table not in SECTIONS:
+            names = [*SECTIONS, "resources"]
+            raise ConfigError(f"{where}: unknown section [{table}]{close_matches(table, names)}; "
+                              f"allowed: {', '.join(names)}")
+    return {attribute: section.parse(where, data.get(table, {})) for table, (attribute, section) in SECTIONS.items()}
+
+
+def _apply_protocol_overrides(data: dict[str, Any], overrides: dict[str, Any], where: str) -> None:
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        if parts[0] not in data:
+            raise ConfigError(f"{where}: unknown field {dotted}{close_matches(parts[0], data)}; "
+                              f"protocol sections: {', '.join(data)}")
+        node = data
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {} if part not in node else node[part]
+                if not isinstance(node[part], dict):
+                    raise ConfigError(f"{where}: {dotted}: {part} is not a table")
+            node = node[part]
+        node[parts[-1]] = value
+
+
+def load_protocol(name_or_path: str, overrides: dict[str, Any] | None = None, where: str = "--set") -> Protocol:
+    """Load a built-in protocol by name or any protocol TOML by path, apply overrides, and validate it all."""
+    path = resolve_path(name_or_path, "protocols")
+    raw = read_toml(path)
+    source = str(path)
+    overrides = dict(overrides or {})
+    resources = _split_resources(source, raw, overrides, where)
+    _parse_sections(source, raw)  # the file itself is valid before any override applies
+    data = copy.deepcopy(raw)
+    _apply_protocol_overrides(data, overrides, where)
+    typed = _parse_sections(f"{source} (after {where})" if overrides else source, data)
+    threat, train, evaluation = typed["threat"], typed["train"], typed["eval"]
+    check_threat(threat.norm, threat.eps, where=f"{source}: threat")
+    _validate_eval_attacks(source, evaluation)
+    _validate_swa(source, train, evaluation)
+    return Protocol(name=data["protocol"]["name"], data=data, source=source, overrides=overrides, resources=resources)
+
+
+def _split_resources(source: str, raw: dict[str, Any], overrides: dict[str, Any], where: str) -> ResourcesConfig:
+    """Take [resources] out of the TOML and `resources.*` out of the overrides (both in place), validated."""
+    table = raw.pop("resources", {})
+    ResourcesConfig.parse(source, table)
+    table = dict(table)
+    for dotted in [k for k in overrides if k.split(".")[0] == "resources"]:
+        table[dotted.partition(".")[2]] = overrides.pop(dotted)
+        ResourcesConfig.parse(where, table)
+    return ResourcesConfig.parse(source, table)
+
+
+def _validate_swa(where: str, train: TrainConfig, evaluation: EvalConfig) -> None:
+    start = train.swa_start
+    if ("swa" in evaluation.selections) != (start is not None):
+        raise ConfigError(f"{where}: eval.selections contains 'swa' exactly when train.swa_start is set "
+                          f"(selections {list(evaluation.selections)}, swa_start {start})")
+    if start is not None and start >= train.epochs:
+        raise ConfigError(f"{where}: train.swa_start = {start} must be below train.epochs = {train.epochs}")
+
+
+def _validate_eval_attacks(where: str, evaluation: EvalConfig) -> None:
+    if not evaluation.attacks:
+        raise ConfigError(f"{where}: [eval.attacks] must name at least one attack")
+    for label, spec in evaluation.attacks.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("attack"), str):
+            raise ConfigError(f"{where}: eval.attacks.{label} must be a table with an `attack` plugin name")
+    labels = ["clean", *evaluation.attacks]
+    if evaluation.rank_by is not None and evaluation.rank_by not in labels:
+        raise ConfigError(f"{where}: eval.rank_by = {evaluation.rank_by!r} is not allowed; allowed: "
+                          f"{', '.join(labels)} (the labels of eval.attacks, or clean)"
+                          f"{close_matches(evaluation.rank_by, labels)}")
