@@ -260,7 +260,7 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
                       progress=progress)
     outcome = trainer.fit()
     train_seconds = time.perf_counter() - started
-    best = load_verified(trainer.best_path, map_location=device)
+    best = load_verified(outcome.best_path, map_location=device)
     student.load_state_dict(best["model"])
     eval_overrides = {**(eval_set or {}), **({} if n_examples is None else {"eval.n_examples": n_examples})}
     eval_protocol = protocol if not eval_overrides else load_protocol(
