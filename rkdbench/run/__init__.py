@@ -6,5 +6,5 @@ missing teachers, `executor` picks how the cells are spread over workers (`execu
 its journal), `train` trains and evaluates it (`selections` measures its checkpoints), `progress` prints epoch
 bars and the suite status line, `options` holds `RunOptions` and `CellOutcome`. A FINISHED run with the same
 cell key is skipped; an unfinished one (killed, interrupted, failed) is resumed from its last checkpoint in the
-same MLflow run. This package imports nothing on import, so its light parts (`cells`, `progress`) stay light.
+same MLflow run. Import the module you need: this file re-exports nothing.
 """
