@@ -121,3 +121,57 @@ def test_fit_names_its_checkpoints_and_precision(tmp_path, settings, precision, 
         assert outcome.swa_path is None and not (tmp_path / "swa.pt").exists()
     again = _trainer(tmp_path, **settings)
     assert again.resumes and again.fit().resumed_from == 2  # nothing left to train: the same files, named again
+
+
+LOOSE_METHOD = '''
+import rkdbench
+
+Base = type(rkdbench.create("method", "pgd-at"))
+
+
+class Loose(Base):
+    name = "loose-pgd-at"
+
+
+@rkdbench.hookimpl
+def register_methods(register):
+    register(Loose)
+'''
+
+WORKER = '''
+import pickle, sys
+from rkdbench.plugins import load_plugins_dir
+from rkdbench.run.cells import method_of
+
+cell = pickle.loads(open(sys.argv[2], "rb").read())  # as a worker gets it: before its plugins are loaded
+load_plugins_dir(sys.argv[1])
+print(type(method_of(cell)).__name__, cell.key)
+'''
+
+
+def test_a_loose_plugin_methods_cell_reaches_a_fresh_process(tmp_path):
+    """What `--workers` and Ray do: the cell is unpickled before the worker loads `--plugins-dir`, whose classes
+    do not exist until then; it must arrive without its method object and build it afterwards."""
+    import subprocess
+    import sys
+
+    from rkdbench import plugins
+    from rkdbench.plugins import load_plugins_dir, pm
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "loose_method.py").write_text(LOOSE_METHOD)
+    load_plugins_dir(folder)
+    try:
+        suite = tmp_path / "loose.toml"
+        suite.write_text('[suite]\nname = "loose"\nprotocol = "digits-linf"\nmethods = ["loose-pgd-at"]\n'
+                         'students = ["cnn-tiny"]\nseeds = [0]\n')
+        [cell] = expand_cells(load_suite(str(suite)))
+        (tmp_path / "cell.pickle").write_bytes(pickle.dumps(cell))
+        done = subprocess.run([sys.executable, "-c", WORKER, str(folder), str(tmp_path / "cell.pickle")],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split() == ["Loose", cell.key]
+    finally:
+        pm.unregister(name="plugins-dir:loose_method")
+        plugins._origins.pop("plugins-dir:loose_method", None)
