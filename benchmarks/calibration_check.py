@@ -30,7 +30,10 @@ from rkdbench.calibration import Calibration, calibrate_cells, predict_cell
 from rkdbench.config import load_suite, parse_set
 from rkdbench.planning import expected_accuracy
 from rkdbench.plugins import get_registry, pm
-from rkdbench.runner import RunOptions, expand_cells, prepare, run_cell
+from rkdbench.run.cell import run_cell
+from rkdbench.run.cells import expand_cells
+from rkdbench.run.options import RunOptions
+from rkdbench.run.prepare import prepare
 from rkdbench.tracking import Tracker
 
 

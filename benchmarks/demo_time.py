@@ -36,7 +36,10 @@ import torch  # noqa: E402
 import rkdbench.cli as cli  # noqa: E402
 import rkdbench.engine as engine  # noqa: E402
 import rkdbench.evaluation as evaluation  # noqa: E402
-import rkdbench.runner as runner  # noqa: E402
+import rkdbench.run.executors.serial as serial  # noqa: E402
+import rkdbench.run.prepare as prepare  # noqa: E402
+import rkdbench.run.selections as selections  # noqa: E402
+import rkdbench.run.train as train  # noqa: E402
 import rkdbench.tracking as tracking  # noqa: E402
 
 
@@ -84,14 +87,15 @@ class PhaseClock:
 
 
 def instrument(clock: PhaseClock) -> None:
-    clock.wrap(runner, "build_teacher", "train", context="teacher")
-    clock.wrap(runner, "run_cell", "train", context=lambda cell, *a, **k: f"cell {cell.variant}")
+    clock.wrap(prepare, "build_teacher", "train", context="teacher")
+    clock.wrap(serial, "run_cell", "train", context=lambda cell, *a, **k: f"cell {cell.variant}")
     clock.wrap(engine, "robust_accuracy", "validation (PGD-10 per epoch)")
     clock.wrap(evaluation, "attack_result", lambda model, protocol, spec, *a, **k: f"evaluation: {spec['attack']}")
     clock.wrap(evaluation, "predict", "evaluation: clean")
-    clock.wrap(runner, "_specialization", "specialization diagnostics")
-    clock.wrap(runner, "load_splits", "data and models")
-    clock.wrap(runner, "load_teacher", "data and models")
+    clock.wrap(train, "specialization", "specialization diagnostics")
+    clock.wrap(train, "load_splits", "data and models")
+    clock.wrap(train, "load_teacher", "data and models")
+    clock.wrap(selections, "load_teacher", "data and models")
     for method in ("create_run", "log_params", "log_metrics", "set_tags", "log_artifact", "finish", "find_run",
                    "experiment_id", "mark_running", "check_reachable"):
         clock.wrap(tracking.Tracker, method, "MLflow logging")

@@ -151,10 +151,9 @@ def _dataset(protocol: Protocol):
 
 
 def _roles(cell: Cell) -> dict[str, str]:
-    from . import create
+    from .run.cells import method_of
 
-    method = create("method", cell.method, **cell.method_overrides)
-    return dict(zip(method.teacher_roles[:1], [cell.teacher])) | dict(cell.extra_teachers)
+    return dict(zip(method_of(cell).teacher_roles[:1], [cell.teacher])) | dict(cell.extra_teachers)
 
 
 def train_key(cell: Cell) -> str:
@@ -231,6 +230,7 @@ def measure_training(cell: Cell, device: torch.device, steps: int, clock: str = 
     CPU / wall ratio (read at the end of every epoch)."""
     from . import create
     from .engine import Trainer, TrainSetup
+    from .run.cells import fresh_method
 
     dataset = _dataset(cell.protocol)
     data = copy.deepcopy(cell.protocol.data)
@@ -248,7 +248,7 @@ def measure_training(cell: Cell, device: torch.device, steps: int, clock: str = 
     torch.manual_seed(0)
     marks = [(time.perf_counter(), CLOCKS[clock]())]
     with tempfile.TemporaryDirectory() as workdir, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        trainer = Trainer(TrainSetup(protocol=protocol, method=create("method", cell.method, **cell.method_overrides),
+        trainer = Trainer(TrainSetup(protocol=protocol, method=fresh_method(cell),
                                      student=_network(cell.student, dataset, device), teachers=teachers, splits=splits,
                                      seed=0, device=device, workdir=Path(workdir)),
                           progress=lambda *_: marks.append((time.perf_counter(), CLOCKS[clock]())))

@@ -160,7 +160,9 @@ def _run_suite(suite_name: str, sets: tuple[str, ...], results: str, model_dir: 
                shard: str = "1/1", gpu_tflops: float | None = None, data_dir: str | None = None,
                as_json: bool = False, workers: int = 1, executor: str = "local", address: str | None = None) -> int:
     from .config import load_suite, parse_set
-    from .runner import RunOptions, expand_cells, run_suite
+    from .run.cells import expand_cells
+    from .run.executor import run_suite
+    from .run.options import RunOptions
 
     if workers > 1 and executor != "local":
         raise ConfigError(f"--workers {workers} starts local worker processes; with --executor {executor} the "
@@ -308,7 +310,7 @@ def calibrate(suite, sets, device, steps, points, redo) -> None:
     from .calibration import Calibration, calibrate_cells
     from .config import load_suite, parse_set
     from .engine import pick_device
-    from .runner import expand_cells
+    from .run.cells import expand_cells
 
     loaded = load_suite(suite, parse_set(list(sets)))
     cells = expand_cells(loaded)
@@ -578,7 +580,8 @@ def teachers_build(teacher, model_dir, n_examples, device, data_dir) -> None:
     """Train a harness teacher from its recipe, evaluate it, and cache it with its measured card."""
     from . import create
     from .engine import pick_device
-    from .runner import RunOptions, epoch_progress
+    from .run.options import RunOptions
+    from .run.progress import epoch_progress
     from .teachers import build_teacher
 
     options = RunOptions(console=_console())

@@ -71,10 +71,10 @@ def _stand_in(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
 def training_passes(cell: Cell, input_shape: tuple[int, ...], num_classes: int) -> dict[str, float]:
     """Forward/backward passes per training example of the cell's method, counted by the engine on one
     late-epoch step (after any warm-up gate) with stand-in networks."""
-    from . import create
     from .engine import Trainer, TrainSetup
+    from .run.cells import fresh_method
 
-    method = create("method", cell.method, **cell.method_overrides)
+    method = fresh_method(cell)  # a copy of the cell's method object: one training step changes its state
     n = 2
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(n, *input_shape, generator=generator)

@@ -84,10 +84,18 @@ class TrainSetup:
 
 @dataclass
 class TrainOutcome:
+    """What `fit()` leaves: the epochs, history and pass counts, the checkpoints it wrote (`swa_path` None
+    without weight averaging) and the numerics it trained in (`precision` "bf16" or "fp32")."""
+
     last_epoch: int
     best_epoch: int
     history: list[dict[str, float]]
     cost: dict[str, float]
+    last_path: Path
+    best_path: Path
+    swa_path: Path | None
+    precision: str
+    channels_last: bool
     resumed_from: int = 0
 
 
@@ -176,6 +184,11 @@ class Trainer:
     @property
     def swa_path(self) -> Path:
         return self.s.workdir / "swa.pt"
+
+    @property
+    def resumes(self) -> bool:
+        """Whether `fit()` will resume from a checkpoint of an earlier (interrupted) run."""
+        return self.last_path.exists()
 
     def _state(self, epochs_done: int) -> dict[str, Any]:
         cuda = torch.cuda.get_rng_state_all() if self.s.device.type == "cuda" else []
@@ -372,9 +385,13 @@ class Trainer:
             if self.on_epoch is not None:
                 self.on_epoch(epoch, metrics)
         release_compiled(compiled)
-        if self.swa is not None and self.swa.count > 0:
+        averaged_saved = self.swa is not None and self.swa.count > 0
+        if averaged_saved:
             averaged = recompute_batchnorm(self.swa.averaged(s.student), x_train, batch_size, aug, s.seed + 2)
             save_atomic({"model": averaged.state_dict(), "count": self.swa.count}, self.swa_path)
         return TrainOutcome(last_epoch=epochs - 1, best_epoch=int(self.best["epoch"]), history=self.history,
                             cost={k: v / n / max(epochs, 1) for k, v in self.counter.as_dict().items()},
+                            last_path=self.last_path, best_path=self.best_path,
+                            swa_path=self.swa_path if averaged_saved else None,
+                            precision="bf16" if self.bf16 else "fp32", channels_last=self.channels_last,
                             resumed_from=resumed_from)

@@ -72,7 +72,7 @@ def _passes(row: pd.Series) -> Shown:
 
 def shown(table: Table) -> dict[str, list[Shown]]:
     """Column header -> cells, in display order; optional columns appear only when some row has a value."""
-    from .runner import NO_TEACHER
+    from .run.cells import NO_TEACHER
 
     frame = table.frame
     columns: dict[str, list[Shown]] = {
@@ -151,7 +151,7 @@ def note(table: Table) -> str:
 
 def teacher_gap_note(table: Table) -> str | None:
     """Why `AA gap to teacher` is empty for rows that have a teacher (None when it is filled or no row has one)."""
-    from .runner import NO_TEACHER
+    from .run.cells import NO_TEACHER
 
     frame = table.frame
     if (frame["teacher"] == NO_TEACHER).all():

@@ -38,7 +38,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 def _labels(table: Table) -> list[str]:
     """Row names: the method, with the student and teacher when the table has more than one of them (teacher-free
     rows do not count: `none` next to a teacher is no choice of teacher)."""
-    from .runner import NO_TEACHER
+    from .run.cells import NO_TEACHER
 
     frame = table.frame
     parts = [frame["method_variant"]]

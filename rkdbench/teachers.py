@@ -282,7 +282,7 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
     selection = recipe_selection(recipe)
     # A naturally trained teacher has ~0% PGD accuracy at every epoch, so "best validation PGD" would pick an
     # early, barely trained epoch: its recipe says `selection = "last"`.
-    chosen = trainer.last_path if selection == "last" else trainer.best_path
+    chosen = outcome.last_path if selection == "last" else outcome.best_path
     student.load_state_dict(load_verified(chosen, map_location=device)["model"])
     eval_overrides = {**(eval_set or {}), **({} if n_examples is None else {"eval.n_examples": n_examples})}
     eval_protocol = protocol if not eval_overrides else load_protocol(

@@ -139,7 +139,7 @@ def test_train_mode_forwards_per_step_with_the_official_ten_step_attack(tmp_path
 def test_the_dry_run_cost_counts_the_side_effect_passes():
     from rkdbench.config import load_suite
     from rkdbench.cost import training_passes
-    from rkdbench.runner import expand_cells
+    from rkdbench.run.cells import expand_cells
 
     suite = load_suite("digits-quick")
     passes = {c.method: training_passes(c, (1, 8, 8), 10) for c in expand_cells(suite)}

@@ -13,7 +13,7 @@ from rkdbench.calibration import (Calibration, Linear, attack_key, attack_second
                                   predict_cell, train_key)
 from rkdbench.cli import main
 from rkdbench.config import load_suite
-from rkdbench.runner import expand_cells
+from rkdbench.run.cells import expand_cells
 
 CPU = torch.device("cpu")
 

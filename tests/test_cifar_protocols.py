@@ -20,7 +20,9 @@ from rkdbench.config import builtin_names, load_protocol, load_suite
 from rkdbench.data import Splits
 from rkdbench.cost import forward_flops, training_passes
 from rkdbench.engine import Trainer, TrainSetup, gpu_features
-from rkdbench.runner import CellOutcome, expand_cells, suite_status
+from rkdbench.run.cells import expand_cells
+from rkdbench.run.options import CellOutcome
+from rkdbench.run.progress import suite_status
 from test_datasets_real import _write_cifar10
 
 

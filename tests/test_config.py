@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from rkdbench.cli import main
 from rkdbench.config import Protocol, load_protocol, load_suite, parse_set, to_toml
 from rkdbench.errors import ConfigError, UnknownComponentError
-from rkdbench.runner import expand_cells
+from rkdbench.run.cells import expand_cells
 
 
 def write(path, text):

@@ -156,7 +156,7 @@ def _equal(a, b) -> bool:
 def test_cost_estimate_counts_the_peer_at_the_students_flops():
     from rkdbench.config import load_suite
     from rkdbench.cost import training_passes
-    from rkdbench.runner import expand_cells
+    from rkdbench.run.cells import expand_cells
 
     cell = next(c for c in expand_cells(load_suite("digits-all-quick")) if c.method == "peeraid")
     passes = training_passes(cell, (1, 8, 8), 10)

@@ -227,7 +227,8 @@ def test_a_cell_logs_its_flags_diagnostics_and_resumable_evaluation(tmp_path):
     from mlflow.tracking import MlflowClient
 
     from rkdbench.config import load_suite
-    from rkdbench.runner import RunOptions, run_suite
+    from rkdbench.run.executor import run_suite
+    from rkdbench.run.options import RunOptions
     from rkdbench.tracking import tracking_uri
 
     suite_path = tmp_path / "mini.toml"

@@ -8,7 +8,7 @@ import torch
 
 from rkdbench.config import builtin_names, load_protocol, load_suite
 from rkdbench.engine import gpu_features
-from rkdbench.runner import expand_cells
+from rkdbench.run.cells import expand_cells
 
 CUDA = torch.device("cuda")
 

@@ -22,8 +22,8 @@ from services import free_port
 
 from rkdbench.config import ResourcesConfig, builtin_names, load_protocol, load_suite
 from rkdbench.errors import ConfigError, UserError
-from rkdbench.executors.ray_executor import check_store_for_cluster
-from rkdbench.runner import expand_cells
+from rkdbench.run.executors.ray_executor import check_store_for_cluster
+from rkdbench.run.cells import expand_cells
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ def test_bad_resources_are_one_line(tmp_path, toml, message):
 
 
 def test_cell_resources_default_to_one_gpu_when_the_cluster_has_gpus():
-    from rkdbench.executors.ray_executor import CellResources
+    from rkdbench.run.executors.ray_executor import CellResources
 
     assert CellResources.of(ResourcesConfig(), cluster_gpus=8) == CellResources(gpus=1.0, cpus=1)
     assert CellResources.of(ResourcesConfig(), cluster_gpus=0) == CellResources(gpus=0.0, cpus=1)
@@ -94,8 +94,8 @@ def test_cell_resources_default_to_one_gpu_when_the_cluster_has_gpus():
 
 
 def test_a_worker_that_cannot_see_the_results_folder_fails_its_cell_naming_the_path(tmp_path):
-    from rkdbench.executors.ray_executor import _cell_task
-    from rkdbench.runner import RunOptions
+    from rkdbench.run.executors.ray_executor import _cell_task
+    from rkdbench.run.options import RunOptions
 
     cell = expand_cells(load_suite(suite_file(tmp_path, "s", [0])))[0]
     results = tmp_path / "results-on-the-driver-only"

@@ -132,12 +132,14 @@ def test_evaluate_without_a_probe_has_no_transferability():
 
 def test_teacher_free_cells_use_the_protocols_teacher_or_say_why_not(tmp_path):
     from rkdbench.config import load_suite
-    from rkdbench.runner import RunOptions, _reference_teacher, expand_cells
+    from rkdbench.run.cells import expand_cells
+    from rkdbench.run.options import RunOptions
+    from rkdbench.run.selections import reference_teacher
 
     cells = {c.method: c for c in expand_cells(load_suite("digits-quick"))}
     options = RunOptions(results=tmp_path, model_dir=tmp_path / "models")
     own = nn.Linear(2, 2)
-    assert _reference_teacher(cells["ard"], {"robust": own}, options, torch.device("cpu")) == (own, "")
-    teacher, why = _reference_teacher(cells["pgd-at"], {}, options, torch.device("cpu"))
+    assert reference_teacher(cells["ard"], {"robust": own}, options, torch.device("cpu")) == (own, "")
+    teacher, why = reference_teacher(cells["pgd-at"], {}, options, torch.device("cpu"))
     assert teacher is None
     assert "has no teacher" in why and "digits/Linf/rkdbench-cnn-large" in why and str(tmp_path / "models") in why

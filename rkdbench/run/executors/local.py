@@ -14,11 +14,13 @@ import dataclasses
 import multiprocessing
 import os
 import queue as queue_module
-from typing import Any
+from typing import Any, Callable
 
-from ..config import Cell, Suite
-from ..runner import CellOutcome, RunOptions, _say, expand_cells, prepare, suite_status
-from ..tracking import Tracker
+from ...config import Cell
+from ...plugins import loaded_plugin_dirs
+from ...tracking import Tracker
+from ..options import CellOutcome, RunOptions
+from ..progress import say, suite_status
 
 __all__ = ["run_local", "run_local_cells", "worker_threads"]
 
@@ -47,13 +49,16 @@ def _worker(cells: list[Cell], options: RunOptions, index: int, workers: int, pl
             queue: Any) -> None:
     import torch
 
-    from ..plugins import load_plugins_dir
+    from ...plugins import load_plugins_dir
+    from ..cells import method_of
     from .serial import run_cells
 
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(worker_threads(workers))
     for folder in plugin_dirs:
         load_plugins_dir(folder)
+    for cell in cells:  # they came without their method objects: built here, now that the plugins are loaded
+        method_of(cell)
     options = dataclasses.replace(options, console=_QueueConsole(queue, index))
 
     def report(outcome: CellOutcome, seconds: float) -> None:
@@ -64,28 +69,20 @@ def _worker(cells: list[Cell], options: RunOptions, index: int, workers: int, pl
               worker=f" w{index + 1}")
 
 
-def _plugin_dirs() -> list[str]:
-    from ..plugins import _origins
-
-    return sorted({os.path.dirname(path) for name, (dist, path) in _origins.items() if dist == "plugins-dir"})
-
-
-def run_local(suite: Suite, options: RunOptions, workers: int) -> list[CellOutcome]:
-    """Expand and prepare `suite` (teachers built once, here), then run its cells on `workers` processes."""
-    cells = expand_cells(suite)
-    index, count = options.shard
-    cells = cells[index::count]
-    prepare(cells, Tracker(options.results), options)
-    return run_local_cells(cells, options, workers)
+def run_local(cells: list[Cell], tracker: Tracker, options: RunOptions,
+              prepare: Callable[[list[Cell], Tracker, RunOptions], None]) -> list[CellOutcome]:
+    """The `--workers N` executor: prepare here (teachers built once), then run the cells on N processes."""
+    prepare(cells, tracker, options)
+    return run_local_cells(cells, options, options.workers)
 
 
 def run_local_cells(cells: list[Cell], options: RunOptions, workers: int) -> list[CellOutcome]:
     context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state, no inherited MLflow clients
     queue = context.Queue()
     child_options = dataclasses.replace(options, console=None)
-    processes = [context.Process(target=_worker, args=(cells, child_options, i, workers, _plugin_dirs(), queue),
+    processes = [context.Process(target=_worker, args=(cells, child_options, i, workers, loaded_plugin_dirs(), queue),
                                  name=f"rkdbench-worker-{i + 1}") for i in range(workers)]
-    _say(options, f"{len(cells)} cells on {workers} local workers ({worker_threads(workers)} torch thread"
+    say(options, f"{len(cells)} cells on {workers} local workers ({worker_threads(workers)} torch thread"
                   f"{'s' if worker_threads(workers) != 1 else ''} each"
                   f"{'' if 'OMP_NUM_THREADS' not in os.environ else ', OMP_NUM_THREADS=' + os.environ['OMP_NUM_THREADS']})")
     for process in processes:
@@ -103,7 +100,7 @@ def run_local_cells(cells: list[Cell], options: RunOptions, workers: int) -> lis
                     break
                 continue
             if kind == "say":
-                _say(options, payload)
+                say(options, payload)
                 continue
             key, status, run_id, metrics, error, resumed_from, spent = payload
             outcome = CellOutcome(by_key[key], status, run_id, metrics, error, resumed_from)
@@ -115,7 +112,7 @@ def run_local_cells(cells: list[Cell], options: RunOptions, workers: int) -> lis
                 seconds.append(spent)
             if status != "elsewhere" and previous is None:
                 counted.append(outcome)
-                _say(options, f"[dim]{suite_status(counted, len(cells), seconds)}[/]")
+                say(options, f"[dim]{suite_status(counted, len(cells), seconds)}[/]")
     except KeyboardInterrupt:
         for process in processes:  # the workers got the same Ctrl-C: each marks its cell KILLED, resumable
             process.join(timeout=30)

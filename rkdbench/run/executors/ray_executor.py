@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import ResourcesConfig
-from ..errors import UserError
+from ...config import ResourcesConfig
+from ...errors import UserError
 
 __all__ = ["CellResources", "run_on_ray", "connect", "SERVER_HINT", "MAX_RETRIES"]
 
@@ -114,9 +114,11 @@ def _cell_task(cell, options, position: str, env: dict[str, str], plugin_dirs: l
     os.environ.update(env)
     import torch
 
-    from ..plugins import load_plugins_dir
-    from ..runner import CellOutcome, run_cell
-    from ..tracking import Tracker
+    from ...plugins import load_plugins_dir
+    from ...tracking import Tracker
+    from ..cell import run_cell
+    from ..cells import method_of
+    from ..options import CellOutcome
 
     if not (Path(options.results) / marker).is_file():
         return CellOutcome(cell, "failed", error=f"results folder {options.results} is not visible on worker node "
@@ -130,6 +132,7 @@ def _cell_task(cell, options, position: str, env: dict[str, str], plugin_dirs: l
     torch.set_num_threads(threads)
     for folder in plugin_dirs:
         load_plugins_dir(folder)
+    method_of(cell)  # the cell came without its method object: built here, now that the plugins are loaded
     return run_cell(cell, Tracker(options.results), options, position)
 
 
@@ -175,7 +178,8 @@ def _connected_run(cells: list, tracker, options, prepare: Callable[[list, Any, 
 
 
 def _run_tasks(ray, cells: list, tracker, options) -> list:
-    from ..runner import _say, protocol_experiment, suite_status
+    from ..cell import protocol_experiment
+    from ..progress import say, suite_status
 
     for protocol in {cell.protocol.experiment_name: cell.protocol for cell in cells}.values():
         protocol_experiment(tracker, protocol)  # created once here, not raced by the first tasks
@@ -194,7 +198,7 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
         ref = task.options(num_gpus=need.gpus, num_cpus=need.cpus).remote(
             cell, worker_options, f"[{i + 1}/{len(cells)}]", env, plugin_dirs, marker, need.cpus, progress)
         pending[ref] = i
-    _say(options, f"[bold]ray[/]: {len(cells)} cells submitted to a cluster of {len(ray.nodes())} node(s), "
+    say(options, f"[bold]ray[/]: {len(cells)} cells submitted to a cluster of {len(ray.nodes())} node(s), "
                   f"{ray.cluster_resources().get('CPU', 0):g} CPUs, {cluster_gpus:g} GPUs")
     outcomes: dict[int, Any] = {}
     seconds: list[float] = []  # each cell's time from its (last) start to its end; cells overlap
@@ -204,17 +208,17 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for position, label, host in ray.get(progress.drain.remote()):
                 start_times[position] = time.perf_counter()
-                _say(options, f"[bold]{position} start[/] {label} [dim](on {host})[/]")
+                say(options, f"[bold]{position} start[/] {label} [dim](on {host})[/]")
             for ref in done:
                 i = pending.pop(ref)
                 outcomes[i] = _outcome(ray, ref, cells[i])
                 position = f"[{i + 1}/{len(cells)}]"
                 if outcomes[i].status in ("finished", "failed") and position in start_times:
                     seconds.append(time.perf_counter() - start_times[position])
-                _say(options, _end_line(position, outcomes[i]))
-                _say(options, f"[dim]{suite_status(list(outcomes.values()), len(cells), seconds)}[/]")
+                say(options, _end_line(position, outcomes[i]))
+                say(options, f"[dim]{suite_status(list(outcomes.values()), len(cells), seconds)}[/]")
     except KeyboardInterrupt:
-        _say(options, f"[yellow]interrupted: cancelling {len(pending)} Ray task(s); every cell resumes on the next run[/]")
+        say(options, f"[yellow]interrupted: cancelling {len(pending)} Ray task(s); every cell resumes on the next run[/]")
         for ref in pending:
             ray.cancel(ref)
         _wait_until_stopped(tracker, [cells[i] for i in pending.values()])
@@ -227,7 +231,7 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
 def _wait_until_stopped(tracker, cells: list, timeout: float = CANCEL_WAIT_S) -> None:
     """A cancelled task's result is ready before its worker has run `run_cell`'s KILLED bookkeeping; leaving now
     would end the job and its workers with the runs still RUNNING, so wait (bounded) until none of them is."""
-    from ..runner import protocol_experiment
+    from ..cell import protocol_experiment
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -238,14 +242,14 @@ def _wait_until_stopped(tracker, cells: list, timeout: float = CANCEL_WAIT_S) ->
 
 
 def _plugin_dirs() -> list[str]:
-    from ..plugins import loaded_plugin_dirs
+    from ...plugins import loaded_plugin_dirs
 
     return loaded_plugin_dirs()
 
 
 def _outcome(ray, ref, cell):
     """The task's CellOutcome; a task that Ray gave up on (retries spent, cancelled) is a failed cell."""
-    from ..runner import CellOutcome
+    from ..options import CellOutcome
 
     try:
         return ray.get(ref)

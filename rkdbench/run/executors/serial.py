@@ -13,16 +13,25 @@ import os
 import time
 from collections.abc import Callable
 
-from ..config import Cell
-from ..journal import is_unreachable
-from ..lease import CellLease
-from ..runner import TAG_PREFIX, CellOutcome, RunOptions, _say, run_cell, suite_status
-from ..tracking import Tracker
+from ...config import Cell
+from ...journal import is_unreachable
+from ...lease import CellLease
+from ...tracking import Tracker
+from ..cell import protocol_experiment, run_cell
+from ..options import CellOutcome, RunOptions
+from ..progress import say, suite_status
 
-__all__ = ["run_cells", "RAN", "POLL_SECONDS"]
+__all__ = ["run_serial", "run_cells", "RAN", "POLL_SECONDS"]
 
 POLL_SECONDS = 5.0  # how often a waiting worker looks at the cells others hold ($RKDBENCH_WAIT_POLL_SECONDS)
 RAN = ("finished", "failed", "undelivered")  # statuses whose wall time counts toward the suite's ETA
+
+
+def run_serial(cells: list[Cell], tracker: Tracker, options: RunOptions,
+               prepare: Callable[[list[Cell], Tracker, RunOptions], None]) -> list[CellOutcome]:
+    """The executor of a plain `rkdbench run`: prepare, then this process's loop over every cell."""
+    prepare(cells, tracker, options)
+    return run_cells(cells, tracker, options)
 
 
 def run_cells(cells: list[Cell], tracker: Tracker, options: RunOptions,
@@ -43,7 +52,7 @@ def run_cells(cells: list[Cell], tracker: Tracker, options: RunOptions,
         if report is not None:
             report(outcome, elapsed)
         else:
-            _say(options, f"[dim]{suite_status(list(outcomes.values()), len(cells), seconds)}[/]")
+            say(options, f"[dim]{suite_status(list(outcomes.values()), len(cells), seconds)}[/]")
 
     held: list[Cell] = []
     for cell in cells[start:] + cells[:start]:
@@ -57,7 +66,7 @@ def run_cells(cells: list[Cell], tracker: Tracker, options: RunOptions,
     while held:
         if len(held) != said:  # once per change, not every poll: a held GPU cell can take hours
             said = len(held)
-            _say(options, f"[dim]waiting for {said} cell{'s' if said != 1 else ''} held by other workers "
+            say(options, f"[dim]waiting for {said} cell{'s' if said != 1 else ''} held by other workers "
                           f"(checking every {poll_seconds:g}s)[/]")
         time.sleep(poll_seconds)
         waiting = []
@@ -79,9 +88,7 @@ def run_cells(cells: list[Cell], tracker: Tracker, options: RunOptions,
 
 def _after_wait(cell: Cell, tracker: Tracker, options: RunOptions, position: str) -> CellOutcome:
     """A cell this worker found held: ended by its holder (`elsewhere`), still held, or taken over."""
-    protocol = cell.protocol
-    experiment_id = tracker.experiment_id(protocol.experiment_name, {f"{TAG_PREFIX}protocol": protocol.name,
-                                                                      f"{TAG_PREFIX}protocol_hash": protocol.hash})
+    experiment_id = protocol_experiment(tracker, cell.protocol)
     lease = CellLease(options.results / "cells" / cell.key)
     if not lease.acquire():
         return CellOutcome(cell, "held", error=lease.holder())
@@ -91,7 +98,7 @@ def _after_wait(cell: Cell, tracker: Tracker, options: RunOptions, position: str
         lease.release()
     if run is not None and run.info.status in ("FINISHED", "FAILED"):
         ended = "finished" if run.info.status == "FINISHED" else "failed"
-        _say(options, f"[dim]{position} {ended} by another worker: {cell.label} (run {run.info.run_id})[/]")
+        say(options, f"[dim]{position} {ended} by another worker: {cell.label} (run {run.info.run_id})[/]")
         return CellOutcome(cell, "elsewhere", run.info.run_id, dict(run.data.metrics),
                            error="" if ended == "finished" else "failed in another worker")
     return _run_cell(cell, tracker, options, position)  # its holder died: take it over (or someone else did)
@@ -106,5 +113,5 @@ def _run_cell(cell: Cell, tracker: Tracker, options: RunOptions, position: str) 
         if not is_unreachable(exc):
             raise
         error = f"tracking store {tracker.uri} unreachable: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-        _say(options, f"[red]{position} not started {cell.label}: {error}[/]")
+        say(options, f"[red]{position} not started {cell.label}: {error}[/]")
         return CellOutcome(cell, "failed", error=f"{error}; run the suite again to train it")

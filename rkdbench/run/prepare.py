@@ -1,0 +1,44 @@
+"""Everything that can fail before a suite trains: the tracking store must answer, and every teacher the cells
+need must be in the model dir (built from its recipe, once, when `--build-teachers` allows it)."""
+
+from __future__ import annotations
+
+from ..config import Cell
+from ..engine import pick_device
+from ..errors import MissingTeacherError
+from ..plugins import get_registry
+from ..teachers import TeacherCard, build_teacher, missing_teacher_message, teacher_path
+from ..tracking import Tracker
+from .cells import NO_TEACHER
+from .options import RunOptions
+from .progress import epoch_progress, say
+
+__all__ = ["prepare", "teacher_card"]
+
+
+def teacher_card(name: str) -> TeacherCard:
+    return get_registry().get("teacher", name).obj
+
+
+def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
+    """Everything that can fail before training: the tracking store, and teachers (built if allowed)."""
+    tracker.check_reachable()
+    needed = {c.teacher for c in cells if c.teacher != NO_TEACHER} | {t for c in cells for t in c.extra_teachers.values()}
+    for name in sorted(needed):
+        card = teacher_card(name)
+        path = teacher_path(card, options.model_dir)
+        if path.is_file():
+            continue
+        if not (options.build_teachers and card.recipe is not None):
+            raise MissingTeacherError(missing_teacher_message(card, path))
+        say(options, f"[bold]building teacher[/] {name} (cached in {options.model_dir}; done once)")
+        device = pick_device(options.device or "auto")
+        protocol = cells[0].protocol
+        n = protocol.eval.n_examples or None
+        # evaluated as the suite evaluates its students, so the leaderboard's AA gap reuses this measurement
+        eval_set = {k: v for k, v in protocol.overrides.items() if k.startswith("eval.")}
+        measured = build_teacher(card, options.model_dir, device, n_examples=n, progress=epoch_progress(options, name),
+                                 data_dir=options.data_dir, eval_set=eval_set)
+        say(options, f"teacher {name}: clean {measured['clean_acc']:.1%}, PGD-20 {measured['pgd20_acc']:.1%}, "
+                     f"AutoAttack {measured['aa_acc']:.1%} on {measured['n_examples']} test points "
+                     f"({measured['train_seconds']:.0f}s training, {measured['eval_seconds']:.0f}s evaluation)")

@@ -1,0 +1,107 @@
+"""The work inside one cell's leased MLflow run: build its student and teachers, train it with the method
+object the cell carries (resuming from its checkpoint), then evaluate, diagnose, log the metrics, artifacts and
+tags, and mark the run FINISHED. Everything is logged through the cell's journal; the observer hooks
+(`run_started`, `epoch_finished`, `run_finished`) see each step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .. import create
+from ..config import Cell
+from ..data import load_splits
+from ..engine import Trainer, TrainSetup, pick_device
+from ..errors import ConfigError
+from ..evaluation import test_points
+from ..flags import FLAG_TAGS, join_flags
+from ..journal import JournaledTracker
+from ..plugins import pm
+from ..teachers import load_teacher
+from ..tracking import TAG_PREFIX
+from ..transfer import TeacherProbe
+from .cells import fresh_method
+from .options import CellOutcome, RunContext, RunOptions
+from .prepare import teacher_card
+from .progress import epoch_progress, say
+from .selections import evaluate_selections, reference_teacher, specialization
+
+__all__ = ["train_and_evaluate"]
+
+
+def _done_line(cell: Cell, metrics: dict[str, float], flags: list[str]) -> str:
+    return (f"done {cell.label}: clean {metrics['test.clean_acc']:.1%}, "
+            + ", ".join(f"{k[5:-4]} {v:.1%}" for k, v in metrics.items()
+                        if k.startswith("test.") and k.endswith("_acc") and k != "test.clean_acc"
+                        and "." not in k[5:] and not k.startswith("test.worst_class_"))  # per-stage AutoAttack numbers stay in MLflow
+            + (f" [yellow]flags: {join_flags(flags)}[/]" if flags else ""))
+
+
+def train_and_evaluate(cell: Cell, tracker: JournaledTracker, options: RunOptions, run_id: str, workdir: Path,
+                       position: str) -> CellOutcome:
+    protocol = cell.protocol
+    device = pick_device(options.device or protocol.train.device)
+    torch.manual_seed(cell.seed)  # model initialisation and the training attack's random starts
+    splits = load_splits(protocol, options.data_dir).to(device)
+    student = create("architecture", cell.student, num_classes=splits.num_classes,
+                     in_channels=splits.input_shape[0]).to(device)
+    method = fresh_method(cell)
+    names = dict(zip(method.teacher_roles[:1], [cell.teacher])) | cell.extra_teachers
+    teachers = {role: load_teacher(teacher_card(name), options.model_dir, device) for role, name in names.items()}
+    context = RunContext(cell, run_id, workdir, tracker.uri)
+    setup = TrainSetup(protocol=protocol, method=method, student=student, teachers=teachers, splits=splits,
+                       seed=cell.seed, device=device, workdir=workdir, run_id=run_id)
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        tracker.log_metrics(run_id, metrics, step=epoch)
+        pm.hook.epoch_finished(run=context, epoch=epoch, metrics=metrics)
+
+    progress = epoch_progress(options, f"{position} {cell.variant}")
+    trainer = Trainer(setup, on_epoch=on_epoch, progress=progress)
+    tracker.set_tags(run_id, {f"{TAG_PREFIX}device": str(device)})
+    say(options, f"[bold]{position} {'resume' if trainer.resumes else 'train'}[/] {cell.label} [dim](run {run_id})[/]")
+    pm.hook.run_started(run=context)
+    try:
+        trained = trainer.fit()
+    finally:
+        if progress is not None:
+            progress.close()
+    tracker.set_tags(run_id, {f"{TAG_PREFIX}precision": trained.precision,
+                              f"{TAG_PREFIX}channels_last": str(trained.channels_last).lower()})
+    # the engine journals an epoch's metrics after its checkpoint: a kill in between leaves that epoch only in the
+    # checkpoint's history, from which it is logged now (once: the journal then has it)
+    for entry in tracker.journal.epochs_missing(run_id, trained.history, "train.loss"):
+        tracker.log_metrics(run_id, {k: v for k, v in entry.items() if k != "epoch"}, step=int(entry["epoch"]))
+    reference, unavailable = reference_teacher(cell, teachers, options, device)
+    probe = None if reference is None else TeacherProbe(reference, protocol.eval.batch_size or 250)
+    if probe is None:
+        tracker.set_tags(run_id, {f"{TAG_PREFIX}transferability": f"unavailable: {unavailable}"})
+    metrics, per_example, flags = evaluate_selections(student, trained, cell, splits, device, workdir, probe)
+    if protocol.eval.diagnostics:
+        from ..diagnostics import diagnose
+
+        diagnostics = diagnose(student, protocol, *test_points(protocol, splits.test),
+                               batch_size=int(metrics["test.batch_size"]))
+        metrics.update(diagnostics.metrics)
+        flags["last"] = [*flags["last"], *diagnostics.flags]  # the diagnostics describe the last checkpoint
+    tracker.set_tags(run_id, {f"{TAG_PREFIX}{FLAG_TAGS[selection]}": join_flags(codes)
+                              for selection, codes in flags.items()})
+    try:
+        metrics.update(specialization(cell, student, reference, splits))
+    except ConfigError as exc:  # a diagnostic: an architecture without stage views skips it, and says so
+        tracker.set_tags(run_id, {f"{TAG_PREFIX}specialization": f"unavailable: {exc}"})
+        say(options, f"[yellow]{position} student specialization unavailable: {exc}[/]")
+    metrics.update(trained.cost)
+    metrics["train.seconds"] = sum(h["train.epoch_seconds"] for h in trained.history)
+    tracker.log_metrics(run_id, metrics, step=protocol.train.epochs)
+    per_example.to_parquet(workdir / "per_example.parquet", index=False)
+    tracker.log_artifact(run_id, workdir / "per_example.parquet")
+    tracker.log_artifact(run_id, workdir / "per_class.csv")
+    for checkpoint in (trained.last_path, trained.best_path, trained.swa_path):  # swa: with train.swa_start
+        if checkpoint is not None:
+            tracker.log_artifact(run_id, checkpoint, "checkpoints")
+    tracker.finish(run_id, "FINISHED")
+    pm.hook.run_finished(run=context, result=metrics)
+    say(options, f"{position} {_done_line(cell, metrics, flags['last'])}")
+    return CellOutcome(cell, "finished", run_id, metrics, resumed_from=trained.resumed_from)
