@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from importlib import resources
 from dataclasses import asdict, dataclass, field
@@ -195,6 +196,11 @@ def missing_teacher_message(card: TeacherCard, path: Path) -> str:
     return f"teacher {card.name!r}: checkpoint {path} is missing; {how}"
 
 
+def stale_teacher_message(card: TeacherCard, path: Path) -> str:
+    return (f"teacher {card.name!r}: the checkpoint {path} was built from an older recipe than its card's; rebuild it "
+            f"with `rkdbench teachers build {card.name}` (or run with --build-teachers)")
+
+
 class LogitEnsemble(nn.Module):
     """RobustBench-style ensemble: the members' logits averaged (members share one architecture)."""
 
@@ -273,6 +279,11 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
     student = create("architecture", card.architecture, num_classes=card.num_classes, in_channels=card.in_channels,
                      **card.arch_kwargs).to(device)
     workdir = Path(model_dir) / ".build" / card.name
+    built_from = workdir / "recipe_hash"
+    if built_from.is_file() and built_from.read_text().strip() != card.recipe_hash:
+        shutil.rmtree(workdir)  # epochs trained under another recipe must not be resumed
+    workdir.mkdir(parents=True, exist_ok=True)
+    built_from.write_text(card.recipe_hash + "\n")
     started = time.perf_counter()
     trainer = Trainer(TrainSetup(protocol=protocol, method=create("method", recipe["method"]), student=student,
                                  teachers={}, splits=splits, seed=seed, device=device, workdir=workdir),

@@ -113,7 +113,7 @@ def test_a_recipe_selection_outside_the_choices_is_refused():
         recipe_selection({"selection": "best"})
 
 
-def test_a_cached_teacher_built_from_another_recipe_is_stale(teacher_dir, tmp_path):
+def test_a_cached_teacher_built_from_another_recipe_is_stale(teacher_dir, tmp_path, capsys):
     from rkdbench.teachers import card_path, teacher_status
 
     card = rkdbench.create("teacher", TEACHER)
@@ -123,3 +123,27 @@ def test_a_cached_teacher_built_from_another_recipe_is_stale(teacher_dir, tmp_pa
     measured = json.loads(card_path(card, copy).read_text())
     card_path(card, copy).write_text(json.dumps({**measured, "recipe_hash": "0" * 16}))  # an older recipe
     assert teacher_status(card, copy) == "stale recipe"
+    # a run refuses it before anything is recorded, naming the rebuild command, rather than use it silently
+    results = tmp_path / "results"
+    assert cli("run", "digits-quick", "--results", str(results), "--model-dir", str(copy),
+               "--set", "train.epochs=1") == 2
+    err = capsys.readouterr().err
+    assert "was built from an older recipe" in err and f"rkdbench teachers build {TEACHER}" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_teacher_build_never_resumes_epochs_trained_under_another_recipe(tmp_path):
+    import dataclasses
+
+    from rkdbench.teachers import build_teacher
+
+    card = rkdbench.create("teacher", TEACHER)
+    tiny = dataclasses.replace(card, recipe={**card.recipe, "set": {**card.recipe["set"], "train.epochs": 1,
+                                                                    "eval.attacks.aa.version": "custom",
+                                                                    "eval.attacks.aa.attacks": ["apgd-ce"]}})
+    workdir = tmp_path / ".build" / card.name
+    workdir.mkdir(parents=True)
+    (workdir / "recipe_hash").write_text("0" * 16)
+    (workdir / "last.pt").write_bytes(b"epochs of another recipe")  # resuming it would fail to load
+    build_teacher(tiny, tmp_path, torch.device("cpu"), n_examples=5)
+    assert (workdir / "recipe_hash").read_text().strip() == tiny.recipe_hash

@@ -53,6 +53,12 @@ class Cell:
     suite: str = ""
     method_overrides: dict[str, Any] = field(default_factory=dict)
     extra_teachers: dict[str, str] = field(default_factory=dict)  # non-primary role -> teacher id
+    # the method object, built once from `method` and `method_overrides` (`rkdbench.run.cells.method_of`); not part
+    # of the key, of equality or of a pickle: a process the cell is sent to rebuilds it after loading its plugins
+    built_method: Any = field(default=None, compare=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "built_method": None}
 
     @property
     def key(self) -> str:

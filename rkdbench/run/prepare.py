@@ -7,7 +7,8 @@ from ..config import Cell
 from ..engine import pick_device
 from ..errors import MissingTeacherError
 from ..plugins import get_registry
-from ..teachers import TeacherCard, build_teacher, missing_teacher_message, teacher_path
+from ..teachers import (TeacherCard, build_teacher, missing_teacher_message, stale_recipe, stale_teacher_message,
+                        teacher_path)
 from ..tracking import Tracker
 from .cells import NO_TEACHER
 from .options import RunOptions
@@ -27,11 +28,13 @@ def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
     for name in sorted(needed):
         card = teacher_card(name)
         path = teacher_path(card, options.model_dir)
-        if path.is_file():
+        stale = path.is_file() and stale_recipe(card, options.model_dir)
+        if path.is_file() and not stale:
             continue
         if not (options.build_teachers and card.recipe is not None):
-            raise MissingTeacherError(missing_teacher_message(card, path))
-        say(options, f"[bold]building teacher[/] {name} (cached in {options.model_dir}; done once)")
+            raise MissingTeacherError(stale_teacher_message(card, path) if stale else missing_teacher_message(card, path))
+        why = "its cached build followed an older recipe" if stale else "done once"
+        say(options, f"[bold]building teacher[/] {name} (cached in {options.model_dir}; {why})")
         device = pick_device(options.device or "auto")
         protocol = cells[0].protocol
         n = protocol.eval.n_examples or None
