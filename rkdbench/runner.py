@@ -21,6 +21,7 @@ from .data import load_splits
 from .engine import Trainer, TrainSetup, pick_device
 from .errors import ConfigError, MissingTeacherError
 from .attacks import preserved_rng
+from .cell_values import NO_TEACHER
 from .evaluation import Evaluation, evaluate, test_points
 from .flags import FLAG_TAGS, join_flags
 from .plugins import get_registry, pm
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
     from .journal import JournaledTracker
 
 __all__ = ["RunOptions", "CellOutcome", "RunContext", "expand_cells", "prepare", "run_suite", "run_cell", "suite_status"]
-
-NO_TEACHER = "none"
 
 
 @dataclass
