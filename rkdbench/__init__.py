@@ -8,10 +8,15 @@ comes from plugins, the built-in ones included.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .contracts import AttackResult, AttackSpec, Losses, Method, Outputs, Progress
 from .hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from .contracts import AttackResult, AttackSpec, Losses, Method, Outputs, Progress
+
+# The contract types need torch; they load on first use so that torch-free parts (leaderboards) stay light.
+_CONTRACTS = frozenset({"Method", "AttackSpec", "AttackResult", "Outputs", "Progress", "Losses"})
 
 __all__ = [
     "__version__",
@@ -41,3 +46,11 @@ def create(kind: str, name: str, **overrides: Any) -> Any:
     from .plugins import get_registry
 
     return get_registry().get(kind, name).instantiate(**overrides)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CONTRACTS:
+        from . import contracts
+
+        return getattr(contracts, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

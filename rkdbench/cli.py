@@ -330,8 +330,8 @@ def _print_leaderboard(results: str, protocol: str | None, fmt: str, out: str | 
     """Print the tables (`terminal`: the compact table, after the files it names are written) and publish them."""
     from .leaderboard import (build_tables, collect_runs, config_loader, history_loader, per_example_loader,
                               render_many)
-    from .leaderboard_publish import folder_names, publish
-    from .leaderboard_terminal import to_terminal
+    from .leaderboard.publish import folder_names, publish
+    from .leaderboard.terminal import to_terminal
     from .references import load_references
     from .teacher_accuracy import teacher_accuracies
     from .tracking import Tracker

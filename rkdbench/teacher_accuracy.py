@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import canonical_hash, flatten, load_protocol
 from .errors import UserError
 from .tracking import MAX_PARAM_LENGTH, TAG_PREFIX, Tracker
 
@@ -29,6 +28,8 @@ IGNORED_FIELDS = frozenset({"protocol.eval.selections", "protocol.eval.diagnosti
 def evaluation_key(params: Mapping[str, Any]) -> str | None:
     """Hash of the evaluation fields among `protocol.<table>.<field>` params, compared as the text MLflow stores;
     None when there are none (a run logged without params matches by protocol hash only)."""
+    from .config import canonical_hash  # the config module loads the attack plugins' contract (torch)
+
     relevant = {k: str(v)[:MAX_PARAM_LENGTH] for k, v in params.items()
                 if k.startswith(EVALUATION_FIELDS) and k not in IGNORED_FIELDS
                 and v is not None and not (isinstance(v, float) and math.isnan(v))}
@@ -67,6 +68,8 @@ def _from_store(tracker: Tracker) -> list[tuple[str, str, str | None, dict[str, 
 
 def _card_key(protocol_hash: str, entry: Mapping[str, Any]) -> str | None:
     """The evaluation key of a card entry, when its protocol still resolves to the recorded hash."""
+    from .config import flatten, load_protocol
+
     try:
         protocol = load_protocol(str(entry.get("protocol", "")), dict(entry.get("protocol_overrides") or {}))
     except (UserError, TypeError, ValueError):  # a protocol file that moved or changed: exact hash only

@@ -18,8 +18,9 @@ import pytest
 
 from rkdbench.config import load_suite
 from rkdbench.leaderboard import COSTS, Table
-from rkdbench.leaderboard_formats import teacher_gap_note, to_markdown
-from rkdbench.leaderboard_terminal import to_terminal
+from rkdbench.leaderboard.formats import to_markdown
+from rkdbench.leaderboard.shown import teacher_gap_note
+from rkdbench.leaderboard.terminal import to_terminal
 from rkdbench.teacher_accuracy import evaluation_key, teacher_accuracies
 from rkdbench.config import flatten
 

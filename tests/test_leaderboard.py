@@ -21,9 +21,9 @@ from rkdbench.config import builtin_names
 from rkdbench.compare import mcnemar_exact
 from rkdbench.errors import ConfigError
 from rkdbench.leaderboard import build_tables, collect_runs, config_loader, history_loader, per_example_loader, render
-from rkdbench.leaderboard_formats import shown
-from rkdbench.leaderboard_publish import file_name, publish
-from rkdbench.plots import pareto_front
+from rkdbench.leaderboard.plots import pareto_front
+from rkdbench.leaderboard.publish import file_name, publish
+from rkdbench.leaderboard.shown import shown
 from rkdbench.references import load_references
 from rkdbench.teacher_accuracy import evaluation_key, teacher_accuracies
 from rkdbench.tracking import Tracker

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from rkdbench.leaderboard import build_tables, collect_runs, render
-from rkdbench.leaderboard_columns import run_precision
-from rkdbench.leaderboard_formats import note, shown
+from rkdbench.leaderboard.columns import run_precision
+from rkdbench.leaderboard.shown import note, shown
 from rkdbench.tracking import Tracker
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..cell_values import NO_TEACHER
 from ..config import Cell, Suite
 from ..contracts import Method
 from ..errors import ConfigError
@@ -22,7 +23,6 @@ from ..plugins import get_registry
 
 __all__ = ["Cell", "NO_TEACHER", "expand_cells", "build_method", "method_of", "fresh_method"]
 
-NO_TEACHER = "none"
 
 
 def build_method(name: str, overrides: dict[str, Any]) -> Method:

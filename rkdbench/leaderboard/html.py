@@ -1,4 +1,4 @@
-"""A leaderboard as one self-contained HTML page: the cells of `leaderboard_formats.shown` in a table whose header
+"""A leaderboard as one self-contained HTML page: the cells of `shown` in a table whose header
 cells sort it on click (by each cell's number, not its text, so `77.5 ± 1.0` sorts as 77.5), with inline CSS and a
 few lines of inline JavaScript: nothing is fetched, so the page works offline and from an MLflow artifact view.
 """
@@ -10,8 +10,8 @@ from html import escape
 
 import pandas as pd
 
-from .leaderboard import Table
-from .leaderboard_formats import Shown, note, reference_notes, shown
+from .shown import Shown, note, reference_notes, shown
+from .table import Table
 
 __all__ = ["to_html"]
 

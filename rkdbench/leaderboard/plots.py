@@ -16,7 +16,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from .leaderboard import PRETTY, Table
+from ..cell_values import NO_TEACHER
+from .table import PRETTY, Table
 
 __all__ = ["SIZE", "DPI", "SAVE", "pareto_front", "pareto_figure", "cost_figure", "val_curves_figure", "figures"]
 
@@ -38,8 +39,6 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 def _labels(table: Table) -> list[str]:
     """Row names: the method, with the student and teacher when the table has more than one of them (teacher-free
     rows do not count: `none` next to a teacher is no choice of teacher)."""
-    from .run.cells import NO_TEACHER
-
     frame = table.frame
     parts = [frame["method_variant"]]
     if frame["student"].nunique() > 1:

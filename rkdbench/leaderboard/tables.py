@@ -1,108 +1,33 @@
-"""Leaderboards from MLflow through pandas: one `Table` per protocol hash (runs of different protocols, or of an
-overridden one, never share a table), one row per method x student x teacher. Each accuracy is a mean ± std over
-seeds with n, one column per evaluated attack in the protocol's order (clean first, AutoAttack last), ranked by
-AutoAttack; beside it the paired p-value against the best, the teacher's measured AutoAttack accuracy and the gap
-to it (`teacher_accuracy`), published numbers (`references`), training cost, the evaluation flags any seed raised
-(`flags`) and the runs. Text forms are in `leaderboard_formats` and `leaderboard_html`, plots in `plots`, files
-and the MLflow leaderboard run in `leaderboard_publish`.
+"""The second stage of a leaderboard: the runs `collect` read become one `Table` per protocol hash (runs of
+different protocols, or of an overridden one, never share a table), one row per method x student x teacher. Each
+accuracy is a mean ± std over seeds with n, one column per evaluated attack in the protocol's order (clean first,
+AutoAttack last), ranked by AutoAttack; beside it the paired p-value against the best, the teacher's measured
+AutoAttack accuracy and the gap to it (`teacher_accuracy`), published numbers (`references`), training cost, the
+evaluation flags any seed raised (`flags`) and the runs. The renderers (`formats`, `html`, `terminal`, `plots`)
+only read the tables.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import tempfile
-import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from .compare import mcnemar_exact
-from .counting import counted_frame
-from .flags import FLAG_TAGS
-from .leaderboard_columns import row_cells
-from .references import Reference, join_references, load_references
-from .teacher_accuracy import TeacherAccuracies, evaluation_key
-from .tracking import Tracker
+from ..compare import mcnemar_exact
+from ..flags import FLAG_TAGS
+from ..references import Reference, join_references, load_references
+from ..teacher_accuracy import TeacherAccuracies, evaluation_key
+from .collect import IGNORED
+from .columns import mean_std, row_cells
+from .table import COSTS, DIAGNOSTICS, Table
 
-__all__ = ["Table", "collect_runs", "build_tables", "per_example_loader", "config_loader", "history_loader", "render",
-           "render_many", "FORMATS", "TIE_LEVEL", "PRETTY", "COSTS"]
+__all__ = ["build_tables", "SELECTION_PREFIX"]
 
-TIE_LEVEL = 0.05  # a row whose paired p-value against the best is at least this is marked as a statistical tie
-
-FORMATS = ("md", "csv", "json", "html")
-PRETTY = {"clean": "clean", "pgd20": "PGD-20", "cw": "CW", "aa": "AutoAttack", "worst": "worst"}
-# Diagnostics shown after the accuracies when the runs have them (student specialization, METHODS.md §11).
-DIAGNOSTICS = {"spec.clean.mean_best": "spec clean", "spec.adv.mean_best": "spec adv"}
 SELECTION_PREFIX = {"last": "test.", "best-val": "best_val.", "swa": "swa."}
 GROUP = ["method_variant", "student", "teacher"]
-# Forward/backward passes per training example per epoch, as the engine counts them (column -> metric)
-COSTS = {"student_forward": "cost.student_forward", "student_backward": "cost.student_backward",
-         "teacher_forward": "cost.teacher_forward", "teacher_backward": "cost.teacher_backward"}
 FALLBACK_ORDER = ("pgd20", "cw")  # attack order when a run's config.toml cannot be read
 AUTOATTACK = "autoattack"
-IGNORED = "ignored_runs"  # collect_runs' attrs: protocol hash -> duplicate runs left out
-
-
-@dataclass
-class Table:
-    """A leaderboard for one protocol hash: `frame` has numeric mean/std columns; `title` names the protocol."""
-
-    protocol: str
-    protocol_hash: str
-    experiment: str
-    selection: str
-    frame: pd.DataFrame
-    attack_columns: list[str]
-    diagnostic_columns: list[str]
-    ranked_by: str = "aa"
-    experiment_id: str = ""
-    aa_label: str | None = None  # the AutoAttack label: teacher gap, reported numbers and plots compare on it
-    references: list[Reference] = field(default_factory=list)  # the published numbers joined into `frame`
-    ui_url: str = ""  # base URL of the MLflow UI for run links; "" leaves the UI's own path
-    ignored_runs: int = 0  # duplicate runs of cells already counted (`counting`), left out of the rows
-
-    @property
-    def title(self) -> str:
-        return f"{self.experiment} (protocol {self.protocol}, hash {self.protocol_hash[:12]}, selection {self.selection})"
-
-    def run_link(self, run_id: str) -> str:
-        path = f"#/experiments/{self.experiment_id}/runs/{run_id}"
-        return f"{self.ui_url.rstrip('/')}/{path}" if self.ui_url else path
-
-
-def collect_runs(tracker: Tracker, protocol: str | None = None) -> pd.DataFrame:
-    """All FINISHED cell runs (optionally of one protocol name) as a DataFrame from `mlflow.search_runs`; runs of
-    another kind (`evaluation`, `leaderboard`) never appear."""
-    import mlflow
-
-    tracker.check_reachable()
-    names = {e.experiment_id: e.name for e in tracker.client.search_experiments()}
-    experiments = list(names)
-    if not experiments:
-        return pd.DataFrame()
-    filters = ["tags.`rkdbench.kind` = 'cell'", "attributes.status = 'FINISHED'"]
-    if protocol:
-        filters.append(f"tags.`rkdbench.protocol` = '{protocol}'")
-    # mlflow.search_runs reads the process-wide tracking URI (and exports it to the environment): set it for
-    # this one call only, so that a later store opened in the same process is not this one
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracker.uri)
-    try:
-        runs = mlflow.search_runs(experiment_ids=experiments, filter_string=" and ".join(filters),
-                                  output_format="pandas")
-    finally:
-        mlflow.set_tracking_uri(previous)
-    if runs.empty:
-        return runs
-    runs, ignored = counted_frame(runs)  # each cell key once: `counting`
-    runs["experiment"] = runs["experiment_id"].map(names)
-    runs = runs.rename(columns=lambda c: c[len("tags.rkdbench."):] if c.startswith("tags.rkdbench.") else c)
-    runs.attrs[IGNORED] = ignored["tags.rkdbench.protocol_hash"].value_counts().to_dict() if len(ignored) else {}
-    return runs
 
 
 def _attack_kinds(runs: pd.DataFrame, config: dict[str, Any] | None) -> tuple[list[str], dict[str, str]]:
@@ -140,10 +65,6 @@ def _values(group: pd.DataFrame, column: str) -> pd.Series:
     return group[column].astype(float) if column in group else pd.Series(float("nan"), index=group.index)
 
 
-def _mean_std(values: pd.Series) -> tuple[float, float]:
-    return values.mean(), values.std(ddof=1) if len(values) > 1 else float("nan")
-
-
 def _device(group: pd.DataFrame) -> pd.Series:
     """Each run's training device: its `rkdbench.device` tag (`cuda:0`, `cpu`), else the protocol's explicit
     `train.device` (runs logged before the tag existed; `auto` says nothing, so their GPU-hours stay blank)."""
@@ -161,9 +82,9 @@ def _row(key: tuple, group: pd.DataFrame, prefix: str, labels: list[str], diagno
     row["seeds"] = ",".join(sorted(group["seed"].astype(str)))
     row["selection"] = selection
     for label in labels:
-        row[f"{label}_mean"], row[f"{label}_std"] = _mean_std(group[f"metrics.{prefix}{label}_acc"].astype(float) * 100)
+        row[f"{label}_mean"], row[f"{label}_std"] = mean_std(group[f"metrics.{prefix}{label}_acc"].astype(float) * 100)
     for metric in diagnostics:
-        row[f"{metric}_mean"], row[f"{metric}_std"] = _mean_std(group[f"metrics.{metric}"].astype(float))
+        row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(group[f"metrics.{metric}"].astype(float))
     row.update(row_cells(group, prefix, labels))  # precision, worst-class and transferability columns
     seconds = _values(group, "metrics.train.seconds")
     row["train_seconds"] = seconds.mean()
@@ -243,60 +164,3 @@ def _p_values_vs_best(frame: pd.DataFrame, label: str, selection: str,
         only_row = int((~paired[f"{label}_a"] & paired[f"{label}_b"]).sum())
         values.append(mcnemar_exact(only_best, only_row))
     return values
-
-
-def _artifact_loader(tracker: Tracker, artifact: str, read: Callable[[Path], Any]) -> Callable[[str], Any]:
-    """Read (and cache) one artifact of a run; None when the run has none or it cannot be read."""
-    cache: dict[str, Any] = {}
-
-    def load(run_id: str) -> Any:
-        if run_id not in cache:
-            try:
-                with tempfile.TemporaryDirectory() as folder:
-                    cache[run_id] = read(Path(tracker.client.download_artifacts(run_id, artifact, folder)))
-            except Exception:  # a run without the artifact only loses what it would add (a p-value, the order)
-                cache[run_id] = None
-        return cache[run_id]
-
-    return load
-
-
-def per_example_loader(tracker: Tracker) -> Callable[[str], pd.DataFrame | None]:
-    """A run's `per_example.parquet` artifact; None when the run has none."""
-    return _artifact_loader(tracker, "per_example.parquet", pd.read_parquet)
-
-
-def config_loader(tracker: Tracker) -> Callable[[str], dict[str, Any] | None]:
-    """A cell run's `config.toml` artifact (the resolved protocol, attacks in the protocol's order); None without."""
-    return _artifact_loader(tracker, "config.toml", lambda path: tomllib.loads(path.read_text()))
-
-
-def history_loader(tracker: Tracker, metric: str = "val.pgd_acc") -> Callable[[str], list[tuple[int, float]]]:
-    """A run's per-epoch values of `metric` as (step, value), sorted by step; the last value logged per step."""
-
-    def load(run_id: str) -> list[tuple[int, float]]:
-        points = {m.step: m.value for m in sorted(tracker.client.get_metric_history(run_id, metric),
-                                                  key=lambda m: (m.step, m.timestamp))}
-        return sorted((step, value) for step, value in points.items() if not math.isnan(value))
-
-    return load
-
-
-def render(table: Table, fmt: str = "md") -> str:
-    """One table as Markdown (mean ± std in %), CSV or JSON (numeric columns), or a self-contained HTML page."""
-    return render_many([table], fmt)
-
-
-def render_many(tables: Sequence[Table], fmt: str = "md") -> str:
-    """Several tables as one text: Markdown sections, CSV blocks, one HTML page, a JSON document (a list of them
-    for more than one table)."""
-    from .leaderboard_formats import dump_json, json_document, to_csv, to_markdown
-    from .leaderboard_html import to_html
-
-    if fmt == "html":
-        return to_html(tables)
-    if fmt == "json":
-        documents = [json_document(table) for table in tables]
-        return dump_json(documents[0] if len(documents) == 1 else documents)
-    write = {"md": to_markdown, "csv": to_csv}[fmt]
-    return "\n".join(write(table) for table in tables)

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .leaderboard import Table
-from .leaderboard_formats import export_frame, to_csv, to_json, to_markdown
-from .leaderboard_html import to_html
-from .tracking import TAG_PREFIX, Tracker, git_sha
+from ..tracking import TAG_PREFIX, Tracker, git_sha
+from .formats import export_frame, to_csv, to_json, to_markdown
+from .html import to_html
+from .table import Table
 
 __all__ = ["Published", "file_name", "folder_names", "leaderboard_texts", "publish", "KIND"]
 

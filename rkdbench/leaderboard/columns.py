@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["row_cells", "run_precision", "mixes_precisions", "PRECISION_MARK"]
+__all__ = ["row_cells", "run_precision", "mixes_precisions", "mean_std", "PRECISION_MARK"]
 
 PRECISION_MARK = "†"
 # frame column prefix -> the metric (after the selection prefix) it averages, `{}` being the attack label
 PER_ATTACK = {"worst_class_{}": "worst_class_{}_acc", "tas_{}": "transferability.{}"}
+
+
+def mean_std(values: pd.Series) -> tuple[float, float]:
+    """Mean and sample std (NaN for a single value) of a row's seeds."""
+    return values.mean(), values.std(ddof=1) if len(values) > 1 else float("nan")
 
 
 def run_precision(run: pd.Series) -> str:
@@ -33,15 +38,13 @@ def run_precision(run: pd.Series) -> str:
 def row_cells(group: pd.DataFrame, prefix: str, labels: list[str]) -> dict[str, float | str]:
     """The row's `precision` (seeds' precisions joined by "+" when they differ) and, per attack label with the
     metric in some run, `worst_class_<label>` / `tas_<label>` mean and std in %."""
-    from .leaderboard import _mean_std
-
     cells: dict[str, float | str] = {"precision": "+".join(sorted({run_precision(run) for _, run in group.iterrows()}))}
     for label in labels:
         for key, metric in PER_ATTACK.items():
             column = f"metrics.{prefix}{metric.format(label)}"
             if column in group and group[column].notna().any():
                 name = key.format(label)
-                cells[f"{name}_mean"], cells[f"{name}_std"] = _mean_std(group[column].astype(float) * 100)
+                cells[f"{name}_mean"], cells[f"{name}_std"] = mean_std(group[column].astype(float) * 100)
     return cells
 
 

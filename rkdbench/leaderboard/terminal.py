@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .leaderboard import PRETTY, Table
-from .leaderboard_formats import _cell, _versus_best, teacher_gap_note
+from .shown import cell_text, teacher_gap_note, versus_best
+from .table import PRETTY, Table
 
 __all__ = ["WIDTH", "to_terminal"]
 
@@ -47,10 +47,10 @@ def _columns(table: Table) -> dict[str, list[str]]:
                "student": list(frame["student"]), "teacher": [_teacher_name(t) for t in frame["teacher"]],
                "n": [str(v) for v in frame["n"]]}
     for label in table.attack_columns:
-        columns[PRETTY.get(label, label)] = [_cell(m, s).replace(" ± ", "±")  # 6 columns more for the names
+        columns[PRETTY.get(label, label)] = [cell_text(m, s).replace(" ± ", "±")  # 6 columns more for the names
                                              for m, s in zip(frame[f"{label}_mean"], frame[f"{label}_std"])]
     if "p_vs_best" in frame:
-        columns["vs best"] = [_versus_best(i, p) for i, p in enumerate(frame["p_vs_best"])]
+        columns["vs best"] = [versus_best(i, p) for i, p in enumerate(frame["p_vs_best"])]
     return columns
 
 

@@ -1,0 +1,50 @@
+"""The `Table` that every stage of the leaderboard passes on (`tables` builds it, the renderers show it) and the
+vocabulary they share: how attack labels are shown, the diagnostic and cost columns, and the p-value under which
+a row is no longer tied with the best. It imports nothing from the package, so any module may import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..references import Reference
+
+__all__ = ["Table", "TIE_LEVEL", "PRETTY", "DIAGNOSTICS", "COSTS"]
+
+TIE_LEVEL = 0.05  # a row whose paired p-value against the best is at least this is marked as a statistical tie
+
+PRETTY = {"clean": "clean", "pgd20": "PGD-20", "cw": "CW", "aa": "AutoAttack", "worst": "worst"}
+# Diagnostics shown after the accuracies when the runs have them (student specialization, METHODS.md §11).
+DIAGNOSTICS = {"spec.clean.mean_best": "spec clean", "spec.adv.mean_best": "spec adv"}
+# Forward/backward passes per training example per epoch, as the engine counts them (column -> metric)
+COSTS = {"student_forward": "cost.student_forward", "student_backward": "cost.student_backward",
+         "teacher_forward": "cost.teacher_forward", "teacher_backward": "cost.teacher_backward"}
+
+
+@dataclass
+class Table:
+    """A leaderboard for one protocol hash: `frame` has numeric mean/std columns; `title` names the protocol."""
+
+    protocol: str
+    protocol_hash: str
+    experiment: str
+    selection: str
+    frame: pd.DataFrame
+    attack_columns: list[str]
+    diagnostic_columns: list[str]
+    ranked_by: str = "aa"
+    experiment_id: str = ""
+    aa_label: str | None = None  # the AutoAttack label: teacher gap, reported numbers and plots compare on it
+    references: list[Reference] = field(default_factory=list)  # the published numbers joined into `frame`
+    ui_url: str = ""  # base URL of the MLflow UI for run links; "" leaves the UI's own path
+    ignored_runs: int = 0  # duplicate runs of cells already counted (`counting`), left out of the rows
+
+    @property
+    def title(self) -> str:
+        return f"{self.experiment} (protocol {self.protocol}, hash {self.protocol_hash[:12]}, selection {self.selection})"
+
+    def run_link(self, run_id: str) -> str:
+        path = f"#/experiments/{self.experiment_id}/runs/{run_id}"
+        return f"{self.ui_url.rstrip('/')}/{path}" if self.ui_url else path
