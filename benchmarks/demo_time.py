@@ -36,6 +36,7 @@ import torch  # noqa: E402
 import rkdbench.cli as cli  # noqa: E402
 import rkdbench.engine as engine  # noqa: E402
 import rkdbench.evaluation as evaluation  # noqa: E402
+import rkdbench.leaderboard_pipeline as leaderboard_pipeline  # noqa: E402
 import rkdbench.runner as runner  # noqa: E402
 import rkdbench.tracking as tracking  # noqa: E402
 
@@ -95,7 +96,7 @@ def instrument(clock: PhaseClock) -> None:
     for method in ("create_run", "log_params", "log_metrics", "set_tags", "log_artifact", "finish", "find_run",
                    "experiment_id", "mark_running", "check_reachable"):
         clock.wrap(tracking.Tracker, method, "MLflow logging")
-    clock.wrap(cli, "_print_leaderboard", "leaderboard", context="leaderboard")
+    clock.wrap(leaderboard_pipeline, "print_leaderboards", "leaderboard", context="leaderboard")
 
 
 def one_demo(clock: PhaseClock, results: Path, model_dir: Path, suite: str, sets: list[str]) -> dict:
