@@ -40,6 +40,7 @@ import rkdbench.run.executors.serial as serial  # noqa: E402
 import rkdbench.run.prepare as prepare  # noqa: E402
 import rkdbench.run.selections as selections  # noqa: E402
 import rkdbench.run.train as train  # noqa: E402
+import rkdbench.leaderboard.pipeline as leaderboard_pipeline  # noqa: E402
 import rkdbench.tracking as tracking  # noqa: E402
 
 
@@ -99,7 +100,7 @@ def instrument(clock: PhaseClock) -> None:
     for method in ("create_run", "log_params", "log_metrics", "set_tags", "log_artifact", "finish", "find_run",
                    "experiment_id", "mark_running", "check_reachable"):
         clock.wrap(tracking.Tracker, method, "MLflow logging")
-    clock.wrap(cli, "_print_leaderboard", "leaderboard", context="leaderboard")
+    clock.wrap(leaderboard_pipeline, "print_leaderboards", "leaderboard", context="leaderboard")
 
 
 def one_demo(clock: PhaseClock, results: Path, model_dir: Path, suite: str, sets: list[str]) -> dict:

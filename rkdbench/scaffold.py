@@ -17,7 +17,7 @@ from string import Template
 
 from .errors import UserError
 
-__all__ = ["PluginNames", "plugin_names", "scaffold_plugin"]
+__all__ = ["PluginNames", "plugin_names", "scaffold_plugin", "new_plugin"]
 
 # Stricter than PEP 508: the module name (hyphens -> underscores) must also be a Python identifier.
 _NAME = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
@@ -78,6 +78,21 @@ def scaffold_plugin(parent: Path, names: PluginNames) -> list[Path]:
         path.write_text(Template(template).substitute(names.mapping()), encoding="utf-8")
         written.append(path)
     return written
+
+
+def new_plugin(parent: Path, name: str, method: str | None = None) -> str:
+    """`rkdbench new-plugin`: validate the names, refuse a method name already registered, write the package into
+    `parent/<name>/`, and return what to do next."""
+    from . import list_components
+
+    names = plugin_names(name, method)
+    # A taken name would make the new plugin "broken" (duplicate) at its first load: refuse it now instead.
+    if names.method in list_components("method"):
+        raise UserError(f"method name {names.method!r} is already registered; choose another with --method")
+    root = parent / names.name
+    scaffold_plugin(parent, names)
+    return (f"wrote {root}/ (method {names.method!r} in src/{names.module}/method.py)\n"
+            f"next: cd {root} && pip install -e . && pytest && rkdbench run suite.toml --build-teachers")
 
 
 # Templates use string.Template ($name, ${module}, ...) because the generated code is full of braces.

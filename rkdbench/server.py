@@ -14,11 +14,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TrackingError, UserError
 
-__all__ = ["server_command", "check_backend_store", "upgrade_schema", "is_loopback", "AUTH_WARNING"]
+__all__ = ["ServerRequest", "serve", "server_command", "check_backend_store", "upgrade_schema", "is_loopback",
+           "AUTH_WARNING"]
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 AUTH_WARNING = ("rkdbench: warning: the tracking server listens on {host}, beyond this machine; nothing "
@@ -80,12 +82,25 @@ def server_command(backend_store_uri: str, artifacts_destination: str, host: str
     return command + (["--app-name", app_name] if app_name else [])
 
 
-def serve(results: Path, backend_store_uri: str | None, artifacts_destination: str | None, host: str, port: int,
-          app_name: str | None, workers: int, echo) -> None:
+@dataclass(frozen=True)
+class ServerRequest:
+    """`rkdbench server`: the results folder (its sqlite store unless `backend_store_uri`), where proxied artifacts
+    go (None: RESULTS/artifacts), the bind address, MLflow's optional auth app and its worker processes."""
+    results: Path
+    backend_store_uri: str | None = None
+    artifacts_destination: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 5000
+    app_name: str | None = None
+    workers: int = 2
+
+
+def serve(request: ServerRequest, echo) -> None:
     """Check the store, upgrade its schema once, then exec `mlflow server` (this process becomes the server)."""
-    uri = backend_store_uri or default_backend_store(results)
-    destination = artifacts_destination or str((results / "artifacts").resolve())
-    if not is_loopback(host) and app_name != "basic-auth":
+    host, port = request.host, request.port
+    uri = request.backend_store_uri or default_backend_store(request.results)
+    destination = request.artifacts_destination or str((request.results / "artifacts").resolve())
+    if not is_loopback(host) and request.app_name != "basic-auth":
         echo(AUTH_WARNING.format(host=host))
     check_backend_store(uri)
     upgrade_schema(uri)
@@ -94,5 +109,5 @@ def serve(results: Path, backend_store_uri: str | None, artifacts_destination: s
          f"MLFLOW_TRACKING_URI=http://{shown}:{port}")
     # MLflow's background job runner (GenAI judges) is not needed to track runs; the variable turns it back on
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    command = server_command(uri, destination, host, port, app_name, workers)
+    command = server_command(uri, destination, host, port, request.app_name, request.workers)
     os.execve(command[0], command, env)

@@ -37,7 +37,7 @@ def test_shipped_protocol_hashes_are_unchanged(name):
     protocol = load_protocol(name)
     raw = tomllib.loads(Path(protocol.source).read_text())
     assert protocol.hash == canonical_hash(raw)  # nothing (no default) is added to a loaded protocol
-    assert "compile" not in protocol.section("train")
+    assert "compile" not in protocol.data["train"]
     if name in SHIPPED_HASHES:
         assert protocol.hash == SHIPPED_HASHES[name]
 

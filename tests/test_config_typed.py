@@ -35,7 +35,7 @@ def test_every_shipped_protocol_loads_typed_with_the_hash_of_its_file(name):
         for key, value in raw[table].items():  # every value given is read back, typed
             typed = getattr(section, key)
             assert typed == (tuple(value) if isinstance(value, list) else value), (name, table, key)
-    assert protocol.section("train") is protocol.data["train"]  # the compatibility shim: the canonical table
+    assert not hasattr(protocol, "section")  # one way to read a protocol: the typed attributes
 
 
 def test_absent_optional_fields_read_as_their_declared_defaults():

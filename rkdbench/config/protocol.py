@@ -135,10 +135,6 @@ class Protocol:
         """One MLflow experiment per protocol; an overridden protocol is a different one (`name@hash`)."""
         return self.name if not self.overrides else f"{self.name}@{self.hash[:8]}"
 
-    def section(self, name: str) -> dict[str, Any]:
-        """Compatibility shim (to be removed): the canonical table as written. Read `protocol.train.epochs` etc."""
-        return self.data[name]
-
 
 def _parse_sections(where: str, data: dict[str, Any]) -> dict[str, Section]:
     for table in data:

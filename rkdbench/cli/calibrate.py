@@ -1,0 +1,29 @@
+"""`rkdbench calibrate`: options to a `CalibrateRequest`, measured by rkdbench.run.dry_run.calibrate_suite."""
+
+from __future__ import annotations
+
+import click
+
+from .options import DEVICE_OPTION
+
+__all__ = ["calibrate"]
+
+
+@click.command()
+@click.argument("suite")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Protocol or method overrides, as for `run`.")
+@DEVICE_OPTION
+@click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Training steps per timed epoch (three epochs: one warm-up, the median of two).")
+@click.option("--points", type=click.IntRange(min=2), default=16, show_default=True,
+              help="Points per timed attack batch (at most the evaluation batch size; on a GPU, the batch size "
+                   "gives the most faithful numbers).")
+@click.option("--redo", is_flag=True, help="Measure again what is already cached.")
+def calibrate(suite, sets, device, steps, points, redo) -> None:
+    """Time a few training steps of every (method, student, teacher) combination of SUITE and a few batches of every
+    evaluation attack on this device; cached per device, torch version and thread count in
+    $RKDBENCH_CALIBRATION_DIR (default ~/.cache/rkdbench/calibration). `rkdbench run SUITE --dry-run` then
+    predicts each cell's wall time from it."""
+    from ..run.dry_run import CalibrateRequest, calibrate_suite
+
+    calibrate_suite(CalibrateRequest(suite, tuple(sets), device=device, steps=steps, points=points, redo=redo))
