@@ -399,13 +399,4 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict):
-            flat.update(flatten(value, name))
-        else:
-            flat[name] = value
-    return flat
+from .tracking.schema import flatten  # noqa: E402  the params flattening is the tracking schema's; kept importable
