@@ -1,5 +1,5 @@
 """Paired comparison of two finished cells on the same test points (`rkdbench compare`): reads each MLflow run's
-`per_example.parquet`, refuses runs evaluated under different protocols (`rkdbench.protocol_hash` tags), and
+`per_example.parquet`, refuses runs evaluated under different protocols (their protocol hash tags), and
 reports both accuracies, their difference A - B with a confidence interval, and an exact McNemar test.
 
 The interval is the Wald interval on the paired differences d_i = a_i - b_i (Agresti, Categorical Data Analysis,
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .tracking import TAG_PREFIX, Tracker
+from .tracking import MissingArtifact, Tracker, schema
 
 __all__ = ["Comparison", "mcnemar_exact", "paired_difference_ci", "compare_runs"]
 
@@ -107,18 +107,15 @@ class Comparison:
 
 
 def _load(tracker: Tracker, run_id: str, selection: str) -> tuple[Any, pd.DataFrame]:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        run = tracker.client.get_run(run_id)
-    except MlflowException as exc:
-        raise UserError(f"no MLflow run {run_id!r} in {tracker.uri}") from exc
-    if f"{TAG_PREFIX}protocol_hash" not in run.data.tags:
-        raise UserError(f"run {run_id} has no {TAG_PREFIX}protocol_hash tag: it is not an rkdbench cell")
+    run = tracker.get_run(run_id)
+    if run is None:
+        raise UserError(f"no MLflow run {run_id!r} in {tracker.uri}")
+    if schema.PROTOCOL_HASH not in run.data.tags:
+        raise UserError(f"run {run_id} has no {schema.PROTOCOL_HASH} tag: it is not an rkdbench cell")
     with tempfile.TemporaryDirectory() as folder:
         try:
-            path = tracker.client.download_artifacts(run_id, ARTIFACT, dst_path=folder)
-        except (MlflowException, OSError) as exc:
+            path = tracker.download_artifact(run_id, ARTIFACT, folder)
+        except MissingArtifact as exc:
             raise UserError(f"run {run_id} has no {ARTIFACT} artifact (status {run.info.status}); "
                             f"compare finished cells") from exc
         frame = pd.read_parquet(path)
@@ -136,7 +133,7 @@ def compare_runs(results: str | os.PathLike[str], run_a: str, run_b: str, attack
     if tracker.uri.startswith("sqlite:///") and not Path(tracker.uri[len("sqlite:///"):]).is_file():
         raise UserError(f"no MLflow store at {tracker.uri}; pass the results folder of a suite run with --results")
     (info_a, frame_a), (info_b, frame_b) = _load(tracker, run_a, selection), _load(tracker, run_b, selection)
-    hash_a, hash_b = (info.data.tags[f"{TAG_PREFIX}protocol_hash"] for info in (info_a, info_b))
+    hash_a, hash_b = (info.data.tags[schema.PROTOCOL_HASH] for info in (info_a, info_b))
     if hash_a != hash_b:
         raise UserError(f"runs were evaluated under different protocols (protocol hash {hash_a} vs {hash_b}); "
                         f"their per-example results are not paired")
@@ -158,7 +155,7 @@ def compare_runs(results: str | os.PathLike[str], run_a: str, run_b: str, attack
 
 def _duplicate_note(tracker: Tracker, run) -> str:
     """A note when `run` is not the run that counts for its cell key (a duplicate an older version created)."""
-    cell = run.data.tags.get(f"{TAG_PREFIX}cell")
+    cell = run.data.tags.get(schema.CELL)
     counted = tracker.find_run(run.info.experiment_id, cell) if cell else None
     if counted is None or counted.info.run_id == run.info.run_id:
         return ""

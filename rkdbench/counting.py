@@ -14,9 +14,11 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from .tracking import schema
+
 __all__ = ["counted_runs", "counted_frame", "ignored_duplicates", "ignored_note", "CELL_TAG"]
 
-CELL_TAG = "rkdbench.cell"
+CELL_TAG = schema.CELL
 T = TypeVar("T")
 
 
@@ -50,7 +52,7 @@ def counted_runs(runs: Sequence[Any]) -> tuple[list[Any], int]:
 
 def counted_frame(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A `mlflow.search_runs` DataFrame -> (one row per cell key in the original order, the ignored rows)."""
-    column = f"tags.{CELL_TAG}"
+    column = schema.column(CELL_TAG)
     if runs.empty or column not in runs.columns:
         return runs, runs.iloc[:0]
     start = runs["start_time"].map(lambda t: pd.Timestamp(t).value if pd.notna(t) else 0) \
@@ -65,12 +67,7 @@ def counted_frame(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def ignored_duplicates(tracker: Any, protocol_hash: str | None = None) -> int:
     """How many cell runs in the store (optionally of one protocol hash) are ignored duplicates; MLflow's own
     runs table still lists them."""
-    experiments = [e.experiment_id for e in tracker.client.search_experiments()]
-    if not experiments:
-        return 0
-    where = "tags.`rkdbench.kind` = 'cell'" + (f" and tags.`rkdbench.protocol_hash` = '{protocol_hash}'"
-                                               if protocol_hash else "")
-    return counted_runs(tracker.client.search_runs(experiments, filter_string=where, max_results=50000))[1]
+    return counted_runs(tracker.search_runs(schema.all_cells(protocol_hash), max_results=50000))[1]
 
 
 def ignored_note(ignored: int) -> str:

@@ -221,7 +221,7 @@ class JournaledTracker:
     def _send_metrics(self, run_id: str, entry: dict[str, Any], check_existing: bool) -> None:
         step, metrics = entry["step"], entry["metrics"]
         if check_existing:
-            history = self.tracker.client.get_metric_history
+            history = self.tracker.metric_history
             metrics = {key: value for key, value in metrics.items()
                        if not any(m.step == step and m.timestamp == entry["timestamp"] and m.value == value
                                   for m in history(run_id, key))}

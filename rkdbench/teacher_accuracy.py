@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UserError
-from .tracking import MAX_PARAM_LENGTH, TAG_PREFIX, Tracker
+from .tracking import Tracker, schema
 
 __all__ = ["TeacherAccuracies", "evaluation_key", "teacher_accuracies"]
 
@@ -30,7 +30,7 @@ def evaluation_key(params: Mapping[str, Any]) -> str | None:
     None when there are none (a run logged without params matches by protocol hash only)."""
     from .config import canonical_hash  # the config module loads the attack plugins' contract (torch)
 
-    relevant = {k: str(v)[:MAX_PARAM_LENGTH] for k, v in params.items()
+    relevant = {k: schema.param_text(v) for k, v in params.items()
                 if k.startswith(EVALUATION_FIELDS) and k not in IGNORED_FIELDS
                 and v is not None and not (isinstance(v, float) and math.isnan(v))}
     return canonical_hash(relevant) if relevant else None
@@ -56,14 +56,10 @@ def _accuracies(values: Mapping[str, Any], prefix: str) -> dict[str, float]:
 
 
 def _from_store(tracker: Tracker) -> list[tuple[str, str, str | None, dict[str, float]]]:
-    experiments = [e.experiment_id for e in tracker.client.search_experiments()]
-    if not experiments:
-        return []
-    runs = tracker.client.search_runs(experiments, filter_string=f"tags.`{TAG_PREFIX}kind` = 'evaluation' and "
-                                      f"attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
-    return [(run.data.tags[f"{TAG_PREFIX}teacher"], run.data.tags.get(f"{TAG_PREFIX}protocol_hash", ""),
+    runs = tracker.search_runs(schema.finished_evaluations(), order_by=schema.NEWEST_FIRST)
+    return [(run.data.tags[schema.TEACHER], run.data.tags.get(schema.PROTOCOL_HASH, ""),
              evaluation_key(run.data.params), _accuracies(run.data.metrics, "test."))
-            for run in runs if f"{TAG_PREFIX}teacher" in run.data.tags]
+            for run in runs if schema.TEACHER in run.data.tags]
 
 
 def _card_key(protocol_hash: str, entry: Mapping[str, Any]) -> str | None:
@@ -76,7 +72,7 @@ def _card_key(protocol_hash: str, entry: Mapping[str, Any]) -> str | None:
         return None
     if protocol.hash != protocol_hash:
         return None
-    return evaluation_key({f"protocol.{k}": v for k, v in flatten(protocol.data).items()})
+    return evaluation_key(schema.protocol_params(protocol.data))
 
 
 def _from_cards(teachers: Iterable[str], model_dir: str | os.PathLike[str]

@@ -19,7 +19,7 @@ import re
 import time
 from urllib.parse import quote
 
-from .tracking import TAG_PREFIX, Tracker
+from .tracking import Tracker, schema
 
 __all__ = ["VIEW_ID", "VIEW_NAME", "VIEW_TAG", "HEADLINE_METRICS", "view_state", "install_views", "experiment_url",
            "sorted_url"]
@@ -51,19 +51,18 @@ def view_state(metric_keys: set[str] = frozenset()) -> dict:
     """The saved view's state: AutoAttack accuracy descending, the headline metrics (and any other attack's
     `test.<label>_acc`) and the cell tags as columns."""
     columns = [_column("metrics", key) for key in _metric_columns(set(metric_keys))]
-    columns += [_column("tags", TAG_PREFIX + tag) for tag in TAG_COLUMNS]
+    columns += [_column("tags", schema.tag(name)) for name in TAG_COLUMNS]
     return {"orderByKey": _column("metrics", SORT_METRIC), "orderByAsc": False, "selectedColumns": columns}
 
 
 def _rkdbench_experiments(tracker: Tracker) -> list[tuple[str, str, set[str]]]:
     """(name, id, metric keys) of every active experiment with at least one rkdbench run."""
     found = []
-    for experiment in tracker.client.search_experiments():
-        runs = tracker.client.search_runs([experiment.experiment_id],
-                                          filter_string=f"tags.`{TAG_PREFIX}protocol` LIKE '%'", max_results=1000)
+    for experiment_id, name in tracker.experiments().items():
+        runs = tracker.search_runs(schema.RKDBENCH_RUNS, [experiment_id], max_results=1000)
         if runs:
             keys = {key for run in runs for key in run.data.metrics}
-            found.append((experiment.name, experiment.experiment_id, keys))
+            found.append((name, experiment_id, keys))
     return found
 
 
@@ -73,9 +72,9 @@ def install_views(tracker: Tracker) -> list[tuple[str, str]]:
     installed = []
     for name, experiment_id, metric_keys in _rkdbench_experiments(tracker):
         state = view_state(metric_keys)
-        tags = tracker.client.get_experiment(experiment_id).tags
+        tags = tracker.experiment_tags(experiment_id)
         if KIND_TAG not in tags:  # what the UI's "experiment type" choice writes; the user's choice is kept
-            tracker.client.set_experiment_tag(experiment_id, KIND_TAG, KIND_TRAINING)
+            tracker.set_experiment_tag(experiment_id, KIND_TAG, KIND_TRAINING)
         current = tags.get(VIEW_TAG)
         created = None
         if current:
@@ -91,7 +90,7 @@ def install_views(tracker: Tracker) -> list[tuple[str, str]]:
         now = int(time.time() * 1000)
         envelope = {"name": VIEW_NAME, "createdAt": created or now, "updatedAt": now,
                     "state": json.dumps(state, separators=(",", ":"))}
-        tracker.client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(envelope, separators=(",", ":")))
+        tracker.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(envelope, separators=(",", ":")))
         installed.append((name, experiment_id))
     return sorted(installed)
 

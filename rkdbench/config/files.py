@@ -1,5 +1,5 @@
 """Config files as plain values: reading TOML, finding built-in protocols and suites, `--set` parsing, writing the
-resolved config back as TOML, flattening for MLflow params, and the canonical hash that identifies configs and cells.
+resolved config back as TOML, and the canonical hash that identifies configs and cells.
 Only plain values are read: nothing in a config file is ever executed or imported."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, close_matches
+from ..tracking.schema import flatten  # the params flattening is the tracking schema's; kept importable here
 
 __all__ = ["canonical_hash", "read_toml", "builtin_names", "resolve_path", "parse_set", "to_toml", "flatten"]
 
@@ -97,13 +98,3 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict):
-            flat.update(flatten(value, name))
-        else:
-            flat[name] = value
-    return flat
