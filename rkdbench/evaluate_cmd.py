@@ -17,12 +17,12 @@ import pandas as pd
 from torch import nn
 
 from .checkpoint import load_verified, sha256_file
-from .config import Protocol, canonical_hash, flatten, load_protocol
+from .config import Protocol, canonical_hash, load_protocol
 from .data import load_splits
 from .errors import ConfigError, UserError
 from .evaluation import Evaluation, evaluate, test_points
 from .flags import FLAG_TAGS, join_flags
-from .tracking import TAG_PREFIX, Tracker, git_sha
+from .tracking import Tracker, git_sha, schema
 
 __all__ = ["EvaluationReport", "evaluate_model", "load_model"]
 
@@ -105,16 +105,14 @@ def evaluate_model(ref: str, protocol_ref: str, results: Path, model_dir: Path, 
     evaluation = evaluate(model, protocol, x, y, state_dir=workdir / "eval")
     seconds = time.perf_counter() - started
 
-    experiment = tracker.experiment_id(protocol.experiment_name, {f"{TAG_PREFIX}protocol": protocol.name,
-                                                                   f"{TAG_PREFIX}protocol_hash": protocol.hash})
-    tags = {f"{TAG_PREFIX}kind": "evaluation", f"{TAG_PREFIX}protocol": protocol.name,
-            f"{TAG_PREFIX}protocol_hash": protocol.hash, f"{TAG_PREFIX}protocol_overrides": str(protocol.overrides),
-            f"{TAG_PREFIX}model": loaded.name, f"{TAG_PREFIX}model_sha256": loaded.sha256,
-            f"{TAG_PREFIX}architecture": loaded.architecture, f"{TAG_PREFIX}git_sha": git_sha(),
-            f"{TAG_PREFIX}{FLAG_TAGS['last']}": join_flags(evaluation.flags),
-            **({f"{TAG_PREFIX}teacher": loaded.name} if loaded.card is not None else {})}
+    experiment = tracker.experiment_id(protocol.experiment_name, schema.experiment_tags(protocol.name, protocol.hash))
+    tags = schema.evaluation_tags(protocol=protocol.name, protocol_hash=protocol.hash,
+                                  protocol_overrides=str(protocol.overrides), model=loaded.name,
+                                  model_sha256=loaded.sha256, architecture=loaded.architecture, git_sha=git_sha(),
+                                  flags_tag=FLAG_TAGS["last"], flags=join_flags(evaluation.flags),
+                                  teacher=loaded.name if loaded.card is not None else None)
     run_id = tracker.create_run(experiment, f"evaluate-{Path(loaded.name).name}", tags)
-    params = {f"protocol.{k}": v for k, v in flatten(protocol.data).items()}
+    params = schema.protocol_params(protocol.data)
     params.update({"model.ref": loaded.name, "model.architecture": loaded.architecture, "model.sha256": loaded.sha256,
                    "model.parameters": sum(p.numel() for p in model.parameters())})
     tracker.log_params(run_id, params)

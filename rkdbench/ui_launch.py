@@ -41,8 +41,8 @@ def launch_ui(request: UiRequest) -> int:
     except Exception as exc:  # a read-only or remote store: sorted, columns as last chosen in the browser
         click.echo(f"rkdbench: warning: saved view not written ({type(exc).__name__}: {exc})", err=True)
         url = sorted_url
-        experiments = [(e.name, e.experiment_id) for e in tracker.client.search_experiments()
-                       if e.experiment_id != "0"]
+        experiments = [(name, experiment_id) for experiment_id, name in tracker.experiments().items()
+                       if experiment_id != "0"]
     click.echo(f"MLflow UI for {tracker.uri} at {base}" + ("  (served by the tracking server)" if remote
                                                            else "  (Ctrl-C stops it)"))
     for name, experiment_id in experiments:

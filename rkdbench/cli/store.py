@@ -21,7 +21,7 @@ def store() -> None:
 def store_upgrade(results) -> None:
     """Create or migrate the sqlite store in RESULTS once, under the store lock (workers may be running). With
     MLFLOW_TRACKING_URI=http://... the server migrates its own database: this says so and exits 2."""
-    from ..store import upgrade_store
+    from ..tracking.store import upgrade_store
     from ..tracking import tracking_uri
 
     click.echo(upgrade_store(tracking_uri(results)))

@@ -7,7 +7,6 @@ per-epoch validation history (`plots`).
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import tomllib
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from ..counting import counted_frame
-from ..tracking import Tracker
+from ..tracking import Tracker, schema
 
 __all__ = ["collect_runs", "per_example_loader", "config_loader", "history_loader", "IGNORED"]
 
@@ -26,31 +25,17 @@ IGNORED = "ignored_runs"  # collect_runs' attrs: protocol hash -> duplicate runs
 def collect_runs(tracker: Tracker, protocol: str | None = None) -> pd.DataFrame:
     """All FINISHED cell runs (optionally of one protocol name) as a DataFrame from `mlflow.search_runs`; runs of
     another kind (`evaluation`, `leaderboard`) never appear."""
-    import mlflow
-
     tracker.check_reachable()
-    names = {e.experiment_id: e.name for e in tracker.client.search_experiments()}
-    experiments = list(names)
-    if not experiments:
+    names = tracker.experiments()
+    if not names:
         return pd.DataFrame()
-    filters = ["tags.`rkdbench.kind` = 'cell'", "attributes.status = 'FINISHED'"]
-    if protocol:
-        filters.append(f"tags.`rkdbench.protocol` = '{protocol}'")
-    # mlflow.search_runs reads the process-wide tracking URI (and exports it to the environment): set it for
-    # this one call only, so that a later store opened in the same process is not this one
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracker.uri)
-    try:
-        runs = mlflow.search_runs(experiment_ids=experiments, filter_string=" and ".join(filters),
-                                  output_format="pandas")
-    finally:
-        mlflow.set_tracking_uri(previous)
+    runs = tracker.search_runs_frame(schema.finished_cells(protocol), list(names))
     if runs.empty:
         return runs
     runs, ignored = counted_frame(runs)  # each cell key once: `counting`
     runs["experiment"] = runs["experiment_id"].map(names)
-    runs = runs.rename(columns=lambda c: c[len("tags.rkdbench."):] if c.startswith("tags.rkdbench.") else c)
-    runs.attrs[IGNORED] = ignored["tags.rkdbench.protocol_hash"].value_counts().to_dict() if len(ignored) else {}
+    runs = runs.rename(columns=schema.short_column)
+    runs.attrs[IGNORED] = ignored[schema.column(schema.PROTOCOL_HASH)].value_counts().to_dict() if len(ignored) else {}
     return runs
 
 
@@ -62,7 +47,7 @@ def _artifact_loader(tracker: Tracker, artifact: str, read: Callable[[Path], Any
         if run_id not in cache:
             try:
                 with tempfile.TemporaryDirectory() as folder:
-                    cache[run_id] = read(Path(tracker.client.download_artifacts(run_id, artifact, folder)))
+                    cache[run_id] = read(tracker.download_artifact(run_id, artifact, folder))
             except Exception:  # a run without the artifact only loses what it would add (a p-value, the order)
                 cache[run_id] = None
         return cache[run_id]
@@ -84,7 +69,7 @@ def history_loader(tracker: Tracker, metric: str = "val.pgd_acc") -> Callable[[s
     """A run's per-epoch values of `metric` as (step, value), sorted by step; the last value logged per step."""
 
     def load(run_id: str) -> list[tuple[int, float]]:
-        points = {m.step: m.value for m in sorted(tracker.client.get_metric_history(run_id, metric),
+        points = {m.step: m.value for m in sorted(tracker.metric_history(run_id, metric),
                                                   key=lambda m: (m.step, m.timestamp))}
         return sorted((step, value) for step, value in points.items() if not math.isnan(value))
 

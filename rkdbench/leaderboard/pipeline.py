@@ -35,7 +35,8 @@ class LeaderboardRequest:
 
 def _build(request: LeaderboardRequest, tracker) -> list:
     """The leaderboard tables of the request's runs; a one-line error when there is nothing to rank."""
-    from . import build_tables, collect_runs, config_loader, per_example_loader
+    from .collect import collect_runs, config_loader, per_example_loader
+    from .tables import build_tables
     from ..references import load_references
     from ..teacher_accuracy import teacher_accuracies
     from ..run.pipeline import model_dir_path
@@ -57,7 +58,8 @@ def _build(request: LeaderboardRequest, tracker) -> list:
 def print_leaderboards(request: LeaderboardRequest) -> None:
     """Print the tables (`terminal`: the compact table, after the files it names are written) and publish them."""
     from ..counting import ignored_note
-    from . import history_loader, render_many
+    from .collect import history_loader
+    from .render import render_many
     from .publish import folder_names, publish
     from .terminal import to_terminal
     from ..tracking import Tracker

@@ -18,15 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..tracking import TAG_PREFIX, Tracker, git_sha
+from ..tracking import Tracker, git_sha, schema
 from .formats import export_frame, to_csv, to_json, to_markdown
 from .html import to_html
 from .table import Table
 
-__all__ = ["Published", "file_name", "folder_names", "leaderboard_texts", "publish", "KIND"]
+__all__ = ["Published", "file_name", "folder_names", "leaderboard_texts", "publish"]
 
-KIND = "leaderboard"
-DIGEST_TAG = f"{TAG_PREFIX}leaderboard_sha256"
 PLOTS = ("pareto", "aa_vs_cost", "val_curves")
 
 
@@ -74,10 +72,8 @@ def _digest(texts: dict[str, str]) -> str:
 
 
 def _latest_run(tracker: Tracker, experiment_id: str, table: Table):
-    runs = tracker.client.search_runs(
-        [experiment_id], filter_string=f"tags.`{TAG_PREFIX}kind` = '{KIND}' and tags.`{TAG_PREFIX}protocol_hash` = "
-                                       f"'{table.protocol_hash}' and tags.`{TAG_PREFIX}selection` = '{table.selection}'",
-        order_by=["attributes.start_time DESC"], max_results=1)
+    runs = tracker.search_runs(schema.leaderboard_runs(table.protocol_hash, table.selection), [experiment_id],
+                               order_by=schema.NEWEST_FIRST, max_results=1)
     return runs[0] if runs else None
 
 
@@ -85,11 +81,10 @@ def _log(tracker: Tracker, table: Table, texts: dict[str, str], plots: dict[str,
     from .plots import SAVE
 
     experiment_id = table.experiment_id or tracker.experiment_id(table.experiment)
-    run_id = tracker.create_run(experiment_id, file_name("leaderboard", "md", table.selection)[:-3], {
-        f"{TAG_PREFIX}kind": KIND, f"{TAG_PREFIX}protocol": table.protocol,
-        f"{TAG_PREFIX}protocol_hash": table.protocol_hash, f"{TAG_PREFIX}selection": table.selection,
-        f"{TAG_PREFIX}ranked_by": table.ranked_by, f"{TAG_PREFIX}leaderboard_rows": str(len(table.frame)),
-        DIGEST_TAG: digest, f"{TAG_PREFIX}git_sha": git_sha()})
+    run_id = tracker.create_run(experiment_id, file_name("leaderboard", "md", table.selection)[:-3],
+                                schema.leaderboard_tags(protocol=table.protocol, protocol_hash=table.protocol_hash,
+                                                        selection=table.selection, ranked_by=table.ranked_by,
+                                                        rows=len(table.frame), digest=digest, git_sha=git_sha()))
     try:
         with tempfile.TemporaryDirectory() as folder:
             for name, text in texts.items():
@@ -99,9 +94,9 @@ def _log(tracker: Tracker, table: Table, texts: dict[str, str], plots: dict[str,
                 tracker.log_artifact(run_id, Path(folder) / name)
         frame = export_frame(table)
         frame["runs"] = [" ".join(f"{seed}:{run}" for seed, run in runs.items()) for runs in frame["runs"]]
-        tracker.client.log_table(run_id, data=frame, artifact_file=file_name("leaderboard", "json", table.selection))
+        tracker.log_table(run_id, frame, artifact_file=file_name("leaderboard", "json", table.selection))
         for name, figure in plots.items():
-            tracker.client.log_figure(run_id, figure, name, save_kwargs=SAVE)
+            tracker.log_figure(run_id, figure, name, save_kwargs=SAVE)
     except BaseException:
         tracker.finish(run_id, "FAILED")
         raise
@@ -129,7 +124,7 @@ def publish(table: Table, history: Callable[[str], list[tuple[int, float]]], fol
     if tracker is not None:
         digest = _digest(texts)
         latest = _latest_run(tracker, table.experiment_id or tracker.experiment_id(table.experiment), table)
-        if latest is not None and latest.info.status == "FINISHED" and latest.data.tags.get(DIGEST_TAG) == digest:
+        if latest is not None and latest.info.status == "FINISHED" and latest.data.tags.get(schema.LEADERBOARD_SHA256) == digest:
             published.run_id = latest.info.run_id
         else:
             published.run_id, published.new_run = _log(tracker, table, texts, plots, digest), True

@@ -12,11 +12,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ..config import Cell, flatten, to_toml
+from ..config import Cell, to_toml
 from ..journal import JournaledTracker
 from ..lease import CellLease
 from ..plugins import get_registry
-from ..tracking import TAG_PREFIX, Tracker, git_sha
+from ..tracking import Tracker, git_sha, schema
 from .options import CellOutcome, RunOptions
 from .progress import say
 from .train import train_and_evaluate
@@ -26,25 +26,20 @@ __all__ = ["run_cell", "protocol_experiment"]
 
 def protocol_experiment(tracker: Tracker, protocol) -> str:
     """The protocol's MLflow experiment id (created on first use)."""
-    return tracker.experiment_id(protocol.experiment_name, {f"{TAG_PREFIX}protocol": protocol.name,
-                                                            f"{TAG_PREFIX}protocol_hash": protocol.hash})
+    return tracker.experiment_id(protocol.experiment_name, schema.experiment_tags(protocol.name, protocol.hash))
 
 
 def _tags(cell: Cell) -> dict[str, str]:
     component = get_registry().get("method", cell.method)
-    return {
-        f"{TAG_PREFIX}kind": "cell", f"{TAG_PREFIX}cell": cell.key, f"{TAG_PREFIX}protocol": cell.protocol.name,
-        f"{TAG_PREFIX}protocol_hash": cell.protocol.hash, f"{TAG_PREFIX}protocol_overrides": str(cell.protocol.overrides),
-        f"{TAG_PREFIX}method": cell.method, f"{TAG_PREFIX}method_variant": cell.variant,
-        f"{TAG_PREFIX}student": cell.student, f"{TAG_PREFIX}teacher": cell.teacher, f"{TAG_PREFIX}seed": str(cell.seed),
-        f"{TAG_PREFIX}suite": cell.suite, f"{TAG_PREFIX}plugin": component.dist,
-        **{f"{TAG_PREFIX}teacher.{role}": name for role, name in cell.extra_teachers.items()},
-        f"{TAG_PREFIX}plugin_version": component.version, f"{TAG_PREFIX}git_sha": git_sha(),
-    }
+    return schema.cell_tags(cell=cell.key, protocol=cell.protocol.name, protocol_hash=cell.protocol.hash,
+                            protocol_overrides=str(cell.protocol.overrides), method=cell.method, variant=cell.variant,
+                            student=cell.student, teacher=cell.teacher, seed=cell.seed, suite=cell.suite,
+                            plugin=component.dist, extra_teachers=cell.extra_teachers,
+                            plugin_version=component.version, git_sha=git_sha())
 
 
 def _params(cell: Cell) -> dict[str, Any]:
-    params = {f"protocol.{k}": v for k, v in flatten(cell.protocol.data).items()}
+    params = schema.protocol_params(cell.protocol.data)
     params.update({f"method.{k}": v for k, v in cell.method_params.items()})
     params.update({"cell.method": cell.method, "cell.student": cell.student, "cell.teacher": cell.teacher,
                    "cell.seed": cell.seed, "cell.method_version": cell.method_version})

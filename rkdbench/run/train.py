@@ -19,7 +19,7 @@ from ..flags import FLAG_TAGS, join_flags
 from ..journal import JournaledTracker
 from ..plugins import pm
 from ..teachers import load_teacher
-from ..tracking import TAG_PREFIX
+from ..tracking import schema
 from ..transfer import TeacherProbe
 from .cells import fresh_method
 from .options import CellOutcome, RunContext, RunOptions
@@ -59,7 +59,7 @@ def train_and_evaluate(cell: Cell, tracker: JournaledTracker, options: RunOption
 
     progress = epoch_progress(options, f"{position} {cell.variant}")
     trainer = Trainer(setup, on_epoch=on_epoch, progress=progress)
-    tracker.set_tags(run_id, {f"{TAG_PREFIX}device": str(device)})
+    tracker.set_tags(run_id, {schema.DEVICE: str(device)})
     say(options, f"[bold]{position} {'resume' if trainer.resumes else 'train'}[/] {cell.label} [dim](run {run_id})[/]")
     pm.hook.run_started(run=context)
     try:
@@ -67,8 +67,7 @@ def train_and_evaluate(cell: Cell, tracker: JournaledTracker, options: RunOption
     finally:
         if progress is not None:
             progress.close()
-    tracker.set_tags(run_id, {f"{TAG_PREFIX}precision": trained.precision,
-                              f"{TAG_PREFIX}channels_last": str(trained.channels_last).lower()})
+    tracker.set_tags(run_id, schema.training_tags(trained.precision, trained.channels_last))
     # the engine journals an epoch's metrics after its checkpoint: a kill in between leaves that epoch only in the
     # checkpoint's history, from which it is logged now (once: the journal then has it)
     for entry in tracker.journal.epochs_missing(run_id, trained.history, "train.loss"):
@@ -76,7 +75,7 @@ def train_and_evaluate(cell: Cell, tracker: JournaledTracker, options: RunOption
     reference, unavailable = reference_teacher(cell, teachers, options, device)
     probe = None if reference is None else TeacherProbe(reference, protocol.eval.batch_size or 250)
     if probe is None:
-        tracker.set_tags(run_id, {f"{TAG_PREFIX}transferability": f"unavailable: {unavailable}"})
+        tracker.set_tags(run_id, {schema.TRANSFERABILITY: f"unavailable: {unavailable}"})
     metrics, per_example, flags = evaluate_selections(student, trained, cell, splits, device, workdir, probe)
     if protocol.eval.diagnostics:
         from ..diagnostics import diagnose
@@ -85,12 +84,12 @@ def train_and_evaluate(cell: Cell, tracker: JournaledTracker, options: RunOption
                                batch_size=int(metrics["test.batch_size"]))
         metrics.update(diagnostics.metrics)
         flags["last"] = [*flags["last"], *diagnostics.flags]  # the diagnostics describe the last checkpoint
-    tracker.set_tags(run_id, {f"{TAG_PREFIX}{FLAG_TAGS[selection]}": join_flags(codes)
+    tracker.set_tags(run_id, {schema.tag(FLAG_TAGS[selection]): join_flags(codes)
                               for selection, codes in flags.items()})
     try:
         metrics.update(specialization(cell, student, reference, splits))
     except ConfigError as exc:  # a diagnostic: an architecture without stage views skips it, and says so
-        tracker.set_tags(run_id, {f"{TAG_PREFIX}specialization": f"unavailable: {exc}"})
+        tracker.set_tags(run_id, {schema.SPECIALIZATION: f"unavailable: {exc}"})
         say(options, f"[yellow]{position} student specialization unavailable: {exc}[/]")
     metrics.update(trained.cost)
     metrics["train.seconds"] = sum(h["train.epoch_seconds"] for h in trained.history)

@@ -16,7 +16,6 @@ No other rkdbench module spells an `rkdbench.` tag or uses MLflow's client (test
 from __future__ import annotations
 
 from . import schema
-from .schema import MAX_PARAM_LENGTH, PREFIX as TAG_PREFIX
 from .tracker import MissingArtifact, Tracker, git_sha, tracking_uri
 
-__all__ = ["Tracker", "MissingArtifact", "tracking_uri", "git_sha", "schema", "TAG_PREFIX", "MAX_PARAM_LENGTH"]
+__all__ = ["Tracker", "MissingArtifact", "tracking_uri", "git_sha", "schema"]

@@ -115,9 +115,10 @@ def cell_tags(*, cell: str, protocol: str, protocol_hash: str, protocol_override
             PLUGIN_VERSION: plugin_version, GIT_SHA: git_sha}
 
 
-def training_tags(device: Any, bf16: bool, channels_last: bool) -> dict[str, str]:
-    """How a cell was trained: its device, autocast precision and memory format."""
-    return {DEVICE: str(device), PRECISION: "bf16" if bf16 else "fp32", CHANNELS_LAST: str(channels_last).lower()}
+def training_tags(precision: str, channels_last: bool) -> dict[str, str]:
+    """How a cell was trained (set after training; its DEVICE is tagged when training starts): the autocast
+    precision the engine used and the memory format."""
+    return {PRECISION: precision, CHANNELS_LAST: str(channels_last).lower()}
 
 
 def evaluation_tags(*, protocol: str, protocol_hash: str, protocol_overrides: str, model: str, model_sha256: str,
