@@ -1,4 +1,5 @@
-"""Shared machinery for attack plugins: the `Attack` base (threat model, seed, params, validation),
+"""Shared machinery for attack plugins: the `Attack` base (threat model, seed, params and their choices
+validated, and the declarations the host reads: `rkdbench.attack_traits.AttackTraits`),
 batched prediction, RNG isolation for third-party attacks that reseed torch's global generator, and the
 checks run before an expensive attack (inputs in [0, 1], model in eval mode, logits rather than probabilities).
 """
@@ -14,10 +15,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from .attack_traits import AttackTraits, option_choices
 from .contracts import AttackResult, Params, build_params
-from .errors import ConfigError
+from .errors import ConfigError, close_matches
 
-__all__ = ["Attack", "ThreatModel", "predict", "preserved_rng", "check_threat", "check_attack_inputs", "attack_mode"]
+__all__ = ["Attack", "AttackTraits", "ThreatModel", "predict", "preserved_rng", "check_threat", "check_attack_inputs",
+           "attack_mode", "check_choices"]
 
 NORMS = ("Linf", "L2")
 
@@ -91,13 +94,26 @@ def attack_mode(model: nn.Module, x: Tensor, batch_size: int = 500, owner: str =
             module.training = training
 
 
-class Attack:
-    """Base of attack plugins: `Attack(norm=, eps=, seed=, batch_size=, **params)`, then `run(model, x, y)`."""
+def check_choices(params: Any, owner: str) -> None:
+    """`ConfigError` for an option outside its `Literal[...]` choices (each item of a tuple option too), with
+    close matches: the one declaration of an attack's allowed values."""
+    for key, choices in option_choices(type(params)).items():
+        value = getattr(params, key)
+        for item in value if isinstance(value, tuple) else (value,):
+            if item not in choices:
+                allowed = [str(c) for c in choices]
+                raise ConfigError(f"{owner} parameter {key!r} = {item!r} is not allowed"
+                                  f"{close_matches(str(item), allowed)}; allowed: {', '.join(allowed)}")
+
+
+class Attack(AttackTraits):
+    """Base of attack plugins: `Attack(norm=, eps=, seed=, batch_size=, **params)`, then `run(model, x, y)`.
+    What the host reads about an attack without running it (display name, cost, flag order...) is declared
+    through the `AttackTraits` attributes."""
 
     name: ClassVar[str] = ""
     Params: ClassVar[type] = Params
     norms: ClassVar[tuple[str, ...]] = NORMS
-    black_box: ClassVar[bool] = False  # score-based (no gradients): evaluation flags it when it beats white-box ones
 
     def __init__(self, norm: str = "Linf", eps: float = 8 / 255, seed: int = 0, batch_size: int = 500,
                  **params: Any) -> None:
@@ -108,6 +124,7 @@ class Attack:
         self.seed = int(seed)
         self.batch_size = int(batch_size)
         self.params = build_params(self.Params, params, owner=f"attack {self.name!r}")
+        check_choices(self.params, owner=f"attack {self.name!r}")
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
         raise NotImplementedError

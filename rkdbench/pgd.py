@@ -15,6 +15,7 @@ from torch import Tensor
 __all__ = ["pgd", "project", "random_start"]
 
 Norm = Literal["Linf", "L2"]
+Init = Literal["uniform", "gauss", "zero"]  # random starts (`random_start`)
 
 
 def _l2_norms(t: Tensor) -> Tensor:

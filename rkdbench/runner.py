@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import torch
 
+from .attack_traits import format_accuracies
 from .config import Cell, Suite, flatten, to_toml
 from .data import load_splits
 from .engine import Trainer, TrainSetup, pick_device
@@ -138,8 +139,8 @@ def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
         eval_set = {k: v for k, v in protocol.overrides.items() if k.startswith("eval.")}
         measured = build_teacher(card, options.model_dir, device, n_examples=n, progress=epoch_progress(options, name),
                                  data_dir=options.data_dir, eval_set=eval_set)
-        _say(options, f"teacher {name}: clean {measured['clean_acc']:.1%}, PGD-20 {measured['pgd20_acc']:.1%}, "
-                      f"AutoAttack {measured['aa_acc']:.1%} on {measured['n_examples']} test points "
+        accuracies = format_accuracies(measured, measured["attacks"])  # whatever the protocol's labels are
+        _say(options, f"teacher {name}: {accuracies} on {measured['n_examples']} test points "
                       f"({measured['train_seconds']:.0f}s training, {measured['eval_seconds']:.0f}s evaluation)")
 
 
