@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 __all__ = ["AttackTraits", "CLEAN", "attack_plugins", "option_values", "option_choices", "display_names",
-           "final_label", "rank_label", "column_order", "format_accuracies", "sanity_pairs"]
+           "final_label", "rank_label", "ranked_accuracy", "column_order", "format_accuracies", "sanity_pairs"]
 
 CLEAN = "clean"  # the accuracy on unattacked points: a column and rank 0 of the sanity order, never an attack
 HOST_COLUMNS = {CLEAN: "clean", "worst": "worst"}  # columns the host itself computes (worst: every attack at once)
@@ -116,6 +116,19 @@ def rank_label(labels: list[str], specs: Mapping[str, Spec], plugins: Mapping[st
     """The label a leaderboard ranks by: the protocol's `eval.rank_by` when it gives one, else the last final
     attack's label, else the last label."""
     return rank_by or final_label(labels, specs, plugins) or labels[-1]
+
+
+def ranked_accuracy(metrics: Mapping[str, Any], specs: Mapping[str, Spec], prefix: str = "",
+                    rank_by: str | None = None, plugins: Mapping[str, type] | None = None) -> tuple[str, float] | None:
+    """(display name, value) of the accuracy the protocol ranks by (`rank_label`), read as `<prefix><label>_acc`
+    from `metrics` (a cell's metrics with prefix `test.`, a measured teacher card without); None when it is
+    missing. What a one-line summary of a cell or a teacher shows instead of a hard-coded `test.aa_acc`."""
+    if not specs:
+        return None
+    plugins = attack_plugins(str(s.get("attack", "")) for s in specs.values()) if plugins is None else plugins
+    label = rank_label(list(specs), specs, plugins, rank_by)
+    value = metrics.get(f"{prefix}{label}_acc")
+    return None if value is None else (display_names(specs, plugins).get(label, label), float(value))
 
 
 def column_order(labels: Iterable[str], specs: Mapping[str, Spec], plugins: Mapping[str, type]) -> list[str]:

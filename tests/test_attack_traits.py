@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 import rkdbench
 from rkdbench import hookimpl
 from rkdbench.attack_traits import (attack_plugins, column_order, display_names, final_label, format_accuracies,
-                                    option_choices, rank_label, sanity_pairs)
+                                    option_choices, rank_label, ranked_accuracy, sanity_pairs)
 from rkdbench.attacks import Attack
 from rkdbench.cli import main
 from rkdbench.config import load_protocol
@@ -128,6 +128,8 @@ def test_option_choices_come_from_one_declaration():
 
 def test_format_accuracies_never_crashes_on_missing_labels():
     specs = {"fast": {"attack": "pgd", "steps": 5}, "strong": {"attack": "autoattack"}}
+    assert ranked_accuracy({"test.strong_acc": 0.25}, specs, prefix="test.") == ("AutoAttack", 0.25)
+    assert ranked_accuracy({"test.strong_acc": 0.25}, specs, prefix="test.", rank_by="fast") is None
     text = format_accuracies({"clean_acc": 0.9, "fast_acc": 0.5, "strong_acc": None, "extra_acc": 0.25}, specs)
     assert text == "clean 90.0%, PGD-5 50.0%, AutoAttack n/a, extra 25.0%"
 
@@ -190,3 +192,17 @@ def test_other_labels_run_a_cell_build_the_teacher_and_the_leaderboard(tmp_path,
                "--out", str(tmp_path / "board")) == 0
     [board] = [json.loads(path.read_text()) for path in (tmp_path / "board").rglob("leaderboard.json")]
     assert board["ranked_by"] == "strong"
+
+
+def test_the_declarations_module_imports_no_torch():
+    """The leaderboard and the UI read the declarations: the module itself must load without torch."""
+    import subprocess
+    import sys
+
+    import rkdbench.attack_traits as traits
+
+    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('traits', sys.argv[1]); "
+            "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'rkdbench')))")
+    out = subprocess.run([sys.executable, "-c", code, traits.__file__], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
