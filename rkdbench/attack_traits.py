@@ -20,12 +20,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 __all__ = ["AttackTraits", "CLEAN", "attack_plugins", "option_values", "option_choices", "display_names",
-           "final_label", "rank_label", "ranked_accuracy", "column_order", "format_accuracies", "sanity_pairs"]
+           "final_label", "rank_label", "ranked_accuracy", "column_order", "table_order",
+           "LEGACY_SPECS", "format_accuracies", "sanity_pairs"]
 
 CLEAN = "clean"  # the accuracy on unattacked points: a column and rank 0 of the sanity order, never an attack
 HOST_COLUMNS = {CLEAN: "clean", "worst": "worst"}  # columns the host itself computes (worst: every attack at once)
 
 Spec = Mapping[str, Any]  # one `[eval.attacks.<label>]` table: `attack` (the plugin name) and its options
+# Only for runs stored with neither their config.toml nor their protocol params: what the built-in protocols'
+# labels meant, so that tables built from such runs keep their names and order. Never read for a run that says.
+LEGACY_SPECS: dict[str, dict[str, Any]] = {"pgd20": {"attack": "pgd", "steps": 20}, "cw": {"attack": "cw"},
+                                           "aa": {"attack": "autoattack"}}
 
 
 class AttackTraits:
@@ -139,6 +144,17 @@ def column_order(labels: Iterable[str], specs: Mapping[str, Spec], plugins: Mapp
         return plugin.final, plugin.sanity_rank is None, label
 
     return sorted(labels, key=key)
+
+
+def table_order(order: Iterable[str], labels: Iterable[str], specs: Mapping[str, Spec],
+                plugins: Mapping[str, type]) -> list[str]:
+    """A table's accuracy columns among `labels` (those with numbers): clean first, then the protocol's `order`,
+    labels it does not list after them (`column_order`), final attacks last (stable)."""
+    labels, order = set(labels), list(order)
+    unlisted = labels - {CLEAN} - set(order)
+    ordered = [label for label in [*order, *column_order(unlisted, specs, plugins)] if label in labels]
+    ordered.sort(key=lambda label: _plugin(specs, plugins, label).final)
+    return ([CLEAN] if CLEAN in labels else []) + ordered
 
 
 def format_accuracies(measured: Mapping[str, Any], specs: Mapping[str, Spec],

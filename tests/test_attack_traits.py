@@ -206,3 +206,23 @@ def test_the_declarations_module_imports_no_torch():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'rkdbench')))")
     out = subprocess.run([sys.executable, "-c", code, traits.__file__], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("order, labels, specs, expected", [
+    # runs without config.toml or params: the built-in protocols' meaning of their labels
+    ([], {"pgd20", "cw", "fgsm", "aa", "clean", "zz", "pgd10"}, None,
+     ["clean", "pgd20", "cw", "fgsm", "pgd10", "zz", "aa"]),
+    # the protocol's order, its final attack moved last
+    (["aa", "cw", "pgd20", "fgsm"], {"pgd20", "cw", "aa", "clean", "fgsm"},
+     {"aa": {"attack": "autoattack"}, "cw": {"attack": "cw"}, "pgd20": {"attack": "pgd"}, "fgsm": {"attack": "fgsm"}},
+     ["clean", "cw", "pgd20", "fgsm", "aa"]),
+    (["strong", "fast"], {"strong", "fast", "clean", "other"},
+     {"strong": {"attack": "autoattack"}, "fast": {"attack": "pgd", "steps": 5}}, ["clean", "fast", "other", "strong"]),
+])
+def test_table_order_is_the_leaderboards(order, labels, specs, expected):
+    from rkdbench.attack_traits import LEGACY_SPECS, table_order
+
+    specs = LEGACY_SPECS if specs is None else specs
+    plugins = attack_plugins(spec["attack"] for spec in specs.values())
+    assert table_order(order, labels, specs, plugins) == expected
+    assert final_label(expected, specs, plugins) == expected[-1]
