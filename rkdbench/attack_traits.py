@@ -19,7 +19,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
-__all__ = ["AttackTraits", "CLEAN", "attack_plugins", "option_values", "option_choices", "display_names",
+__all__ = ["AttackTraits", "CLEAN", "attack_plugins", "attack_specs", "option_values", "option_choices", "display_names",
            "final_label", "rank_label", "ranked_accuracy", "column_order", "table_order",
            "LEGACY_SPECS", "format_accuracies", "sanity_pairs"]
 
@@ -96,6 +96,20 @@ def attack_plugins(names: Iterable[str]) -> dict[str, type]:
     registry = get_registry()
     known = set(registry.names("attack"))
     return {name: registry.get("attack", name).obj for name in dict.fromkeys(names) if name in known}
+
+
+ATTACK_PARAM = "protocol.eval.attacks."  # a cell run's params `protocol.eval.attacks.<label>.<option>`
+
+
+def attack_specs(params: Mapping[str, Any], prefix: str = ATTACK_PARAM) -> dict[str, dict[str, Any]]:
+    """The protocol's `[eval.attacks]` (label -> spec) from a run's flattened params (values as MLflow stores
+    them: strings); `prefix="params.protocol.eval.attacks."` for the columns of `mlflow.search_runs`."""
+    specs: dict[str, dict[str, Any]] = {}
+    for key, value in params.items():
+        if key.startswith(prefix):
+            label, _, option = key[len(prefix):].partition(".")
+            specs.setdefault(label, {})[option] = value
+    return specs
 
 
 def _plugin(specs: Mapping[str, Spec], plugins: Mapping[str, type], label: str) -> type:

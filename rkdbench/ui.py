@@ -21,10 +21,10 @@ import time
 from collections.abc import Mapping
 from urllib.parse import quote
 
-from .attack_traits import CLEAN, attack_plugins, column_order, rank_label
+from .attack_traits import CLEAN, attack_plugins, attack_specs, column_order, rank_label
 from .tracking import TAG_PREFIX, Tracker
 
-__all__ = ["VIEW_ID", "VIEW_NAME", "VIEW_TAG", "attack_specs", "view_state", "install_views", "experiment_url",
+__all__ = ["VIEW_ID", "VIEW_NAME", "VIEW_TAG", "view_state", "install_views", "experiment_url",
            "sorted_url"]
 
 VIEW_ID = "rkdbench-headline"
@@ -34,7 +34,7 @@ KIND_TAG, KIND_TRAINING = "mlflow.experimentKind", "custom_model_development"
 LEGACY_SORT_LABEL = "aa"  # `sorted_url` without a label: the built-in protocols' final attack (AutoAttack)
 TAG_COLUMNS = ("method_variant", "student", "teacher", "seed", "flags")
 _ATTACK_METRIC = re.compile(r"^test\.([^.]+)_acc$")
-_ATTACK_PARAM = "protocol.eval.attacks."  # the run params `protocol.eval.attacks.<label>.<option>`
+RANK_BY = "protocol.eval.rank_by"  # the protocol's optional choice of the label that ranks
 
 
 def _column(kind: str, key: str) -> str:
@@ -42,39 +42,31 @@ def _column(kind: str, key: str) -> str:
     return f"{kind}.`{key}`"
 
 
-def attack_specs(params: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """The protocol's `[eval.attacks]` (label -> spec, values as MLflow stores them: strings) from a run's params."""
-    specs: dict[str, dict[str, str]] = {}
-    for key, value in params.items():
-        if key.startswith(_ATTACK_PARAM):
-            label, _, option = key[len(_ATTACK_PARAM):].partition(".")
-            specs.setdefault(label, {})[option] = value
-    return specs
-
-
-def _labels(metric_keys: set[str], specs: Mapping[str, Mapping[str, str]]) -> tuple[list[str], str]:
+def _labels(metric_keys: set[str], specs: Mapping[str, Mapping[str, str]],
+            rank_by: str | None = None) -> tuple[list[str], str]:
     """(attack labels in table order, the label to sort by): every label of the protocol (shown even before it
     has a metric) or with a `test.<label>_acc` metric, ordered by what the attacks declare (final ones last);
     `test.worst_acc` and AutoAttack stages left out."""
     labels = ({m.group(1) for key in metric_keys if (m := _ATTACK_METRIC.match(key))} | set(specs)) - {"worst", CLEAN}
     plugins = attack_plugins(str(spec.get("attack", "")) for spec in specs.values())
     ordered = column_order(labels, specs, plugins)
-    return ordered, rank_label(ordered, specs, plugins) if ordered else CLEAN
+    return ordered, rank_label(ordered, specs, plugins, rank_by) if ordered else CLEAN
 
 
-def view_state(metric_keys: set[str] = frozenset(), specs: Mapping[str, Mapping[str, str]] | None = None) -> dict:
-    """The saved view's state: the accuracy the protocol ranks by (its final attack's: AutoAttack) descending,
-    clean and every attack's `test.<label>_acc`, and the cell tags as columns. `specs`: the protocol's
-    `[eval.attacks]` (`attack_specs` of a run's params)."""
-    labels, sort_label = _labels(set(metric_keys), specs or {})
+def view_state(metric_keys: set[str] = frozenset(), specs: Mapping[str, Mapping[str, str]] | None = None,
+               rank_by: str | None = None) -> dict:
+    """The saved view's state: the accuracy the protocol ranks by (`rank_by`, its `eval.rank_by`, else its final
+    attack's: AutoAttack) descending, clean and every attack's `test.<label>_acc`, and the cell tags as columns.
+    `specs`: the protocol's `[eval.attacks]` (`attack_specs` of a run's params)."""
+    labels, sort_label = _labels(set(metric_keys), specs or {}, rank_by)
     columns = [_column("metrics", f"test.{label}_acc") for label in [CLEAN, *labels]]
     columns += [_column("tags", TAG_PREFIX + tag) for tag in TAG_COLUMNS]
     return {"orderByKey": _column("metrics", f"test.{sort_label}_acc"), "orderByAsc": False,
             "selectedColumns": columns}
 
 
-def _rkdbench_experiments(tracker: Tracker) -> list[tuple[str, str, set[str], dict[str, dict[str, str]]]]:
-    """(name, id, metric keys, attack specs) of every active experiment with at least one rkdbench run."""
+def _rkdbench_experiments(tracker: Tracker) -> list[tuple[str, str, set[str], dict[str, dict[str, str]], str | None]]:
+    """(name, id, metric keys, attack specs, rank label) of every active experiment with at least one rkdbench run."""
     found = []
     for experiment in tracker.client.search_experiments():
         runs = tracker.client.search_runs([experiment.experiment_id],
@@ -82,7 +74,8 @@ def _rkdbench_experiments(tracker: Tracker) -> list[tuple[str, str, set[str], di
         if runs:
             keys = {key for run in runs for key in run.data.metrics}
             specs = {label: spec for run in runs for label, spec in attack_specs(run.data.params).items()}
-            found.append((experiment.name, experiment.experiment_id, keys, specs))
+            rank_by = next((r.data.params[RANK_BY] for r in runs if RANK_BY in r.data.params), None)
+            found.append((experiment.name, experiment.experiment_id, keys, specs, rank_by))
     return found
 
 
@@ -90,8 +83,8 @@ def install_views(tracker: Tracker) -> list[tuple[str, str]]:
     """Write (or refresh) the headline saved view on every experiment with rkdbench runs; (name, id) of each,
     sorted by name."""
     installed = []
-    for name, experiment_id, metric_keys, specs in _rkdbench_experiments(tracker):
-        state = view_state(metric_keys, specs)
+    for name, experiment_id, metric_keys, specs, rank_by in _rkdbench_experiments(tracker):
+        state = view_state(metric_keys, specs, rank_by)
         tags = tracker.client.get_experiment(experiment_id).tags
         if KIND_TAG not in tags:  # what the UI's "experiment type" choice writes; the user's choice is kept
             tracker.client.set_experiment_tag(experiment_id, KIND_TAG, KIND_TRAINING)

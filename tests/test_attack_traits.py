@@ -226,3 +226,18 @@ def test_table_order_is_the_leaderboards(order, labels, specs, expected):
     plugins = attack_plugins(spec["attack"] for spec in specs.values())
     assert table_order(order, labels, specs, plugins) == expected
     assert final_label(expected, specs, plugins) == expected[-1]
+
+
+def test_ui_view_follows_the_declarations():
+    from rkdbench.attack_traits import attack_specs
+    from rkdbench.ui import view_state
+
+    params = {"protocol.eval.attacks.fast.attack": "pgd", "protocol.eval.attacks.fast.steps": "5",
+              "protocol.eval.attacks.strong.attack": "autoattack", "protocol.eval.attacks.cw.attack": "cw",
+              "protocol.train.epochs": "1"}
+    specs = attack_specs(params)
+    assert specs == {"fast": {"attack": "pgd", "steps": "5"}, "strong": {"attack": "autoattack"}, "cw": {"attack": "cw"}}
+    state = view_state({"test.clean_acc", "test.fast_acc", "test.strong.apgd-ce_acc", "test.worst_acc"}, specs)
+    assert state["orderByKey"] == "metrics.`test.strong_acc`"
+    assert state["selectedColumns"][:4] == [f"metrics.`test.{label}_acc`" for label in ("clean", "fast", "cw", "strong")]
+    assert view_state(set(), specs, rank_by="fast")["orderByKey"] == "metrics.`test.fast_acc`"
