@@ -1,4 +1,5 @@
-"""Shared machinery for attack plugins: the `Attack` base (threat model, seed, params, validation),
+"""Shared machinery for attack plugins: the `Attack` base (threat model, seed, params and their choices
+validated, and the declarations the host reads: `rkdbench.attack_traits.AttackTraits`),
 batched prediction, RNG isolation for third-party attacks that reseed torch's global generator, and the
 checks run before an expensive attack (inputs in [0, 1], model in eval mode, logits rather than probabilities).
 """
@@ -14,10 +15,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from .attack_traits import AttackTraits
 from .contracts import AttackResult, Params, build_params
 from .errors import ConfigError
 
-__all__ = ["Attack", "ThreatModel", "predict", "preserved_rng", "check_threat", "check_attack_inputs", "attack_mode"]
+__all__ = ["Attack", "AttackTraits", "ThreatModel", "predict", "preserved_rng", "check_threat", "check_attack_inputs",
+           "attack_mode"]
 
 NORMS = ("Linf", "L2")
 
@@ -91,13 +94,14 @@ def attack_mode(model: nn.Module, x: Tensor, batch_size: int = 500, owner: str =
             module.training = training
 
 
-class Attack:
-    """Base of attack plugins: `Attack(norm=, eps=, seed=, batch_size=, **params)`, then `run(model, x, y)`."""
+class Attack(AttackTraits):
+    """Base of attack plugins: `Attack(norm=, eps=, seed=, batch_size=, **params)`, then `run(model, x, y)`.
+    What the host reads about an attack without running it (display name, cost, flag order...) is declared
+    through the `AttackTraits` attributes."""
 
     name: ClassVar[str] = ""
     Params: ClassVar[type] = Params
     norms: ClassVar[tuple[str, ...]] = NORMS
-    black_box: ClassVar[bool] = False  # score-based (no gradients): evaluation flags it when it beats white-box ones
 
     def __init__(self, norm: str = "Linf", eps: float = 8 / 255, seed: int = 0, batch_size: int = 500,
                  **params: Any) -> None:

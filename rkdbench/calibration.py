@@ -29,6 +29,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from .attack_traits import attack_plugins
 from .benchmarking import cpu_model
 from .config import Cell, Protocol, canonical_hash
 from .data import Splits
@@ -178,11 +179,11 @@ def _per_point_key(kind: str, protocol: Protocol, student: str, teacher: str = "
 
 
 def first_stage_spec(spec: dict[str, Any]) -> dict[str, Any] | None:
-    """AutoAttack `standard` runs APGD-T, FAB-T and Square only on the points APGD-CE left robust: its first stage
-    alone, to time separately. None for attacks that treat every point alike."""
-    if spec.get("attack") == "autoattack" and spec.get("version", "standard") == "standard":
-        return {"attack": "autoattack", "version": "custom", "attacks": ["apgd-ce"]}
-    return None
+    """The attack's declared first stage (`AttackTraits.first_stage`: AutoAttack `standard` runs APGD-T, FAB-T and
+    Square only on the points APGD-CE left robust), to time separately; None for attacks that treat every point
+    alike."""
+    plugin = attack_plugins([spec["attack"]]).get(spec["attack"])
+    return None if plugin is None else plugin.first_stage(spec)
 
 
 # ---- measuring -------------------------------------------------------------------------------------------------

@@ -265,10 +265,14 @@ def build_params(params_cls: type, overrides: dict[str, Any], owner: str, also_a
 
 
 def _checked(value: Any, default: Any, hint: Any, what: str) -> Any:
-    """`value` coerced to the default's type and, for a `Literal` annotation, one of its choices."""
+    """`value` coerced to the default's type and, for a `Literal` annotation (or a tuple of them), one of its
+    choices: the one check of every method parameter and attack option with a fixed set of values."""
     from .config.fields import check_value, choices_of  # here: rkdbench.config imports attacks, which imports us
 
     value = _coerce(value, default, what)
+    items = typing.get_args(hint)[:1] if typing.get_origin(hint) is tuple else ()
+    if isinstance(value, tuple) and items and choices_of(items[0]):  # tuple[Literal[...], ...]: each item
+        return tuple(check_value(what, item, items[0]) for item in value)
     return check_value(what, value, hint) if choices_of(hint) else value
 
 

@@ -6,8 +6,8 @@ teacher passes and custom training steps are all included exactly as in training
 `torch.utils.flop_counter` on the real architectures built on the meta device (no memory, no weights), a
 backward pass counted as two forwards. GPU-hours divide by an assumed sustained throughput (`--gpu-tflops`,
 default 40 TFLOP/s: an H100 training small CNNs at batch 128 in bf16 sustains a few percent of its peak);
-it is an order of magnitude, said as such. Evaluation prices AutoAttack at its cost per point that stays
-robust (~7,900 forwards + ~1,900 backwards, EVALUATION.md) times an expected robust fraction.
+it is an order of magnitude, said as such. Evaluation prices each attack at the passes per point it declares
+(`passes_per_point`: AutoAttack's depend on the expected fraction of points that stay robust).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .attack_traits import attack_plugins, option_values
 from .config import Cell
 from .contracts import Progress
 from .data import Splits
@@ -28,12 +29,6 @@ from .data import Splits
 __all__ = ["CellCost", "estimate_cell", "forward_flops", "training_passes", "DEFAULT_GPU_TFLOPS"]
 
 DEFAULT_GPU_TFLOPS = 40.0
-AA_ROBUST_POINT = (7900, 1900)  # forwards, backwards per point that survives every AutoAttack stage
-AA_BROKEN_POINT = (120, 100)  # most non-robust points fall to APGD-CE's 100 iterations
-ATTACK_PASSES = {"pgd": lambda spec: (spec.get("steps", 20) * max(spec.get("restarts", 1), 1) + 1,
-                                      spec.get("steps", 20) * max(spec.get("restarts", 1), 1)),
-                 "cw": lambda spec: (spec.get("steps", 30) + 1, spec.get("steps", 30)),
-                 "fgsm": lambda spec: (2, 1)}
 
 
 @dataclass(frozen=True)
@@ -96,13 +91,12 @@ def _eval_passes(cell: Cell, n_test: int, robust_fraction: float) -> tuple[float
     evaluation = cell.protocol.eval
     n = evaluation.n_examples or n_test
     forwards, backwards = float(n), 0.0  # the clean pass
+    plugins = attack_plugins(spec["attack"] for spec in evaluation.attacks.values())
     for spec in evaluation.attacks.values():
-        if spec["attack"] == "autoattack":
-            forwards += n * (robust_fraction * AA_ROBUST_POINT[0] + (1 - robust_fraction) * AA_BROKEN_POINT[0])
-            backwards += n * (robust_fraction * AA_ROBUST_POINT[1] + (1 - robust_fraction) * AA_BROKEN_POINT[1])
-        elif spec["attack"] in ATTACK_PASSES:
-            f, b = ATTACK_PASSES[spec["attack"]](spec)
-            forwards, backwards = forwards + n * f, backwards + n * b
+        plugin = plugins[spec["attack"]]
+        passes = plugin.passes_per_point(option_values(plugin, spec), robust_fraction)
+        if passes is not None:  # an attack that declares no cost is priced at zero
+            forwards, backwards = forwards + n * passes[0], backwards + n * passes[1]
     selections = len(evaluation.selections)
     return forwards * selections, backwards * selections
 

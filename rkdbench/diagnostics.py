@@ -1,6 +1,7 @@
 """Optional evaluation diagnostics (protocol field `eval.diagnostics = true`): expected calibration error of the
-model on clean and on PGD-20 inputs, and robust accuracy against `apgd-ce` as eps grows (0.25x to 2x the
-protocol's eps), whose shape is checked by `rkdbench.flags.eps_flags`. A robust accuracy that does not fall
+model on clean and on PGD-20 inputs, and robust accuracy as eps grows (0.25x to 2x the protocol's eps) against the
+stand-in (`AttackTraits.sweep_spec`) of the attack the protocol ranks by (AutoAttack's is its first stage,
+`apgd-ce`), whose shape is checked by `rkdbench.flags.eps_flags`. A robust accuracy that does not fall
 as eps grows is a classic sign of gradient masking; calibration shows how much a student's confidence can
 be trusted off and on the attack. Everything runs with the protocol's eval seed and batch size.
 """
@@ -8,11 +9,13 @@ be trusted off and on the attack. Everything runs with the protocol's eval seed 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .attack_traits import attack_plugins, rank_label
 from .attacks import predict, preserved_rng
 from .batching import eval_batch_size
 from .config import Protocol
@@ -20,10 +23,9 @@ from .evaluation import run_attack
 from .flags import eps_flags
 from .pgd import pgd
 
-__all__ = ["EPS_MULTIPLIERS", "Diagnostics", "expected_calibration_error", "eps_sweep", "diagnose"]
+__all__ = ["EPS_MULTIPLIERS", "Diagnostics", "expected_calibration_error", "sweep_attack", "eps_sweep", "diagnose"]
 
 EPS_MULTIPLIERS = (0.25, 0.5, 1.0, 1.5, 2.0)
-SWEEP_ATTACK = {"attack": "apgd-ce"}  # AutoAttack's first stage: strong, cheap, no targets to choose
 ECE_BINS = 15
 ECE_PGD = {"steps": 20, "step_size": 0.25}  # the protocols' PGD-20: 20 steps of eps/4 from a uniform start
 
@@ -69,13 +71,24 @@ def _pgd_inputs(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, batc
     return torch.cat(batches) if batches else x.clone()
 
 
+def sweep_attack(protocol: Protocol) -> dict[str, Any]:
+    """The spec the eps sweep runs: the sweep stand-in declared by the attack of the label the protocol ranks by
+    (its `eval.rank_by`, else its last final attack, else its last attack)."""
+    specs = protocol.eval.attacks
+    plugins = attack_plugins(spec["attack"] for spec in specs.values())
+    label = rank_label(list(specs), specs, plugins, protocol.eval.rank_by)
+    return plugins[specs[label]["attack"]].sweep_spec(specs[label])
+
+
 def eps_sweep(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor,
               multipliers: tuple[float, ...] = EPS_MULTIPLIERS, batch_size: int | None = None) -> dict[float, float]:
-    """Robust accuracy under `apgd-ce` at each multiple of the protocol's eps (clean-wrong points never count)."""
+    """Robust accuracy under `sweep_attack` at each multiple of the protocol's eps (clean-wrong points never
+    count)."""
     eps = protocol.threat.eps
     batch_size = batch_size or eval_batch_size(protocol, model, x)
     correct = (predict(model, x, batch_size) == y).cpu()
-    return {m: float((run_attack(model, protocol, SWEEP_ATTACK, x, y, eps=m * eps, batch_size=batch_size)[0]
+    spec = sweep_attack(protocol)
+    return {m: float((run_attack(model, protocol, spec, x, y, eps=m * eps, batch_size=batch_size)[0]
                       & correct).float().mean()) for m in multipliers}
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-__all__ = ["WARNING_CODES", "ORDERED", "FLAG_TAGS", "sanity_flags", "warning_flags", "eps_flags", "black_box_attacks",
+from .attack_traits import CLEAN, attack_plugins, sanity_pairs
+
+__all__ = ["WARNING_CODES", "FLAG_TAGS", "sanity_flags", "warning_flags", "eps_flags", "black_box_attacks",
            "join_flags"]
 
 # The run tag (after the `rkdbench.` prefix) holding each checkpoint selection's flags, comma-separated
@@ -26,9 +28,6 @@ WARNING_CODES = (
     ("target classes", "n-classes"),
     ("not possible to use the", "n-classes"),
 )
-CLEAN = ""  # stands for clean accuracy in `ORDERED`
-# (attack that must be at least as strong, attack it is compared with, code when its accuracy is higher)
-ORDERED = (("autoattack", "pgd", "aa>pgd"), ("pgd", CLEAN, "pgd>clean"), ("autoattack", CLEAN, "aa>clean"))
 # pyautoattack's own margin in `check_square_sr`: a black-box attack has to win by more than this to be flagged
 BLACK_BOX_MARGIN = 0.002
 # Random starts move a robust accuracy by a point or so between eps values; a rise beyond this is flagged
@@ -50,21 +49,23 @@ def warning_flags(infos: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def black_box_attacks() -> frozenset[str]:
-    """Names of the registered attacks that declare themselves black-box (`Attack.black_box`)."""
+    """Names of the registered attacks that declare themselves black-box (`AttackTraits.black_box`)."""
     from .plugins import get_registry
 
     registry = get_registry()
-    return frozenset(name for name in registry.names("attack")
-                     if getattr(registry.get("attack", name).obj, "black_box", False))
+    return frozenset(name for name, plugin in attack_plugins(registry.names("attack")).items() if plugin.black_box)
 
 
 def sanity_flags(metrics: Mapping[str, float], specs: Mapping[str, Mapping[str, Any]],
-                 infos: Mapping[str, Mapping[str, Any]], black_box: Collection[str] | None = None) -> list[str]:
-    """Flags of one evaluation: pyautoattack's check warnings, accuracies out of order (`aa>pgd`, `pgd>clean`,
-    `aa>clean`, any label of attack `autoattack` against any of attack `pgd`), and a black-box attack beating
-    every white-box one by more than pyautoattack's margin (`black-box<white-box`). `metrics` holds `clean_acc`
-    and `<label>_acc`; `specs` is `[eval.attacks]`; `black_box` defaults to the registered black-box attacks."""
+                 infos: Mapping[str, Mapping[str, Any]], black_box: Collection[str] | None = None,
+                 plugins: Mapping[str, type] | None = None) -> list[str]:
+    """Flags of one evaluation: pyautoattack's check warnings, accuracies out of the order the attacks declare
+    (`sanity_rank`: for the built-ins `aa>pgd`, `pgd>clean`, `aa>clean`, any label of the stronger attack against
+    any of the weaker), and a black-box attack beating every white-box one by more than pyautoattack's margin
+    (`black-box<white-box`). `metrics` holds `clean_acc` and `<label>_acc`; `specs` is `[eval.attacks]`;
+    `black_box` defaults to the registered black-box attacks, `plugins` (name -> class) to the registered ones."""
     black_box = black_box_attacks() if black_box is None else frozenset(black_box)
+    plugins = attack_plugins(spec["attack"] for spec in specs.values()) if plugins is None else plugins
     accuracy = {label: metrics[f"{label}_acc"] for label in specs if f"{label}_acc" in metrics}
 
     def of(attack: str) -> list[float]:
@@ -73,7 +74,8 @@ def sanity_flags(metrics: Mapping[str, float], specs: Mapping[str, Mapping[str, 
         return [acc for label, acc in accuracy.items() if specs[label]["attack"] == attack]
 
     flags = warning_flags(infos)
-    flags += [code for strong, weak, code in ORDERED if of(strong) and of(weak) and max(of(strong)) > min(of(weak))]
+    flags += [code for strong, weak, code in sanity_pairs(specs, plugins)
+              if of(strong) and of(weak) and max(of(strong)) > min(of(weak))]
     black = [acc for label, acc in accuracy.items() if specs[label]["attack"] in black_box]
     white = [acc for label, acc in accuracy.items() if specs[label]["attack"] not in black_box]
     if black and white and min(black) < min(white) - BLACK_BOX_MARGIN:

@@ -299,6 +299,7 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
     eval_protocol = protocol if not eval_overrides else load_protocol(
         recipe["protocol"], {**recipe.get("set", {}), **eval_overrides}, where="teacher evaluation")
     x, y = test_points(eval_protocol, splits.test)
+    eval_attacks = eval_protocol.eval.attacks
     started = time.perf_counter()
     evaluation = evaluate(student, eval_protocol, x, y)
     path = teacher_path(card, model_dir)
@@ -309,8 +310,9 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
         "recipe": recipe, "recipe_hash": card.recipe_hash,
         "protocol": protocol.name, "protocol_hash": protocol.hash, "eps": protocol.threat.eps,
         "selected_epoch": outcome.last_epoch if selection == "last" else outcome.best_epoch, "n_examples": len(y),
-        "clean_acc": evaluation.metrics["clean_acc"],
-        "pgd20_acc": evaluation.metrics.get("pgd20_acc"), "aa_acc": evaluation.metrics.get("aa_acc"),
+        # clean and every attack label of the protocol, whatever they are called (None when not measured)
+        **{f"{label}_acc": evaluation.metrics.get(f"{label}_acc") for label in ["clean", *eval_attacks]},
+        "attacks": eval_attacks,  # what those labels are: `rkdbench.attack_traits.format_accuracies` names them
         "flags": evaluation.flags,
         "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.perf_counter() - started, 1),
         "card": asdict(card),

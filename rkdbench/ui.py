@@ -6,8 +6,9 @@ only the search facets (`searchFilter`, `orderByKey`, `orderByAsc`, `startTime`,
 "Views -> Save as new view" on the Runs tab), stored as the experiment tag `mlflow.sharedViewState.<id>` =
 `{"name", "createdAt", "updatedAt", "state"}`, `state` being the JSON of the search facets and the runs table's UI
 state (`selectedColumns`, ...); the UI lists it under the views menu and opens it from `?viewStateShareKey=<id>`.
-`install_views` writes one such view per experiment holding rkdbench runs: AutoAttack accuracy descending, the
-headline metrics and the cell's tags as columns; rewritten only when it changed, so reruns are no-ops. It also sets
+`install_views` writes one such view per experiment holding rkdbench runs: sorted by the accuracy its protocol
+ranks by (descending; the final attack's, AutoAttack for the built-in protocols), clean and every attack's accuracy
+in the order the attacks declare (`rkdbench.attack_traits`) and the cell's tags as columns; rewritten only when it changed, so reruns are no-ops. It also sets
 `mlflow.experimentKind` (what the UI's experiment-type choice writes) to model training where it is unset: MLflow 3
 otherwise opens an experiment on its GenAI traces overview. Older MLflow ignores the view (default columns).
 """
@@ -17,21 +18,23 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping
 from urllib.parse import quote
 
+from .attack_traits import CLEAN, attack_plugins, attack_specs, column_order, rank_label
 from .tracking import Tracker, schema
 
-__all__ = ["VIEW_ID", "VIEW_NAME", "VIEW_TAG", "HEADLINE_METRICS", "view_state", "install_views", "experiment_url",
+__all__ = ["VIEW_ID", "VIEW_NAME", "VIEW_TAG", "view_state", "install_views", "experiment_url",
            "sorted_url"]
 
 VIEW_ID = "rkdbench-headline"
 VIEW_NAME = "rkdbench: headline metrics"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_ID}"
 KIND_TAG, KIND_TRAINING = "mlflow.experimentKind", "custom_model_development"
-HEADLINE_METRICS = ("test.clean_acc", "test.pgd20_acc", "test.aa_acc")
-SORT_METRIC = "test.aa_acc"
+LEGACY_SORT_LABEL = "aa"  # `sorted_url` without a label: the built-in protocols' final attack (AutoAttack)
 TAG_COLUMNS = ("method_variant", "student", "teacher", "seed", "flags")
 _ATTACK_METRIC = re.compile(r"^test\.([^.]+)_acc$")
+RANK_BY = schema.PROTOCOL_PARAMS + "eval.rank_by"  # the protocol's optional choice of the label that ranks
 
 
 def _column(kind: str, key: str) -> str:
@@ -39,30 +42,39 @@ def _column(kind: str, key: str) -> str:
     return f"{kind}.`{key}`"
 
 
-def _metric_columns(metric_keys: set[str]) -> list[str]:
-    """clean, pgd20, the other attacks (sorted), then AutoAttack; `test.worst_acc` and AutoAttack stages left out."""
-    labels = {m.group(1) for key in metric_keys if (m := _ATTACK_METRIC.match(key))} - {"worst"}
-    headline = [key[len("test."):-len("_acc")] for key in HEADLINE_METRICS]  # always shown, even when missing
-    others = sorted(labels - set(headline))
-    return [f"test.{label}_acc" for label in headline[:-1] + others + headline[-1:]]
+def _labels(metric_keys: set[str], specs: Mapping[str, Mapping[str, str]],
+            rank_by: str | None = None) -> tuple[list[str], str]:
+    """(attack labels in table order, the label to sort by): every label of the protocol (shown even before it
+    has a metric) or with a `test.<label>_acc` metric, ordered by what the attacks declare (final ones last);
+    `test.worst_acc` and AutoAttack stages left out."""
+    labels = ({m.group(1) for key in metric_keys if (m := _ATTACK_METRIC.match(key))} | set(specs)) - {"worst", CLEAN}
+    plugins = attack_plugins(str(spec.get("attack", "")) for spec in specs.values())
+    ordered = column_order(labels, specs, plugins)
+    return ordered, rank_label(ordered, specs, plugins, rank_by) if ordered else CLEAN
 
 
-def view_state(metric_keys: set[str] = frozenset()) -> dict:
-    """The saved view's state: AutoAttack accuracy descending, the headline metrics (and any other attack's
-    `test.<label>_acc`) and the cell tags as columns."""
-    columns = [_column("metrics", key) for key in _metric_columns(set(metric_keys))]
+def view_state(metric_keys: set[str] = frozenset(), specs: Mapping[str, Mapping[str, str]] | None = None,
+               rank_by: str | None = None) -> dict:
+    """The saved view's state: the accuracy the protocol ranks by (`rank_by`, its `eval.rank_by`, else its final
+    attack's: AutoAttack) descending, clean and every attack's `test.<label>_acc`, and the cell tags as columns.
+    `specs`: the protocol's `[eval.attacks]` (`attack_specs` of a run's params)."""
+    labels, sort_label = _labels(set(metric_keys), specs or {}, rank_by)
+    columns = [_column("metrics", f"test.{label}_acc") for label in [CLEAN, *labels]]
     columns += [_column("tags", schema.tag(name)) for name in TAG_COLUMNS]
-    return {"orderByKey": _column("metrics", SORT_METRIC), "orderByAsc": False, "selectedColumns": columns}
+    return {"orderByKey": _column("metrics", f"test.{sort_label}_acc"), "orderByAsc": False,
+            "selectedColumns": columns}
 
 
-def _rkdbench_experiments(tracker: Tracker) -> list[tuple[str, str, set[str]]]:
-    """(name, id, metric keys) of every active experiment with at least one rkdbench run."""
+def _rkdbench_experiments(tracker: Tracker) -> list[tuple[str, str, set[str], dict[str, dict[str, str]], str | None]]:
+    """(name, id, metric keys, attack specs, rank label) of every active experiment with at least one rkdbench run."""
     found = []
     for experiment_id, name in tracker.experiments().items():
         runs = tracker.search_runs(schema.RKDBENCH_RUNS, [experiment_id], max_results=1000)
         if runs:
             keys = {key for run in runs for key in run.data.metrics}
-            found.append((name, experiment_id, keys))
+            specs = {label: spec for run in runs for label, spec in attack_specs(run.data.params).items()}
+            rank_by = next((r.data.params[RANK_BY] for r in runs if RANK_BY in r.data.params), None)
+            found.append((name, experiment_id, keys, specs, rank_by))
     return found
 
 
@@ -70,8 +82,8 @@ def install_views(tracker: Tracker) -> list[tuple[str, str]]:
     """Write (or refresh) the headline saved view on every experiment with rkdbench runs; (name, id) of each,
     sorted by name."""
     installed = []
-    for name, experiment_id, metric_keys in _rkdbench_experiments(tracker):
-        state = view_state(metric_keys)
+    for name, experiment_id, metric_keys, specs, rank_by in _rkdbench_experiments(tracker):
+        state = view_state(metric_keys, specs, rank_by)
         tags = tracker.experiment_tags(experiment_id)
         if KIND_TAG not in tags:  # what the UI's "experiment type" choice writes; the user's choice is kept
             tracker.set_experiment_tag(experiment_id, KIND_TAG, KIND_TRAINING)
@@ -101,9 +113,9 @@ def experiment_url(base: str, experiment_id: str) -> str:
            f"&viewStateShareKey={VIEW_ID}"
 
 
-def sorted_url(base: str, experiment_id: str) -> str:
-    """Without a saved view (a read-only store): the runs table sorted by AutoAttack accuracy; columns as last
-    chosen in this browser."""
-    key = quote(_column("metrics", SORT_METRIC), safe="")
+def sorted_url(base: str, experiment_id: str, sort_label: str = LEGACY_SORT_LABEL) -> str:
+    """Without a saved view (a read-only store): the runs table sorted by `sort_label`'s accuracy (the label the
+    protocol ranks by: `view_state(...)["orderByKey"]`); columns as last chosen in this browser."""
+    key = quote(_column("metrics", f"test.{sort_label}_acc"), safe="")
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning" \
            f"&orderByKey={key}&orderByAsc=false"

@@ -21,6 +21,10 @@ class FGSM(Attack):
     name = "fgsm"
     norms = ("Linf",)
 
+    @classmethod
+    def passes_per_point(cls, options, robust_fraction: float) -> tuple[float, float]:
+        return 2, 1  # one gradient step and the check pass
+
     def run(self, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
         eps = self.threat.eps
         batches = []

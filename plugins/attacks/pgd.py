@@ -5,7 +5,9 @@ random restarts keeping the worst case per example. The protocol's PGD-20 is `st
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +16,7 @@ from torch import Tensor, nn
 from rkdbench import hookimpl
 from rkdbench.attacks import Attack, predict
 from rkdbench.contracts import AttackResult
-from rkdbench.pgd import pgd
+from rkdbench.pgd import PGDInit, pgd
 
 __all__ = ["PGD", "margin_loss"]
 
@@ -31,14 +33,23 @@ class PGDParams:
     steps: int = 20
     step_size: float = 0.25  # fraction of eps
     restarts: int = 1
-    loss: str = "ce"  # "ce" or "margin"
-    init: str = "uniform"
+    loss: Literal["ce", "margin"] = "ce"
+    init: PGDInit = "uniform"
     kappa: float = 50.0
 
 
 class PGD(Attack):
     name = "pgd"
     Params = PGDParams
+    display = "PGD-{steps}"
+    sanity_rank = 1  # a white-box first-order attack: must not leave more points robust than clean accuracy
+    flag_code = "pgd"
+
+    @classmethod
+    def passes_per_point(cls, options: Mapping[str, Any], robust_fraction: float) -> tuple[float, float]:
+        """Every restart runs every step on every point (a broken point is not dropped), plus one check pass."""
+        steps = options["steps"] * max(options["restarts"], 1)
+        return steps + 1, steps
 
     def _objective(self, model: nn.Module, y: Tensor):
         if self.params.loss == "ce":

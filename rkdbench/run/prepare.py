@@ -3,6 +3,7 @@ need must be in the model dir (built from its recipe, once, when `--build-teache
 
 from __future__ import annotations
 
+from ..attack_traits import format_accuracies
 from ..config import Cell
 from ..engine import pick_device
 from ..errors import MissingTeacherError
@@ -42,6 +43,6 @@ def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
         eval_set = {k: v for k, v in protocol.overrides.items() if k.startswith("eval.")}
         measured = build_teacher(card, options.model_dir, device, n_examples=n, progress=epoch_progress(options, name),
                                  data_dir=options.data_dir, eval_set=eval_set)
-        say(options, f"teacher {name}: clean {measured['clean_acc']:.1%}, PGD-20 {measured['pgd20_acc']:.1%}, "
-                     f"AutoAttack {measured['aa_acc']:.1%} on {measured['n_examples']} test points "
+        accuracies = format_accuracies(measured, measured["attacks"])  # whatever the protocol's labels are
+        say(options, f"teacher {name}: {accuracies} on {measured['n_examples']} test points "
                      f"({measured['train_seconds']:.0f}s training, {measured['eval_seconds']:.0f}s evaluation)")

@@ -1,0 +1,244 @@
+"""Attacks describe themselves (issue 11, items 4 and 7): the host reads display names, the sanity flags' order,
+the rank label, costs and option choices from the attack plugins' declarations, never from their names; a protocol
+whose attacks are labelled otherwise runs a cell, builds its teacher and its leaderboard; an attack option outside
+its declared choices fails when the suite loads, on one line, with exit code 2, before anything is trained."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+import rkdbench
+from rkdbench import hookimpl
+from rkdbench.attack_traits import (attack_plugins, column_order, display_names, final_label, format_accuracies,
+                                    rank_label, ranked_accuracy, sanity_pairs)
+from rkdbench.attacks import Attack
+from rkdbench.cli import main
+from rkdbench.config import load_protocol
+from rkdbench.errors import ConfigError
+from rkdbench.flags import sanity_flags
+from rkdbench.teachers import TeacherCard, card_path
+from rkdbench.tracking import tracking_uri
+
+DIGITS = Path(rkdbench.__file__).parent / "configs" / "protocols" / "digits-linf.toml"
+# `strong` is AutoAttack and `fast` a 5-step PGD: nothing may depend on the built-in labels `aa` and `pgd20`
+OTHER_LABELS = """
+[eval.attacks.fast]
+attack = "pgd"
+steps = 5
+{extra}
+[eval.attacks.strong]
+attack = "autoattack"
+version = "standard"
+"""
+
+
+def cli(*args: str) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    return exit_info.value.code
+
+
+def protocol_file(tmp_path: Path, extra: str = "", name: str = "digits-other-labels") -> Path:
+    """digits-linf with its attacks relabelled (1 epoch, 6 test points, diagnostics on) as a protocol file."""
+    text = DIGITS.read_text().split("[eval.attacks.pgd20]")[0]
+    text = text.replace('name = "digits-linf"', f'name = "{name}"').replace("epochs = 30", "epochs = 1")
+    text = text.replace("n_examples = 0 ", "n_examples = 6 ").replace("val_pgd_steps = 10", "val_pgd_steps = 2")
+    text = text.replace('selections = ["last", "best-val"]', 'selections = ["last"]\ndiagnostics = true')
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text + OTHER_LABELS.format(extra=extra))
+    return path
+
+
+def test_builtin_declarations_give_the_builtin_names_order_and_rank():
+    specs = load_protocol("cifar10-linf-8").section("eval")["attacks"]
+    plugins = attack_plugins(spec["attack"] for spec in specs.values())
+    from rkdbench.leaderboard import PRETTY  # what the leaderboard showed before the declarations existed
+
+    assert {label: name for label, name in display_names(specs, plugins).items() if label in specs} == {
+        label: PRETTY[label] for label in specs}
+    assert rank_label(list(specs), specs, plugins) == final_label(specs, specs, plugins) == "aa"
+    assert rank_label(list(specs), specs, plugins, rank_by="cw") == "cw"
+    assert column_order(sorted(specs), specs, plugins) == ["pgd20", "cw", "aa"]
+    assert [code for *_, code in sanity_pairs(specs, plugins)] == ["aa>pgd", "pgd>clean", "aa>clean"]
+
+
+def test_display_names_follow_the_options_and_never_collide():
+    plugins = attack_plugins(["pgd", "autoattack"])
+    specs = {"fast": {"attack": "pgd", "steps": 5}, "a": {"attack": "autoattack"}, "b": {"attack": "autoattack",
+                                                                                          "version": "plus"}}
+    names = display_names(specs, plugins)
+    assert names["fast"] == "PGD-5" and (names["a"], names["b"]) == ("a", "b")  # two AutoAttacks: their labels
+
+
+class Stronger(Attack):
+    """A test attack that declares itself stronger than AutoAttack in the sanity order."""
+
+    name = "test-stronger"
+    sanity_rank = 3
+    flag_code = "st"
+
+
+class Undeclared(Attack):
+    name = "test-undeclared"
+
+
+class Plugin:
+    @hookimpl
+    def register_attacks(self, register):
+        register(Stronger)
+        register(Undeclared)
+
+
+def test_sanity_flags_follow_the_declared_order(register_plugin):
+    register_plugin(Plugin(), "test-attack-traits")
+    specs = {"p": {"attack": "pgd"}, "s": {"attack": "test-stronger"}, "aa": {"attack": "autoattack"},
+             "u": {"attack": "test-undeclared"}}
+    metrics = {"clean_acc": 0.9, "p_acc": 0.5, "aa_acc": 0.45, "s_acc": 0.47, "u_acc": 0.95}
+    # `st` above `aa` is flagged; the undeclared attack, above clean, is compared with nothing
+    assert sanity_flags(metrics, specs, {}) == ["st>aa"]
+    assert sanity_flags({**metrics, "s_acc": 0.55}, specs, {}) == ["st>aa", "st>pgd"]
+    assert sanity_flags({**metrics, "s_acc": 0.4}, specs, {}) == []
+
+
+def test_costs_and_first_stage_are_declared_per_attack():
+    pgd, cw, aa = (attack_plugins([name])[name] for name in ("pgd", "cw", "autoattack"))
+    assert pgd.passes_per_point({"steps": 7, "restarts": 2}, 0.5) == (15, 14)
+    assert cw.passes_per_point({"steps": 30, "restarts": 1}, 0.5) == (31, 30)
+    assert aa.passes_per_point({}, 1.0) == (7900, 1900) and aa.passes_per_point({}, 0.0) == (120, 100)
+    assert aa.first_stage({"attack": "autoattack"}) == {"attack": "autoattack", "version": "custom",
+                                                        "attacks": ["apgd-ce"]}
+    assert aa.first_stage({"attack": "autoattack", "version": "plus"}) is None and pgd.first_stage({}) is None
+
+
+def test_option_choices_come_from_one_declaration():
+    pgd, aa = attack_plugins(["pgd"])["pgd"], attack_plugins(["autoattack"])["autoattack"]
+    with pytest.raises(ConfigError, match=r"'loss' = 'xe' is not allowed; allowed: ce, margin \(did you mean: ce\?\)"):
+        rkdbench.create("attack", "pgd", loss="xe")
+    with pytest.raises(ConfigError, match=r"'attacks' = 'apgd-c' is not allowed; allowed: apgd-ce, .*\(did you mean: apgd-ce"):
+        rkdbench.create("attack", "autoattack", version="custom", attacks=["apgd-c"])
+    with pytest.raises(ConfigError, match="'version' = 'standrd'"):
+        rkdbench.create("attack", "autoattack", version="standrd")
+    rkdbench.create("attack", "autoattack", version="custom", attacks=["apgd-ce", "square"])  # each item checked
+    assert "loss" not in {f.name for f in dataclasses.fields(aa.Params)} and pgd.Params.__annotations__["loss"]
+
+
+def test_format_accuracies_never_crashes_on_missing_labels():
+    specs = {"fast": {"attack": "pgd", "steps": 5}, "strong": {"attack": "autoattack"}}
+    assert ranked_accuracy({"test.strong_acc": 0.25}, specs, prefix="test.") == ("AutoAttack", 0.25)
+    assert ranked_accuracy({"test.strong_acc": 0.25}, specs, prefix="test.", rank_by="fast") is None
+    text = format_accuracies({"clean_acc": 0.9, "fast_acc": 0.5, "strong_acc": None, "extra_acc": 0.25}, specs)
+    assert text == "clean 90.0%, PGD-5 50.0%, AutoAttack n/a, extra 25.0%"
+
+
+def test_a_bad_attack_option_fails_at_load_on_one_line(tmp_path, capsys):
+    protocol = protocol_file(tmp_path, extra='loss = "xe"')
+    suite = tmp_path / "bad.toml"
+    suite.write_text(f'[suite]\nname = "bad"\nprotocol = "{protocol}"\nmethods = ["standard"]\n'
+                     'students = ["cnn-tiny"]\nseeds = [0]\n')
+    results = tmp_path / "results"
+    assert cli("run", str(suite), "--results", str(results), "--model-dir", str(tmp_path / "models")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for part in (str(protocol), "eval.attacks.fast", "'loss'", "'xe'", "did you mean: ce", "allowed: ce, margin"):
+        assert part in err, (part, err)
+    assert not (results / "mlruns").exists() or not MlflowClient(tracking_uri(results)).search_runs(
+        [e.experiment_id for e in MlflowClient(tracking_uri(results)).search_experiments()])
+
+
+TEACHER = "digits/Linf/test-other-labels"
+
+
+@pytest.mark.slow
+def test_other_labels_run_a_cell_build_the_teacher_and_the_leaderboard(tmp_path, register_plugin, capsys):
+    protocol = protocol_file(tmp_path)
+    card = TeacherCard(name=TEACHER, architecture="cnn-tiny", dataset="digits", norm="Linf", eps=0.15,
+                       num_classes=10, in_channels=1,
+                       recipe={"protocol": str(protocol), "method": "standard", "seed": 0, "set": {}})
+
+    class TeacherPlugin:
+        @hookimpl
+        def register_teachers(self, register):
+            register(card)
+
+    register_plugin(TeacherPlugin(), "test-other-labels-teacher")
+    suite = tmp_path / "labels.toml"
+    suite.write_text(f'[suite]\nname = "labels"\nprotocol = "{protocol}"\nmethods = ["ard"]\n'
+                     f'students = ["cnn-tiny"]\nteachers = ["{TEACHER}"]\nseeds = [0]\n')
+    results, models = tmp_path / "results", tmp_path / "models"
+    assert cli("run", str(suite), "--results", str(results), "--model-dir", str(models), "--build-teachers") == 0
+    out = capsys.readouterr().out
+    measured = json.loads(card_path(card, models).read_text())
+    assert set(measured["attacks"]) == {"fast", "strong"} and "pgd20_acc" not in measured
+    assert all(0.0 <= measured[f"{label}_acc"] <= 1.0 for label in ("clean", "fast", "strong"))
+    assert f"clean {measured['clean_acc']:.1%}, PGD-5 {measured['fast_acc']:.1%}, " \
+           f"AutoAttack {measured['strong_acc']:.1%} on 6 test points" in " ".join(out.split())
+
+    client = MlflowClient(tracking_uri(results))
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                               filter_string="tags.`rkdbench.kind` = 'cell'")
+    m = run.data.metrics
+    assert run.info.status == "FINISHED" and "test.aa_acc" not in m and "test.pgd20_acc" not in m
+    assert 0.0 <= m["test.strong_acc"] <= m["test.clean_acc"] and "diag.eps_x2_acc" in m
+    flags = [code for code in run.data.tags.get("rkdbench.flags", "").split(",") if code]
+    expected = sanity_flags({k[len("test."):]: v for k, v in m.items() if k.startswith("test.")},
+                            load_protocol(str(protocol)).section("eval")["attacks"], {})
+    assert [code for code in flags if ">" in code] == expected
+
+    assert cli("leaderboard", "--results", str(results), "--format", "json", "--model-dir", str(models),
+               "--out", str(tmp_path / "board")) == 0
+    [board] = [json.loads(path.read_text()) for path in (tmp_path / "board").rglob("leaderboard.json")]
+    assert board["ranked_by"] == "strong"
+
+
+def test_the_declarations_module_imports_no_torch():
+    """The leaderboard and the UI read the declarations: the module itself must load without torch."""
+    import subprocess
+    import sys
+
+    import rkdbench.attack_traits as traits
+
+    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('traits', sys.argv[1]); "
+            "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'rkdbench')))")
+    out = subprocess.run([sys.executable, "-c", code, traits.__file__], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("order, labels, specs, expected", [
+    # runs without config.toml or params: the built-in protocols' meaning of their labels
+    ([], {"pgd20", "cw", "fgsm", "aa", "clean", "zz", "pgd10"}, None,
+     ["clean", "pgd20", "cw", "fgsm", "pgd10", "zz", "aa"]),
+    # the protocol's order, its final attack moved last
+    (["aa", "cw", "pgd20", "fgsm"], {"pgd20", "cw", "aa", "clean", "fgsm"},
+     {"aa": {"attack": "autoattack"}, "cw": {"attack": "cw"}, "pgd20": {"attack": "pgd"}, "fgsm": {"attack": "fgsm"}},
+     ["clean", "cw", "pgd20", "fgsm", "aa"]),
+    (["strong", "fast"], {"strong", "fast", "clean", "other"},
+     {"strong": {"attack": "autoattack"}, "fast": {"attack": "pgd", "steps": 5}}, ["clean", "fast", "other", "strong"]),
+])
+def test_table_order_is_the_leaderboards(order, labels, specs, expected):
+    from rkdbench.attack_traits import LEGACY_SPECS, table_order
+
+    specs = LEGACY_SPECS if specs is None else specs
+    plugins = attack_plugins(spec["attack"] for spec in specs.values())
+    assert table_order(order, labels, specs, plugins) == expected
+    assert final_label(expected, specs, plugins) == expected[-1]
+
+
+def test_ui_view_follows_the_declarations():
+    from rkdbench.attack_traits import attack_specs
+    from rkdbench.ui import view_state
+
+    params = {"protocol.eval.attacks.fast.attack": "pgd", "protocol.eval.attacks.fast.steps": "5",
+              "protocol.eval.attacks.strong.attack": "autoattack", "protocol.eval.attacks.cw.attack": "cw",
+              "protocol.train.epochs": "1"}
+    specs = attack_specs(params)
+    assert specs == {"fast": {"attack": "pgd", "steps": "5"}, "strong": {"attack": "autoattack"}, "cw": {"attack": "cw"}}
+    state = view_state({"test.clean_acc", "test.fast_acc", "test.strong.apgd-ce_acc", "test.worst_acc"}, specs)
+    assert state["orderByKey"] == "metrics.`test.strong_acc`"
+    assert state["selectedColumns"][:4] == [f"metrics.`test.{label}_acc`" for label in ("clean", "fast", "cw", "strong")]
+    assert view_state(set(), specs, rank_by="fast")["orderByKey"] == "metrics.`test.fast_acc`"
