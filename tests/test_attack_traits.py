@@ -55,7 +55,7 @@ def protocol_file(tmp_path: Path, extra: str = "", name: str = "digits-other-lab
 
 
 def test_builtin_declarations_give_the_builtin_names_order_and_rank():
-    specs = load_protocol("cifar10-linf-8").section("eval")["attacks"]
+    specs = load_protocol("cifar10-linf-8").eval.attacks
     plugins = attack_plugins(spec["attack"] for spec in specs.values())
     from rkdbench.leaderboard import PRETTY  # what the leaderboard showed before the declarations existed
 
