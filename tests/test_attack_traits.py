@@ -186,7 +186,7 @@ def test_other_labels_run_a_cell_build_the_teacher_and_the_leaderboard(tmp_path,
     assert 0.0 <= m["test.strong_acc"] <= m["test.clean_acc"] and "diag.eps_x2_acc" in m
     flags = [code for code in run.data.tags.get("rkdbench.flags", "").split(",") if code]
     expected = sanity_flags({k[len("test."):]: v for k, v in m.items() if k.startswith("test.")},
-                            load_protocol(str(protocol)).section("eval")["attacks"], {})
+                            load_protocol(str(protocol)).eval.attacks, {})
     assert [code for code in flags if ">" in code] == expected
 
     assert cli("leaderboard", "--results", str(results), "--format", "json", "--model-dir", str(models),
