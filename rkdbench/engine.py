@@ -13,122 +13,25 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attacks import predict
 from .checkpoint import load_verified, save_atomic
 from .compiling import compile_networks, release_compiled
-from .config import Protocol, TrainConfig
-from .contracts import TEACHER_PASSES, Losses, Method, Outputs, Progress, StepContext, as_losses
-from .data import Splits, augment
+from .contracts import TEACHER_PASSES, Losses, Outputs, Progress, StepContext, as_losses
+from .data import augment
 from .pgd import pgd
 from .student_passes import run_after_step, run_before_step
 from .swa import WeightAverage, recompute_batchnorm
+from .training_setup import (Counter, TrainOutcome, TrainSetup, gpu_features, make_optimizer, make_scheduler,
+                             pick_device, robust_accuracy)
 
 __all__ = ["TrainSetup", "TrainOutcome", "Trainer", "pick_device", "gpu_features", "robust_accuracy"]
 
 CHECKPOINT_FORMAT = 1
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def gpu_features(train: TrainConfig, device: torch.device) -> tuple[bool, bool]:
-    """(bf16 autocast, channels_last) for training from the protocol's `precision` / `channels_last`
-    ("auto" = on for CUDA only; absent = off, so protocols written before the flags keep their numerics)."""
-    def on(value: str, yes: str) -> bool:
-        return value == yes or (value == "auto" and device.type == "cuda")
-    return on(train.precision, "bf16"), on(train.channels_last, "on")
-
-
-def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: str, steps: int, seed: int,
-                    batch_size: int = 500) -> tuple[float, float]:
-    """(clean, PGD-`steps` CE) accuracy in eval mode with a private generator: never touches the training RNG."""
-    was_training = model.training
-    model.eval()
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    clean = predict(model, x, batch_size) == y
-    robust = torch.empty_like(clean)
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        x_adv = pgd(lambda xa: F.cross_entropy(model(xa), yb, reduction="none"), xb, eps=eps, step_size=eps / 4,
-                    steps=steps, norm=norm, init="uniform", generator=generator)
-        robust[i:i + batch_size] = predict(model, x_adv, batch_size) == yb
-    model.train(was_training)
-    return float(clean.float().mean()), float(robust.float().mean())
-
-
-@dataclass
-class TrainSetup:
-    """Everything one cell's training needs; `splits` are already on `device`."""
-
-    protocol: Protocol
-    method: Method
-    student: nn.Module
-    teachers: dict[str, nn.Module]  # role -> frozen teacher; the method's first role is the primary
-    splits: Splits
-    seed: int
-    device: torch.device
-    workdir: Path
-    run_id: str = ""
-
-
-@dataclass
-class TrainOutcome:
-    """What `fit()` leaves: the epochs, history and pass counts, the checkpoints it wrote (`swa_path` None
-    without weight averaging) and the numerics it trained in (`precision` "bf16" or "fp32")."""
-
-    last_epoch: int
-    best_epoch: int
-    history: list[dict[str, float]]
-    cost: dict[str, float]
-    last_path: Path
-    best_path: Path
-    swa_path: Path | None
-    precision: str
-    channels_last: bool
-    resumed_from: int = 0
-
-
-@dataclass
-class _Counter:
-    """Forward/backward passes per training example (Python ints: counting costs no device sync)."""
-
-    student_forward: int = 0
-    student_backward: int = 0
-    teacher_forward: int = 0
-    teacher_backward: int = 0
-    network_forward: int = 0  # the method's own networks (`Method.build_networks`)
-    network_backward: int = 0
-
-    def as_dict(self) -> dict[str, float]:
-        # method-network passes only when a method has networks, so other runs log the same metrics as before
-        return {f"cost.{k}": float(v) for k, v in self.__dict__.items() if v or not k.startswith("network_")}
-
-
-def _make_optimizer(settings: dict[str, Any], params) -> torch.optim.Optimizer:
-    """From `Method.configure_optimizer`'s settings: the `[train]` fields as a dict, defaults filled in."""
-    if settings["optimizer"] == "adam":
-        return torch.optim.Adam(params, lr=settings["lr"], weight_decay=settings["weight_decay"])
-    return torch.optim.SGD(params, lr=settings["lr"], momentum=settings["momentum"],
-                           weight_decay=settings["weight_decay"], nesterov=settings["nesterov"])
-
-
-def _make_scheduler(train: TrainConfig, optimizer: torch.optim.Optimizer):
-    if train.schedule == "piecewise":
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.milestones), train.gamma)
-    if train.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train.epochs)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
 class Trainer:
@@ -142,19 +45,19 @@ class Trainer:
         train = setup.protocol.train
         self.threat = setup.protocol.threat
         settings = dataclasses.asdict(train)  # what `Method.configure_optimizer` may change
-        self.optimizer = _make_optimizer(setup.method.configure_optimizer(settings), setup.student.parameters())
-        self.scheduler = _make_scheduler(train, self.optimizer)
+        self.optimizer = make_optimizer(setup.method.configure_optimizer(settings), setup.student.parameters())
+        self.scheduler = make_scheduler(train, self.optimizer)
         self.lr_milestones = train.milestones if train.schedule == "piecewise" else ()
         # networks the method trains itself (PeerAiD's peer): own optimizer and scheduler, checkpointed with the cell
         self.networks = {name: net.to(setup.device) for name, net in setup.method.build_networks(setup.student).items()}
-        self.network_optimizers = {name: _make_optimizer(setup.method.configure_optimizer(settings, name), net.parameters())
+        self.network_optimizers = {name: make_optimizer(setup.method.configure_optimizer(settings, name), net.parameters())
                                    for name, net in self.networks.items()}
-        self.network_schedulers = {name: _make_scheduler(train, opt) for name, opt in self.network_optimizers.items()}
+        self.network_schedulers = {name: make_scheduler(train, opt) for name, opt in self.network_optimizers.items()}
         # stochastic weight averaging of the student (`train.swa_start`, a 0-based epoch; absent = off)
         self.swa = WeightAverage(setup.student) if train.swa_start is not None else None
         self.data_generator = torch.Generator(device="cpu").manual_seed(setup.seed)
         self.aug_generator = torch.Generator(device=setup.device).manual_seed(setup.seed + 1)
-        self.counter = _Counter()
+        self.counter = Counter()
         self._plan = None  # the current step's StudentForwards (see `after_step`)
         self.history: list[dict[str, float]] = []
         self.best = {"epoch": -1, "val_pgd_acc": -1.0}
@@ -228,7 +131,7 @@ class Trainer:
         self.aug_generator.set_state(state["rng"]["augment"].cpu() if self.s.device.type == "cpu" else state["rng"]["augment"])
         self.best = dict(state["best"])
         self.history = list(state["history"])
-        self.counter = _Counter(**state["counter"])
+        self.counter = Counter(**state["counter"])
         self.start_epoch = int(state["epochs_done"])
         if self.swa is not None and "swa" in state:
             self.swa.load_state_dict(state["swa"])
