@@ -10,7 +10,7 @@ import pytest
 import rkdbench
 from rkdbench.method_docs import render_method_page
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "methods"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "methods"
 
 
 @pytest.mark.parametrize("name", rkdbench.list_components("method"))

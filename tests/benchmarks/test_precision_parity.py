@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "precision_parity.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "precision_parity.py"
 
 
 def test_precision_parity_smoke_prints_one_consistent_table():

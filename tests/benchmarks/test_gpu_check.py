@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # torch.compile of the toy networks on the CPU dominates (about a minute)
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
 
 
 def test_smoke_prints_every_row_without_errors():

@@ -26,7 +26,7 @@ from rkdbench.config import flatten
 
 TEACHER = "digits/Linf/rkdbench-cnn-large"  # the harness teacher that tests/conftest.py builds
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EPOCH_LINE = re.compile(r"^  \[\d+/\d+\] [\w\-\[\]=.,]+ epoch \d+/\d+: loss \d+\.\d{3}, val clean \d+\.\d%, "
                         r"val PGD \d+\.\d% \(\d+\.\d+s\)$")
 DONE_LINE = re.compile(r"^\[\d+/\d+\] done \S+ / \S+ / \S+ / seed \d+: clean \d+\.\d%, pgd20 \d+\.\d%, aa \d+\.\d%")
