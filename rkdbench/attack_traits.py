@@ -19,9 +19,9 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
-__all__ = ["AttackTraits", "CLEAN", "attack_plugins", "attack_specs", "option_values", "display_names",
-           "final_label", "rank_label", "ranked_accuracy", "column_order", "table_order",
-           "LEGACY_SPECS", "format_accuracies", "sanity_pairs"]
+__all__ = ["AttackTraits", "CLEAN", "attack_plugins", "attack_specs", "stored_specs", "option_values", "display_names",
+           "final_label", "rank_label", "ranked_column", "ranked_accuracy", "column_order", "table_order",
+           "LEGACY_SPECS", "ATTACK_PARAM", "format_accuracies", "sanity_pairs"]
 
 CLEAN = "clean"  # the accuracy on unattacked points: a column and rank 0 of the sanity order, never an attack
 HOST_COLUMNS = {CLEAN: "clean", "worst": "worst"}  # columns the host itself computes (worst: every attack at once)
@@ -98,6 +98,12 @@ def attack_specs(params: Mapping[str, Any], prefix: str = ATTACK_PARAM) -> dict[
     return specs
 
 
+def stored_specs(params: Mapping[str, Any], prefix: str = ATTACK_PARAM) -> dict[str, dict[str, Any]]:
+    """A stored run's `[eval.attacks]` from its params (`attack_specs`), over `LEGACY_SPECS` for the labels its
+    params do not describe (runs logged before the protocol was among their params)."""
+    return {**LEGACY_SPECS, **attack_specs(params, prefix)}
+
+
 def _plugin(specs: Mapping[str, Spec], plugins: Mapping[str, type], label: str) -> type:
     return plugins.get(str(specs.get(label, {}).get("attack", "")), AttackTraits)
 
@@ -123,17 +129,25 @@ def rank_label(labels: list[str], specs: Mapping[str, Spec], plugins: Mapping[st
     return rank_by or final_label(labels, specs, plugins) or labels[-1]
 
 
-def ranked_accuracy(metrics: Mapping[str, Any], specs: Mapping[str, Spec], prefix: str = "",
-                    rank_by: str | None = None, plugins: Mapping[str, type] | None = None) -> tuple[str, float] | None:
-    """(display name, value) of the accuracy the protocol ranks by (`rank_label`), read as `<prefix><label>_acc`
-    from `metrics` (a cell's metrics with prefix `test.`, a measured teacher card without); None when it is
-    missing. What a one-line summary of a cell or a teacher shows instead of a hard-coded `test.aa_acc`."""
+def ranked_column(specs: Mapping[str, Spec], rank_by: str | None = None,
+                  plugins: Mapping[str, type] | None = None) -> tuple[str, str] | None:
+    """(label, display name) of the accuracy a protocol ranks by (`rank_label` over its `[eval.attacks]`): the
+    column a one-line summary shows; None for a protocol without attacks. `plugins` default: the registered ones."""
     if not specs:
         return None
     plugins = attack_plugins(str(s.get("attack", "")) for s in specs.values()) if plugins is None else plugins
     label = rank_label(list(specs), specs, plugins, rank_by)
-    value = metrics.get(f"{prefix}{label}_acc")
-    return None if value is None else (display_names(specs, plugins).get(label, label), float(value))
+    return label, display_names(specs, plugins).get(label, label)
+
+
+def ranked_accuracy(metrics: Mapping[str, Any], specs: Mapping[str, Spec], prefix: str = "",
+                    rank_by: str | None = None, plugins: Mapping[str, type] | None = None) -> tuple[str, float] | None:
+    """(display name, value) of the accuracy the protocol ranks by (`ranked_column`), read as `<prefix><label>_acc`
+    from `metrics` (a cell's metrics with prefix `test.`, a measured teacher card without); None when it is
+    missing. What a one-line summary of a cell or a teacher shows instead of a hard-coded `test.aa_acc`."""
+    column = ranked_column(specs, rank_by, plugins)
+    value = None if column is None else metrics.get(f"{prefix}{column[0]}_acc")
+    return None if value is None else (column[1], float(value))
 
 
 def column_order(labels: Iterable[str], specs: Mapping[str, Spec], plugins: Mapping[str, type]) -> list[str]:

@@ -126,9 +126,22 @@ def _load(tracker: Tracker, run_id: str, selection: str) -> tuple[Any, pd.DataFr
     return run, rows
 
 
-def compare_runs(results: str | os.PathLike[str], run_a: str, run_b: str, attack: str = "aa",
+def _ranked_label(run, columns: Sequence[str]) -> str:
+    """The label the runs' leaderboard ranks by (`attack_traits.rank_label`), among the per-example columns: the
+    protocol's `eval.rank_by`, else its final attack (AutoAttack), else its last attack, else clean."""
+    from .attack_traits import CLEAN, attack_plugins, rank_label, stored_specs, table_order
+
+    specs = stored_specs(run.data.params)
+    plugins = attack_plugins(str(spec.get("attack", "")) for spec in specs.values())
+    labels = table_order([], {c for c in columns if c in specs or c == CLEAN}, specs, plugins)
+    rank_by = run.data.params.get(schema.PROTOCOL_PARAMS + "eval.rank_by")
+    return rank_label(labels, specs, plugins, rank_by if rank_by in labels else None) if labels else CLEAN
+
+
+def compare_runs(results: str | os.PathLike[str], run_a: str, run_b: str, attack: str | None = None,
                  selection: str = "last", level: float = 0.95) -> Comparison:
-    """Compare two cell runs of the store in `results` on the `attack` column of their per-example results."""
+    """Compare two cell runs of the store in `results` on the `attack` column of their per-example results
+    (default: the label their leaderboard ranks by, `_ranked_label`)."""
     tracker = Tracker(results)
     if tracker.uri.startswith("sqlite:///") and not Path(tracker.uri[len("sqlite:///"):]).is_file():
         raise UserError(f"no MLflow store at {tracker.uri}; pass the results folder of a suite run with --results")
@@ -138,6 +151,7 @@ def compare_runs(results: str | os.PathLike[str], run_a: str, run_b: str, attack
         raise UserError(f"runs were evaluated under different protocols (protocol hash {hash_a} vs {hash_b}); "
                         f"their per-example results are not paired")
     columns = [c for c in frame_a.columns if c not in KEYS and c in frame_b.columns and frame_a[c].dtype == bool]
+    attack = _ranked_label(info_a, columns) if attack is None else attack
     if attack not in columns:
         raise UserError(f"no per-example column {attack!r} in both runs; available: {', '.join(columns)}")
     paired = frame_a[["index", attack]].merge(frame_b[["index", attack]], on="index", suffixes=("_a", "_b"))

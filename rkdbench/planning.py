@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .attack_traits import ranked_accuracy
 from .calibration import Calibration, Prediction, predict_cell
 from .config import Cell
 
@@ -40,10 +41,21 @@ def expected_accuracy(cell: Cell, model_dir: Path) -> tuple[tuple[float, float],
     if teacher:
         card = create("teacher", teacher)
         for source, numbers in (("measured", read_measured_card(card, model_dir) or {}), ("reported", card.reported)):
-            if "clean_acc" in numbers and "aa_acc" in numbers:
+            robust = _robust_accuracy(numbers)
+            if "clean_acc" in numbers and robust is not None:
                 scale = 100.0 if numbers["clean_acc"] > 1 else 1.0  # reported cards are in percent
-                return (numbers["clean_acc"] / scale, numbers["aa_acc"] / scale), f"teacher {teacher} ({source})"
+                return (numbers["clean_acc"] / scale, robust / scale), f"teacher {teacher} ({source})"
     return DEFAULT_ACCURACY, "default"
+
+
+def _robust_accuracy(numbers: dict[str, Any]) -> float | None:
+    """A teacher card's robust accuracy: a measured card names the attacks it ran (`attacks`) and gives the one
+    its protocol ranks by (`attack_traits.ranked_accuracy`); a reported card (a plugin's published numbers) has
+    `aa_acc`, its AutoAttack accuracy."""
+    if "attacks" in numbers:
+        ranked = ranked_accuracy(numbers, numbers["attacks"])
+        return None if ranked is None else ranked[1]
+    return numbers.get("aa_acc")
 
 
 def plan_cells(cells: list[Cell], model_dir: Path, split_sizes: tuple[int, int, int], device: torch.device,

@@ -57,10 +57,9 @@ def protocol_file(tmp_path: Path, extra: str = "", name: str = "digits-other-lab
 def test_builtin_declarations_give_the_builtin_names_order_and_rank():
     specs = load_protocol("cifar10-linf-8").eval.attacks
     plugins = attack_plugins(spec["attack"] for spec in specs.values())
-    from rkdbench.leaderboard import PRETTY  # what the leaderboard showed before the declarations existed
+    shown_before = {"pgd20": "PGD-20", "cw": "CW", "aa": "AutoAttack"}  # the leaderboard's names before declarations
 
-    assert {label: name for label, name in display_names(specs, plugins).items() if label in specs} == {
-        label: PRETTY[label] for label in specs}
+    assert {label: name for label, name in display_names(specs, plugins).items() if label in specs} == shown_before
     assert rank_label(list(specs), specs, plugins) == final_label(specs, specs, plugins) == "aa"
     assert rank_label(list(specs), specs, plugins, rank_by="cw") == "cw"
     assert column_order(sorted(specs), specs, plugins) == ["pgd20", "cw", "aa"]
@@ -242,3 +241,68 @@ def test_ui_view_follows_the_declarations():
     assert state["orderByKey"] == "metrics.`test.strong_acc`"
     assert state["selectedColumns"][:4] == [f"metrics.`test.{label}_acc`" for label in ("clean", "fast", "cw", "strong")]
     assert view_state(set(), specs, rank_by="fast")["orderByKey"] == "metrics.`test.fast_acc`"
+
+
+OTHER_SPECS = {"strong": {"attack": "autoattack", "version": "standard"}, "fast": {"attack": "pgd", "steps": 5}}
+
+
+def _other_label_runs(rank_by: str | None = None, params: bool = True):
+    """Two finished cell runs of a protocol labelled `strong` (AutoAttack) / `fast` (PGD-5), as `collect_runs`
+    frames them: `a` is ahead under PGD-5 and behind under AutoAttack."""
+    import pandas as pd
+
+    described = {"params.protocol.eval.attacks.strong.attack": "autoattack",
+                 "params.protocol.eval.attacks.strong.version": "standard",
+                 "params.protocol.eval.attacks.fast.attack": "pgd", "params.protocol.eval.attacks.fast.steps": "5",
+                 **({"params.protocol.eval.rank_by": rank_by} if rank_by else {})} if params else {}
+    return pd.DataFrame([{"run_id": f"run-{method}", "experiment_id": "1", "experiment": "labels@0123", "seed": "0",
+                          "protocol": "labels", "protocol_hash": "h-labels", "method_variant": method, "student": "s",
+                          "teacher": "none", "flags": "", "metrics.test.clean_acc": 0.95,
+                          "metrics.test.fast_acc": fast, "metrics.test.strong_acc": strong, **described}
+                         for method, fast, strong in (("a", 0.9, 0.3), ("b", 0.6, 0.5))])
+
+
+@pytest.mark.parametrize("source", ["config", "params"])
+def test_a_leaderboard_of_other_labels_names_orders_and_ranks_them_as_declared(source):
+    """Whether the protocol comes from the run's config.toml or, without one, from its params: columns headed
+    PGD-5 and AutoAttack (no `aa`, no `pgd20`), clean first and the final attack last, ranked by AutoAttack,
+    and by PGD-5 when the protocol's `eval.rank_by` says `fast`."""
+    from rkdbench.leaderboard import build_tables, render
+    from rkdbench.leaderboard.shown import shown
+
+    def build(rank_by):
+        evaluation = {"attacks": OTHER_SPECS, **({"rank_by": rank_by} if rank_by else {})}
+        config = (lambda run_id: {"eval": evaluation}) if source == "config" else (lambda run_id: None)
+        runs = _other_label_runs(rank_by if source == "params" else None)
+        [table] = build_tables(runs, "last", lambda run_id: None, config=config, references=[])
+        return table
+
+    table = build(None)
+    assert table.attack_columns == ["clean", "fast", "strong"]  # the protocol lists strong first: final goes last
+    assert (table.ranked_by, table.aa_label) == ("strong", "strong")
+    assert list(table.frame["method_variant"]) == ["b", "a"]  # AutoAttack 50% beats 30%
+    headers = list(shown(table))
+    assert headers[headers.index("clean"):headers.index("clean") + 3] == ["clean", "PGD-5", "AutoAttack"]
+    text = render(table, "md")
+    assert "per-example AutoAttack robustness" in text and "aa" not in table.frame and "pgd20" not in text
+
+    fast = build("fast")
+    assert (fast.ranked_by, fast.aa_label) == ("fast", "strong")  # the gap to the teacher stays on AutoAttack
+    assert list(fast.frame["method_variant"]) == ["a", "b"]  # PGD-5 90% beats 60%
+    assert fast.attack_columns == table.attack_columns and list(shown(fast))[:len(headers)] == headers
+    assert "per-example PGD-5 robustness" in render(fast, "md")
+
+
+def test_a_leaderboard_of_runs_that_describe_nothing_keeps_the_builtin_names():
+    """Runs stored with neither config.toml nor protocol params: the built-in protocols' labels keep their
+    meaning (LEGACY_SPECS), so `aa` is AutoAttack, shown last and ranking; an unknown label shows as itself."""
+    from rkdbench.leaderboard import build_tables
+    from rkdbench.leaderboard.shown import shown
+
+    runs = _other_label_runs(params=False).rename(columns={"metrics.test.strong_acc": "metrics.test.aa_acc",
+                                                           "metrics.test.fast_acc": "metrics.test.pgd20_acc"})
+    runs["metrics.test.zz_acc"] = 0.7
+    [table] = build_tables(runs, "last", references=[])
+    assert table.attack_columns == ["clean", "pgd20", "zz", "aa"] and table.ranked_by == "aa"
+    assert [h for h in shown(table) if h in ("clean", "PGD-20", "zz", "AutoAttack")] == [
+        "clean", "PGD-20", "zz", "AutoAttack"]

@@ -19,8 +19,10 @@ __all__ = ["compare", "evaluate_command", "ui"]
 @click.argument("run_a")
 @click.argument("run_b")
 @click.option("--results", default="rkdbench-results", show_default=True, help=RESULTS_HELP)
-@click.option("--attack", default="aa", show_default=True,
-              help="The per-example column compared: an attack label of the protocol (aa, pgd20), clean or worst.")
+@click.option("--attack", default=None,
+              help="The per-example column compared: an attack label of the protocol (aa, pgd20), clean or worst. "
+                   "Default: the label the runs' leaderboard ranks by (the protocol's eval.rank_by, else its final "
+                   "attack: AutoAttack, `aa`, in the built-in protocols).")
 @click.option("--selection", type=click.Choice(["last", "best-val", "swa"]), default="last", show_default=True,
               help="Which checkpoint's results: the last epoch, the best validation PGD epoch, or the "
                    "weight-averaged student.")

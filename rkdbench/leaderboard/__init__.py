@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from .collect import collect_runs, config_loader, history_loader, per_example_loader
 from .render import FORMATS, render, render_many
-from .table import COSTS, PRETTY, TIE_LEVEL, Table
+from .table import COSTS, TIE_LEVEL, Table
 from .tables import build_tables
 
 __all__ = ["Table", "collect_runs", "build_tables", "per_example_loader", "config_loader", "history_loader", "render",
-           "render_many", "FORMATS", "TIE_LEVEL", "PRETTY", "COSTS"]
+           "render_many", "FORMATS", "TIE_LEVEL", "COSTS"]

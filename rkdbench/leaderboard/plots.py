@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from ..cell_values import NO_TEACHER
-from .table import PRETTY, Table
+from .table import Table
 
 __all__ = ["SIZE", "DPI", "SAVE", "pareto_front", "pareto_figure", "cost_figure", "val_curves_figure", "figures"]
 
@@ -68,7 +68,7 @@ def _scatter(ax: Axes, table: Table, x: pd.Series, x_std: pd.Series | None, y_la
                     capsize=2)
         ax.annotate(label, (x.iloc[i], frame[f"{y_label}_mean"].iloc[i]), textcoords="offset points",
                     xytext=(4, 3), fontsize=6).set_in_layout(False)  # long labels must not shrink the axes
-    ax.set_ylabel(f"{PRETTY.get(y_label, y_label)} accuracy (%)")
+    ax.set_ylabel(f"{table.name(y_label)} accuracy (%)")
     ax.margins(x=0.12)  # room for the labels of the rightmost points
     ax.grid(alpha=0.3)
 
@@ -82,7 +82,7 @@ def _figure(title: str, columns: int = 1) -> tuple[Figure, list[Axes]]:
 
 def pareto_figure(table: Table) -> Figure:
     y_label = table.aa_label or table.ranked_by
-    figure, [ax] = _figure(f"{table.experiment}: clean vs {PRETTY.get(y_label, y_label)} ({table.selection})")
+    figure, [ax] = _figure(f"{table.experiment}: clean vs {table.name(y_label)} ({table.selection})")
     if "clean" not in table.attack_columns:
         _empty(ax, "no clean accuracy logged")
         return figure
@@ -98,7 +98,7 @@ def pareto_figure(table: Table) -> Figure:
 
 def cost_figure(table: Table) -> Figure:
     y_label = table.aa_label or table.ranked_by
-    figure, axes = _figure(f"{table.experiment}: {PRETTY.get(y_label, y_label)} vs training cost ({table.selection})", 2)
+    figure, axes = _figure(f"{table.experiment}: {table.name(y_label)} vs training cost ({table.selection})", 2)
     frame = table.frame
     for ax, column, name in zip(axes, ("train_seconds", "passes"),
                                 ("training wall time (s)", "passes per example per epoch\n(student + teacher, fwd + bwd)")):

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..cell_values import NO_TEACHER
 from .columns import PRECISION_MARK, mixes_precisions
-from .table import COSTS, DIAGNOSTICS, PRETTY, TIE_LEVEL, Table
+from .table import COSTS, DIAGNOSTICS, TIE_LEVEL, Table
 
 __all__ = ["Shown", "shown", "note", "teacher_gap_note", "reference_notes", "cell_text", "versus_best"]
 
@@ -81,9 +81,9 @@ def shown(table: Table) -> dict[str, list[Shown]]:
         columns["precision"] = [Shown(f"{v} {PRECISION_MARK}" if mixed and v != "fp32" else str(v), str(v))
                                 for v in frame["precision"]]
     for label in table.attack_columns:
-        columns[PRETTY.get(label, label)] = _accuracy_column(frame, label)
+        columns[table.name(label)] = _accuracy_column(frame, label)
         if label == table.aa_label and _has(frame, f"worst_class_{label}"):
-            columns[f"{PRETTY.get(label, label)} worst-class"] = _accuracy_column(frame, f"worst_class_{label}")
+            columns[f"{table.name(label)} worst-class"] = _accuracy_column(frame, f"worst_class_{label}")
     if "reported_aa" in frame:
         columns["reported AA"] = [Shown("" if pd.isna(r) else f"{r:.2f} [{tag}]", r)
                                   for r, tag in zip(frame["reported_aa"], frame["reported_tag"])]
@@ -94,8 +94,8 @@ def shown(table: Table) -> dict[str, list[Shown]]:
         columns[DIAGNOSTICS[metric]] = [Shown(cell_text(m, s, 2), m) for m, s in zip(frame[f"{metric}_mean"], frame[f"{metric}_std"])]
     for label in table.attack_columns:
         if _has(frame, f"tas_{label}"):
-            columns[f"TAS {PRETTY.get(label, label)}"] = [Shown(cell_text(m, s), m) for m, s in
-                                                          zip(frame[f"tas_{label}_mean"], frame[f"tas_{label}_std"])]
+            columns[f"TAS {table.name(label)}"] = [Shown(cell_text(m, s), m) for m, s in
+                                                   zip(frame[f"tas_{label}_mean"], frame[f"tas_{label}_std"])]
     if frame["train_seconds"].notna().any():
         columns["train s"] = [_number(v, 0) for v in frame["train_seconds"]]
     if frame["gpu_hours"].notna().any():
@@ -137,7 +137,7 @@ def note(table: Table) -> str:
     text += "; flags = evaluation checks any seed failed (docs/tracking.md)"
     if "p_vs_best" in table.frame:
         text += (f"; vs best = exact McNemar p-value against rank 1 on paired per-example "
-                 f"{PRETTY.get(table.ranked_by, table.ranked_by)} robustness, ≈ when p >= {TIE_LEVEL} "
+                 f"{table.name(table.ranked_by)} robustness, ≈ when p >= {TIE_LEVEL} "
                  f"(not significantly different)")
     return text + "; every column: docs/leaderboards.md."
 

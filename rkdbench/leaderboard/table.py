@@ -1,6 +1,7 @@
 """The `Table` that every stage of the leaderboard passes on (`tables` builds it, the renderers show it) and the
-vocabulary they share: how attack labels are shown, the diagnostic and cost columns, and the p-value under which
-a row is no longer tied with the best. It imports nothing from the package, so any module may import it.
+vocabulary they share: the diagnostic and cost columns and the p-value under which a row is no longer tied with
+the best. How an attack label is shown is each table's own (`names`, from the attacks' declarations). It imports
+nothing from the package, so any module may import it.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import pandas as pd
 
 from ..references import Reference
 
-__all__ = ["Table", "TIE_LEVEL", "PRETTY", "DIAGNOSTICS", "COSTS"]
+__all__ = ["Table", "TIE_LEVEL", "DIAGNOSTICS", "COSTS"]
 
 TIE_LEVEL = 0.05  # a row whose paired p-value against the best is at least this is marked as a statistical tie
 
-PRETTY = {"clean": "clean", "pgd20": "PGD-20", "cw": "CW", "aa": "AutoAttack", "worst": "worst"}
 # Diagnostics shown after the accuracies when the runs have them (student specialization, METHODS.md §11).
 DIAGNOSTICS = {"spec.clean.mean_best": "spec clean", "spec.adv.mean_best": "spec adv"}
 # Forward/backward passes per training example per epoch, as the engine counts them (column -> metric)
@@ -34,16 +34,21 @@ class Table:
     frame: pd.DataFrame
     attack_columns: list[str]
     diagnostic_columns: list[str]
-    ranked_by: str = "aa"
+    ranked_by: str  # the label the rows are ranked by (the protocol's `eval.rank_by`, else its final attack)
     experiment_id: str = ""
-    aa_label: str | None = None  # the AutoAttack label: teacher gap, reported numbers and plots compare on it
+    aa_label: str | None = None  # the final attack's label (AutoAttack): teacher gap, reported numbers, plots
     references: list[Reference] = field(default_factory=list)  # the published numbers joined into `frame`
     ui_url: str = ""  # base URL of the MLflow UI for run links; "" leaves the UI's own path
     ignored_runs: int = 0  # duplicate runs of cells already counted (`counting`), left out of the rows
+    names: dict[str, str] = field(default_factory=dict)  # label -> shown name (`attack_traits.display_names`)
 
     @property
     def title(self) -> str:
         return f"{self.experiment} (protocol {self.protocol}, hash {self.protocol_hash[:12]}, selection {self.selection})"
+
+    def name(self, label: str) -> str:
+        """How a column of this label is headed: its attack's declared name (`PGD-20`), else the label."""
+        return self.names.get(label, label)
 
     def run_link(self, run_id: str) -> str:
         path = f"#/experiments/{self.experiment_id}/runs/{run_id}"

@@ -1,8 +1,9 @@
 """The second stage of a leaderboard: the runs `collect` read become one `Table` per protocol hash (runs of
 different protocols, or of an overridden one, never share a table), one row per method x student x teacher. Each
 accuracy is a mean ± std over seeds with n, one column per evaluated attack in the protocol's order (clean first,
-AutoAttack last), ranked by AutoAttack; beside it the paired p-value against the best, the teacher's measured
-AutoAttack accuracy and the gap to it (`teacher_accuracy`), published numbers (`references`), training cost, the
+the final attack, AutoAttack, last), named and ranked as the attacks declare (`attack_traits`: the protocol's
+`eval.rank_by`, else its final attack); beside it the paired p-value against the best, the teacher's measured
+final-attack accuracy and the gap to it (`teacher_accuracy`), published numbers (`references`), training cost, the
 evaluation flags any seed raised (`flags`) and the runs. The renderers (`formats`, `html`, `terminal`, `plots`)
 only read the tables.
 """
@@ -10,10 +11,13 @@ only read the tables.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pandas as pd
 
+from ..attack_traits import (ATTACK_PARAM, attack_plugins, display_names, final_label, rank_label, stored_specs,
+                             table_order)
 from ..compare import mcnemar_exact
 from ..flags import FLAG_TAGS
 from ..references import Reference, join_references, load_references
@@ -26,32 +30,42 @@ __all__ = ["build_tables", "SELECTION_PREFIX"]
 
 SELECTION_PREFIX = {"last": "test.", "best-val": "best_val.", "swa": "swa."}
 GROUP = ["method_variant", "student", "teacher"]
-FALLBACK_ORDER = ("pgd20", "cw")  # attack order when a run's config.toml cannot be read
-AUTOATTACK = "autoattack"
+RANK_BY = "params.protocol.eval.rank_by"  # the protocol's `eval.rank_by` among the runs' params
 
 
-def _attack_kinds(runs: pd.DataFrame, config: dict[str, Any] | None) -> tuple[list[str], dict[str, str]]:
-    """(labels in the protocol's order, label -> attack plugin) from the run's config.toml, else from params."""
-    if config and isinstance(config.get("eval", {}).get("attacks"), dict):
-        attacks = config["eval"]["attacks"]
-        return list(attacks), {label: str(spec.get("attack", "")) for label, spec in attacks.items()}
-    prefix, suffix = "params.protocol.eval.attacks.", ".attack"
-    kinds = {c[len(prefix):-len(suffix)]: str(runs[c].dropna().iloc[0]) for c in runs.columns
-             if c.startswith(prefix) and c.endswith(suffix) and runs[c].notna().any()}
-    return [], {"aa": AUTOATTACK, **kinds}  # the built-in protocols' label for AutoAttack is `aa`
+@dataclass(frozen=True)
+class Attacks:
+    """What a table needs to know about its protocol's attacks: the labels in the protocol's order, their specs
+    (`[eval.attacks]`), the plugins' declarations and the protocol's `eval.rank_by`."""
+
+    order: list[str]
+    specs: dict[str, dict[str, Any]]
+    plugins: dict[str, type]
+    rank_by: str | None
 
 
-def _attack_labels(runs: pd.DataFrame, prefix: str, order: list[str], kinds: dict[str, str]) -> list[str]:
-    """Labels with a metric: clean first, then the protocol's order (unknown ones after), AutoAttack last."""
+def _attacks(runs: pd.DataFrame, first: pd.Series, config: dict[str, Any] | None) -> Attacks:
+    """The protocol's attacks from the first run's config.toml, else from its params (runs logged before the
+    config.toml artifact); runs stored with neither keep what the built-in protocols' labels meant."""
+    evaluation = config.get("eval", {}) if config else {}
+    if isinstance(evaluation.get("attacks"), dict):
+        order, specs = list(evaluation["attacks"]), dict(evaluation["attacks"])
+        rank_by = evaluation.get("rank_by")
+    else:
+        params = {str(c): v for c, v in first.items() if isinstance(v, str)}  # a param absent from this run: NaN
+        order, specs = [], stored_specs(params, prefix="params." + ATTACK_PARAM)
+        rank_by = runs[RANK_BY].dropna().iloc[0] if RANK_BY in runs and runs[RANK_BY].notna().any() else None
+    plugins = attack_plugins(str(spec.get("attack", "")) for spec in specs.values())
+    return Attacks(order, specs, plugins, None if rank_by is None else str(rank_by))
+
+
+def _attack_labels(runs: pd.DataFrame, prefix: str, attacks: Attacks) -> list[str]:
+    """Labels with a metric: clean first, then the protocol's order (unknown ones after), final attacks last."""
     labels = {c[len("metrics." + prefix):-4] for c in runs.columns
               if c.startswith("metrics." + prefix) and c.endswith("_acc") and runs[c].notna().any()
               and "." not in c[len("metrics." + prefix):]}  # `aa.apgd-ce_acc` are stages, not attacks
     labels = {label for label in labels if label != "worst" and not label.startswith("worst_class_")}
-    unlisted = labels - {"clean"} - set(order)
-    rest = [label for label in FALLBACK_ORDER if label in unlisted] + sorted(unlisted - set(FALLBACK_ORDER))
-    ordered = [label for label in [*order, *rest] if label in labels]
-    ordered.sort(key=lambda label: kinds.get(label) == AUTOATTACK)  # stable: AutoAttack last, the rest kept
-    return (["clean"] if "clean" in labels else []) + ordered
+    return table_order(attacks.order, labels, attacks.specs, attacks.plugins)
 
 
 def _union_flags(values: pd.Series) -> str:
@@ -104,10 +118,11 @@ def build_tables(runs: pd.DataFrame, selection: str = "last",
                  config: Callable[[str], dict[str, Any] | None] | None = None,
                  references: Sequence[Reference] | None = None, teachers: TeacherAccuracies | None = None,
                  ui_url: str = "") -> list[Table]:
-    """One `Table` per protocol hash, rows aggregated over seeds and sorted by AutoAttack (else the last attack);
-    with `per_example` (run id -> per-example frame) each row also gets its paired p-value against the best, with
-    `config` (run id -> its config.toml) attacks follow the protocol's order, `references` (default: the packaged
-    file) add reported numbers, and `teachers` the teacher's AutoAttack accuracy and the gap to it."""
+    """One `Table` per protocol hash, rows aggregated over seeds and sorted by the protocol's `eval.rank_by`, else
+    its final attack (AutoAttack), else its last attack; with `per_example` (run id -> per-example frame) each row
+    also gets its paired p-value against the best, with `config` (run id -> its config.toml) attacks follow the
+    protocol's order, `references` (default: the packaged file) add reported numbers, and `teachers` the teacher's
+    final-attack accuracy and the gap to it."""
     if runs.empty:
         return []
     references = load_references() if references is None else list(references)
@@ -115,14 +130,15 @@ def build_tables(runs: pd.DataFrame, selection: str = "last",
     tables = []
     for (protocol, protocol_hash, experiment), runs_p in runs.groupby(["protocol", "protocol_hash", "experiment"], sort=True):
         first = runs_p.sort_values("run_id").iloc[0]
-        order, kinds = _attack_kinds(runs_p, config(first["run_id"]) if config is not None else None)
-        labels = _attack_labels(runs_p, prefix, order, kinds)
+        attacks = _attacks(runs_p, first, config(first["run_id"]) if config is not None else None)
+        labels = _attack_labels(runs_p, prefix, attacks)
         if not labels:  # no run of this protocol has numbers for this selection (best-val not evaluated)
             continue
-        aa_label = next((label for label in reversed(labels) if kinds.get(label) == AUTOATTACK), None)
+        aa_label = final_label(labels, attacks.specs, attacks.plugins)
         diagnostics = [m for m in DIAGNOSTICS if f"metrics.{m}" in runs_p and runs_p[f"metrics.{m}"].notna().all()]
         rows = [_row(key, group, prefix, labels, diagnostics, selection) for key, group in runs_p.groupby(GROUP, sort=True)]
-        ranked = aa_label or labels[-1]
+        rank_by = attacks.rank_by if attacks.rank_by in labels else None  # no numbers for it in this selection
+        ranked = rank_label(labels, attacks.specs, attacks.plugins, rank_by)
         frame = pd.DataFrame(rows).sort_values([f"{ranked}_mean", *GROUP],
                                                ascending=[False, True, True, True]).reset_index(drop=True)
         if aa_label is not None:
@@ -138,7 +154,8 @@ def build_tables(runs: pd.DataFrame, selection: str = "last",
         experiment_id = str(first["experiment_id"]) if "experiment_id" in first else ""
         tables.append(Table(protocol, protocol_hash, experiment, selection, frame, labels, diagnostics, ranked,
                             experiment_id, aa_label, joined, ui_url,
-                            int(runs.attrs.get(IGNORED, {}).get(protocol_hash, 0))))
+                            int(runs.attrs.get(IGNORED, {}).get(protocol_hash, 0)),
+                            display_names(attacks.specs, attacks.plugins)))
     return tables
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .shown import cell_text, teacher_gap_note, versus_best
-from .table import PRETTY, Table
+from .table import Table
 
 __all__ = ["WIDTH", "to_terminal"]
 
@@ -47,8 +47,8 @@ def _columns(table: Table) -> dict[str, list[str]]:
                "student": list(frame["student"]), "teacher": [_teacher_name(t) for t in frame["teacher"]],
                "n": [str(v) for v in frame["n"]]}
     for label in table.attack_columns:
-        columns[PRETTY.get(label, label)] = [cell_text(m, s).replace(" ± ", "±")  # 6 columns more for the names
-                                             for m, s in zip(frame[f"{label}_mean"], frame[f"{label}_std"])]
+        columns[table.name(label)] = [cell_text(m, s).replace(" ± ", "±")  # 6 columns more for the names
+                                      for m, s in zip(frame[f"{label}_mean"], frame[f"{label}_std"])]
     if "p_vs_best" in frame:
         columns["vs best"] = [versus_best(i, p) for i, p in enumerate(frame["p_vs_best"])]
     return columns

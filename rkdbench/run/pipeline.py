@@ -124,17 +124,24 @@ def run_suite_request(request: SuiteRequest) -> int:
 
 
 def _print_summary(console, suite, outcomes: list, elapsed: float) -> None:
-    """One row per cell: variant, student, seed, teachers, status, clean and AutoAttack accuracy, run id."""
+    """One row per cell: variant, student, seed, teachers, status, clean accuracy and the accuracy the protocol
+    ranks by (headed by its attack's name: AutoAttack for the built-in protocols), run id."""
     from rich.table import Table
 
+    from ..attack_traits import attack_plugins, ranked_accuracy, ranked_column
+
+    specs, rank_by = suite.protocol.eval.attacks, suite.protocol.eval.rank_by
+    plugins = attack_plugins(str(spec.get("attack", "")) for spec in specs.values())
+    ranked_name = (ranked_column(specs, rank_by, plugins) or ("", ""))[1]
     summary = Table(title=f"suite {suite.name}: {len(outcomes)} cells in {elapsed:.0f}s")
-    for column in ("method / student / seed", "teacher", "status", "clean", "AutoAttack", "run"):
+    for column in ("method / student / seed", "teacher", "status", "clean", ranked_name, "run"):
         summary.add_column(column, no_wrap=column == "run")
     for o in outcomes:  # the teacher's dataset/threat prefix is the protocol's: its name is enough here
+        ranked = ranked_accuracy(o.metrics, specs, "test.", rank_by, plugins)
         summary.add_row(f"{o.cell.variant} / {o.cell.student} / seed {o.cell.seed}",
                         " + ".join(t.rsplit("/", 1)[-1] for t in [o.cell.teacher, *o.cell.extra_teachers.values()]),
                         o.status, f"{o.metrics['test.clean_acc']:.1%}" if "test.clean_acc" in o.metrics else "",
-                        f"{o.metrics['test.aa_acc']:.1%}" if "test.aa_acc" in o.metrics else "", o.run_id[:8])
+                        f"{ranked[1]:.1%}" if ranked else "", o.run_id[:8])
     console.print(summary)
     if suite.protocol.eval.n_examples:
         console.print(f"Evaluated on the first {suite.protocol.eval.n_examples} test points "

@@ -44,7 +44,7 @@ def _table(names: int, teacher_aa: float | None = 80.0) -> Table:
         "runs": [{"0": "a" * 32}, {"0": "b" * 32}], **{c: float("nan") for c in COSTS}})
     frame["aa_gap_to_teacher"] = frame["aa_mean"] - frame["teacher_aa"]
     return Table("digits-linf", "0123456789abcdef", "digits-linf@01234567", "last", frame, ["clean", "pgd20", "aa"],
-                 [], "aa", "1", "aa")
+                 [], "aa", "1", "aa", names={"clean": "clean", "pgd20": "PGD-20", "aa": "AutoAttack"})
 
 
 @pytest.mark.parametrize("names", [0, 40, 200])

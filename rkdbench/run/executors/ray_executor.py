@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ...attack_traits import ranked_accuracy
 from ...config import ResourcesConfig
 from ...errors import UserError
 
@@ -260,8 +261,10 @@ def _outcome(ray, ref, cell):
 
 def _end_line(position: str, outcome) -> str:
     metrics = outcome.metrics
-    detail = (f"clean {metrics['test.clean_acc']:.1%}, AutoAttack {metrics['test.aa_acc']:.1%}"
-              if "test.aa_acc" in metrics else outcome.error)
+    protocol = outcome.cell.protocol
+    ranked = ranked_accuracy(metrics, protocol.eval.attacks, "test.", protocol.eval.rank_by)
+    detail = (f"clean {metrics['test.clean_acc']:.1%}, {ranked[0]} {ranked[1]:.1%}"
+              if ranked and "test.clean_acc" in metrics else outcome.error)
     color = {"failed": "red", "finished": "bold"}.get(outcome.status, "dim")
     return f"[{color}]{position} {outcome.status}[/] {outcome.cell.label}{': ' + detail if detail else ''}" \
            f"{' [dim](run ' + outcome.run_id + ')[/]' if outcome.run_id else ''}"
