@@ -284,7 +284,7 @@ def test_a_leaderboard_of_other_labels_names_orders_and_ranks_them_as_declared(s
     headers = list(shown(table))
     assert headers[headers.index("clean"):headers.index("clean") + 3] == ["clean", "PGD-5", "AutoAttack"]
     text = render(table, "md")
-    assert "per-example AutoAttack robustness" in text and "aa" not in table.frame and "pgd20" not in text
+    assert "per-example AutoAttack robustness" in text and "aa_mean" not in table.frame and "pgd20" not in text
 
     fast = build("fast")
     assert (fast.ranked_by, fast.aa_label) == ("fast", "strong")  # the gap to the teacher stays on AutoAttack
