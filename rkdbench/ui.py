@@ -21,17 +21,16 @@ import time
 from collections.abc import Mapping
 from urllib.parse import quote
 
-from .attack_traits import CLEAN, attack_plugins, attack_specs, column_order, rank_label
+from .attack_traits import CLEAN, LEGACY_SPECS, attack_plugins, attack_specs, column_order, rank_label
 from .tracking import Tracker, schema
 
 __all__ = ["VIEW_ID", "VIEW_NAME", "VIEW_TAG", "view_state", "install_views", "experiment_url",
-           "sorted_url"]
+           "sorted_url", "sort_labels"]
 
 VIEW_ID = "rkdbench-headline"
 VIEW_NAME = "rkdbench: headline metrics"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_ID}"
 KIND_TAG, KIND_TRAINING = "mlflow.experimentKind", "custom_model_development"
-LEGACY_SORT_LABEL = "aa"  # `sorted_url` without a label: the built-in protocols' final attack (AutoAttack)
 TAG_COLUMNS = ("method_variant", "student", "teacher", "seed", "flags")
 _ATTACK_METRIC = re.compile(r"^test\.([^.]+)_acc$")
 RANK_BY = schema.PROTOCOL_PARAMS + "eval.rank_by"  # the protocol's optional choice of the label that ranks
@@ -72,7 +71,9 @@ def _rkdbench_experiments(tracker: Tracker) -> list[tuple[str, str, set[str], di
         runs = tracker.search_runs(schema.RKDBENCH_RUNS, [experiment_id], max_results=1000)
         if runs:
             keys = {key for run in runs for key in run.data.metrics}
-            specs = {label: spec for run in runs for label, spec in attack_specs(run.data.params).items()}
+            # runs logged before the protocol was among their params: their labels mean what they meant then
+            legacy = {label: spec for label, spec in LEGACY_SPECS.items() if f"test.{label}_acc" in keys}
+            specs = {**legacy, **{label: spec for run in runs for label, spec in attack_specs(run.data.params).items()}}
             rank_by = next((r.data.params[RANK_BY] for r in runs if RANK_BY in r.data.params), None)
             found.append((name, experiment_id, keys, specs, rank_by))
     return found
@@ -113,7 +114,14 @@ def experiment_url(base: str, experiment_id: str) -> str:
            f"&viewStateShareKey={VIEW_ID}"
 
 
-def sorted_url(base: str, experiment_id: str, sort_label: str = LEGACY_SORT_LABEL) -> str:
+def sort_labels(tracker: Tracker) -> list[tuple[str, str, str]]:
+    """(name, id, the label its runs are ranked by) of every experiment with rkdbench runs: what `sorted_url`
+    sorts by when no saved view can be written."""
+    return [(name, experiment_id, _labels(keys, specs, rank_by)[1])
+            for name, experiment_id, keys, specs, rank_by in _rkdbench_experiments(tracker)]
+
+
+def sorted_url(base: str, experiment_id: str, sort_label: str) -> str:
     """Without a saved view (a read-only store): the runs table sorted by `sort_label`'s accuracy (the label the
     protocol ranks by: `view_state(...)["orderByKey"]`); columns as last chosen in this browser."""
     key = quote(_column("metrics", f"test.{sort_label}_acc"), safe="")

@@ -28,7 +28,7 @@ def launch_ui(request: UiRequest) -> int:
     """Print the UI's URLs, then serve it until interrupted; returns the server's exit code (0 when remote)."""
     from .counting import ignored_duplicates, ignored_note
     from .tracking import Tracker
-    from .ui import experiment_url, install_views, sorted_url
+    from .ui import experiment_url, install_views, sort_labels, sorted_url
 
     tracker = Tracker(request.results)
     tracker.check_reachable()
@@ -40,9 +40,12 @@ def launch_ui(request: UiRequest) -> int:
         experiments, url = install_views(tracker), experiment_url
     except Exception as exc:  # a read-only or remote store: sorted, columns as last chosen in the browser
         click.echo(f"rkdbench: warning: saved view not written ({type(exc).__name__}: {exc})", err=True)
-        url = sorted_url
-        experiments = [(name, experiment_id) for experiment_id, name in tracker.experiments().items()
-                       if experiment_id != "0"]
+        labelled = sort_labels(tracker)
+        ranked = {experiment_id: label for _, experiment_id, label in labelled}
+        experiments = [(name, experiment_id) for name, experiment_id, _ in labelled]
+
+        def url(base: str, experiment_id: str) -> str:
+            return sorted_url(base, experiment_id, ranked[experiment_id])
     click.echo(f"MLflow UI for {tracker.uri} at {base}" + ("  (served by the tracking server)" if remote
                                                            else "  (Ctrl-C stops it)"))
     for name, experiment_id in experiments:

@@ -199,3 +199,13 @@ def test_headline_view_is_written_once(store):
     assert experiment_url("http://127.0.0.1:5000", experiment_id) == (
         f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
         f"&viewStateShareKey={VIEW_ID}")
+
+
+def test_without_a_saved_view_each_experiment_is_sorted_by_its_ranked_label(store):
+    """A read-only store gets sorted URLs instead of views: the label each experiment ranks by, from its runs."""
+    from rkdbench.ui import sort_labels, sorted_url
+
+    [(name, experiment_id, label)] = sort_labels(store)
+    assert (name, label) == (PROTOCOL, "aa")  # the built-in labels' final attack: AutoAttack
+    assert sorted_url("http://h", experiment_id, label).endswith(
+        "&orderByKey=metrics.%60test.aa_acc%60&orderByAsc=false")
