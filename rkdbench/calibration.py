@@ -22,9 +22,10 @@ import re
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -73,7 +74,7 @@ class Linear:
         return self.fixed + self.per_point * n if n > 0 else 0.0
 
     @classmethod
-    def through(cls, n1: int, t1: float, n2: int, t2: float) -> "Linear":
+    def through(cls, n1: int, t1: float, n2: int, t2: float) -> Linear:
         per_point = max((t2 - t1) / (n2 - n1), 0.0)  # a flat (or noisy, falling) pair: all fixed cost
         return cls(max(t2 - per_point * n2, 0.0), per_point)
 
@@ -104,7 +105,7 @@ class Calibration:
     path: Path | None = None
 
     @classmethod
-    def load(cls, device: torch.device, folder: Path | None = None, clock: str = "wall") -> "Calibration":
+    def load(cls, device: torch.device, folder: Path | None = None, clock: str = "wall") -> Calibration:
         identity = device_identity(device, clock)
         path = _file_for(identity, folder or calibration_dir())
         if path.is_file():

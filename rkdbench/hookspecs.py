@@ -6,7 +6,8 @@ plugin only says what it provides. Observer hooks see runs as they start, finish
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

@@ -7,7 +7,8 @@ caller can keep attacks out of the training RNG stream.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, get_args
+from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor

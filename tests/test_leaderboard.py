@@ -6,8 +6,8 @@ byte-stable regeneration, and the MLflow leaderboard run (logged once per change
 from __future__ import annotations
 
 import io
-import os
 import json
+import os
 import re
 import statistics
 
@@ -17,8 +17,8 @@ from mlflow.entities import Metric
 
 from rkdbench import list_components
 from rkdbench.cli import main
-from rkdbench.config import builtin_names
 from rkdbench.compare import mcnemar_exact
+from rkdbench.config import builtin_names
 from rkdbench.errors import ConfigError
 from rkdbench.leaderboard import build_tables, collect_runs, config_loader, history_loader, per_example_loader, render
 from rkdbench.leaderboard.plots import pareto_front

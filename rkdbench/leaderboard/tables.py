@@ -9,8 +9,8 @@ only read the tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
