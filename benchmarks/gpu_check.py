@@ -210,7 +210,7 @@ def official_samples_per_second(size: Size, device: torch.device) -> float:
     student, teacher = networks(size, device)
     optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
     seconds = 0.0
-    for epoch in range(2):  # the first epoch is warm-up (workers, autotuning)
+    for _epoch in range(2):  # the first epoch is warm-up (workers, autotuning)
         sync(device)
         started = time.perf_counter()
         for x, y in loader:
@@ -323,7 +323,8 @@ def main() -> None:
             ("(a) engine RSLAD bf16", 30, {"precision": "bf16", "channels_last": "off"}),
             ("(a) engine RSLAD bf16 + channels_last", 30, {"precision": "bf16", "channels_last": "on"})]
     for name, needs, train in plan:
-        guarded(table, name, budget, needs, lambda: engine_row(table, name, size, device, rates, **train))
+        guarded(table, name, budget, needs,
+                lambda name=name, train=train: engine_row(table, name, size, device, rates, **train))
 
     def official() -> None:
         rate = official_samples_per_second(size, device)

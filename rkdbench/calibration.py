@@ -337,7 +337,8 @@ def calibrate_cells(cells: list[Cell], device: torch.device, calibration: Calibr
             if redo or key not in calibration.per_point:
                 wrapped = _Unbreakable(model, dataset.num_classes).to(device).eval()
                 calibration.per_point[key] = _per_point(
-                    lambda x, y: diagnose(wrapped, protocol, x, y, batch_size=batch), dataset, device, points, clock)
+                    lambda x, y, wrapped=wrapped, batch=batch: diagnose(wrapped, protocol, x, y, batch_size=batch),
+                    dataset, device, points, clock)
         reference = protocol.header.teacher
         for teacher in sorted({c.teacher for c in cells if c.student == student and c.teacher != "none"}
                               | ({reference} if reference else set())):
@@ -349,8 +350,8 @@ def calibrate_cells(cells: list[Cell], device: torch.device, calibration: Calibr
             try:
                 with preserved_rng():
                     calibration.per_point[key] = _per_point(
-                        lambda x, y: specialization_report(teacher_net, model, x, y, threat.eps,
-                                                           threat.norm), dataset, device, points, clock)
+                        lambda x, y, teacher_net=teacher_net, model=model: specialization_report(
+                            teacher_net, model, x, y, threat.eps, threat.norm), dataset, device, points, clock)
             except ConfigError:  # architectures without stage views: the runner skips specialization too
                 calibration.per_point[key] = 0.0
         calibration.save()

@@ -61,7 +61,7 @@ def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm:
     robust = torch.empty_like(clean)
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        x_adv = pgd(lambda xa: F.cross_entropy(model(xa), yb, reduction="none"), xb, eps=eps, step_size=eps / 4,
+        x_adv = pgd(lambda xa, yb=yb: F.cross_entropy(model(xa), yb, reduction="none"), xb, eps=eps, step_size=eps / 4,
                     steps=steps, norm=norm, init="uniform", generator=generator)
         robust[i:i + batch_size] = predict(model, x_adv, batch_size) == yb
     model.train(was_training)

@@ -51,7 +51,7 @@ class Check:
         return self.words
 
 
-Rule = Union[Bound, Check]
+Rule = Bound | Check
 
 
 def at_least(bound: float, note: str = "") -> Bound:
