@@ -1,4 +1,5 @@
-"""One-call GPU check: training throughput, the official-style loop, AutoAttack throughput and the evaluation batch size.
+"""One-call GPU check: training throughput, the official-style loop, AutoAttack throughput and the evaluation batch
+size.
 
 Run:  python benchmarks/gpu_check.py [--budget 480] [--steps 30] [--aa-points 256]     (one GPU, at most ~8 minutes)
       python benchmarks/gpu_check.py --smoke      (every path at toy size on the CPU: toy networks, a few points)
@@ -314,7 +315,8 @@ def main() -> None:
         device = torch.device("cuda")
     budget = Budget(args.budget or (900 if args.smoke else 480))
     print(machine_line(), flush=True)
-    print(f"gpu_check {'--smoke ' if args.smoke else ''}on {device}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+    print(f"gpu_check {'--smoke ' if args.smoke else ''}on {device}, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"budget {budget.left:.0f}s", flush=True)
     table = Table()
     rates: dict[str, float] = {}

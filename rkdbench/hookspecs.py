@@ -24,7 +24,8 @@ class RkdbenchSpec:
 
     @hookspec
     def register_architectures(self, register: Callable[..., None]) -> None:
-        """Register networks: `register(factory, name=...)`; `factory(num_classes=, in_channels=, **kw)` returns a module."""
+        """Register networks: `register(factory, name=...)`; `factory(num_classes=, in_channels=, **kw)` returns a
+        module."""
 
     @hookspec
     def register_attacks(self, register: Callable[..., None]) -> None:

@@ -4,8 +4,8 @@ The typed API: `load_protocol(name)` returns a `Protocol` whose sections are fro
 (`protocol.train.epochs`, `protocol.eval.n_examples`, `protocol.threat.eps`, `protocol.inputs.augment` for [data],
 `protocol.header.dataset` for [protocol], `protocol.resources.cpus_per_cell`); each field is declared once in
 `config/protocol.py` (type, default, allowed values). `protocol.data` is the canonical table that identities hash
-(`protocol.hash`, `Cell.key`, logged params), never read for values. Modules: `fields` (the declaration machinery), `files` (TOML in and out,
-hashing), `protocol`, `suite`.
+(`protocol.hash`, `Cell.key`, logged params), never read for values. Modules: `fields` (the declaration machinery),
+`files` (TOML in and out, hashing), `protocol`, `suite`.
 """
 
 from __future__ import annotations
