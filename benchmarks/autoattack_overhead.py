@@ -108,7 +108,7 @@ def main() -> None:
         attack = rkdbench.create("attack", name, norm="Linf", eps=args.eps, seed=0, batch_size=batch)
         counted = PassCounter(model).eval()
         started = time.perf_counter()
-        res = rng_kept(lambda: attack.run(counted, x, y))()
+        res = rng_kept(lambda attack=attack, counted=counted: attack.run(counted, x, y))()
         seconds = time.perf_counter() - started
         print(f"{name:<10}{seconds:>9.1f}{args.n / seconds:>10.1f}{counted.counts['forward'] / args.n:>11.0f}"
               f"{counted.counts['backward'] / args.n:>11.0f}{res.robust_accuracy:>8.1%}")

@@ -36,11 +36,11 @@ import torch  # noqa: E402
 import rkdbench.cli as cli  # noqa: E402
 import rkdbench.engine as engine  # noqa: E402
 import rkdbench.evaluation as evaluation  # noqa: E402
+import rkdbench.leaderboard.pipeline as leaderboard_pipeline  # noqa: E402
 import rkdbench.run.executors.serial as serial  # noqa: E402
 import rkdbench.run.prepare as prepare  # noqa: E402
 import rkdbench.run.selections as selections  # noqa: E402
 import rkdbench.run.train as train  # noqa: E402
-import rkdbench.leaderboard.pipeline as leaderboard_pipeline  # noqa: E402
 import rkdbench.tracking as tracking  # noqa: E402
 
 
@@ -154,7 +154,8 @@ def report(name: str, run: dict) -> None:
         print("cells (CPU s): " + ", ".join(f"{c[5:]} {s:.0f}" for c, s in cells.items())
               + f"; everything else {rest:.0f}")
         for workers in (1, 2, 3):
-            print(f"  predicted with {workers} worker(s) side by side: ~{rest + schedule(list(cells.values()), workers):.0f}s"
+            predicted = rest + schedule(list(cells.values()), workers)
+            print(f"  predicted with {workers} worker(s) side by side: ~{predicted:.0f}s"
                   f" (from CPU seconds, assuming {workers} free cores)")
 
 

@@ -1,4 +1,5 @@
-"""One-call GPU check: training throughput, the official-style loop, AutoAttack throughput and the evaluation batch size.
+"""One-call GPU check: training throughput, the official-style loop, AutoAttack throughput and the evaluation batch
+size.
 
 Run:  python benchmarks/gpu_check.py [--budget 480] [--steps 30] [--aa-points 256]     (one GPU, at most ~8 minutes)
       python benchmarks/gpu_check.py --smoke      (every path at toy size on the CPU: toy networks, a few points)
@@ -29,9 +30,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -210,7 +211,7 @@ def official_samples_per_second(size: Size, device: torch.device) -> float:
     student, teacher = networks(size, device)
     optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
     seconds = 0.0
-    for epoch in range(2):  # the first epoch is warm-up (workers, autotuning)
+    for _epoch in range(2):  # the first epoch is warm-up (workers, autotuning)
         sync(device)
         started = time.perf_counter()
         for x, y in loader:
@@ -314,7 +315,8 @@ def main() -> None:
         device = torch.device("cuda")
     budget = Budget(args.budget or (900 if args.smoke else 480))
     print(machine_line(), flush=True)
-    print(f"gpu_check {'--smoke ' if args.smoke else ''}on {device}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+    print(f"gpu_check {'--smoke ' if args.smoke else ''}on {device}, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"budget {budget.left:.0f}s", flush=True)
     table = Table()
     rates: dict[str, float] = {}
@@ -323,7 +325,8 @@ def main() -> None:
             ("(a) engine RSLAD bf16", 30, {"precision": "bf16", "channels_last": "off"}),
             ("(a) engine RSLAD bf16 + channels_last", 30, {"precision": "bf16", "channels_last": "on"})]
     for name, needs, train in plan:
-        guarded(table, name, budget, needs, lambda: engine_row(table, name, size, device, rates, **train))
+        guarded(table, name, budget, needs,
+                lambda name=name, train=train: engine_row(table, name, size, device, rates, **train))
 
     def official() -> None:
         rate = official_samples_per_second(size, device)

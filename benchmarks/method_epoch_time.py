@@ -15,8 +15,8 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +62,8 @@ def plain_pgd_at_epoch(protocol, splits) -> Callable[[], object]:
             idx = order[i:i + train.batch_size]
             x, y = x_all[idx], y_all[idx]
             model.train()
-            x_adv = pgd(lambda xa: F.cross_entropy(model(xa), y, reduction="none"), x, eps=eps, step_size=eps / 4, steps=10)
+            x_adv = pgd(lambda xa, y=y: F.cross_entropy(model(xa), y, reduction="none"), x, eps=eps, step_size=eps / 4,
+                        steps=10)
             loss = F.cross_entropy(model(x_adv), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -93,7 +93,8 @@ def main() -> None:
         finally:
             os.killpg(head.pid, signal.SIGTERM)
             head.wait(timeout=60)
-    print(f"ray - local per cell: median {statistics.median(diffs):+.2f} s (min {min(diffs):+.2f}, max {max(diffs):+.2f}) "
+    print(f"ray - local per cell: median {statistics.median(diffs):+.2f} s "
+          f"(min {min(diffs):+.2f}, max {max(diffs):+.2f}) "
           f"over {args.pairs} pairs; goal < 2 s")
     print(f"ratio ray / local (wall, {args.cells} cells): median {statistics.median(ratios):.2f} "
           f"(min {min(ratios):.2f}, max {max(ratios):.2f}); load average {os.getloadavg()[0]:.2f} at end")

@@ -46,7 +46,7 @@ class CellCost:
     network_backward: float = 0.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def forward_flops(architecture: str, input_shape: tuple[int, ...], num_classes: int, arch_kwargs: tuple = ()) -> int:
     """FLOPs of one forward pass of one example (multiply-adds counted as 2), measured on the meta device."""
     from . import create

@@ -9,10 +9,10 @@ every file-backed dataset splits, converts and reports missing data the same way
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ class Splits:
     test: Pair
     num_classes: int
 
-    def to(self, device: torch.device | str) -> "Splits":
+    def to(self, device: torch.device | str) -> Splits:
         move = lambda p: (p[0].to(device), p[1].to(device))  # noqa: E731
         return Splits(move(self.train), move(self.val), move(self.test), self.num_classes)
 

@@ -6,7 +6,8 @@ plugin only says what it provides. Observer hooks see runs as they start, finish
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 
@@ -23,7 +24,8 @@ class RkdbenchSpec:
 
     @hookspec
     def register_architectures(self, register: Callable[..., None]) -> None:
-        """Register networks: `register(factory, name=...)`; `factory(num_classes=, in_channels=, **kw)` returns a module."""
+        """Register networks: `register(factory, name=...)`; `factory(num_classes=, in_channels=, **kw)` returns a
+        module."""
 
     @hookspec
     def register_attacks(self, register: Callable[..., None]) -> None:

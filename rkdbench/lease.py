@@ -65,7 +65,7 @@ class CellLease:
         except OSError:
             return ""
 
-    def __enter__(self) -> "CellLease":
+    def __enter__(self) -> CellLease:
         self.acquire()
         return self
 

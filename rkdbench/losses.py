@@ -35,7 +35,8 @@ def reduce_per_example(per_example: Tensor, reduction: KLReduction, num_classes:
 
 def kl_div(student_logits: Tensor, target_probs: Tensor, reduction: KLReduction = "batchmean",
            temperature: float = 1.0) -> Tensor:
-    """KL(target || softmax(student / temperature)); the target is used as given (detach it if it should be constant)."""
+    """KL(target || softmax(student / temperature)); the target is used as given (detach it if it should be
+    constant)."""
     log_q = F.log_softmax(student_logits / temperature, dim=1)
     per_example = (torch.xlogy(target_probs, target_probs) - target_probs * log_q).sum(dim=1)
     return reduce_per_example(per_example, reduction, student_logits.shape[1])

@@ -46,8 +46,8 @@ def render_method_page(name: str) -> str:
     parts = [f"# `{name}`", "", module_doc, "", "## Contract", "", _table(facts), ""]
     if params:
         parts += ["## Parameters and their defaults", "",
-                  "Override with `--set method.%s.<name>=<value>` or `[suite.method_params.%s]`; every method also "
-                  "takes `attack_bn`, `attack_init`, `attack_steps`, `attack_step_size`." % (name, name), "",
+                  f"Override with `--set method.{name}.<name>=<value>` or `[suite.method_params.{name}]`; every "
+                  "method also takes `attack_bn`, `attack_init`, `attack_steps`, `attack_step_size`.", "",
                   _table(params), ""]
     return "\n".join(parts)
 

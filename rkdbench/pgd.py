@@ -7,7 +7,8 @@ caller can keep attacks out of the training RNG stream.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, get_args
+from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -53,7 +54,8 @@ def random_start(x: Tensor, eps: float, norm: Norm, init: PGDInit, gauss_std: fl
 def pgd(objective: Callable[[Tensor], Tensor], x: Tensor, *, eps: float, step_size: float, steps: int,
         norm: Norm = "Linf", init: PGDInit = "uniform", gauss_std: float = 0.001,
         generator: torch.Generator | None = None) -> Tensor:
-    """Maximize `objective(x_adv).sum()` by `steps` signed (Linf) or normalized (L2) gradient steps; returns x_adv detached."""
+    """Maximize `objective(x_adv).sum()` by `steps` signed (Linf) or normalized (L2) gradient steps; returns x_adv
+    detached."""
     x = x.detach()
     x_adv = random_start(x, eps, norm, init, gauss_std, generator).detach()
     for _ in range(steps):

@@ -266,7 +266,8 @@ rkdbench run suite.toml --build-teachers # ${method} next to pgd-at on the digit
 
 `suite.toml` runs `${method}` next to PGD-AT on the digits protocol (offline, CPU, minutes) with the evaluation
 of the built-in `digits-all-quick` sweep (the first 200 test points, last and best-val checkpoints), so its rows
-share that sweep's protocol and compare with its leaderboard; the first run builds the digits teacher once. Then read the results:
+share that sweep's protocol and compare with its leaderboard; the first run builds the digits teacher once. Then read
+the results:
 
 ```bash
 rkdbench leaderboard                     # method x student x teacher, by AutoAttack accuracy

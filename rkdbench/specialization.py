@@ -233,7 +233,7 @@ def student_pgd_points(student: nn.Module, x: Tensor, y: Tensor, *, eps: float, 
     with _eval_mode(student):
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-            x_adv[i:i + batch_size] = pgd(lambda xa: F.cross_entropy(student(xa), yb, reduction="none"), xb, eps=eps,
+            x_adv[i:i + batch_size] = pgd(lambda xa, yb=yb: F.cross_entropy(student(xa), yb, reduction="none"), xb, eps=eps,
                                           step_size=eps / 4, steps=steps, norm=norm, init="uniform",
                                           generator=generator).to(x.device)
     return x_adv

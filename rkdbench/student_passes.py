@@ -13,8 +13,8 @@ evaluated (eval-mode) student uses. A method returns a `StudentForwards` plan fr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn

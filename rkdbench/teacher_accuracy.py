@@ -64,7 +64,7 @@ def _from_store(tracker: Tracker) -> list[tuple[str, str, str | None, dict[str, 
 
 def _card_key(protocol_hash: str, entry: Mapping[str, Any]) -> str | None:
     """The evaluation key of a card entry, when its protocol still resolves to the recorded hash."""
-    from .config import flatten, load_protocol
+    from .config import load_protocol
 
     try:
         protocol = load_protocol(str(entry.get("protocol", "")), dict(entry.get("protocol_overrides") or {}))

@@ -16,10 +16,11 @@ import json
 import os
 import shutil
 import time
-from importlib import resources
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn

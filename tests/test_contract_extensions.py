@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import rkdbench
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress
+from rkdbench import AttackSpec, Losses, Method, Progress
 from rkdbench.config import load_protocol
 from rkdbench.data import Splits
 from rkdbench.engine import Trainer, TrainSetup

@@ -12,11 +12,8 @@ import math
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-import rkdbench
-from rkdbench.attacks import preserved_rng
 from rkdbench.config import load_protocol
 from rkdbench.diagnostics import EPS_MULTIPLIERS, diagnose, expected_calibration_error
 from rkdbench.errors import ConfigError

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 import rkdbench
 from rkdbench.errors import ConfigError
+from rkdbench.pgd import pgd
 from rkdbench.specialization import (
     PearsonAccumulator,
     StageMatch,
@@ -23,7 +24,6 @@ from rkdbench.specialization import (
     stage_outputs,
     student_pgd_points,
 )
-from rkdbench.pgd import pgd
 
 N = 64
 EPS, NORM = 0.1, "Linf"

@@ -9,8 +9,8 @@ Loss (tau = 1):
     a * KL(T(x') || S(x'))  +  (1 - a) * KL(T(x) || S(x))
 with a = `AdaAD_alpha` = 1.0 by default (adversarial term only; S(x) and T(x) are then not computed).
 Reduction: `nn.KLDivLoss()` 'mean' (sum / (B*C)) on CIFAR-10, the official default here; the CIFAR-100 script
-uses sum / B: set `kl_reduction = "batchmean"` there (the `cifar100-standard` suite does). The paper's increasing-eps schedule (issue #2) is not
-implemented.
+uses sum / B: set `kl_reduction = "batchmean"` there (the `cifar100-standard` suite does). The paper's
+increasing-eps schedule (issue #2) is not implemented.
 
 BatchNorm side effects (`bn_side_effects = True`, the official behaviour): after the (eval-mode) attack the
 official step runs `net(inputs)` = S(x) and then S(x'), both in train mode, even at a = 1 where the clean term's

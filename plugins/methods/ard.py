@@ -1,4 +1,5 @@
-"""`ard`: Adversarially Robust Distillation (Goldblum et al., AAAI 2020), as in goldblum/AdversariallyRobustDistillation.
+"""`ard`: Adversarially Robust Distillation (Goldblum et al., AAAI 2020), as in
+goldblum/AdversariallyRobustDistillation.
 
 Attack: maximize CE(S(x'), y) against hard labels (the teacher is not involved), uniform start, 10 steps of
 eps/4, student BatchNorm in **train** mode. Loss:

@@ -7,13 +7,14 @@ Loss (tau = 1; S(x), S(x') in train mode, T(x), T(x') without gradient):
 * Misclassification-aware partitioning: Lambda_i = [argmax T(x_i) != y_i], n = sum Lambda_i.
 * Error-corrective label swapping, on the teacher's **logits**: for Lambda_i = 1, swap T(x_i)'s logits at y_i and
   at its argmax; for every i with T(x'_i)_y < max_{k != y} T(x'_i)_k, swap T(x'_i)'s logits at y_i and that k.
-* L_clean = sum_i Lambda_i KL(T~(x_i) || S(x_i)) / (n + 1e-10),  L_adv = sum_i (1 - Lambda_i) KL(T~(x'_i) || S(x'_i)) / (B - n)
+* L_clean = sum_i Lambda_i KL(T~(x_i) || S(x_i)) / (n + 1e-10),
+  L_adv = sum_i (1 - Lambda_i) KL(T~(x'_i) || S(x'_i)) / (B - n)
 * Predictive consistency: L_pcr = MSE over B*C of softmax(S(x')) and softmax(S(x)) (gradient through both).
 * L = (n / b) * L_clean + ((b - n) / b) * L_adv + beta * L_pcr, beta = `ALP_beta` = 1.
 Here b is the **configured** batch size in the official code (128, also for the short last batch):
 `configured_batch_size = None` ([I], the harness default) uses the batch's actual size B, identical for every full
-batch; set it to the protocol's batch size to reproduce the official weighting of the short last batch. When every example is misclassified
-(B = n) the adversarial term is 0 (the official code divides 0 by 0).
+batch; set it to the protocol's batch size to reproduce the official weighting of the short last batch. When every
+example is misclassified (B = n) the adversarial term is 0 (the official code divides 0 by 0).
 `mnv2_legacy_product = True` reproduces the official MobileNetV2 branch's misplaced parenthesis,
 0.5 * (w_clean * L_clean + w_adv) * L_adv + beta * L_pcr, which the published MobileNetV2 numbers presumably used [I].
 The official optimizer uses weight decay 5e-4 (set it in the recipe) and selects the best test-PGD checkpoint

@@ -3,7 +3,8 @@ per-class robustness during the attack (see `rkdbench_plugins.methods.fair_weigh
 
 Attack: ARD's (CE against hard labels, uniform start, 10 steps of eps/4, student BN **train**; kappa is counted in
 that mode). Loss, with w_{y_i} the class weights of the previous epoch:
-    (1/B) sum_i w_{y_i} * alpha * tau^2 * KL(T(x_i)/tau || S(x'_i)/tau) / C  +  (1 - alpha) * (1/B) sum_i w_{y_i} CE(S(x_i), y_i)
+    (1/B) sum_i w_{y_i} * alpha * tau^2 * KL(T(x_i)/tau || S(x'_i)/tau) / C
+      +  (1 - alpha) * (1/B) sum_i w_{y_i} CE(S(x_i), y_i)
 (`nn.KLDivLoss()`'s mean: the /C), tau = 30, alpha = 1, fair_beta = 2, clip (5/6, 5/2), Nesterov SGD.
 The official schedule keeps ARD's single-decay bug (lr 0.01 from epoch 100 on): that belongs to the recipe.
 """
@@ -24,7 +25,8 @@ __all__ = ["FairARD", "FairARDParams"]
 
 __doc__ = f"{__doc__}\n{CLASS_WEIGHTS_DOC}"
 
-CITATION = "Yue, Mou, Wang, Zhao, 'Revisiting Adversarial Robustness Distillation from the Perspective of Robust Fairness', NeurIPS 2023"
+CITATION = ("Yue, Mou, Wang, Zhao, 'Revisiting Adversarial Robustness Distillation from the Perspective of Robust "
+            "Fairness', NeurIPS 2023")
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,14 @@ from rkdbench import Losses, Outputs, Progress
 
 __all__ = ["FairParams", "ClassReweighting", "fair_class_weights", "CLASS_WEIGHTS_DOC"]
 
-CLASS_WEIGHTS_DOC = """Class weights (shared by the Fair-ARD family, `rkdbench_plugins.methods.fair_weights`): kappa_i counts the attack
-iterates t = 0..K-1 (random start included, final iterate excluded, no early stop) at which argmax S(x_t) = y_i, in
-the attack's BatchNorm mode. At the end of each epoch kappa_c = (sum of kappa_i over class c) / (N / C), then
-w_c = (kappa_c + fair_eps) ** -fair_beta, w <- w * C / sum(w), w <- clamp(w, *fair_clip) (after the normalization).
-Weights computed at the end of epoch e are used in epoch e + 1 (w = 1 in the first epoch); each example's terms are
-multiplied by w_{y_i}. [I] N is the number of training examples seen in the epoch (the official scripts hard-code
-CIFAR-10's N / C = 5000, which is the same there). `nesterov = True`: the official SGD(nesterov=True) replaces the
-protocol's optimizer flag (set it to False to keep the protocol's)."""
+CLASS_WEIGHTS_DOC = """Class weights (shared by the Fair-ARD family, `rkdbench_plugins.methods.fair_weights`): kappa_i
+counts the attack iterates t = 0..K-1 (random start included, final iterate excluded, no early stop) at which argmax
+S(x_t) = y_i, in the attack's BatchNorm mode. At the end of each epoch kappa_c = (sum of kappa_i over class c)
+/ (N / C), then w_c = (kappa_c + fair_eps) ** -fair_beta, w <- w * C / sum(w), w <- clamp(w, *fair_clip) (after the
+normalization). Weights computed at the end of epoch e are used in epoch e + 1 (w = 1 in the first epoch); each
+example's terms are multiplied by w_{y_i}. [I] N is the number of training examples seen in the epoch (the official
+scripts hard-code CIFAR-10's N / C = 5000, which is the same there). `nesterov = True`: the official SGD(nesterov=True)
+replaces the protocol's optimizer flag (set it to False to keep the protocol's)."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ begin = 60 (of 200 epochs).
 
 `iad-ii` (IAD-II, AKD^2-based), teachers ("robust", "natural") both evaluated on x':
     (1 - a1 - a2) * CE(S(x'), y)
-  + a1 * tau^2 * [ (1/B) sum_i alpha_i KL(T_AT(x'_i)/tau || S(x'_i)/tau) + (1/B) sum_i (1 - alpha_i) KL(S(x_i) || S(x'_i)) ]
+  + a1 * tau^2 * [ (1/B) sum_i alpha_i KL(T_AT(x'_i)/tau || S(x'_i)/tau)
+                   + (1/B) sum_i (1 - alpha_i) KL(S(x_i) || S(x'_i)) ]
   + a2 * tau^2 * KL(T_ST(x')/tau || S(x')/tau)
 Here the robust-teacher term **is** weighted by alpha_i. Official defaults: a1 = 0.5, a2 = 0.25, tau = 1,
 beta = 0.1, begin = 40. (AKD^2 is this loss with alpha_i = 1: `begin` past the last epoch.)

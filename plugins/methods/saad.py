@@ -48,7 +48,8 @@ class SAADParams:
 
 
 def taylor_teacher(z: Tensor, g: Tensor, x: Tensor, x_adv: Tensor, y: Tensor, lambda_inner: float) -> Tensor:
-    """The teacher proxy at x': z with the true-class logit moved by lambda * <g_i, x'_i - x_i> (differentiable in x')."""
+    """The teacher proxy at x': z with the true-class logit moved by lambda * <g_i, x'_i - x_i> (differentiable in
+    x')."""
     shift = lambda_inner * (g * (x_adv - x)).flatten(1).sum(dim=1)
     return z + F.one_hot(y, z.shape[1]).to(z.dtype) * shift[:, None]
 

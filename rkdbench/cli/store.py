@@ -21,8 +21,8 @@ def store() -> None:
 def store_upgrade(results) -> None:
     """Create or migrate the sqlite store in RESULTS once, under the store lock (workers may be running). With
     MLFLOW_TRACKING_URI=http://... the server migrates its own database: this says so and exits 2."""
-    from ..tracking.store import upgrade_store
     from ..tracking import tracking_uri
+    from ..tracking.store import upgrade_store
 
     click.echo(upgrade_store(tracking_uri(results)))
 

@@ -4,16 +4,24 @@ The typed API: `load_protocol(name)` returns a `Protocol` whose sections are fro
 (`protocol.train.epochs`, `protocol.eval.n_examples`, `protocol.threat.eps`, `protocol.inputs.augment` for [data],
 `protocol.header.dataset` for [protocol], `protocol.resources.cpus_per_cell`); each field is declared once in
 `config/protocol.py` (type, default, allowed values). `protocol.data` is the canonical table that identities hash
-(`protocol.hash`, `Cell.key`, logged params), never read for values. Modules: `fields` (the declaration machinery), `files` (TOML in and out,
-hashing), `protocol`, `suite`.
+(`protocol.hash`, `Cell.key`, logged params), never read for values. Modules: `fields` (the declaration machinery),
+`files` (TOML in and out, hashing), `protocol`, `suite`.
 """
 
 from __future__ import annotations
 
 from .fields import Section
 from .files import builtin_names, canonical_hash, flatten, parse_set, read_toml, resolve_path, to_toml
-from .protocol import (DataConfig, EvalConfig, HeaderConfig, Protocol, ResourcesConfig, ThreatConfig, TrainConfig,
-                       load_protocol)
+from .protocol import (
+                       DataConfig,
+                       EvalConfig,
+                       HeaderConfig,
+                       Protocol,
+                       ResourcesConfig,
+                       ThreatConfig,
+                       TrainConfig,
+                       load_protocol,
+)
 from .suite import Cell, Suite, SuiteTable, load_suite
 
 __all__ = [

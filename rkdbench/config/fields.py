@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
 from ..errors import ConfigError, close_matches
 
@@ -50,7 +51,7 @@ class Check:
         return self.words
 
 
-Rule = Union[Bound, Check]
+Rule = Bound | Check
 
 
 def at_least(bound: float, note: str = "") -> Bound:

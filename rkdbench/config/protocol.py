@@ -3,11 +3,11 @@
 A protocol fixes everything but the method (data, threat, teacher, budget, evaluation). Each TOML table is a frozen
 `Section` dataclass below, one line per field (type, default, allowed values): adding a protocol field is one line
 there. Readers use the typed attributes: `protocol.header` ([protocol]), `protocol.threat`, `protocol.inputs`
-([data]: not `protocol.data`, which is the canonical table), `protocol.train`, `protocol.eval`, `protocol.resources`. `protocol.data` is the canonical nested table (as
-written, overrides applied, no defaults added): the protocol hash, the cell key and the logged params are computed
-over it, so a new optional field changes no existing hash. `[resources]` (how much hardware a cell asks a scheduler
-for) is kept out of `data`: where a cell runs never changes what it computes. Every error names the file, the field,
-the bad value and what is allowed, before anything is trained.
+([data]: not `protocol.data`, which is the canonical table), `protocol.train`, `protocol.eval`, `protocol.resources`.
+`protocol.data` is the canonical nested table (as written, overrides applied, no defaults added): the protocol hash, the
+cell key and the logged params are computed over it, so a new optional field changes no existing hash. `[resources]`
+(how much hardware a cell asks a scheduler for) is kept out of `data`: where a cell runs never changes what it computes.
+Every error names the file, the field, the bad value and what is allowed, before anything is trained.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import tempfile
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 

@@ -35,11 +35,11 @@ class LeaderboardRequest:
 
 def _build(request: LeaderboardRequest, tracker) -> list:
     """The leaderboard tables of the request's runs; a one-line error when there is nothing to rank."""
+    from ..references import load_references
+    from ..run.pipeline import model_dir_path
+    from ..teacher_accuracy import teacher_accuracies
     from .collect import collect_runs, config_loader, per_example_loader
     from .tables import build_tables
-    from ..references import load_references
-    from ..teacher_accuracy import teacher_accuracies
-    from ..run.pipeline import model_dir_path
 
     runs = collect_runs(tracker, request.protocol)
     if request.only_hash is not None and not runs.empty:
@@ -58,11 +58,11 @@ def _build(request: LeaderboardRequest, tracker) -> list:
 def print_leaderboards(request: LeaderboardRequest) -> None:
     """Print the tables (`terminal`: the compact table, after the files it names are written) and publish them."""
     from ..counting import ignored_note
-    from .collect import history_loader
-    from .render import render_many
-    from .publish import folder_names, publish
-    from .terminal import to_terminal
     from ..tracking import Tracker
+    from .collect import history_loader
+    from .publish import folder_names, publish
+    from .render import render_many
+    from .terminal import to_terminal
 
     tracker = Tracker(request.results)
     tables = _build(request, tracker)

@@ -7,8 +7,7 @@ pixels, and `SAVE` writes no timestamp or version string into the PNG.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 from matplotlib import colormaps

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..tracking import Tracker, git_sha, schema
 from .formats import export_frame, to_csv, to_json, to_markdown

@@ -85,7 +85,8 @@ def print_dry_run(request: DryRunRequest) -> None:
                  f"calibration {calibration.path}): {format_seconds(predicted)} for {len(calibrated)} of {len(cells)} "
                  f"cells; AutoAttack priced for {'; '.join(assumed)}; best-val counted as evaluated apart")
         if len(calibrated) < len(cells):
-            echo(f"no calibration on {target.type} ({calibration.identity['device']}) for {len(cells) - len(calibrated)} "
+            echo(f"no calibration on {target.type} ({calibration.identity['device']}) "
+                 f"for {len(cells) - len(calibrated)} "
                  f"cells: they fall back to the FLOP-based assumption; run `rkdbench calibrate {suite.name}` "
                  f"on this device to measure them")
     missing = _echo_teacher_status(cards, model_dir, echo)

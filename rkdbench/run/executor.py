@@ -10,7 +10,7 @@ prepares, so a missing Ray or an unreachable `--address` fails before teachers a
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..config import Cell, Suite
 from ..tracking import Tracker

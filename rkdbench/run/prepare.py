@@ -8,8 +8,14 @@ from ..config import Cell
 from ..engine import pick_device
 from ..errors import MissingTeacherError
 from ..plugins import get_registry
-from ..teachers import (TeacherCard, build_teacher, missing_teacher_message, stale_recipe, stale_teacher_message,
-                        teacher_path)
+from ..teachers import (
+    TeacherCard,
+    build_teacher,
+    missing_teacher_message,
+    stale_recipe,
+    stale_teacher_message,
+    teacher_path,
+)
 from ..tracking import Tracker
 from .cells import NO_TEACHER
 from .options import RunOptions

@@ -4,8 +4,8 @@ Tag names are constants (`CELL`, `PROTOCOL_HASH`, ...; `tag(name)` for a name bu
 selection's flags tag), run kinds are `RunKind.CELL`, `EVALUATION` and `LEADERBOARD`, the tag sets of each kind are
 built by `experiment_tags`, `cell_tags`, `training_tags`, `evaluation_tags` and `leaderboard_tags`, params are
 flattened by `protocol_params`, and the search filters are built by `runs_filter` (and its named shortcuts
-`finished_cells`, `cell_runs`, `all_cells`, `finished_evaluations`, `leaderboard_runs`, `RKDBENCH_RUNS`). The strings are
-exactly those earlier versions wrote and searched, so stores written before this module read the same; the
+`finished_cells`, `cell_runs`, `all_cells`, `finished_evaluations`, `leaderboard_runs`, `RKDBENCH_RUNS`). The strings
+are exactly those earlier versions wrote and searched, so stores written before this module read the same; the
 documentation of the schema is docs/tracking.md.
 """
 

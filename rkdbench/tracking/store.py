@@ -61,8 +61,14 @@ def upgrade_store(uri: str) -> str:
     if database is None:
         raise UserError(f"{uri} is a tracking server: it migrates its own database (`rkdbench server` runs the "
                         f"upgrade at start, or `mlflow db upgrade <database URI>` on the server's database)")
-    from mlflow.store.db.utils import (_get_latest_schema_revision, _get_schema_version, _initialize_tables,
-                                       _all_tables_exist, _upgrade_db, create_sqlalchemy_engine)
+    from mlflow.store.db.utils import (
+        _all_tables_exist,
+        _get_latest_schema_revision,
+        _get_schema_version,
+        _initialize_tables,
+        _upgrade_db,
+        create_sqlalchemy_engine,
+    )
 
     with store_lock(database.parent):
         engine = create_sqlalchemy_engine(uri)

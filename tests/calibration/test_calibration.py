@@ -9,8 +9,16 @@ import json
 import pytest
 import torch
 
-from rkdbench.calibration import (Calibration, Linear, attack_key, attack_seconds, device_identity, first_stage_spec,
-                                  predict_cell, train_key)
+from rkdbench.calibration import (
+    Calibration,
+    Linear,
+    attack_key,
+    attack_seconds,
+    device_identity,
+    first_stage_spec,
+    predict_cell,
+    train_key,
+)
 from rkdbench.cli import main
 from rkdbench.config import load_suite
 from rkdbench.run.cells import expand_cells

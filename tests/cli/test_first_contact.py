@@ -16,13 +16,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rkdbench.config import load_suite
+from rkdbench.config import flatten, load_suite
 from rkdbench.leaderboard import COSTS, Table
 from rkdbench.leaderboard.formats import to_markdown
 from rkdbench.leaderboard.shown import teacher_gap_note
 from rkdbench.leaderboard.terminal import to_terminal
 from rkdbench.teacher_accuracy import evaluation_key, teacher_accuracies
-from rkdbench.config import flatten
 
 TEACHER = "digits/Linf/rkdbench-cnn-large"  # the harness teacher that tests/conftest.py builds
 

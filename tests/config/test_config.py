@@ -4,7 +4,6 @@ and the CLI turns it into one line and exit code 2."""
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
 
 from rkdbench.cli import main
 from rkdbench.config import Protocol, load_protocol, load_suite, parse_set, to_toml

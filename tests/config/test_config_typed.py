@@ -15,8 +15,16 @@ import pytest
 
 import rkdbench
 from rkdbench.cli import main
-from rkdbench.config import (EvalConfig, Protocol, TrainConfig, builtin_names, canonical_hash, load_protocol, load_suite,
-                             parse_set)
+from rkdbench.config import (
+    EvalConfig,
+    Protocol,
+    TrainConfig,
+    builtin_names,
+    canonical_hash,
+    load_protocol,
+    load_suite,
+    parse_set,
+)
 from rkdbench.config.fields import Section, at_least, choices_of, optional, required
 from rkdbench.contracts import AttackSpec
 from rkdbench.errors import ConfigError

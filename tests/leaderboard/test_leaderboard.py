@@ -6,8 +6,8 @@ byte-stable regeneration, and the MLflow leaderboard run (logged once per change
 from __future__ import annotations
 
 import io
-import os
 import json
+import os
 import re
 import statistics
 
@@ -17,8 +17,8 @@ from mlflow.entities import Metric
 
 from rkdbench import list_components
 from rkdbench.cli import main
-from rkdbench.config import builtin_names
 from rkdbench.compare import mcnemar_exact
+from rkdbench.config import builtin_names
 from rkdbench.errors import ConfigError
 from rkdbench.leaderboard import build_tables, collect_runs, config_loader, history_loader, per_example_loader, render
 from rkdbench.leaderboard.plots import pareto_front
@@ -258,11 +258,14 @@ def test_packaged_references_load_with_provenance():
 
 
 @pytest.mark.parametrize("entry, message", [
-    ('protocols = ["p"]\nmethod = "m"\nstudent = "s"\nteacher = "t"\naa = 50\ntag = "X"\ncitation = "c"\nsource = "s"',
+    ('protocols = ["p"]\nmethod = "m"\nstudent = "s"\nteacher = "t"\naa = 50\n'
+     'tag = "X"\ncitation = "c"\nsource = "s"',
      "tag = 'X' is not allowed"),
-    ('protocols = ["p"]\nmethod = "m"\nstudent = "s"\nteacher = "t"\naa = 150\ntag = "V"\ncitation = "c"\nsource = "s"',
+    ('protocols = ["p"]\nmethod = "m"\nstudent = "s"\nteacher = "t"\naa = 150\n'
+     'tag = "V"\ncitation = "c"\nsource = "s"',
      "aa = 150 is not allowed"),
-    ('protocols = ["p"]\nmethod = "m"\nstudent = "s"\naa = 50\ntag = "V"\ncitation = "c"\nsource = "s"\nyear = 1',
+    ('protocols = ["p"]\nmethod = "m"\nstudent = "s"\naa = 50\n'
+     'tag = "V"\ncitation = "c"\nsource = "s"\nyear = 1',
      "unknown field(s) year; missing field(s) teacher"),
 ])
 def test_bad_references_are_refused(tmp_path, entry, message):
@@ -270,7 +273,8 @@ def test_bad_references_are_refused(tmp_path, entry, message):
     path.write_text(f"[[reference]]\n{entry}\n")
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_references(path)
-    valid = 'protocols = ["p", "q"]\nmethod = "m"\nstudent = "s"\nteacher = "t"\naa = 50\ntag = "V"\ncitation = "c"\nsource = "s"'
+    valid = ('protocols = ["p", "q"]\nmethod = "m"\nstudent = "s"\nteacher = "t"\naa = 50\n'
+             'tag = "V"\ncitation = "c"\nsource = "s"')
     path.write_text(f"[[reference]]\n{valid}\n[[reference]]\n{valid}\n")
     with pytest.raises(ConfigError, match="references 1 and 2 are both for p / m / s / t"):
         load_references(path)

@@ -33,9 +33,11 @@ def _runs(tmp_path, rows):
 
 
 def test_worst_class_and_transferability_columns_are_seed_means(tmp_path):
-    diag = lambda worst, tas: {"test.worst_class_aa_acc": worst, "test.worst_class_aa_class": 3.0,  # noqa: E731
-                               "test.worst_class_pgd20_acc": worst + 0.1, "test.transferability.aa": tas,
-                               "test.transferability.pgd20": tas / 2, "test.worst_class_clean_acc": 0.7}
+    def diag(worst: float, tas: float) -> dict[str, float]:
+        return {"test.worst_class_aa_acc": worst, "test.worst_class_aa_class": 3.0,
+                "test.worst_class_pgd20_acc": worst + 0.1, "test.transferability.aa": tas,
+                "test.transferability.pgd20": tas / 2, "test.worst_class_clean_acc": 0.7}
+
     table = _runs(tmp_path, [("a", 0, diag(0.30, 0.8), {"rkdbench.precision": "fp32"}, None),
                              ("a", 1, diag(0.40, 0.6), {"rkdbench.precision": "fp32"}, None)])
     assert table.attack_columns == ["clean", "pgd20", "aa"]  # worst_class_* are not attacks

@@ -1,4 +1,5 @@
-"""`akd`: student-only CE attack (uniform, 7 steps, eval BN); soft CE to alpha * mean_k p_T_k(x') + (1 - alpha) onehot."""
+"""`akd`: student-only CE attack (uniform, 7 steps, eval BN); soft CE to alpha * mean_k p_T_k(x') + (1 - alpha)
+onehot."""
 
 import math
 

@@ -12,21 +12,21 @@ from rkdbench import Progress
 from rkdbench_plugins.methods.adaad import AdaAD
 from rkdbench_plugins.methods.advfunmatch import AdvFunMatch
 from rkdbench_plugins.methods.akd import AKD
-from rkdbench_plugins.methods.iad import IAD, IADII
-from rkdbench_plugins.methods.kd import KD
-from rkdbench_plugins.methods.mart import MART
-from rkdbench_plugins.methods.mtard import MTARD
-from rkdbench_plugins.methods.rsnl import RSNL
-from rkdbench_plugins.methods.standard import Standard
-from rkdbench_plugins.methods.trades import TRADES
 from rkdbench_plugins.methods.dgad import DGAD
 from rkdbench_plugins.methods.fair_ard import FairARD
 from rkdbench_plugins.methods.fair_iad import FairIAD
 from rkdbench_plugins.methods.fair_mtard import FairMTARD
 from rkdbench_plugins.methods.fair_rslad import FairRSLAD
+from rkdbench_plugins.methods.iad import IAD, IADII
 from rkdbench_plugins.methods.igdm import IGDM
+from rkdbench_plugins.methods.kd import KD
+from rkdbench_plugins.methods.mart import MART
+from rkdbench_plugins.methods.mtard import MTARD
 from rkdbench_plugins.methods.peeraid import PeerAiD
+from rkdbench_plugins.methods.rsnl import RSNL
 from rkdbench_plugins.methods.saad import SAAD
+from rkdbench_plugins.methods.standard import Standard
+from rkdbench_plugins.methods.trades import TRADES
 
 CASES = [
     (Standard, {}), (KD, {}), (TRADES, {}), (MART, {}), (IAD, {"begin": 0}), (IADII, {"begin": 0}),

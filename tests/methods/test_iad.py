@@ -4,7 +4,6 @@
 import math
 
 import pytest
-import torch
 
 from rkdbench import Outputs, Progress
 from rkdbench_plugins.methods.iad import IAD, IADII, begin_epoch

@@ -3,7 +3,6 @@
 import math
 
 import pytest
-import torch
 
 from rkdbench import Outputs
 from rkdbench_plugins.methods.mart import MART

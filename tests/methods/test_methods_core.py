@@ -104,9 +104,9 @@ ONE_STEP_OVERRIDES = {"iad": {"begin": 0}, "iad-ii": {"begin": 0}, "akd": {"ense
 @pytest.mark.parametrize("name", rkdbench.list_components("method"))
 def test_one_step_lowers_the_methods_own_loss(name):
     torch.manual_seed(0)
+    from rkdbench.config import load_protocol
     from rkdbench.data import Splits
     from rkdbench.engine import Trainer, TrainSetup
-    from rkdbench.config import load_protocol
 
     protocol = load_protocol("digits-linf", {"train.lr": 0.001})
     x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))

@@ -120,7 +120,8 @@ def test_mtard_batchmean_reduction(hand):
 
 
 def _eta_after_first_step(m: MTARD, progress: Progress, hand) -> float:
-    """The eta the second step used, recovered from the weight update: w_nat = 0.5 - eta * (0.5 - r_nat / (r_adv + r_nat))."""
+    """The eta the second step used, recovered from the weight update:
+    w_nat = 0.5 - eta * (0.5 - r_nat / (r_adv + r_nat))."""
     first = m.loss(outputs(hand.S, hand.S_NAT, hand.T_ADV, hand.T2), hand.Y, progress)
     m.on_step_end(first, progress)
     adv1, adv2 = rslad_term(hand, hand.S, hand.T_ADV), rslad_term(hand, hand.S * 0.5, hand.T_ADV)

@@ -14,8 +14,15 @@ from rkdbench.checkpoint import CheckpointError
 from rkdbench.cli import main
 from rkdbench.errors import ConfigError, MissingTeacherError
 from rkdbench.robustbench_bridge import fetch_teacher
-from rkdbench.teachers import (LogitEnsemble, TeacherCard, bundled_path, load_teacher, read_measured_card,
-                               teacher_path, teacher_status)
+from rkdbench.teachers import (
+    LogitEnsemble,
+    TeacherCard,
+    bundled_path,
+    load_teacher,
+    read_measured_card,
+    teacher_path,
+    teacher_status,
+)
 from rkdbench_plugins.teachers.cifar import ZOO
 
 EXAMPLE = "cifar10/Linf/AutoAttack-example-R18"

@@ -21,7 +21,6 @@ from rkdbench.cli import main
 from rkdbench.journal import JournaledTracker
 from rkdbench.lease import CellLease
 from rkdbench.tracking import Tracker, tracking_uri
-
 from tracking_server import MlflowServer
 
 TINY = ["--set", "train.epochs=2", "--set", "eval.n_examples=6", "--set", "train.val_pgd_steps=2"]

@@ -18,12 +18,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from services import free_port
 
-from rkdbench.config import ResourcesConfig, builtin_names, load_protocol, load_suite
+from rkdbench.config import ResourcesConfig, load_protocol, load_suite
 from rkdbench.errors import ConfigError, UserError
-from rkdbench.run.executors.ray_executor import check_store_for_cluster
 from rkdbench.run.cells import expand_cells
+from rkdbench.run.executors.ray_executor import check_store_for_cluster
+from services import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -20,10 +20,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_leaderboard import _run  # the leaderboard tests' fabricated cell run
 
 from rkdbench.tracking import Tracker
 from rkdbench.ui import VIEW_ID, VIEW_NAME, VIEW_TAG, experiment_url, install_views
+from test_leaderboard import _run  # the leaderboard tests' fabricated cell run
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 PROTOCOL = "digits-linf"

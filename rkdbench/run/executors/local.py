@@ -14,7 +14,8 @@ import dataclasses
 import multiprocessing
 import os
 import queue as queue_module
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ...config import Cell
 from ...plugins import loaded_plugin_dirs

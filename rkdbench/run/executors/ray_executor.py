@@ -22,9 +22,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ...attack_traits import ranked_accuracy
 from ...config import ResourcesConfig
@@ -49,7 +50,7 @@ class CellResources:
     cpus: int
 
     @classmethod
-    def of(cls, protocol_resources: ResourcesConfig, cluster_gpus: float) -> "CellResources":
+    def of(cls, protocol_resources: ResourcesConfig, cluster_gpus: float) -> CellResources:
         gpus = protocol_resources.gpus_per_cell
         return cls(gpus=(1.0 if cluster_gpus >= 1 else 0.0) if gpus is None else gpus, cpus=protocol_resources.cpus_per_cell)
 
