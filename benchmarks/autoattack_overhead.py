@@ -39,8 +39,18 @@ def robust_model(teacher_dir: str | None):
     splits = rkdbench.create("dataset", "digits").load(None, 0)
     student = rkdbench.create("architecture", "cnn-small")
     with tempfile.TemporaryDirectory() as workdir:
-        Trainer(TrainSetup(protocol, rkdbench.create("method", "pgd-at"), student, {}, splits, 0,
-                           torch.device("cpu"), Path(workdir))).fit()
+        Trainer(
+            TrainSetup(
+                protocol,
+                rkdbench.create("method", "pgd-at"),
+                student,
+                {},
+                splits,
+                0,
+                torch.device("cpu"),
+                Path(workdir),
+            )
+        ).fit()
     return student.eval()
 
 
@@ -73,9 +83,11 @@ class PassCounter(nn.Module):
 
 def rng_kept(fn):
     """`fn` with torch's global RNG restored afterwards (pyautoattack reseeds it)."""
+
     def run():
         with preserved_rng():
             return fn()
+
     return run
 
 
@@ -92,14 +104,20 @@ def main() -> None:
 
     model = robust_model(args.teacher_dir)
     splits = rkdbench.create("dataset", "digits").load(None, 0)
-    x, y = splits.test[0][:args.n], splits.test[1][:args.n]
+    x, y = splits.test[0][: args.n], splits.test[1][: args.n]
     batch = 500
     plugin = rkdbench.create("attack", "autoattack", norm="Linf", eps=args.eps, seed=0, batch_size=batch)
     results = []
-    comparison = interleave(rng_kept(lambda: results.append(plugin.run(model, x, y))),
-                            rng_kept(lambda: AutoAttack(model, norm="Linf", eps=args.eps, seed=0, version="standard",
-                                                        device="cpu").run_standard_evaluation(x, y, batch_size=batch)),
-                            pairs=args.pairs, names=("autoattack plugin", "direct pyautoattack"))
+    comparison = interleave(
+        rng_kept(lambda: results.append(plugin.run(model, x, y))),
+        rng_kept(
+            lambda: AutoAttack(
+                model, norm="Linf", eps=args.eps, seed=0, version="standard", device="cpu"
+            ).run_standard_evaluation(x, y, batch_size=batch)
+        ),
+        pairs=args.pairs,
+        names=("autoattack plugin", "direct pyautoattack"),
+    )
     print(machine_line())
     print(f"{args.n} digits test points, eps {args.eps}; robust accuracy {results[-1].robust_accuracy:.1%}")
     print(comparison.report())
@@ -110,8 +128,10 @@ def main() -> None:
         started = time.perf_counter()
         res = rng_kept(lambda attack=attack, counted=counted: attack.run(counted, x, y))()
         seconds = time.perf_counter() - started
-        print(f"{name:<10}{seconds:>9.1f}{args.n / seconds:>10.1f}{counted.counts['forward'] / args.n:>11.0f}"
-              f"{counted.counts['backward'] / args.n:>11.0f}{res.robust_accuracy:>8.1%}")
+        print(
+            f"{name:<10}{seconds:>9.1f}{args.n / seconds:>10.1f}{counted.counts['forward'] / args.n:>11.0f}"
+            f"{counted.counts['backward'] / args.n:>11.0f}{res.robust_accuracy:>8.1%}"
+        )
 
 
 if __name__ == "__main__":

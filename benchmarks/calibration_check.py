@@ -72,8 +72,12 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model-dir", default=None)
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="Calibrate and compare in wall time (a quiet machine) or process CPU time (a shared one).")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="Calibrate and compare in wall time (a quiet machine) or process CPU time (a shared one).",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
@@ -86,19 +90,30 @@ def main() -> None:
         started = time.perf_counter(), time.process_time()
         calibrate_cells(cells, device, calibration)
         calibration_cost = time.perf_counter() - started[0], time.process_time() - started[1]
-        options = RunOptions(results=Path(tmp) / "results", build_teachers=True,
-                             model_dir=Path(args.model_dir) if args.model_dir else Path(tmp) / "models", device="cpu")
+        options = RunOptions(
+            results=Path(tmp) / "results",
+            build_teachers=True,
+            model_dir=Path(args.model_dir) if args.model_dir else Path(tmp) / "models",
+            device="cpu",
+        )
         tracker = Tracker(options.results)
         prepare(cells, tracker, options)
         clock = PhaseClock()
         pm.register(clock, name="calibration-check-clock")
         print(machine_line())
-        print(f"suite {suite.name} ({len(cells)} cells) on {calibration.identity['device']}, {args.threads} thread(s); "
-              f"calibration took {calibration_cost[0]:.0f}s wall, {calibration_cost[1]:.0f}s CPU")
-        print(f"predicted {args.clock} seconds (assumed teacher accuracy / the run's own accuracy and evaluation count)"
-              f" vs actual wall (CPU) seconds; err against actual {args.clock} time")
-        print(f"{'cell':<38}{'train pred':>11}{'train act':>16}{'err':>6}{'eval pred':>16}{'eval act':>16}{'err':>6}"
-              f"{'cell pred':>16}{'cell act':>16}{'err':>6}", flush=True)
+        print(
+            f"suite {suite.name} ({len(cells)} cells) on {calibration.identity['device']}, {args.threads} thread(s); "
+            f"calibration took {calibration_cost[0]:.0f}s wall, {calibration_cost[1]:.0f}s CPU"
+        )
+        print(
+            f"predicted {args.clock} seconds (assumed teacher accuracy / the run's own accuracy and evaluation count)"
+            f" vs actual wall (CPU) seconds; err against actual {args.clock} time"
+        )
+        print(
+            f"{'cell':<38}{'train pred':>11}{'train act':>16}{'err':>6}{'eval pred':>16}{'eval act':>16}{'err':>6}"
+            f"{'cell pred':>16}{'cell act':>16}{'err':>6}",
+            flush=True,
+        )
         try:
             for cell in cells:
                 assumed_acc, _ = expected_accuracy(cell, options.model_dir)
@@ -107,16 +122,23 @@ def main() -> None:
                 m = run_cell(cell, tracker, options).metrics
                 whole = time.perf_counter() - wall, time.process_time() - cpu
                 last = cell.protocol.train.epochs - 1
-                own = predict_cell(cell, calibration, dataset.split_sizes,
-                                   (m["test.clean_acc"], m.get("test.aa_acc", m["test.clean_acc"])),
-                                   evaluations=1 if m.get("best_val.epoch", last) == last else 2)
+                own = predict_cell(
+                    cell,
+                    calibration,
+                    dataset.split_sizes,
+                    (m["test.clean_acc"], m.get("test.aa_acc", m["test.clean_acc"])),
+                    evaluations=1 if m.get("best_val.epoch", last) == last else 2,
+                )
                 train, evaluation = clock.span("start", "trained"), clock.span("trained", "end")
                 i = 0 if args.clock == "wall" else 1
-                print(f"{cell.variant + ' / ' + cell.student:<38}{assumed.train:>11.1f}"
-                      f"{f'{train[0]:.1f} ({train[1]:.1f})':>16}{error(assumed.train, train[i]):>6}"
-                      f"{f'{assumed.eval:.1f}/{own.eval:.1f}':>16}{f'{evaluation[0]:.1f} ({evaluation[1]:.1f})':>16}"
-                      f"{error(own.eval, evaluation[i]):>6}{f'{assumed.total:.1f}/{own.total:.1f}':>16}"
-                      f"{f'{whole[0]:.1f} ({whole[1]:.1f})':>16}{error(own.total, whole[i]):>6}", flush=True)
+                print(
+                    f"{cell.variant + ' / ' + cell.student:<38}{assumed.train:>11.1f}"
+                    f"{f'{train[0]:.1f} ({train[1]:.1f})':>16}{error(assumed.train, train[i]):>6}"
+                    f"{f'{assumed.eval:.1f}/{own.eval:.1f}':>16}{f'{evaluation[0]:.1f} ({evaluation[1]:.1f})':>16}"
+                    f"{error(own.eval, evaluation[i]):>6}{f'{assumed.total:.1f}/{own.total:.1f}':>16}"
+                    f"{f'{whole[0]:.1f} ({whole[1]:.1f})':>16}{error(own.total, whole[i]):>6}",
+                    flush=True,
+                )
         finally:
             pm.unregister(name="calibration-check-clock")
     print("err: (predicted - actual) / actual, with the run's own accuracy for eval and cell")

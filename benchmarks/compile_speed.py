@@ -24,8 +24,9 @@ from rkdbench.engine import Trainer, TrainSetup
 
 
 def epoch_runner(method_name: str, compiled: bool, splits) -> Callable[[], None]:
-    protocol = load_protocol("digits-linf", {"train.epochs": 1, "train.val_pgd_steps": 1,
-                                             **({"train.compile": True} if compiled else {})})
+    protocol = load_protocol(
+        "digits-linf", {"train.epochs": 1, "train.val_pgd_steps": 1, **({"train.compile": True} if compiled else {})}
+    )
     torch.manual_seed(0)
     method = rkdbench.create("method", method_name)
     teachers = {role: rkdbench.create("architecture", "cnn-large").eval() for role in method.teacher_roles}
@@ -33,7 +34,9 @@ def epoch_runner(method_name: str, compiled: bool, splits) -> Callable[[], None]
 
     def epoch() -> None:
         with tempfile.TemporaryDirectory() as workdir:
-            Trainer(TrainSetup(protocol, method, student, teachers, splits, 0, torch.device("cpu"), Path(workdir))).fit()
+            Trainer(
+                TrainSetup(protocol, method, student, teachers, splits, 0, torch.device("cpu"), Path(workdir))
+            ).fit()
 
     return epoch
 
@@ -48,11 +51,17 @@ def main() -> None:
     full = rkdbench.create("dataset", "digits").load(None, 0)
     splits = Splits(full.train, (full.val[0][:2], full.val[1][:2]), full.test, full.num_classes)
     started = time.perf_counter()
-    comparison = interleave(epoch_runner(args.method, True, splits), epoch_runner(args.method, False, splits),
-                            pairs=args.rounds, names=("compiled", "eager"))
+    comparison = interleave(
+        epoch_runner(args.method, True, splits),
+        epoch_runner(args.method, False, splits),
+        pairs=args.rounds,
+        names=("compiled", "eager"),
+    )
     print(machine_line())
-    print(f"digits, {args.method}, cnn-small student, one engine epoch per side per round "
-          f"({time.perf_counter() - started:.0f}s in all, compilation in the warm-up round)")
+    print(
+        f"digits, {args.method}, cnn-small student, one engine epoch per side per round "
+        f"({time.perf_counter() - started:.0f}s in all, compilation in the warm-up round)"
+    )
     print(comparison.report())
 
 

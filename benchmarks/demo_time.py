@@ -97,8 +97,18 @@ def instrument(clock: PhaseClock) -> None:
     clock.wrap(train, "load_splits", "data and models")
     clock.wrap(train, "load_teacher", "data and models")
     clock.wrap(selections, "load_teacher", "data and models")
-    for method in ("create_run", "log_params", "log_metrics", "set_tags", "log_artifact", "finish", "find_run",
-                   "experiment_id", "mark_running", "check_reachable"):
+    for method in (
+        "create_run",
+        "log_params",
+        "log_metrics",
+        "set_tags",
+        "log_artifact",
+        "finish",
+        "find_run",
+        "experiment_id",
+        "mark_running",
+        "check_reachable",
+    ):
         clock.wrap(tracking.Tracker, method, "MLflow logging")
     clock.wrap(leaderboard_pipeline, "print_leaderboards", "leaderboard", context="leaderboard")
 
@@ -118,9 +128,12 @@ def one_demo(clock: PhaseClock, results: Path, model_dir: Path, suite: str, sets
             if exc.code not in (0, None):
                 raise SystemExit(f"demo exited with {exc.code}") from None
     total_wall, total_cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"wall": total_wall, "cpu": total_cpu,
-            "phases": {f"{c} | {p}": v for (c, p), v in clock.totals.items() if p != "total"} | {
-                "other (CLI, setup, summary)": clock.totals[("setup", "total")]}}
+    return {
+        "wall": total_wall,
+        "cpu": total_cpu,
+        "phases": {f"{c} | {p}": v for (c, p), v in clock.totals.items() if p != "total"}
+        | {"other (CLI, setup, summary)": clock.totals[("setup", "total")]},
+    }
 
 
 def cpu_model() -> str:
@@ -151,12 +164,17 @@ def report(name: str, run: dict) -> None:
             cells[key.split(" | ")[0]] += cpu
     if cells:
         rest = run["cpu"] - sum(cells.values())
-        print("cells (CPU s): " + ", ".join(f"{c[5:]} {s:.0f}" for c, s in cells.items())
-              + f"; everything else {rest:.0f}")
+        print(
+            "cells (CPU s): "
+            + ", ".join(f"{c[5:]} {s:.0f}" for c, s in cells.items())
+            + f"; everything else {rest:.0f}"
+        )
         for workers in (1, 2, 3):
             predicted = rest + schedule(list(cells.values()), workers)
-            print(f"  predicted with {workers} worker(s) side by side: ~{predicted:.0f}s"
-                  f" (from CPU seconds, assuming {workers} free cores)")
+            print(
+                f"  predicted with {workers} worker(s) side by side: ~{predicted:.0f}s"
+                f" (from CPU seconds, assuming {workers} free cores)"
+            )
 
 
 def main() -> None:
@@ -168,8 +186,10 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the measurements to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+    )
     clock = PhaseClock()
     instrument(clock)
     measured = {}
@@ -182,8 +202,10 @@ def main() -> None:
             report(name, measured[name])  # each run's report as soon as it is measured
             if args.json:
                 Path(args.json).write_text(json.dumps(measured, indent=2))
-    print(f"\nload average {os.getloadavg()[0]:.2f} at the end (a value above 1 per core: a shared machine, wall "
-          f"times inflated; compare CPU seconds)")
+    print(
+        f"\nload average {os.getloadavg()[0]:.2f} at the end (a value above 1 per core: a shared machine, wall "
+        f"times inflated; compare CPU seconds)"
+    )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,16 @@ from rkdbench.data import Splits
 from rkdbench.engine import Trainer, TrainSetup
 
 # Dense tensor-core peaks in TFLOP/s (bf16, tf32) from the vendors' datasheets; first match on the device name wins.
-PEAKS = [("H200", 989.4, 494.7), ("H100 PCIe", 756.0, 378.0), ("H100 NVL", 835.0, 417.5), ("H100", 989.4, 494.7),
-         ("A100", 312.0, 156.0), ("L40S", 362.1, 183.2), ("L4", 121.0, 60.0), ("A10", 125.0, 62.5)]
+PEAKS = [
+    ("H200", 989.4, 494.7),
+    ("H100 PCIe", 756.0, 378.0),
+    ("H100 NVL", 835.0, 417.5),
+    ("H100", 989.4, 494.7),
+    ("A100", 312.0, 156.0),
+    ("L40S", 362.1, 183.2),
+    ("L4", 121.0, 60.0),
+    ("A10", 125.0, 62.5),
+]
 EPS = 8 / 255
 
 
@@ -86,8 +94,9 @@ class Table:
     def render(self) -> str:
         widths = [max(len(r[i]) for r in [self.columns, *self.rows]) for i in range(len(self.columns))]
         line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-        return "\n".join([line(self.columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-                          *map(line, self.rows)])
+        return "\n".join(
+            [line(self.columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, self.rows)]
+        )
 
 
 class Budget:
@@ -113,7 +122,9 @@ def guarded(table: Table, name: str, budget: Budget, needs: float, fn: Callable[
         fn()
     except Exception as exc:  # one broken row must not cost the others
         traceback.print_exc(file=sys.stderr)
-        table.add(name, "", "", "", f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
+        table.add(
+            name, "", "", "", f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+        )
     finally:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -121,27 +132,47 @@ def guarded(table: Table, name: str, budget: Budget, needs: float, fn: Callable[
 
 # ---- (a) the engine's slice ------------------------------------------------------------------------------------
 def slice_protocol(size: Size, device: torch.device, **train: object) -> Protocol:
-    return load_protocol("cifar10-linf-8", {"train.epochs": 2, "train.batch_size": size.batch, "train.val_pgd_steps": 1,
-                                            "train.schedule": "constant", "train.device": device.type,
-                                            **{f"train.{k}": v for k, v in train.items()}})
+    return load_protocol(
+        "cifar10-linf-8",
+        {
+            "train.epochs": 2,
+            "train.batch_size": size.batch,
+            "train.val_pgd_steps": 1,
+            "train.schedule": "constant",
+            "train.device": device.type,
+            **{f"train.{k}": v for k, v in train.items()},
+        },
+    )
 
 
 def flops_per_example(size: Size, protocol: Protocol) -> float:
     """FLOPs of one RSLAD training example (attack steps, teacher pass, backward = 2 forwards), as --dry-run counts."""
-    cell = Cell(protocol=protocol, method="rslad", method_params={}, method_version="", student=size.student,
-                teacher="cifar10/Linf/Zhang2019Theoretically", seed=0)
+    cell = Cell(
+        protocol=protocol,
+        method="rslad",
+        method_params={},
+        method_version="",
+        student=size.student,
+        teacher="cifar10/Linf/Zhang2019Theoretically",
+        seed=0,
+    )
     passes = training_passes(cell, (3, 32, 32), 10)
     student = forward_flops(size.student, (3, 32, 32), 10)
     teacher = forward_flops(size.teacher, (3, 32, 32), 10, tuple(sorted(size.teacher_kwargs.items())))
-    return ((passes["student_forward"] + 2 * passes["student_backward"]) * student
-            + (passes["teacher_forward"] + 2 * passes["teacher_backward"]) * teacher)
+    return (passes["student_forward"] + 2 * passes["student_backward"]) * student + (
+        passes["teacher_forward"] + 2 * passes["teacher_backward"]
+    ) * teacher
 
 
 def networks(size: Size, device: torch.device) -> tuple[nn.Module, nn.Module]:
     torch.manual_seed(0)
     student = rkdbench.create("architecture", size.student, num_classes=10, in_channels=3).to(device)
-    teacher = rkdbench.create("architecture", size.teacher, num_classes=10, in_channels=3,
-                              **size.teacher_kwargs).to(device).eval().requires_grad_(False)
+    teacher = (
+        rkdbench.create("architecture", size.teacher, num_classes=10, in_channels=3, **size.teacher_kwargs)
+        .to(device)
+        .eval()
+        .requires_grad_(False)
+    )
     return student, teacher
 
 
@@ -154,25 +185,43 @@ def engine_samples_per_second(size: Size, device: torch.device, protocol: Protoc
     val = (x[:16], y[:16])
     student, teacher = networks(size, device)
     with tempfile.TemporaryDirectory() as workdir:
-        trainer = Trainer(TrainSetup(protocol=protocol, method=rkdbench.create("method", "rslad"), student=student,
-                                     teachers={"robust": teacher}, splits=Splits((x, y), val, val, 10), seed=0,
-                                     device=device, workdir=Path(workdir)))
+        trainer = Trainer(
+            TrainSetup(
+                protocol=protocol,
+                method=rkdbench.create("method", "rslad"),
+                student=student,
+                teachers={"robust": teacher},
+                splits=Splits((x, y), val, val, 10),
+                seed=0,
+                device=device,
+                workdir=Path(workdir),
+            )
+        )
         history = trainer.fit().history
     return n / history[1]["train.epoch_seconds"]  # the epoch's time ends at its one host sync
 
 
-def engine_row(table: Table, name: str, size: Size, device: torch.device, results: dict[str, float],
-               **train: object) -> None:
+def engine_row(
+    table: Table, name: str, size: Size, device: torch.device, results: dict[str, float], **train: object
+) -> None:
     protocol = slice_protocol(size, device, **train)
     rate = engine_samples_per_second(size, device, protocol)
     results[name] = rate
     achieved = rate * flops_per_example(size, protocol) / 1e12
     bf16 = train.get("precision") == "bf16"
     top = peak(torch.cuda.get_device_name(device), bf16) if device.type == "cuda" else None
-    share = f"{achieved / top:.1%} of {top:g} ({'bf16' if bf16 else 'tf32'})" if top else \
-        ("unknown peak for this device" if device.type == "cuda" else "CPU: no peak table")
-    table.add(name, f"{rate:,.0f}", f"{achieved:.3g}", share, f"{size.steps} steps x batch {size.batch}, "
-              f"{size.student} / {size.teacher}")
+    share = (
+        f"{achieved / top:.1%} of {top:g} ({'bf16' if bf16 else 'tf32'})"
+        if top
+        else ("unknown peak for this device" if device.type == "cuda" else "CPU: no peak table")
+    )
+    table.add(
+        name,
+        f"{rate:,.0f}",
+        f"{achieved:.3g}",
+        share,
+        f"{size.steps} steps x batch {size.batch}, {size.student} / {size.teacher}",
+    )
 
 
 # ---- (b) the official-repository-style loop -------------------------------------------------------------------
@@ -204,10 +253,16 @@ def official_samples_per_second(size: Size, device: torch.device) -> float:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, n)
-    transform = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
-                                    transforms.ToTensor()])
-    loader = torch.utils.data.DataLoader(PILCifar(images, labels, transform), batch_size=size.batch, shuffle=True,
-                                         num_workers=size.workers, pin_memory=device.type == "cuda")
+    transform = transforms.Compose(
+        [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor()]
+    )
+    loader = torch.utils.data.DataLoader(
+        PILCifar(images, labels, transform),
+        batch_size=size.batch,
+        shuffle=True,
+        num_workers=size.workers,
+        pin_memory=device.type == "cuda",
+    )
     student, teacher = networks(size, device)
     optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
     seconds = 0.0
@@ -222,7 +277,7 @@ def official_samples_per_second(size: Size, device: torch.device) -> float:
             x_adv = (x + 0.001 * torch.randn_like(x)).detach()
             for _ in range(10):
                 x_adv.requires_grad_(True)
-                grad, = torch.autograd.grad(rslad_kl(student(x_adv), teacher_probs), [x_adv])
+                (grad,) = torch.autograd.grad(rslad_kl(student(x_adv), teacher_probs), [x_adv])
                 x_adv = torch.min(torch.max(x_adv.detach() + 2 / 255 * grad.sign(), x - EPS), x + EPS).clamp(0, 1)
             student.train()
             loss = 5 / 6 * rslad_kl(student(x_adv), teacher_probs) + 1 / 6 * rslad_kl(student(x), teacher_probs)
@@ -271,19 +326,39 @@ def autoattack_rows(table: Table, size: Size, device: torch.device) -> None:
     plugin = rkdbench.create("attack", "autoattack", norm="Linf", eps=EPS, seed=0, batch_size=batch)
     with torch.enable_grad():
         model(x[:2].clone().requires_grad_()).sum().backward()  # warm-up
-    for label, run in (("(c) AutoAttack standard: our plugin", lambda: plugin.run(model, x, y).robust_accuracy),
-                       ("(c) AutoAttack standard: pyautoattack direct", lambda: float(
-                           (predict(model, AutoAttack(model, norm="Linf", eps=EPS, seed=0, version="standard",
-                                                      device=device).run_standard_evaluation(x, y, batch_size=batch)[0],
-                                    batch) == y).float().mean()))):
+    for label, run in (
+        ("(c) AutoAttack standard: our plugin", lambda: plugin.run(model, x, y).robust_accuracy),
+        (
+            "(c) AutoAttack standard: pyautoattack direct",
+            lambda: float(
+                (
+                    predict(
+                        model,
+                        AutoAttack(
+                            model, norm="Linf", eps=EPS, seed=0, version="standard", device=device
+                        ).run_standard_evaluation(x, y, batch_size=batch)[0],
+                        batch,
+                    )
+                    == y
+                )
+                .float()
+                .mean()
+            ),
+        ),
+    ):
         with preserved_rng():
             sync(device)
             started = time.perf_counter()
             robust = run()
             sync(device)
             seconds = time.perf_counter() - started
-        table.add(label, f"{size.aa_points / seconds:,.1f}", "", "",
-                  f"{size.aa_points} points in {seconds:.1f}s, robust {robust:.1%}, batch {batch}, {name}")
+        table.add(
+            label,
+            f"{size.aa_points / seconds:,.1f}",
+            "",
+            "",
+            f"{size.aa_points} points in {seconds:.1f}s, robust {robust:.1%}, batch {batch}, {name}",
+        )
 
 
 # ---- (d) the evaluation batch size ----------------------------------------------------------------------------
@@ -304,43 +379,82 @@ def main() -> None:
     parser.add_argument("--aa-points", type=int, default=None, help="AutoAttack points (default 256).")
     args = parser.parse_args()
     if args.smoke:
-        size = Size("cnn-tiny", "cnn-small", {}, batch=8, steps=args.steps or 2, aa_points=args.aa_points or 4,
-                    aa_model="toy", workers=1)
+        size = Size(
+            "cnn-tiny",
+            "cnn-small",
+            {},
+            batch=8,
+            steps=args.steps or 2,
+            aa_points=args.aa_points or 4,
+            aa_model="toy",
+            workers=1,
+        )
         device = torch.device("cpu")
     else:
         if not torch.cuda.is_available():
             sys.exit("gpu_check: no CUDA device (use --smoke for the CPU dry run)")
-        size = Size("resnet-18", "wrn-34-10", {"sub_block1": True}, batch=128, steps=args.steps or 30,
-                    aa_points=args.aa_points or 256, aa_model="bundled", workers=min(8, os.cpu_count() or 1))
+        size = Size(
+            "resnet-18",
+            "wrn-34-10",
+            {"sub_block1": True},
+            batch=128,
+            steps=args.steps or 30,
+            aa_points=args.aa_points or 256,
+            aa_model="bundled",
+            workers=min(8, os.cpu_count() or 1),
+        )
         device = torch.device("cuda")
     budget = Budget(args.budget or (900 if args.smoke else 480))
     print(machine_line(), flush=True)
-    print(f"gpu_check {'--smoke ' if args.smoke else ''}on {device}, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"budget {budget.left:.0f}s", flush=True)
+    print(
+        f"gpu_check {'--smoke ' if args.smoke else ''}on {device}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"budget {budget.left:.0f}s",
+        flush=True,
+    )
     table = Table()
     rates: dict[str, float] = {}
     # rough seconds a row needs on the H200 (measured rows are shorter); the compile row goes last: it is the least sure
-    plan = [("(a) engine RSLAD fp32", 45, {"precision": "fp32", "channels_last": "off"}),
-            ("(a) engine RSLAD bf16", 30, {"precision": "bf16", "channels_last": "off"}),
-            ("(a) engine RSLAD bf16 + channels_last", 30, {"precision": "bf16", "channels_last": "on"})]
+    plan = [
+        ("(a) engine RSLAD fp32", 45, {"precision": "fp32", "channels_last": "off"}),
+        ("(a) engine RSLAD bf16", 30, {"precision": "bf16", "channels_last": "off"}),
+        ("(a) engine RSLAD bf16 + channels_last", 30, {"precision": "bf16", "channels_last": "on"}),
+    ]
     for name, needs, train in plan:
-        guarded(table, name, budget, needs,
-                lambda name=name, train=train: engine_row(table, name, size, device, rates, **train))
+        guarded(
+            table,
+            name,
+            budget,
+            needs,
+            lambda name=name, train=train: engine_row(table, name, size, device, rates, **train),
+        )
 
     def official() -> None:
         rate = official_samples_per_second(size, device)
-        ratio = f"engine fp32 / official = {rates['(a) engine RSLAD fp32'] / rate:.2f}" \
-            if "(a) engine RSLAD fp32" in rates else "no engine fp32 row to compare"
-        table.add("(b) official-style loop RSLAD fp32", f"{rate:,.0f}", "", "",
-                  f"{ratio}; PIL transforms, DataLoader {size.workers} workers, .item() per step")
+        ratio = (
+            f"engine fp32 / official = {rates['(a) engine RSLAD fp32'] / rate:.2f}"
+            if "(a) engine RSLAD fp32" in rates
+            else "no engine fp32 row to compare"
+        )
+        table.add(
+            "(b) official-style loop RSLAD fp32",
+            f"{rate:,.0f}",
+            "",
+            "",
+            f"{ratio}; PIL transforms, DataLoader {size.workers} workers, .item() per step",
+        )
 
     guarded(table, "(b) official-style loop RSLAD fp32", budget, 45, official)
     guarded(table, "(d) eval batch size", budget, 5, lambda: batch_size_rows(table, size, device))
     guarded(table, "(c) AutoAttack standard", budget, 120, lambda: autoattack_rows(table, size, device))
     name = "(a) engine RSLAD bf16 + channels_last + compile"
-    guarded(table, name, budget, 150, lambda: engine_row(table, name, size, device, rates, precision="bf16",
-                                                         channels_last="on", compile=True))
+    guarded(
+        table,
+        name,
+        budget,
+        150,
+        lambda: engine_row(table, name, size, device, rates, precision="bf16", channels_last="on", compile=True),
+    )
     print()
     print(table.render())
     print(f"({budget.left:.0f}s of the budget left)")

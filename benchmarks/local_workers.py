@@ -46,8 +46,10 @@ def main() -> None:
     options = parser.parse_args()
     sets = options.sets or ["train.epochs=3", "eval.n_examples=50"]
     overrides = [arg for value in sets for arg in ("--set", value)]
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load average {os.getloadavg()}, "
-          f"python {platform.python_version()}")
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load average {os.getloadavg()}, "
+        f"python {platform.python_version()}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         models = Path(folder) / "models"
         run = ["run", options.suite, *overrides, "--model-dir", str(models), "--quiet"]
@@ -55,11 +57,29 @@ def main() -> None:
             models = Path(options.model_dir)
             run = ["run", options.suite, *overrides, "--model-dir", str(models), "--quiet"]
         else:  # the suite's teacher, built once outside the timing
-            subprocess.run([sys.executable, "-m", "rkdbench.cli", "teachers", "build", TEACHER, "--model-dir",
-                            str(models), "--n-examples", "50"], check=True, stdout=subprocess.DEVNULL)
-        cells = sum(1 for line in subprocess.run([sys.executable, "-m", "rkdbench.cli", *run, "--dry-run"],
-                                                 capture_output=True, text=True, check=True).stdout.splitlines()
-                    if line.startswith("  "))
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "rkdbench.cli",
+                    "teachers",
+                    "build",
+                    TEACHER,
+                    "--model-dir",
+                    str(models),
+                    "--n-examples",
+                    "50",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        cells = sum(
+            1
+            for line in subprocess.run(
+                [sys.executable, "-m", "rkdbench.cli", *run, "--dry-run"], capture_output=True, text=True, check=True
+            ).stdout.splitlines()
+            if line.startswith("  ")
+        )
         print(f"suite {options.suite} with {' '.join(overrides)}: {cells} cells per measurement")
         per_hour: dict[str, list[float]] = {name: [] for name in CONFIGS}
         for repeat in range(options.repeats):
@@ -67,12 +87,17 @@ def main() -> None:
                 results = Path(folder) / f"results-{repeat}-{name[0]}"
                 wall, cpu = rkdbench([*run, *extra, "--results", str(results)], threads)
                 per_hour[name].append(cells / wall * 3600)
-                print(f"  pair {repeat + 1} {name}: {wall:7.1f} s wall, {cpu:7.1f} s CPU, "
-                      f"{per_hour[name][-1]:6.1f} cells/h, load {os.getloadavg()[0]:.1f}", flush=True)
+                print(
+                    f"  pair {repeat + 1} {name}: {wall:7.1f} s wall, {cpu:7.1f} s CPU, "
+                    f"{per_hour[name][-1]:6.1f} cells/h, load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
     a, b = (per_hour[name] for name in CONFIGS)
     ratios = [x / y for x, y in zip(a, b)]
-    print(f"cells/hour ratio A/B (2x1 over 1x2), {len(ratios)} pairs: median {statistics.median(ratios):.2f}, "
-          f"min {min(ratios):.2f}, max {max(ratios):.2f}")
+    print(
+        f"cells/hour ratio A/B (2x1 over 1x2), {len(ratios)} pairs: median {statistics.median(ratios):.2f}, "
+        f"min {min(ratios):.2f}, max {max(ratios):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,15 +32,18 @@ from rkdbench.pgd import pgd
 def engine_epoch(method_name: str, protocol, splits) -> tuple[Callable[[], object], dict[str, float]]:
     """A callable running one engine epoch of the method (networks kept across calls), and its pass counts."""
     torch.manual_seed(0)
-    method = rkdbench.create("method", method_name, **({"begin_fraction": 0.0} if method_name.startswith("iad") else {}))
+    method = rkdbench.create(
+        "method", method_name, **({"begin_fraction": 0.0} if method_name.startswith("iad") else {})
+    )
     teachers = {role: rkdbench.create("architecture", "cnn-large").eval() for role in method.teacher_roles}
     student = rkdbench.create("architecture", "cnn-small")
     cost: dict[str, float] = {}
 
     def epoch() -> None:
         with tempfile.TemporaryDirectory() as workdir:
-            outcome = Trainer(TrainSetup(protocol, method, student, teachers, splits, 0, torch.device("cpu"),
-                                         Path(workdir))).fit()
+            outcome = Trainer(
+                TrainSetup(protocol, method, student, teachers, splits, 0, torch.device("cpu"), Path(workdir))
+            ).fit()
         cost.update(outcome.cost)
 
     return epoch, cost
@@ -59,11 +62,12 @@ def plain_pgd_at_epoch(protocol, splits) -> Callable[[], object]:
     def epoch() -> None:
         order = torch.randperm(len(y_all), generator=generator)
         for i in range(0, len(order), train.batch_size):
-            idx = order[i:i + train.batch_size]
+            idx = order[i : i + train.batch_size]
             x, y = x_all[idx], y_all[idx]
             model.train()
-            x_adv = pgd(lambda xa, y=y: F.cross_entropy(model(xa), y, reduction="none"), x, eps=eps, step_size=eps / 4,
-                        steps=10)
+            x_adv = pgd(
+                lambda xa, y=y: F.cross_entropy(model(xa), y, reduction="none"), x, eps=eps, step_size=eps / 4, steps=10
+            )
             loss = F.cross_entropy(model(x_adv), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -93,18 +97,24 @@ def main() -> None:
     started = time.perf_counter()
     timings = interleave_many(runs, rounds=args.rounds)
     print(machine_line())
-    print(f"digits, cnn-small student, cnn-large teacher(s), one epoch per method per round, {args.rounds} interleaved "
-          f"rounds after one warm-up round ({time.perf_counter() - started:.0f}s)")
-    print(f"{'method':<13}{'s/epoch':>9}{'CPU s':>8}  {'wall x pgd-at (min, max)':<31}{'CPU x pgd-at':<14}"
-          f"{'S fwd':>7}{'S bwd':>7}{'T fwd':>7}{'T bwd':>7}")
+    print(
+        f"digits, cnn-small student, cnn-large teacher(s), one epoch per method per round, {args.rounds} interleaved "
+        f"rounds after one warm-up round ({time.perf_counter() - started:.0f}s)"
+    )
+    print(
+        f"{'method':<13}{'s/epoch':>9}{'CPU s':>8}  {'wall x pgd-at (min, max)':<31}{'CPU x pgd-at':<14}"
+        f"{'S fwd':>7}{'S bwd':>7}{'T fwd':>7}{'T bwd':>7}"
+    )
     for name in methods:
         wall = ratio_summary([t.wall for t in timings[name]], [t.wall for t in timings["pgd-at"]])
         cpu = ratio_summary([t.cpu for t in timings[name]], [t.cpu for t in timings["pgd-at"]])
         c = costs[name]
-        print(f"{name:<13}{statistics.median(t.wall for t in timings[name]):>9.2f}"
-              f"{statistics.median(t.cpu for t in timings[name]):>8.2f}  {str(wall):<31}{cpu.median:<14.3f}"
-              f"{c['cost.student_forward']:>7.1f}{c['cost.student_backward']:>7.1f}{c['cost.teacher_forward']:>7.1f}"
-              f"{c['cost.teacher_backward']:>7.1f}")
+        print(
+            f"{name:<13}{statistics.median(t.wall for t in timings[name]):>9.2f}"
+            f"{statistics.median(t.cpu for t in timings[name]):>8.2f}  {str(wall):<31}{cpu.median:<14.3f}"
+            f"{c['cost.student_forward']:>7.1f}{c['cost.student_backward']:>7.1f}{c['cost.teacher_forward']:>7.1f}"
+            f"{c['cost.teacher_backward']:>7.1f}"
+        )
     wall = ratio_summary([t.wall for t in timings["pgd-at"]], [t.wall for t in timings["plain loop"]])
     cpu = ratio_summary([t.cpu for t in timings["pgd-at"]], [t.cpu for t in timings["plain loop"]])
     print(f"engine pgd-at / plain PyTorch loop: wall {wall}, CPU {cpu}")

@@ -43,13 +43,22 @@ def _subset(splits: Splits, n_train: int, n_val: int) -> Splits:
 
 def _setting(args: argparse.Namespace, device: torch.device):
     """(protocol name, student, splits on the device, what was used) for the run."""
-    overrides = {"train.epochs": args.epochs, "train.val_pgd_steps": 1, "eval.n_examples": args.eval_n,
-                 "eval.chunk_size": 0, "eval.batch_size": args.eval_batch,
-                 "eval.attacks": {"pgd20": {"attack": "pgd", "steps": 20, "step_size": 0.25, "init": "uniform",
-                                            "loss": "ce"},
-                                  "aa": {"attack": "autoattack", "version": "standard"}}}
-    candidates = [("digits-linf", "cnn-small")] if args.smoke else [("cifar10-linf-8-short", "resnet-18"),
-                                                                     ("digits-linf", "cnn-small")]
+    overrides = {
+        "train.epochs": args.epochs,
+        "train.val_pgd_steps": 1,
+        "eval.n_examples": args.eval_n,
+        "eval.chunk_size": 0,
+        "eval.batch_size": args.eval_batch,
+        "eval.attacks": {
+            "pgd20": {"attack": "pgd", "steps": 20, "step_size": 0.25, "init": "uniform", "loss": "ce"},
+            "aa": {"attack": "autoattack", "version": "standard"},
+        },
+    }
+    candidates = (
+        [("digits-linf", "cnn-small")]
+        if args.smoke
+        else [("cifar10-linf-8-short", "resnet-18"), ("digits-linf", "cnn-small")]
+    )
     for name, student in candidates:
         protocol = load_protocol(name, overrides)
         try:
@@ -61,16 +70,35 @@ def _setting(args: argparse.Namespace, device: torch.device):
     raise SystemExit("no dataset available")
 
 
-def _train(protocol_name: str, overrides: dict, student_name: str, initial: dict, splits: Splits, method: str,
-           device: torch.device, seed: int) -> tuple[torch.nn.Module, float]:
+def _train(
+    protocol_name: str,
+    overrides: dict,
+    student_name: str,
+    initial: dict,
+    splits: Splits,
+    method: str,
+    device: torch.device,
+    seed: int,
+) -> tuple[torch.nn.Module, float]:
     protocol = load_protocol(protocol_name, overrides)
-    student = rkdbench.create("architecture", student_name, num_classes=splits.num_classes,
-                              in_channels=splits.input_shape[0]).to(device)
+    student = rkdbench.create(
+        "architecture", student_name, num_classes=splits.num_classes, in_channels=splits.input_shape[0]
+    ).to(device)
     student.load_state_dict(initial)
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as workdir:
-        trainer = Trainer(TrainSetup(protocol=protocol, method=rkdbench.create("method", method), student=student,
-                                     teachers={}, splits=splits, seed=seed, device=device, workdir=Path(workdir)))
+        trainer = Trainer(
+            TrainSetup(
+                protocol=protocol,
+                method=rkdbench.create("method", method),
+                student=student,
+                teachers={},
+                splits=splits,
+                seed=seed,
+                device=device,
+                workdir=Path(workdir),
+            )
+        )
         outcome = trainer.fit()
     return student, statistics.median(h["train.epoch_seconds"] for h in outcome.history)
 
@@ -88,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    defaults = {"epochs": 1, "train_n": 128, "val_n": 32, "eval_n": 24} if args.smoke else \
-        {"epochs": 3, "train_n": 10_000, "val_n": 200, "eval_n": 500}
+    defaults = (
+        {"epochs": 1, "train_n": 128, "val_n": 32, "eval_n": 24}
+        if args.smoke
+        else {"epochs": 3, "train_n": 10_000, "val_n": 200, "eval_n": 500}
+    )
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -103,15 +134,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     protocol, student_name, splits = _setting(args, device)
     torch.manual_seed(args.seed)
-    initial = rkdbench.create("architecture", student_name, num_classes=splits.num_classes,
-                              in_channels=splits.input_shape[0]).state_dict()
+    initial = rkdbench.create(
+        "architecture", student_name, num_classes=splits.num_classes, in_channels=splits.input_shape[0]
+    ).state_dict()
     overrides = dict(protocol.overrides)
     seconds: dict[str, list[float]] = {p: [] for p in PRECISIONS}
     models: dict[str, torch.nn.Module] = {}
     for _ in range(args.pairs):
         for precision in PRECISIONS:  # A B A B ...
-            model, per_epoch = _train(protocol.name, {**overrides, "train.precision": precision}, student_name,
-                                      copy.deepcopy(initial), splits, args.method, device, args.seed)
+            model, per_epoch = _train(
+                protocol.name,
+                {**overrides, "train.precision": precision},
+                student_name,
+                copy.deepcopy(initial),
+                splits,
+                args.method,
+                device,
+                args.seed,
+            )
             seconds[precision].append(per_epoch)
             models.setdefault(precision, model)
     accuracy: dict[str, dict[str, float]] = {}
@@ -121,20 +161,26 @@ def main(argv: list[str] | None = None) -> int:
         accuracy[precision] = {k: 100 * metrics[f"{k}_acc"] for k in ("clean", "pgd20", "aa")}
     ratios = [a / b for a, b in zip(seconds["fp32"], seconds["bf16"])]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"precision parity: {args.method} / {student_name} / {protocol.name} ({splits.train[1].numel()} training "
-          f"points, {args.epochs} epoch(s), {len(y)} test points), {device.type} ({name}), {args.pairs} alternated "
-          f"pairs, seed {args.seed}, torch {torch.__version__}, cudnn TF32 {torch.backends.cudnn.allow_tf32}, "
-          f"matmul TF32 {torch.backends.cuda.matmul.allow_tf32}")
+    print(
+        f"precision parity: {args.method} / {student_name} / {protocol.name} ({splits.train[1].numel()} training "
+        f"points, {args.epochs} epoch(s), {len(y)} test points), {device.type} ({name}), {args.pairs} alternated "
+        f"pairs, seed {args.seed}, torch {torch.__version__}, cudnn TF32 {torch.backends.cudnn.allow_tf32}, "
+        f"matmul TF32 {torch.backends.cuda.matmul.allow_tf32}"
+    )
     print()
     print("| precision | train s/epoch (median of runs) | clean | PGD-20 | AutoAttack |")
     print("| --- | --- | --- | --- | --- |")
     for precision in PRECISIONS:
         a = accuracy[precision]
-        print(f"| {precision} | {statistics.median(seconds[precision]):.3f} | {a['clean']:.1f} | {a['pgd20']:.1f} "
-              f"| {a['aa']:.1f} |")
+        print(
+            f"| {precision} | {statistics.median(seconds[precision]):.3f} | {a['clean']:.1f} | {a['pgd20']:.1f} "
+            f"| {a['aa']:.1f} |"
+        )
     d = {k: accuracy["bf16"][k] - accuracy["fp32"][k] for k in ("clean", "pgd20", "aa")}
-    print(f"| bf16 - fp32 | speed-up x{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}) "
-          f"| {d['clean']:+.1f} | {d['pgd20']:+.1f} | {d['aa']:+.1f} |")
+    print(
+        f"| bf16 - fp32 | speed-up x{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}) "
+        f"| {d['clean']:+.1f} | {d['pgd20']:+.1f} | {d['aa']:+.1f} |"
+    )
     return 0
 
 

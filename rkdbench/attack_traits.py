@@ -15,13 +15,28 @@ torch: the leaderboard and the UI call it with classes they got from the registr
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-__all__ = ["AttackTraits", "CLEAN", "attack_plugins", "attack_specs", "stored_specs", "option_values", "display_names",
-           "final_label", "rank_label", "ranked_column", "ranked_accuracy", "column_order", "table_order",
-           "LEGACY_SPECS", "ATTACK_PARAM", "format_accuracies", "sanity_pairs"]
+__all__ = [
+    "AttackTraits",
+    "CLEAN",
+    "attack_plugins",
+    "attack_specs",
+    "stored_specs",
+    "option_values",
+    "display_names",
+    "final_label",
+    "rank_label",
+    "ranked_column",
+    "ranked_accuracy",
+    "column_order",
+    "table_order",
+    "LEGACY_SPECS",
+    "ATTACK_PARAM",
+    "format_accuracies",
+    "sanity_pairs",
+]
 
 CLEAN = "clean"  # the accuracy on unattacked points: a column and rank 0 of the sanity order, never an attack
 HOST_COLUMNS = {CLEAN: "clean", "worst": "worst"}  # columns the host itself computes (worst: every attack at once)
@@ -29,8 +44,11 @@ HOST_COLUMNS = {CLEAN: "clean", "worst": "worst"}  # columns the host itself com
 Spec = Mapping[str, Any]  # one `[eval.attacks.<label>]` table: `attack` (the plugin name) and its options
 # Only for runs stored with neither their config.toml nor their protocol params: what the built-in protocols'
 # labels meant, so that tables built from such runs keep their names and order. Never read for a run that says.
-LEGACY_SPECS: dict[str, dict[str, Any]] = {"pgd20": {"attack": "pgd", "steps": 20}, "cw": {"attack": "cw"},
-                                           "aa": {"attack": "autoattack"}}
+LEGACY_SPECS: dict[str, dict[str, Any]] = {
+    "pgd20": {"attack": "pgd", "steps": 20},
+    "cw": {"attack": "cw"},
+    "aa": {"attack": "autoattack"},
+}
 
 
 class AttackTraits:
@@ -93,7 +111,7 @@ def attack_specs(params: Mapping[str, Any], prefix: str = ATTACK_PARAM) -> dict[
     specs: dict[str, dict[str, Any]] = {}
     for key, value in params.items():
         if key.startswith(prefix):
-            label, _, option = key[len(prefix):].partition(".")
+            label, _, option = key[len(prefix) :].partition(".")
             specs.setdefault(label, {})[option] = value
     return specs
 
@@ -122,15 +140,17 @@ def final_label(labels: Iterable[str], specs: Mapping[str, Spec], plugins: Mappi
     return found[-1] if found else None
 
 
-def rank_label(labels: list[str], specs: Mapping[str, Spec], plugins: Mapping[str, type],
-               rank_by: str | None = None) -> str:
+def rank_label(
+    labels: list[str], specs: Mapping[str, Spec], plugins: Mapping[str, type], rank_by: str | None = None
+) -> str:
     """The label a leaderboard ranks by: the protocol's `eval.rank_by` when it gives one, else the last final
     attack's label, else the last label."""
     return rank_by or final_label(labels, specs, plugins) or labels[-1]
 
 
-def ranked_column(specs: Mapping[str, Spec], rank_by: str | None = None,
-                  plugins: Mapping[str, type] | None = None) -> tuple[str, str] | None:
+def ranked_column(
+    specs: Mapping[str, Spec], rank_by: str | None = None, plugins: Mapping[str, type] | None = None
+) -> tuple[str, str] | None:
     """(label, display name) of the accuracy a protocol ranks by (`rank_label` over its `[eval.attacks]`): the
     column a one-line summary shows; None for a protocol without attacks. `plugins` default: the registered ones."""
     if not specs:
@@ -140,8 +160,13 @@ def ranked_column(specs: Mapping[str, Spec], rank_by: str | None = None,
     return label, display_names(specs, plugins).get(label, label)
 
 
-def ranked_accuracy(metrics: Mapping[str, Any], specs: Mapping[str, Spec], prefix: str = "",
-                    rank_by: str | None = None, plugins: Mapping[str, type] | None = None) -> tuple[str, float] | None:
+def ranked_accuracy(
+    metrics: Mapping[str, Any],
+    specs: Mapping[str, Spec],
+    prefix: str = "",
+    rank_by: str | None = None,
+    plugins: Mapping[str, type] | None = None,
+) -> tuple[str, float] | None:
     """(display name, value) of the accuracy the protocol ranks by (`ranked_column`), read as `<prefix><label>_acc`
     from `metrics` (a cell's metrics with prefix `test.`, a measured teacher card without); None when it is
     missing. What a one-line summary of a cell or a teacher shows instead of a hard-coded `test.aa_acc`."""
@@ -153,6 +178,7 @@ def ranked_accuracy(metrics: Mapping[str, Any], specs: Mapping[str, Spec], prefi
 def column_order(labels: Iterable[str], specs: Mapping[str, Spec], plugins: Mapping[str, type]) -> list[str]:
     """Attack labels for a table when the protocol's own order is unknown: those with a sanity rank (PGD), then
     the others, each group by name, final attacks last."""
+
     def key(label: str) -> tuple[bool, bool, str]:
         plugin = _plugin(specs, plugins, label)
         return plugin.final, plugin.sanity_rank is None, label
@@ -160,8 +186,9 @@ def column_order(labels: Iterable[str], specs: Mapping[str, Spec], plugins: Mapp
     return sorted(labels, key=key)
 
 
-def table_order(order: Iterable[str], labels: Iterable[str], specs: Mapping[str, Spec],
-                plugins: Mapping[str, type]) -> list[str]:
+def table_order(
+    order: Iterable[str], labels: Iterable[str], specs: Mapping[str, Spec], plugins: Mapping[str, type]
+) -> list[str]:
     """A table's accuracy columns among `labels` (those with numbers): clean first, then the protocol's `order`,
     labels it does not list after them (`column_order`), final attacks last (stable)."""
     labels, order = set(labels), list(order)
@@ -171,15 +198,16 @@ def table_order(order: Iterable[str], labels: Iterable[str], specs: Mapping[str,
     return ([CLEAN] if CLEAN in labels else []) + ordered
 
 
-def format_accuracies(measured: Mapping[str, Any], specs: Mapping[str, Spec],
-                      plugins: Mapping[str, type] | None = None) -> str:
+def format_accuracies(
+    measured: Mapping[str, Any], specs: Mapping[str, Spec], plugins: Mapping[str, type] | None = None
+) -> str:
     """`clean 97.0%, PGD-20 90.0%, AutoAttack 85.0%`: clean and each label's `<label>_acc` of a measured teacher
     card or a metrics dict, in the protocol's order (`specs`), then any other label the card has; a missing or
     non-numeric value shows as `n/a`, so printing never crashes on a protocol labelled otherwise. `plugins`
     default: the registered ones."""
     plugins = attack_plugins(str(s.get("attack", "")) for s in specs.values()) if plugins is None else plugins
     names = display_names(specs, plugins)
-    found = [key[:-len("_acc")] for key in measured if key.endswith("_acc") and "." not in key]
+    found = [key[: -len("_acc")] for key in measured if key.endswith("_acc") and "." not in key]
     labels = [CLEAN, *specs, *(label for label in found if label not in specs and label != CLEAN)]
 
     def shown(label: str) -> str:

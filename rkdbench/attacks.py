@@ -19,8 +19,16 @@ from .attack_traits import AttackTraits
 from .contracts import AttackResult, Params, build_params
 from .errors import ConfigError
 
-__all__ = ["Attack", "AttackTraits", "ThreatModel", "predict", "preserved_rng", "check_threat", "check_attack_inputs",
-           "attack_mode"]
+__all__ = [
+    "Attack",
+    "AttackTraits",
+    "ThreatModel",
+    "predict",
+    "preserved_rng",
+    "check_threat",
+    "check_attack_inputs",
+    "attack_mode",
+]
 
 NORMS = ("Linf", "L2")
 
@@ -44,7 +52,7 @@ def check_threat(norm: str, eps: float, where: str = "threat") -> None:
 def predict(model: nn.Module, x: Tensor, batch_size: int = 500) -> Tensor:
     """Predicted labels of `model` on `x`, in batches, without gradients."""
     with torch.inference_mode():
-        return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+        return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
 
 
 @contextlib.contextmanager
@@ -68,8 +76,10 @@ def check_attack_inputs(model: nn.Module, x: Tensor, batch_size: int = 500, owne
         return
     low, high = float(x.min()), float(x.max())
     if low < 0.0 or high > 1.0:
-        raise ConfigError(f"{owner}: inputs must be in [0, 1] (the threat model's eps is on that scale); observed "
-                          f"min {low:.4g}, max {high:.4g}. Scale 0-255 images by 1/255 and normalize inside the model")
+        raise ConfigError(
+            f"{owner}: inputs must be in [0, 1] (the threat model's eps is on that scale); observed "
+            f"min {low:.4g}, max {high:.4g}. Scale 0-255 images by 1/255 and normalize inside the model"
+        )
     if any(module.training for module in model.modules()):
         # BatchNorm in train mode normalizes by the attacked batch itself, so the attack would measure another model
         warnings.warn(f"{owner}: the model is in train mode; switched it to eval mode for the attack", stacklevel=2)
@@ -77,8 +87,10 @@ def check_attack_inputs(model: nn.Module, x: Tensor, batch_size: int = 500, owne
     with torch.inference_mode():
         out = model(x[:batch_size])
     if bool((out >= 0).all()) and bool(((out.sum(1) - 1).abs() <= 1e-4).all()):
-        raise ConfigError(f"{owner}: the model's outputs look like probabilities (every row non-negative and summing "
-                          f"to 1); AutoAttack's losses need logits, so remove the final softmax")
+        raise ConfigError(
+            f"{owner}: the model's outputs look like probabilities (every row non-negative and summing "
+            f"to 1); AutoAttack's losses need logits, so remove the final softmax"
+        )
 
 
 @contextlib.contextmanager
@@ -103,8 +115,9 @@ class Attack(AttackTraits):
     Params: ClassVar[type] = Params
     norms: ClassVar[tuple[str, ...]] = NORMS
 
-    def __init__(self, norm: str = "Linf", eps: float = 8 / 255, seed: int = 0, batch_size: int = 500,
-                 **params: Any) -> None:
+    def __init__(
+        self, norm: str = "Linf", eps: float = 8 / 255, seed: int = 0, batch_size: int = 500, **params: Any
+    ) -> None:
         check_threat(norm, eps, where=f"attack {self.name!r}")
         if norm not in self.norms:
             raise ConfigError(f"attack {self.name!r} does not support norm {norm!r}; allowed: {', '.join(self.norms)}")

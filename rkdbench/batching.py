@@ -23,8 +23,9 @@ CPU_BATCH_SIZE = 250
 PROBE = 32
 
 
-def batch_size_for(free_bytes: int, bytes_per_example: float, fraction: float = 0.5, floor: int = 16,
-                   cap: int = 4096) -> int:
+def batch_size_for(
+    free_bytes: int, bytes_per_example: float, fraction: float = 0.5, floor: int = 16, cap: int = 4096
+) -> int:
     """The largest power of two with `n * bytes_per_example <= fraction * free_bytes`, within [floor, cap]."""
     fits = int(fraction * free_bytes // max(bytes_per_example, 1.0))
     size = floor

@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Timing", "Ratio", "Comparison", "ratio_summary", "interleave", "interleave_many", "machine_line", "cpu_model", "timed"]
+__all__ = [
+    "Timing",
+    "Ratio",
+    "Comparison",
+    "ratio_summary",
+    "interleave",
+    "interleave_many",
+    "machine_line",
+    "cpu_model",
+    "timed",
+]
 
 
 @dataclass(frozen=True)
@@ -81,13 +91,16 @@ class Comparison:
 
     def report(self) -> str:
         a, b = self.median_seconds("a"), self.median_seconds("b")
-        return (f"{self.name_a} / {self.name_b} over {len(self.a)} interleaved pairs: wall {self.wall}, CPU {self.cpu}"
-                f"; median {self.name_a} {a.wall:.3f} s wall ({a.cpu:.3f} s CPU), "
-                f"{self.name_b} {b.wall:.3f} s wall ({b.cpu:.3f} s CPU)")
+        return (
+            f"{self.name_a} / {self.name_b} over {len(self.a)} interleaved pairs: wall {self.wall}, CPU {self.cpu}"
+            f"; median {self.name_a} {a.wall:.3f} s wall ({a.cpu:.3f} s CPU), "
+            f"{self.name_b} {b.wall:.3f} s wall ({b.cpu:.3f} s CPU)"
+        )
 
 
-def interleave_many(runs: dict[str, Callable[[], object]], rounds: int = 5, warmup: int = 1,
-                    sync: Callable[[], None] | None = None) -> dict[str, list[Timing]]:
+def interleave_many(
+    runs: dict[str, Callable[[], object]], rounds: int = 5, warmup: int = 1, sync: Callable[[], None] | None = None
+) -> dict[str, list[Timing]]:
     """`warmup` untimed rounds, then `rounds` timed rounds of every run, the order reversed on every other round
     (A B C, C B A, ...); round i of each name pairs with round i of the others."""
     for _ in range(warmup):
@@ -95,13 +108,19 @@ def interleave_many(runs: dict[str, Callable[[], object]], rounds: int = 5, warm
             fn()
     timings: dict[str, list[Timing]] = {name: [] for name in runs}
     for i in range(rounds):
-        for name in (list(runs) if i % 2 == 0 else list(reversed(runs))):
+        for name in list(runs) if i % 2 == 0 else list(reversed(runs)):
             timings[name].append(timed(runs[name], sync)[0])
     return timings
 
 
-def interleave(run_a: Callable[[], object], run_b: Callable[[], object], pairs: int = 5, warmup: int = 1,
-               names: tuple[str, str] = ("A", "B"), sync: Callable[[], None] | None = None) -> Comparison:
+def interleave(
+    run_a: Callable[[], object],
+    run_b: Callable[[], object],
+    pairs: int = 5,
+    warmup: int = 1,
+    names: tuple[str, str] = ("A", "B"),
+    sync: Callable[[], None] | None = None,
+) -> Comparison:
     """`warmup` untimed runs of each, then `pairs` timed pairs, alternating which of A and B runs first."""
     timings = interleave_many({"a": run_a, "b": run_b}, pairs, warmup, sync)
     return Comparison(*names, a=timings["a"], b=timings["b"])
@@ -122,5 +141,7 @@ def cpu_model() -> str:
 def machine_line() -> str:
     """One line naming the machine a measurement was made on."""
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    return (f"machine: {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
-            f"torch {torch.__version__}, {gpu}")
+    return (
+        f"machine: {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, {gpu}"
+    )

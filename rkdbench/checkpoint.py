@@ -54,8 +54,9 @@ def save_atomic(obj: Any, path: str | os.PathLike[str]) -> str:
     return digest
 
 
-def load_verified(path: str | os.PathLike[str], expected_sha256: str | None = None,
-                  map_location: str | torch.device = "cpu") -> Any:
+def load_verified(
+    path: str | os.PathLike[str], expected_sha256: str | None = None, map_location: str | torch.device = "cpu"
+) -> Any:
     """Load a torch file with weights_only=True after checking its sha256 (given, or from the sidecar if present)."""
     path = Path(path)
     if not path.is_file():
@@ -74,4 +75,6 @@ def load_verified(path: str | os.PathLike[str], expected_sha256: str | None = No
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"checkpoint {path} cannot be loaded: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+        raise CheckpointError(
+            f"checkpoint {path} cannot be loaded: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        ) from exc

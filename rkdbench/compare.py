@@ -40,7 +40,7 @@ def mcnemar_exact(b: int, c: int) -> float:
         raise ValueError(f"discordant counts must be non-negative, got b={b}, c={c}")
     n = b + c
     tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))
-    return min(1.0, 2 * tail / 2 ** n)  # int / int is correctly rounded even for large n
+    return min(1.0, 2 * tail / 2**n)  # int / int is correctly rounded even for large n
 
 
 def _discordant(a: Sequence[bool] | np.ndarray, b: Sequence[bool] | np.ndarray) -> tuple[int, int, int]:
@@ -50,8 +50,9 @@ def _discordant(a: Sequence[bool] | np.ndarray, b: Sequence[bool] | np.ndarray) 
     return len(a), int((a & ~b).sum()), int((~a & b).sum())
 
 
-def paired_difference_ci(a: Sequence[bool] | np.ndarray, b: Sequence[bool] | np.ndarray,
-                         level: float = 0.95) -> tuple[float, float, float]:
+def paired_difference_ci(
+    a: Sequence[bool] | np.ndarray, b: Sequence[bool] | np.ndarray, level: float = 0.95
+) -> tuple[float, float, float]:
     """(difference, low, high): accuracy of `a` minus accuracy of `b` on the same points, with the Wald interval
     on the paired differences at `level` (see the module docstring)."""
     if not 0 < level < 1:
@@ -93,17 +94,19 @@ class Comparison:
 
     def render(self) -> str:
         width = max(len(self.name_a), len(self.name_b))
-        return "\n".join([
-            f"{self.attack} accuracy, selection {self.selection}, protocol hash {self.protocol_hash[:12]}, "
-            f"{self.n} paired test points",
-            f"  A  {self.name_a:<{width}}  {self.run_a}  {self.accuracy_a:.2%}",
-            f"  B  {self.name_b:<{width}}  {self.run_b}  {self.accuracy_b:.2%}",
-            f"  A - B: {100 * self.difference:+.2f} points, {self.level:.0%} CI [{100 * self.ci_low:+.2f}, "
-            f"{100 * self.ci_high:+.2f}] (Wald, paired)",
-            *(f"  note: {note}" for note in self.ignored),
-            f"  discordant pairs: {self.only_a + self.only_b} (A only {self.only_a}, B only {self.only_b}); "
-            f"exact McNemar p = {self.mcnemar_p:.4g}",
-        ])
+        return "\n".join(
+            [
+                f"{self.attack} accuracy, selection {self.selection}, protocol hash {self.protocol_hash[:12]}, "
+                f"{self.n} paired test points",
+                f"  A  {self.name_a:<{width}}  {self.run_a}  {self.accuracy_a:.2%}",
+                f"  B  {self.name_b:<{width}}  {self.run_b}  {self.accuracy_b:.2%}",
+                f"  A - B: {100 * self.difference:+.2f} points, {self.level:.0%} CI [{100 * self.ci_low:+.2f}, "
+                f"{100 * self.ci_high:+.2f}] (Wald, paired)",
+                *(f"  note: {note}" for note in self.ignored),
+                f"  discordant pairs: {self.only_a + self.only_b} (A only {self.only_a}, B only {self.only_b}); "
+                f"exact McNemar p = {self.mcnemar_p:.4g}",
+            ]
+        )
 
 
 def _load(tracker: Tracker, run_id: str, selection: str) -> tuple[Any, pd.DataFrame]:
@@ -116,13 +119,16 @@ def _load(tracker: Tracker, run_id: str, selection: str) -> tuple[Any, pd.DataFr
         try:
             path = tracker.download_artifact(run_id, ARTIFACT, folder)
         except MissingArtifact as exc:
-            raise UserError(f"run {run_id} has no {ARTIFACT} artifact (status {run.info.status}); "
-                            f"compare finished cells") from exc
+            raise UserError(
+                f"run {run_id} has no {ARTIFACT} artifact (status {run.info.status}); compare finished cells"
+            ) from exc
         frame = pd.read_parquet(path)
     rows = frame[frame["selection"] == selection]
     if rows.empty:
-        raise UserError(f"run {run_id} has no per-example results for selection {selection!r}; it has: "
-                        f"{', '.join(sorted(frame['selection'].unique()))}")
+        raise UserError(
+            f"run {run_id} has no per-example results for selection {selection!r}; it has: "
+            f"{', '.join(sorted(frame['selection'].unique()))}"
+        )
     return run, rows
 
 
@@ -138,18 +144,26 @@ def _ranked_label(run, columns: Sequence[str]) -> str:
     return rank_label(labels, specs, plugins, rank_by if rank_by in labels else None) if labels else CLEAN
 
 
-def compare_runs(results: str | os.PathLike[str], run_a: str, run_b: str, attack: str | None = None,
-                 selection: str = "last", level: float = 0.95) -> Comparison:
+def compare_runs(
+    results: str | os.PathLike[str],
+    run_a: str,
+    run_b: str,
+    attack: str | None = None,
+    selection: str = "last",
+    level: float = 0.95,
+) -> Comparison:
     """Compare two cell runs of the store in `results` on the `attack` column of their per-example results
     (default: the label their leaderboard ranks by, `_ranked_label`)."""
     tracker = Tracker(results)
-    if tracker.uri.startswith("sqlite:///") and not Path(tracker.uri[len("sqlite:///"):]).is_file():
+    if tracker.uri.startswith("sqlite:///") and not Path(tracker.uri[len("sqlite:///") :]).is_file():
         raise UserError(f"no MLflow store at {tracker.uri}; pass the results folder of a suite run with --results")
     (info_a, frame_a), (info_b, frame_b) = _load(tracker, run_a, selection), _load(tracker, run_b, selection)
     hash_a, hash_b = (info.data.tags[schema.PROTOCOL_HASH] for info in (info_a, info_b))
     if hash_a != hash_b:
-        raise UserError(f"runs were evaluated under different protocols (protocol hash {hash_a} vs {hash_b}); "
-                        f"their per-example results are not paired")
+        raise UserError(
+            f"runs were evaluated under different protocols (protocol hash {hash_a} vs {hash_b}); "
+            f"their per-example results are not paired"
+        )
     columns = [c for c in frame_a.columns if c not in KEYS and c in frame_b.columns and frame_a[c].dtype == bool]
     attack = _ranked_label(info_a, columns) if attack is None else attack
     if attack not in columns:
@@ -161,10 +175,26 @@ def compare_runs(results: str | os.PathLike[str], run_a: str, run_b: str, attack
     difference, low, high = paired_difference_ci(a, b, level)
     n, only_a, only_b = _discordant(a, b)
     ignored = [note for note in (_duplicate_note(tracker, info) for info in (info_a, info_b)) if note]
-    return Comparison(run_a=run_a, run_b=run_b, name_a=info_a.info.run_name or "", name_b=info_b.info.run_name or "",
-                      attack=attack, selection=selection, protocol_hash=hash_a, n=n, accuracy_a=float(a.mean()),
-                      accuracy_b=float(b.mean()), difference=difference, ci_low=low, ci_high=high, level=level,
-                      only_a=only_a, only_b=only_b, mcnemar_p=mcnemar_exact(only_a, only_b), ignored=ignored)
+    return Comparison(
+        run_a=run_a,
+        run_b=run_b,
+        name_a=info_a.info.run_name or "",
+        name_b=info_b.info.run_name or "",
+        attack=attack,
+        selection=selection,
+        protocol_hash=hash_a,
+        n=n,
+        accuracy_a=float(a.mean()),
+        accuracy_b=float(b.mean()),
+        difference=difference,
+        ci_low=low,
+        ci_high=high,
+        level=level,
+        only_a=only_a,
+        only_b=only_b,
+        mcnemar_p=mcnemar_exact(only_a, only_b),
+        ignored=ignored,
+    )
 
 
 def _duplicate_note(tracker: Tracker, run) -> str:
@@ -173,5 +203,7 @@ def _duplicate_note(tracker: Tracker, run) -> str:
     counted = tracker.find_run(run.info.experiment_id, cell) if cell else None
     if counted is None or counted.info.run_id == run.info.run_id:
         return ""
-    return (f"run {run.info.run_id} is an ignored duplicate of cell {cell}: leaderboards count run "
-            f"{counted.info.run_id} (the newest FINISHED run of the cell)")
+    return (
+        f"run {run.info.run_id} is an ignored duplicate of cell {cell}: leaderboards count run "
+        f"{counted.info.run_id} (the newest FINISHED run of the cell)"
+    )

@@ -109,7 +109,9 @@ class AttackSpec:
     def __post_init__(self) -> None:
         unknown = set(self.needs) - FORWARD_PASSES
         if unknown or "s_adv" not in self.needs:
-            raise ValueError(f"AttackSpec.needs must contain 's_adv' and only {sorted(FORWARD_PASSES)}; got {sorted(self.needs)}")
+            raise ValueError(
+                f"AttackSpec.needs must contain 's_adv' and only {sorted(FORWARD_PASSES)}; got {sorted(self.needs)}"
+            )
 
 
 @dataclass
@@ -173,7 +175,9 @@ class Method:
         allowed = FORWARD_PASSES | {f"{role}:{p}" for role in self.teacher_roles[1:] for p in TEACHER_PASSES}
         unknown = set(self.needs) - allowed
         if unknown:
-            raise ValueError(f"method {self.name!r} needs unknown forward passes {sorted(unknown)}; allowed: {sorted(allowed)}")
+            raise ValueError(
+                f"method {self.name!r} needs unknown forward passes {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
 
     @classmethod
     def resolve_params(cls, overrides: dict[str, Any]) -> tuple[Any, AttackSpec | None]:
@@ -182,8 +186,12 @@ class Method:
         nothing else, it is also how a suite checks its method parameters when it loads."""
         overrides = dict(overrides)
         attack_overrides = {k: overrides.pop(k) for k in list(overrides) if k in ATTACK_OVERRIDES}
-        params = build_params(cls.Params, overrides, owner=f"method {cls.name!r}",
-                              also_allowed=tuple(ATTACK_OVERRIDES) if cls.attack else ())
+        params = build_params(
+            cls.Params,
+            overrides,
+            owner=f"method {cls.name!r}",
+            also_allowed=tuple(ATTACK_OVERRIDES) if cls.attack else (),
+        )
         return params, cls._attack_with(attack_overrides)
 
     @classmethod
@@ -194,8 +202,12 @@ class Method:
         if spec is None:
             raise ConfigError(f"method {cls.name!r} has no training attack; {sorted(overrides)} cannot be set")
         hints = typing.get_type_hints(AttackSpec)
-        fields = {ATTACK_OVERRIDES[k]: _checked(v, getattr(spec, ATTACK_OVERRIDES[k]), hints[ATTACK_OVERRIDES[k]],
-                                                f"method {cls.name!r} {k}") for k, v in overrides.items()}
+        fields = {
+            ATTACK_OVERRIDES[k]: _checked(
+                v, getattr(spec, ATTACK_OVERRIDES[k]), hints[ATTACK_OVERRIDES[k]], f"method {cls.name!r} {k}"
+            )
+            for k, v in overrides.items()
+        }
         return dataclasses.replace(spec, **fields)
 
     def configure_needs(self, params: Any) -> frozenset[str]:
@@ -288,4 +300,3 @@ def _coerce(value: Any, default: Any, what: str) -> Any:
 
 def as_losses(value: Losses | Tensor) -> Losses:
     return value if isinstance(value, Losses) else Losses(total=value)
-

@@ -52,8 +52,9 @@ def forward_flops(architecture: str, input_shape: tuple[int, ...], num_classes: 
     from . import create
 
     with torch.device("meta"):
-        model = create("architecture", architecture, num_classes=num_classes, in_channels=input_shape[0],
-                       **dict(arch_kwargs)).eval()
+        model = create(
+            "architecture", architecture, num_classes=num_classes, in_channels=input_shape[0], **dict(arch_kwargs)
+        ).eval()
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             model(torch.empty(1, *input_shape))
     return int(counter.get_total_flops())
@@ -78,9 +79,18 @@ def training_passes(cell: Cell, input_shape: tuple[int, ...], num_classes: int) 
     teachers = {role: _stand_in(input_shape, num_classes) for role in method.teacher_roles}
     epochs = cell.protocol.train.epochs
     with tempfile.TemporaryDirectory() as workdir, torch.random.fork_rng():
-        trainer = Trainer(TrainSetup(protocol=cell.protocol, method=method, student=_stand_in(input_shape, num_classes),
-                                     teachers=teachers, splits=splits, seed=0, device=torch.device("cpu"),
-                                     workdir=Path(workdir)))
+        trainer = Trainer(
+            TrainSetup(
+                protocol=cell.protocol,
+                method=method,
+                student=_stand_in(input_shape, num_classes),
+                teachers=teachers,
+                splits=splits,
+                seed=0,
+                device=torch.device("cpu"),
+                workdir=Path(workdir),
+            )
+        )
         trainer.training_step(x, y, Progress(epochs - 1, epochs, 0, 1))
         trainer.after_step()
     return {k.removeprefix("cost."): v / n for k, v in trainer.counter.as_dict().items()}
@@ -101,9 +111,15 @@ def _eval_passes(cell: Cell, n_test: int, robust_fraction: float) -> tuple[float
     return forwards * selections, backwards * selections
 
 
-def estimate_cell(cell: Cell, teacher_arch: dict[str, tuple[str, tuple]], input_shape: tuple[int, ...],
-                  num_classes: int, split_sizes: tuple[int, int, int], gpu_tflops: float = DEFAULT_GPU_TFLOPS,
-                  robust_fraction: float = 0.5) -> CellCost:
+def estimate_cell(
+    cell: Cell,
+    teacher_arch: dict[str, tuple[str, tuple]],
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    split_sizes: tuple[int, int, int],
+    gpu_tflops: float = DEFAULT_GPU_TFLOPS,
+    robust_fraction: float = 0.5,
+) -> CellCost:
     """The cell's cost: training (its method's passes x epochs x train size, plus per-epoch validation PGD)
     and evaluation. `teacher_arch` maps the cell's teacher ids to (architecture, arch_kwargs items)."""
     passes = training_passes(cell, input_shape, num_classes)
@@ -112,15 +128,26 @@ def estimate_cell(cell: Cell, teacher_arch: dict[str, tuple[str, tuple]], input_
     epochs = train.epochs
     student = forward_flops(cell.student, input_shape, num_classes)
     teacher_ids = [t for t in [cell.teacher, *cell.extra_teachers.values()] if t in teacher_arch]
-    teacher = max((forward_flops(arch, input_shape, num_classes, kwargs) for arch, kwargs in
-                   (teacher_arch[t] for t in teacher_ids)), default=0)
-    per_example = (passes["student_forward"] + 2 * passes["student_backward"]) * student \
-        + (passes["teacher_forward"] + 2 * passes["teacher_backward"]) * teacher \
+    teacher = max(
+        (
+            forward_flops(arch, input_shape, num_classes, kwargs)
+            for arch, kwargs in (teacher_arch[t] for t in teacher_ids)
+        ),
+        default=0,
+    )
+    per_example = (
+        (passes["student_forward"] + 2 * passes["student_backward"]) * student
+        + (passes["teacher_forward"] + 2 * passes["teacher_backward"]) * teacher
         + (passes.get("network_forward", 0) + 2 * passes.get("network_backward", 0)) * student
+    )
     val_steps = train.val_pgd_steps
     per_epoch_val = n_val * (val_steps + 2 + 2 * val_steps) * student
     train_flops = epochs * (n_train * per_example + per_epoch_val)
     eval_forwards, eval_backwards = _eval_passes(cell, n_test, robust_fraction)
     eval_flops = (eval_forwards + 2 * eval_backwards) * student
-    return CellCost(**passes, train_tflop=train_flops / 1e12, eval_tflop=eval_flops / 1e12,
-                    gpu_hours=(train_flops + eval_flops) / (gpu_tflops * 1e12) / 3600)
+    return CellCost(
+        **passes,
+        train_tflop=train_flops / 1e12,
+        eval_tflop=eval_flops / 1e12,
+        gpu_hours=(train_flops + eval_flops) / (gpu_tflops * 1e12) / 3600,
+    )

@@ -26,8 +26,9 @@ def _rank(status: str, start_time: Any) -> tuple[bool, float]:
     return status == "FINISHED", float(start_time or 0)
 
 
-def _pick(items: Iterable[T], cell: Callable[[T], str | None], status: Callable[[T], str],
-          start_time: Callable[[T], Any]) -> tuple[list[T], int]:
+def _pick(
+    items: Iterable[T], cell: Callable[[T], str | None], status: Callable[[T], str], start_time: Callable[[T], Any]
+) -> tuple[list[T], int]:
     """The counted item of each cell key (items without a key are kept as they are), and how many were ignored."""
     best: dict[str, T] = {}
     kept: list[T] = []
@@ -55,11 +56,18 @@ def counted_frame(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     column = schema.column(CELL_TAG)
     if runs.empty or column not in runs.columns:
         return runs, runs.iloc[:0]
-    start = runs["start_time"].map(lambda t: pd.Timestamp(t).value if pd.notna(t) else 0) \
-        if "start_time" in runs.columns else pd.Series(0, index=runs.index)
+    start = (
+        runs["start_time"].map(lambda t: pd.Timestamp(t).value if pd.notna(t) else 0)
+        if "start_time" in runs.columns
+        else pd.Series(0, index=runs.index)
+    )
     rows = list(runs.index)
-    kept, _ = _pick(rows, lambda i: runs.at[i, column] if pd.notna(runs.at[i, column]) else None,
-                    lambda i: runs.at[i, "status"], lambda i: start[i])
+    kept, _ = _pick(
+        rows,
+        lambda i: runs.at[i, column] if pd.notna(runs.at[i, column]) else None,
+        lambda i: runs.at[i, "status"],
+        lambda i: start[i],
+    )
     kept_set = set(kept)
     return runs.loc[[i for i in rows if i in kept_set]], runs.loc[[i for i in rows if i not in kept_set]]
 
@@ -74,5 +82,7 @@ def ignored_note(ignored: int) -> str:
     """The line every command prints when duplicates were ignored ('' when none)."""
     if not ignored:
         return ""
-    return (f"{ignored} duplicate run{'s' if ignored != 1 else ''} of already counted cells ignored (the newest "
-            f"FINISHED run of each cell key counts; older rkdbench versions could train a cell twice)")
+    return (
+        f"{ignored} duplicate run{'s' if ignored != 1 else ''} of already counted cells ignored (the newest "
+        f"FINISHED run of each cell key counts; older rkdbench versions could train a cell twice)"
+    )

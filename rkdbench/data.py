@@ -21,8 +21,17 @@ from torch import Tensor
 
 from .errors import ConfigError
 
-__all__ = ["Splits", "HeldOutDataset", "AUGMENTATIONS", "augment", "load_splits", "default_data_dir", "require_files", "stratified_holdout",
-           "uint8_splits"]
+__all__ = [
+    "Splits",
+    "HeldOutDataset",
+    "AUGMENTATIONS",
+    "augment",
+    "load_splits",
+    "default_data_dir",
+    "require_files",
+    "stratified_holdout",
+    "uint8_splits",
+]
 
 Pair = tuple[Tensor, Tensor]
 
@@ -83,10 +92,13 @@ def require_files(folder: Path, names: Sequence[str], fetch: str) -> list[Path]:
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         expected = ", ".join(names)
-        lacks = f"has none of {expected}" if len(missing) == len(names) else \
-            f"lacks {', '.join(missing)} (of {expected})"
-        raise ConfigError(f"dataset files not found: {folder} {lacks}; fetch them on a machine with a network "
-                          f"with: {fetch} (or point data_root / $RKDBENCH_DATA_DIR at a folder that has them)")
+        lacks = (
+            f"has none of {expected}" if len(missing) == len(names) else f"lacks {', '.join(missing)} (of {expected})"
+        )
+        raise ConfigError(
+            f"dataset files not found: {folder} {lacks}; fetch them on a machine with a network "
+            f"with: {fetch} (or point data_root / $RKDBENCH_DATA_DIR at a folder that has them)"
+        )
     return paths
 
 
@@ -117,8 +129,13 @@ def _to_unit(x: np.ndarray) -> Tensor:
     return torch.from_numpy(out)
 
 
-def uint8_splits(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], num_classes: int,
-                 n_val: int, split_seed: int) -> Splits:
+def uint8_splits(
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    num_classes: int,
+    n_val: int,
+    split_seed: int,
+) -> Splits:
     """`Splits` from uint8 NCHW images and integer labels: a stratified `n_val` validation split held out of
     `train` (by `split_seed`), the test set kept whole and in file order. Images stay uint8 until each split
     is converted once, so CIFAR's train split costs one float32 copy (~600 MB), not several."""
@@ -128,8 +145,12 @@ def uint8_splits(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     def pair(x: np.ndarray, y: np.ndarray) -> Pair:
         return _to_unit(x), torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
 
-    return Splits(train=pair(x_train[keep], y_train[keep]), val=pair(x_train[val], y_train[val]),
-                  test=pair(x_test, y_test), num_classes=num_classes)
+    return Splits(
+        train=pair(x_train[keep], y_train[keep]),
+        val=pair(x_train[val], y_train[val]),
+        test=pair(x_test, y_test),
+        num_classes=num_classes,
+    )
 
 
 def _pad_crop(x: Tensor, pad: int, generator: torch.Generator | None) -> Tensor:

@@ -54,7 +54,7 @@ def expected_calibration_error(logits: Tensor, y: Tensor, bins: int = ECE_BINS) 
 
 def _logits(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
     with torch.inference_mode():
-        return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 def _pgd_inputs(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
@@ -64,10 +64,20 @@ def _pgd_inputs(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, batc
     generator = torch.Generator(device=x.device).manual_seed(protocol.eval.seed)
     batches = []
     for i in range(0, len(x), batch_size):
-        yb = y[i:i + batch_size]
+        yb = y[i : i + batch_size]
         objective = lambda xa, yb=yb: F.cross_entropy(model(xa), yb, reduction="none")  # noqa: E731
-        batches.append(pgd(objective, x[i:i + batch_size], eps=eps, step_size=ECE_PGD["step_size"] * eps,
-                           steps=ECE_PGD["steps"], norm=threat.norm, init="uniform", generator=generator))
+        batches.append(
+            pgd(
+                objective,
+                x[i : i + batch_size],
+                eps=eps,
+                step_size=ECE_PGD["step_size"] * eps,
+                steps=ECE_PGD["steps"],
+                norm=threat.norm,
+                init="uniform",
+                generator=generator,
+            )
+        )
     return torch.cat(batches) if batches else x.clone()
 
 
@@ -80,16 +90,26 @@ def sweep_attack(protocol: Protocol) -> dict[str, Any]:
     return plugins[specs[label]["attack"]].sweep_spec(specs[label])
 
 
-def eps_sweep(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor,
-              multipliers: tuple[float, ...] = EPS_MULTIPLIERS, batch_size: int | None = None) -> dict[float, float]:
+def eps_sweep(
+    model: nn.Module,
+    protocol: Protocol,
+    x: Tensor,
+    y: Tensor,
+    multipliers: tuple[float, ...] = EPS_MULTIPLIERS,
+    batch_size: int | None = None,
+) -> dict[float, float]:
     """Robust accuracy under `sweep_attack` at each multiple of the protocol's eps (clean-wrong points never
     count)."""
     eps = protocol.threat.eps
     batch_size = batch_size or eval_batch_size(protocol, model, x)
     correct = (predict(model, x, batch_size) == y).cpu()
     spec = sweep_attack(protocol)
-    return {m: float((run_attack(model, protocol, spec, x, y, eps=m * eps, batch_size=batch_size)[0]
-                      & correct).float().mean()) for m in multipliers}
+    return {
+        m: float(
+            (run_attack(model, protocol, spec, x, y, eps=m * eps, batch_size=batch_size)[0] & correct).float().mean()
+        )
+        for m in multipliers
+    }
 
 
 def diagnose(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, batch_size: int | None = None) -> Diagnostics:
@@ -101,7 +121,9 @@ def diagnose(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, batch_s
     with preserved_rng():
         x_adv = _pgd_inputs(model, protocol, x, y, batch_size)
         sweep = eps_sweep(model, protocol, x, y, batch_size=batch_size)
-    metrics = {"diag.ece_clean": expected_calibration_error(_logits(model, x, batch_size), y),
-               "diag.ece_adv": expected_calibration_error(_logits(model, x_adv, batch_size), y)}
+    metrics = {
+        "diag.ece_clean": expected_calibration_error(_logits(model, x, batch_size), y),
+        "diag.ece_adv": expected_calibration_error(_logits(model, x_adv, batch_size), y),
+    }
     metrics.update({f"diag.eps_x{m:g}_acc": acc for m, acc in sweep.items()})
     return Diagnostics(metrics=metrics, flags=eps_flags(sweep))

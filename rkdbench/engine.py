@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -26,8 +27,16 @@ from .data import augment
 from .pgd import pgd
 from .student_passes import run_after_step, run_before_step
 from .swa import WeightAverage, recompute_batchnorm
-from .training_setup import (Counter, TrainOutcome, TrainSetup, gpu_features, make_optimizer, make_scheduler,
-                             pick_device, robust_accuracy)
+from .training_setup import (
+    Counter,
+    TrainOutcome,
+    TrainSetup,
+    gpu_features,
+    make_optimizer,
+    make_scheduler,
+    pick_device,
+    robust_accuracy,
+)
 
 __all__ = ["TrainSetup", "TrainOutcome", "Trainer", "pick_device", "gpu_features", "robust_accuracy"]
 
@@ -37,8 +46,12 @@ CHECKPOINT_FORMAT = 1
 class Trainer:
     """Trains one cell; `fit()` resumes from `workdir/last.pt` when it exists."""
 
-    def __init__(self, setup: TrainSetup, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-                 progress: Callable[[int, int, dict[str, float]], None] | None = None) -> None:
+    def __init__(
+        self,
+        setup: TrainSetup,
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+        progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    ) -> None:
         self.s = setup
         self.on_epoch = on_epoch
         self.progress = progress
@@ -50,8 +63,10 @@ class Trainer:
         self.lr_milestones = train.milestones if train.schedule == "piecewise" else ()
         # networks the method trains itself (PeerAiD's peer): own optimizer and scheduler, checkpointed with the cell
         self.networks = {name: net.to(setup.device) for name, net in setup.method.build_networks(setup.student).items()}
-        self.network_optimizers = {name: make_optimizer(setup.method.configure_optimizer(settings, name), net.parameters())
-                                   for name, net in self.networks.items()}
+        self.network_optimizers = {
+            name: make_optimizer(setup.method.configure_optimizer(settings, name), net.parameters())
+            for name, net in self.networks.items()
+        }
         self.network_schedulers = {name: make_scheduler(train, opt) for name, opt in self.network_optimizers.items()}
         # stochastic weight averaging of the student (`train.swa_start`, a 0-based epoch; absent = off)
         self.swa = WeightAverage(setup.student) if train.swa_start is not None else None
@@ -67,7 +82,9 @@ class Trainer:
         roles = setup.method.teacher_roles
         missing = [r for r in roles if r not in setup.teachers]
         if missing:
-            raise ValueError(f"method {setup.method.name!r} needs teacher role(s) {missing}; got {sorted(setup.teachers)}")
+            raise ValueError(
+                f"method {setup.method.name!r} needs teacher role(s) {missing}; got {sorted(setup.teachers)}"
+            )
         self.teacher = setup.teachers[roles[0]] if roles else None
         # bf16 autocast covers the training step (attack included); validation and evaluation stay fp32
         self.bf16, self.channels_last = gpu_features(train, setup.device)
@@ -102,11 +119,20 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "method_state": dict(self.s.method.state),
-            "networks": {name: {"model": net.state_dict(), "optimizer": self.network_optimizers[name].state_dict(),
-                                "scheduler": self.network_schedulers[name].state_dict()}
-                         for name, net in self.networks.items()},
-            "rng": {"torch": torch.get_rng_state(), "cuda": cuda, "data": self.data_generator.get_state(),
-                    "augment": self.aug_generator.get_state()},
+            "networks": {
+                name: {
+                    "model": net.state_dict(),
+                    "optimizer": self.network_optimizers[name].state_dict(),
+                    "scheduler": self.network_schedulers[name].state_dict(),
+                }
+                for name, net in self.networks.items()
+            },
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": cuda,
+                "data": self.data_generator.get_state(),
+                "augment": self.aug_generator.get_state(),
+            },
             "best": dict(self.best),
             "history": list(self.history),
             "counter": dict(self.counter.__dict__),
@@ -128,7 +154,9 @@ class Trainer:
         if state["rng"]["cuda"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
         self.data_generator.set_state(state["rng"]["data"].cpu())
-        self.aug_generator.set_state(state["rng"]["augment"].cpu() if self.s.device.type == "cpu" else state["rng"]["augment"])
+        self.aug_generator.set_state(
+            state["rng"]["augment"].cpu() if self.s.device.type == "cpu" else state["rng"]["augment"]
+        )
         self.best = dict(state["best"])
         self.history = list(state["history"])
         self.counter = Counter(**state["counter"])
@@ -143,8 +171,16 @@ class Trainer:
         assert spec is not None, f"method {self.s.method.name!r} has no training attack"
         self.s.student.train(spec.bn == "train")
         eps = self.threat.eps
-        x_adv = pgd(objective, x, eps=eps, step_size=spec.step_size * eps, steps=spec.steps, norm=self.threat.norm,
-                    init=spec.init, gauss_std=spec.gauss_std)
+        x_adv = pgd(
+            objective,
+            x,
+            eps=eps,
+            step_size=spec.step_size * eps,
+            steps=spec.steps,
+            norm=self.threat.norm,
+            init=spec.init,
+            gauss_std=spec.gauss_std,
+        )
         self.s.student.train()
         n = x.shape[0]
         self.counter.student_forward += n * spec.steps
@@ -186,9 +222,16 @@ class Trainer:
         method, student, teacher = self.s.method, self.s.student, self.teacher
         custom = getattr(method, "training_step", None)
         if custom is not None:
-            ctx = StepContext(student=student, teachers=self.s.teachers, progress=progress,
-                              eps=self.threat.eps, norm=self.threat.norm, attack=self.run_attack,
-                              count=self._count, networks=self.networks)
+            ctx = StepContext(
+                student=student,
+                teachers=self.s.teachers,
+                progress=progress,
+                eps=self.threat.eps,
+                norm=self.threat.norm,
+                attack=self.run_attack,
+                count=self._count,
+                networks=self.networks,
+            )
             return as_losses(custom((x, y), ctx))
         needs = method.needs
         attack_needs = method.attack.needs if method.attack is not None else frozenset()
@@ -211,8 +254,11 @@ class Trainer:
             out.t_mir = self._teacher_logits(teacher, x_mir)
         for role in method.teacher_roles[1:]:
             inputs = {"t_nat": x, "t_adv": x_adv, "t_mir": x_mir}
-            out.teachers[role] = {p: self._teacher_logits(self.s.teachers[role], inputs[p])
-                                  for p in TEACHER_PASSES if f"{role}:{p}" in needs}
+            out.teachers[role] = {
+                p: self._teacher_logits(self.s.teachers[role], inputs[p])
+                for p in TEACHER_PASSES
+                if f"{role}:{p}" in needs
+            }
         return as_losses(method.loss(out, y, progress))
 
     def after_step(self) -> None:
@@ -244,7 +290,7 @@ class Trainer:
             order = torch.randperm(n, generator=self.data_generator).to(s.device)
             totals: dict[str, Tensor] = {}
             for step in range(steps):
-                idx = order[step * batch_size:(step + 1) * batch_size]
+                idx = order[step * batch_size : (step + 1) * batch_size]
                 x = augment(aug, x_train[idx], self.aug_generator)
                 if s.method.extra_augment is not None:
                     x = augment(s.method.extra_augment, x, self.aug_generator)
@@ -270,12 +316,24 @@ class Trainer:
                 scheduler.step()
             metrics = {f"train.{k}": float(v) / steps for k, v in totals.items()}  # the epoch's one host sync
             train_seconds = time.perf_counter() - started
-            val_clean, val_pgd = robust_accuracy(s.student, x_val, y_val, eps=self.threat.eps,
-                                                 norm=self.threat.norm, steps=train.val_pgd_steps,
-                                                 seed=eval_seed)
-            metrics.update({"train.lr": lr, "val.clean_acc": val_clean, "val.pgd_acc": val_pgd,
-                            "train.epoch_seconds": train_seconds,
-                            "val.seconds": time.perf_counter() - started - train_seconds})
+            val_clean, val_pgd = robust_accuracy(
+                s.student,
+                x_val,
+                y_val,
+                eps=self.threat.eps,
+                norm=self.threat.norm,
+                steps=train.val_pgd_steps,
+                seed=eval_seed,
+            )
+            metrics.update(
+                {
+                    "train.lr": lr,
+                    "val.clean_acc": val_clean,
+                    "val.pgd_acc": val_pgd,
+                    "train.epoch_seconds": train_seconds,
+                    "val.seconds": time.perf_counter() - started - train_seconds,
+                }
+            )
             if val_pgd > self.best["val_pgd_acc"]:
                 self.best = {"epoch": epoch, "val_pgd_acc": val_pgd}
                 save_atomic({"model": s.student.state_dict(), "epoch": epoch, "val_pgd_acc": val_pgd}, self.best_path)
@@ -292,9 +350,15 @@ class Trainer:
         if averaged_saved:
             averaged = recompute_batchnorm(self.swa.averaged(s.student), x_train, batch_size, aug, s.seed + 2)
             save_atomic({"model": averaged.state_dict(), "count": self.swa.count}, self.swa_path)
-        return TrainOutcome(last_epoch=epochs - 1, best_epoch=int(self.best["epoch"]), history=self.history,
-                            cost={k: v / n / max(epochs, 1) for k, v in self.counter.as_dict().items()},
-                            last_path=self.last_path, best_path=self.best_path,
-                            swa_path=self.swa_path if averaged_saved else None,
-                            precision="bf16" if self.bf16 else "fp32", channels_last=self.channels_last,
-                            resumed_from=resumed_from)
+        return TrainOutcome(
+            last_epoch=epochs - 1,
+            best_epoch=int(self.best["epoch"]),
+            history=self.history,
+            cost={k: v / n / max(epochs, 1) for k, v in self.counter.as_dict().items()},
+            last_path=self.last_path,
+            best_path=self.best_path,
+            swa_path=self.swa_path if averaged_saved else None,
+            precision="bf16" if self.bf16 else "fp32",
+            channels_last=self.channels_last,
+            resumed_from=resumed_from,
+        )

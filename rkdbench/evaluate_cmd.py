@@ -52,12 +52,15 @@ class EvaluationReport:
         m = self.evaluation.metrics
         accs = ", ".join(f"{k[:-4]} {v:.1%}" for k, v in m.items() if k.endswith("_acc") and "." not in k)
         flags = f"; flags: {join_flags(self.evaluation.flags)}" if self.evaluation.flags else ""
-        return (f"{self.model}: {accs} on {self.n_examples} test points (protocol {self.protocol.name}, hash "
-                f"{self.protocol.hash[:12]}; run {self.run_id}){flags}")
+        return (
+            f"{self.model}: {accs} on {self.n_examples} test points (protocol {self.protocol.name}, hash "
+            f"{self.protocol.hash[:12]}; run {self.run_id}){flags}"
+        )
 
 
-def load_model(ref: str, protocol: Protocol, model_dir: Path, architecture: str | None, num_classes: int,
-               in_channels: int) -> LoadedModel:
+def load_model(
+    ref: str, protocol: Protocol, model_dir: Path, architecture: str | None, num_classes: int, in_channels: int
+) -> LoadedModel:
     """A registered teacher id (loaded with its sha256 check) or a checkpoint path, which needs `architecture`."""
     from . import create
     from .plugins import get_registry
@@ -68,25 +71,37 @@ def load_model(ref: str, protocol: Protocol, model_dir: Path, architecture: str 
         card = registry.get("teacher", ref).obj
         dataset = protocol.header.dataset
         if card.dataset != dataset:
-            raise ConfigError(f"teacher {ref!r} is a {card.dataset} model; protocol {protocol.name!r} evaluates on "
-                              f"{dataset}")
+            raise ConfigError(
+                f"teacher {ref!r} is a {card.dataset} model; protocol {protocol.name!r} evaluates on {dataset}"
+            )
         model = load_teacher(card, model_dir)
         return LoadedModel(model, ref, card.architecture, sha256_file(teacher_path(card, model_dir)), card)
     path = Path(ref)
     if not path.is_file():
-        raise UserError(f"MODEL {ref!r} is neither a registered teacher id nor an existing checkpoint file "
-                        f"(teachers: {', '.join(registry.names('teacher'))})")
+        raise UserError(
+            f"MODEL {ref!r} is neither a registered teacher id nor an existing checkpoint file "
+            f"(teachers: {', '.join(registry.names('teacher'))})"
+        )
     if architecture is None:
-        raise UserError(f"MODEL {ref} is a checkpoint file: give --architecture (one of: "
-                        f"{', '.join(registry.names('architecture'))})")
+        raise UserError(
+            f"MODEL {ref} is a checkpoint file: give --architecture (one of: "
+            f"{', '.join(registry.names('architecture'))})"
+        )
     model = create("architecture", architecture, num_classes=num_classes, in_channels=in_channels)
     load_weights(model, load_verified(path), f"checkpoint {path} (--architecture {architecture})")
     return LoadedModel(model.eval().requires_grad_(False), str(path), architecture, sha256_file(path))
 
 
-def evaluate_model(ref: str, protocol_ref: str, results: Path, model_dir: Path, n_examples: int | None = None,
-                   architecture: str | None = None, device: str | None = None,
-                   data_dir: Path | None = None) -> EvaluationReport:
+def evaluate_model(
+    ref: str,
+    protocol_ref: str,
+    results: Path,
+    model_dir: Path,
+    n_examples: int | None = None,
+    architecture: str | None = None,
+    device: str | None = None,
+    data_dir: Path | None = None,
+) -> EvaluationReport:
     """Load MODEL, evaluate it on the protocol's test points, log one MLflow run, and update a teacher's card."""
     from .engine import pick_device
 
@@ -106,15 +121,28 @@ def evaluate_model(ref: str, protocol_ref: str, results: Path, model_dir: Path, 
     seconds = time.perf_counter() - started
 
     experiment = tracker.experiment_id(protocol.experiment_name, schema.experiment_tags(protocol.name, protocol.hash))
-    tags = schema.evaluation_tags(protocol=protocol.name, protocol_hash=protocol.hash,
-                                  protocol_overrides=str(protocol.overrides), model=loaded.name,
-                                  model_sha256=loaded.sha256, architecture=loaded.architecture, git_sha=git_sha(),
-                                  flags_tag=FLAG_TAGS["last"], flags=join_flags(evaluation.flags),
-                                  teacher=loaded.name if loaded.card is not None else None)
+    tags = schema.evaluation_tags(
+        protocol=protocol.name,
+        protocol_hash=protocol.hash,
+        protocol_overrides=str(protocol.overrides),
+        model=loaded.name,
+        model_sha256=loaded.sha256,
+        architecture=loaded.architecture,
+        git_sha=git_sha(),
+        flags_tag=FLAG_TAGS["last"],
+        flags=join_flags(evaluation.flags),
+        teacher=loaded.name if loaded.card is not None else None,
+    )
     run_id = tracker.create_run(experiment, f"evaluate-{Path(loaded.name).name}", tags)
     params = schema.protocol_params(protocol.data)
-    params.update({"model.ref": loaded.name, "model.architecture": loaded.architecture, "model.sha256": loaded.sha256,
-                   "model.parameters": sum(p.numel() for p in model.parameters())})
+    params.update(
+        {
+            "model.ref": loaded.name,
+            "model.architecture": loaded.architecture,
+            "model.sha256": loaded.sha256,
+            "model.parameters": sum(p.numel() for p in model.parameters()),
+        }
+    )
     tracker.log_params(run_id, params)
     metrics = {f"test.{k}": v for k, v in evaluation.metrics.items()}
     metrics.update({"test.n_examples": float(len(y)), "test.seconds": seconds})
@@ -136,6 +164,11 @@ def _record_on_card(loaded: LoadedModel, protocol: Protocol, report: EvaluationR
 
     measured = read_measured_card(loaded.card, model_dir) or {"id": loaded.name}
     measured.setdefault("evaluations", {})[protocol.hash] = evaluation_entry(
-        protocol, report.n_examples, loaded.sha256, report.evaluation.metrics, report.evaluation.flags,
-        run_id=report.run_id)
+        protocol,
+        report.n_examples,
+        loaded.sha256,
+        report.evaluation.metrics,
+        report.evaluation.flags,
+        run_id=report.run_id,
+    )
     return write_measured_card(loaded.card, model_dir, measured)

@@ -59,8 +59,16 @@ def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, n)) for start in range(0, n, max(size, 1))]
 
 
-def run_attack(model: nn.Module, protocol: Protocol, spec: dict[str, Any], x: Tensor, y: Tensor,
-               *, batch_size: int, eps: float | None = None) -> tuple[Tensor, dict[str, Any], float]:
+def run_attack(
+    model: nn.Module,
+    protocol: Protocol,
+    spec: dict[str, Any],
+    x: Tensor,
+    y: Tensor,
+    *,
+    batch_size: int,
+    eps: float | None = None,
+) -> tuple[Tensor, dict[str, Any], float]:
     """One `[eval.attacks]` entry on (x, y) with the protocol's threat and seed (or another `eps`) and the batch
     size `eval_batch_size` resolved: the attack's own robust flags (on the CPU), its info, and the seconds it
     took. The global RNG is restored."""
@@ -68,15 +76,30 @@ def run_attack(model: nn.Module, protocol: Protocol, spec: dict[str, Any], x: Te
     return result.robust.cpu(), result.info, seconds
 
 
-def attack_result(model: nn.Module, protocol: Protocol, spec: dict[str, Any], x: Tensor, y: Tensor,
-                  *, batch_size: int, eps: float | None = None) -> tuple[Any, float]:
+def attack_result(
+    model: nn.Module,
+    protocol: Protocol,
+    spec: dict[str, Any],
+    x: Tensor,
+    y: Tensor,
+    *,
+    batch_size: int,
+    eps: float | None = None,
+) -> tuple[Any, float]:
     """`run_attack`'s whole `AttackResult` (the adversarial points included) and the seconds it took."""
     from . import create
 
     threat, seed = protocol.threat, protocol.eval.seed
     params = {k: v for k, v in spec.items() if k != "attack"}
-    attack = create("attack", spec["attack"], norm=threat.norm, eps=threat.eps if eps is None else float(eps),
-                    seed=seed, batch_size=batch_size, **params)
+    attack = create(
+        "attack",
+        spec["attack"],
+        norm=threat.norm,
+        eps=threat.eps if eps is None else float(eps),
+        seed=seed,
+        batch_size=batch_size,
+        **params,
+    )
     with preserved_rng():
         # a plugin that draws from the global RNG starts every chunk from the same state, so a chunk's result
         # never depends on the chunks run before it in this process
@@ -115,8 +138,10 @@ def _merge_infos(infos: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any
     stages = dict.fromkeys(stage for info in infos for stage in info.get("per_attack", {}))
     if stages:
         total = sum(sizes)
-        merged["per_attack"] = {stage: sum(info.get("per_attack", {}).get(stage, 0.0) * size
-                                           for info, size in zip(infos, sizes)) / total for stage in stages}
+        merged["per_attack"] = {
+            stage: sum(info.get("per_attack", {}).get(stage, 0.0) * size for info, size in zip(infos, sizes)) / total
+            for stage in stages
+        }
     return merged
 
 
@@ -135,19 +160,33 @@ def _load_chunk(path: Path, key: str) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and record.get("key") == key else None
 
 
-def _attack_in_chunks(model: nn.Module, protocol: Protocol, label: str, x: Tensor, y: Tensor,
-                      state_dir: Path | None, digest: str, batch_size: int, probe: Probe | None = None
-                      ) -> tuple[Tensor, dict[str, Any], float, dict[str, Tensor]]:
+def _attack_in_chunks(
+    model: nn.Module,
+    protocol: Protocol,
+    label: str,
+    x: Tensor,
+    y: Tensor,
+    state_dir: Path | None,
+    digest: str,
+    batch_size: int,
+    probe: Probe | None = None,
+) -> tuple[Tensor, dict[str, Any], float, dict[str, Tensor]]:
     """One `[eval.attacks]` entry over every chunk, each read back from `state_dir` when saved there for this
     very evaluation, else attacked (and saved): the robust flags, the merged info, the attack seconds, and the
     `probe`'s per-example values on each chunk's adversarial points (saved with the chunk)."""
     spec = protocol.eval.attacks[label]
     component = get_registry().get("attack", spec["attack"])
     # the canonical tables (`protocol.data`), so that chunks saved before keep their keys
-    identity = {"digest": digest, "label": label, "spec": spec, "threat": protocol.data["threat"],
-                "seed": protocol.eval.seed, "batch_size": batch_size,
-                "plugin": f"{component.dist}:{component.version}",  # new attack code never reuses old chunks
-                **({"probe": probe.identity} if probe is not None else {})}
+    identity = {
+        "digest": digest,
+        "label": label,
+        "spec": spec,
+        "threat": protocol.data["threat"],
+        "seed": protocol.eval.seed,
+        "batch_size": batch_size,
+        "plugin": f"{component.dist}:{component.version}",  # new attack code never reuses old chunks
+        **({"probe": probe.identity} if probe is not None else {}),
+    }
     bounds = chunk_bounds(len(y), protocol.eval.chunk_size)
     robust = torch.zeros(len(y), dtype=torch.bool)
     infos, seconds = [], 0.0
@@ -157,10 +196,16 @@ def _attack_in_chunks(model: nn.Module, protocol: Protocol, label: str, x: Tenso
         path = None if state_dir is None else _chunk_path(state_dir, label, index)
         record = None if path is None else _load_chunk(path, key)
         if record is None:
-            result, chunk_seconds = attack_result(model, protocol, spec, x[start:end], y[start:end],
-                                                  batch_size=batch_size)
-            record = {"key": key, "robust": result.robust.cpu(), "info": result.info, "seconds": chunk_seconds,
-                      "probe": {} if probe is None else probe(model, result.x_adv, y[start:end])}
+            result, chunk_seconds = attack_result(
+                model, protocol, spec, x[start:end], y[start:end], batch_size=batch_size
+            )
+            record = {
+                "key": key,
+                "robust": result.robust.cpu(),
+                "info": result.info,
+                "seconds": chunk_seconds,
+                "probe": {} if probe is None else probe(model, result.x_adv, y[start:end]),
+            }
             if path is not None:
                 save_atomic(record, path)
         robust[start:end] = record["robust"]
@@ -172,8 +217,14 @@ def _attack_in_chunks(model: nn.Module, protocol: Protocol, label: str, x: Tenso
     return robust, merged, seconds, {name: torch.cat(values) for name, values in probed.items()}
 
 
-def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_dir: Path | None = None,
-             probe: Probe | None = None) -> Evaluation:
+def evaluate(
+    model: nn.Module,
+    protocol: Protocol,
+    x: Tensor,
+    y: Tensor,
+    state_dir: Path | None = None,
+    probe: Probe | None = None,
+) -> Evaluation:
     """Run clean + every protocol eval attack (built through the registry) chunk by chunk; with `state_dir`,
     reuse the chunks saved there by an earlier call on the same model, points and protocol, and save new ones.
     A `probe` (e.g. `rkdbench.transfer.TeacherProbe`) sees each attack's adversarial points: its per-example
@@ -191,7 +242,8 @@ def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_d
     with preserved_rng():
         for label in attacks:
             robust, info[label], seconds, probed = _attack_in_chunks(
-                model, protocol, label, x, y, None if state_dir is None else Path(state_dir), digest, batch_size, probe)
+                model, protocol, label, x, y, None if state_dir is None else Path(state_dir), digest, batch_size, probe
+            )
             per_example.update({f"{label}.{name}": values for name, values in probed.items()})
             robust &= correct  # a point misclassified clean is never counted robust
             per_example[label] = robust
@@ -199,10 +251,17 @@ def evaluate(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, state_d
             metrics[f"{label}_acc"] = float(robust.float().mean())
             metrics[f"{label}_seconds"] = seconds
             # AutoAttack's robust accuracy after each of its stages (from its logger): where the points fell
-            metrics.update({f"{label}.{stage}_acc": value for stage, value in info[label].get("per_attack", {}).items()})
+            metrics.update(
+                {f"{label}.{stage}_acc": value for stage, value in info[label].get("per_attack", {}).items()}
+            )
     per_example["worst"] = worst
     if probe is not None:
         per_example["teacher_clean"] = probe.clean(x, y)
     metrics["worst_acc"] = float(worst.float().mean())
-    return Evaluation(metrics=metrics, per_example=per_example, info=info, batch_size=batch_size,
-                      flags=sanity_flags(metrics, attacks, info))
+    return Evaluation(
+        metrics=metrics,
+        per_example=per_example,
+        info=info,
+        batch_size=batch_size,
+        flags=sanity_flags(metrics, attacks, info),
+    )

@@ -12,8 +12,15 @@ from typing import Any
 
 from .attack_traits import CLEAN, attack_plugins, sanity_pairs
 
-__all__ = ["WARNING_CODES", "FLAG_TAGS", "sanity_flags", "warning_flags", "eps_flags", "black_box_attacks",
-           "join_flags"]
+__all__ = [
+    "WARNING_CODES",
+    "FLAG_TAGS",
+    "sanity_flags",
+    "warning_flags",
+    "eps_flags",
+    "black_box_attacks",
+    "join_flags",
+]
 
 # The run tag (after the `rkdbench.` prefix) holding each checkpoint selection's flags, comma-separated
 FLAG_TAGS = {"last": "flags", "best-val": "best_val.flags", "swa": "swa.flags"}
@@ -56,9 +63,13 @@ def black_box_attacks() -> frozenset[str]:
     return frozenset(name for name, plugin in attack_plugins(registry.names("attack")).items() if plugin.black_box)
 
 
-def sanity_flags(metrics: Mapping[str, float], specs: Mapping[str, Mapping[str, Any]],
-                 infos: Mapping[str, Mapping[str, Any]], black_box: Collection[str] | None = None,
-                 plugins: Mapping[str, type] | None = None) -> list[str]:
+def sanity_flags(
+    metrics: Mapping[str, float],
+    specs: Mapping[str, Mapping[str, Any]],
+    infos: Mapping[str, Mapping[str, Any]],
+    black_box: Collection[str] | None = None,
+    plugins: Mapping[str, type] | None = None,
+) -> list[str]:
     """Flags of one evaluation: pyautoattack's check warnings, accuracies out of the order the attacks declare
     (`sanity_rank`: for the built-ins `aa>pgd`, `pgd>clean`, `aa>clean`, any label of the stronger attack against
     any of the weaker), and a black-box attack beating every white-box one by more than pyautoattack's margin
@@ -74,8 +85,11 @@ def sanity_flags(metrics: Mapping[str, float], specs: Mapping[str, Mapping[str, 
         return [acc for label, acc in accuracy.items() if specs[label]["attack"] == attack]
 
     flags = warning_flags(infos)
-    flags += [code for strong, weak, code in sanity_pairs(specs, plugins)
-              if of(strong) and of(weak) and max(of(strong)) > min(of(weak))]
+    flags += [
+        code
+        for strong, weak, code in sanity_pairs(specs, plugins)
+        if of(strong) and of(weak) and max(of(strong)) > min(of(weak))
+    ]
     black = [acc for label, acc in accuracy.items() if specs[label]["attack"] in black_box]
     white = [acc for label, acc in accuracy.items() if specs[label]["attack"] not in black_box]
     if black and white and min(black) < min(white) - BLACK_BOX_MARGIN:
@@ -91,7 +105,7 @@ def eps_flags(accuracies: Mapping[float, float], tolerance: float = EPS_TOLERANC
         return []
     values = [accuracies[eps] for eps in sorted(accuracies)]
     flags = []
-    lowest = [min(values[:i + 1]) for i in range(len(values))]
+    lowest = [min(values[: i + 1]) for i in range(len(values))]
     if any(later > low + tolerance for low, later in zip(lowest, values[1:])):  # many small rises add up
         flags.append("eps-nonmonotonic")
     if values[0] > 0 and values[-1] >= values[0] - tolerance:

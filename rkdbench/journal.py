@@ -30,10 +30,19 @@ DELIVERED_NAME = "journal.delivered"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 RETRY_SECONDS = 5.0  # while the server is away, a logging call retries delivery at most this often
 # MLflow's own defaults retry a refused request 7 times with exponential backoff (minutes): a cell would stall.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
-_TRANSIENT_TEXT = ("failed with exception", "failed with timeout exception", "database is locked",
-                   "Max retries exceeded", "Connection refused", "failed with error code 5")
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+_TRANSIENT_TEXT = (
+    "failed with exception",
+    "failed with timeout exception",
+    "database is locked",
+    "Max retries exceeded",
+    "Connection refused",
+    "failed with error code 5",
+)
 
 
 def quick_http_failures() -> None:
@@ -72,7 +81,7 @@ class Journal:
         if not self.path.is_file():
             return []
         data = self.path.read_bytes()
-        complete = data[:data.rfind(b"\n") + 1]
+        complete = data[: data.rfind(b"\n") + 1]
         if len(complete) != len(data):  # a kill mid-append: the partial line was never delivered; drop it
             with self.path.open("r+b") as fh:
                 fh.truncate(len(complete))
@@ -86,7 +95,7 @@ class Journal:
 
     @property
     def pending(self) -> list[dict[str, Any]]:
-        return self.entries[self.delivered:]
+        return self.entries[self.delivered :]
 
     def append(self, entry: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -158,15 +167,23 @@ class JournaledTracker:
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         values = {k: float(v) for k, v in metrics.items() if v is not None}
-        self._log({"op": "metrics", "run_id": run_id, "metrics": values, "step": int(step),
-                   "timestamp": int(time.time() * 1000)})
+        self._log(
+            {
+                "op": "metrics",
+                "run_id": run_id,
+                "metrics": values,
+                "step": int(step),
+                "timestamp": int(time.time() * 1000),
+            }
+        )
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self._log({"op": "tags", "run_id": run_id, "tags": {k: str(v) for k, v in tags.items()}})
 
     def log_artifact(self, run_id: str, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-        self._log({"op": "artifact", "run_id": run_id, "path": str(Path(path).resolve()),
-                   "artifact_path": artifact_path})
+        self._log(
+            {"op": "artifact", "run_id": run_id, "path": str(Path(path).resolve()), "artifact_path": artifact_path}
+        )
 
     def mark_running(self, run_id: str) -> None:
         self._log({"op": "status", "run_id": run_id, "status": "RUNNING"})
@@ -188,8 +205,10 @@ class JournaledTracker:
             except Exception as exc:
                 if not is_unreachable(exc):
                     self.rejected = True
-                    self.last_error = (f"the store refused entry {journal.delivered + 1} ({entry['op']}) of "
-                                       f"{journal.path}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                    self.last_error = (
+                        f"the store refused entry {journal.delivered + 1} ({entry['op']}) of "
+                        f"{journal.path}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+                    )
                     raise
                 self._uncertain = True  # the request may have reached the server before the answer was lost
                 self._failed_at = time.monotonic()
@@ -222,7 +241,12 @@ class JournaledTracker:
         step, metrics = entry["step"], entry["metrics"]
         if check_existing:
             history = self.tracker.metric_history
-            metrics = {key: value for key, value in metrics.items()
-                       if not any(m.step == step and m.timestamp == entry["timestamp"] and m.value == value
-                                  for m in history(run_id, key))}
+            metrics = {
+                key: value
+                for key, value in metrics.items()
+                if not any(
+                    m.step == step and m.timestamp == entry["timestamp"] and m.value == value
+                    for m in history(run_id, key)
+                )
+            }
         self.tracker.log_metrics(run_id, metrics, step=step, timestamp=entry["timestamp"])

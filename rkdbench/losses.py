@@ -33,8 +33,9 @@ def reduce_per_example(per_example: Tensor, reduction: KLReduction, num_classes:
     raise ValueError(f"unknown KL reduction {reduction!r}; allowed: {', '.join(get_args(KLReduction))}")
 
 
-def kl_div(student_logits: Tensor, target_probs: Tensor, reduction: KLReduction = "batchmean",
-           temperature: float = 1.0) -> Tensor:
+def kl_div(
+    student_logits: Tensor, target_probs: Tensor, reduction: KLReduction = "batchmean", temperature: float = 1.0
+) -> Tensor:
     """KL(target || softmax(student / temperature)); the target is used as given (detach it if it should be
     constant)."""
     log_q = F.log_softmax(student_logits / temperature, dim=1)

@@ -27,12 +27,20 @@ def render_method_page(name: str) -> str:
     cls = component.obj
     method = cls()
     module_doc = inspect.getdoc(sys.modules[cls.__module__]) or ""
-    params = [(f.name, f"`{getattr(method.params, f.name)!r}`") for f in dataclasses.fields(method.params)] \
-        if dataclasses.is_dataclass(method.params) else []
+    params = (
+        [(f.name, f"`{getattr(method.params, f.name)!r}`") for f in dataclasses.fields(method.params)]
+        if dataclasses.is_dataclass(method.params)
+        else []
+    )
     spec = method.attack
-    attack = "none (trains on clean inputs)" if spec is None else (
-        f"PGD, {spec.steps} steps of {spec.step_size:.4g} x eps, `{spec.init}` start, student BatchNorm in "
-        f"`{spec.bn}` mode, objective reads {', '.join(f'`{p}`' for p in sorted(spec.needs))}")
+    attack = (
+        "none (trains on clean inputs)"
+        if spec is None
+        else (
+            f"PGD, {spec.steps} steps of {spec.step_size:.4g} x eps, `{spec.init}` start, student BatchNorm in "
+            f"`{spec.bn}` mode, objective reads {', '.join(f'`{p}`' for p in sorted(spec.needs))}"
+        )
+    )
     facts = [
         ("registry name", f"`{name}`"),
         ("plugin", f"`{component.plugin}` ({component.dist})"),
@@ -45,10 +53,15 @@ def render_method_page(name: str) -> str:
     ]
     parts = [f"# `{name}`", "", module_doc, "", "## Contract", "", _table(facts), ""]
     if params:
-        parts += ["## Parameters and their defaults", "",
-                  f"Override with `--set method.{name}.<name>=<value>` or `[suite.method_params.{name}]`; every "
-                  "method also takes `attack_bn`, `attack_init`, `attack_steps`, `attack_step_size`.", "",
-                  _table(params), ""]
+        parts += [
+            "## Parameters and their defaults",
+            "",
+            f"Override with `--set method.{name}.<name>=<value>` or `[suite.method_params.{name}]`; every "
+            "method also takes `attack_bn`, `attack_init`, `attack_steps`, `attack_step_size`.",
+            "",
+            _table(params),
+            "",
+        ]
     return "\n".join(parts)
 
 

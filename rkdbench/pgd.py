@@ -33,8 +33,9 @@ def project(x_adv: Tensor, x: Tensor, eps: float, norm: Norm) -> Tensor:
     return (x + delta).clamp(0.0, 1.0)
 
 
-def random_start(x: Tensor, eps: float, norm: Norm, init: PGDInit, gauss_std: float = 0.001,
-                 generator: torch.Generator | None = None) -> Tensor:
+def random_start(
+    x: Tensor, eps: float, norm: Norm, init: PGDInit, gauss_std: float = 0.001, generator: torch.Generator | None = None
+) -> Tensor:
     """The starting point: `uniform` in the ball, `gauss` = x + gauss_std * N(0, I) (TRADES style), or `zero`."""
     if init == "zero":
         return x.clone()
@@ -51,9 +52,18 @@ def random_start(x: Tensor, eps: float, norm: Norm, init: PGDInit, gauss_std: fl
     return (x + noise).clamp(0.0, 1.0)
 
 
-def pgd(objective: Callable[[Tensor], Tensor], x: Tensor, *, eps: float, step_size: float, steps: int,
-        norm: Norm = "Linf", init: PGDInit = "uniform", gauss_std: float = 0.001,
-        generator: torch.Generator | None = None) -> Tensor:
+def pgd(
+    objective: Callable[[Tensor], Tensor],
+    x: Tensor,
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+    norm: Norm = "Linf",
+    init: PGDInit = "uniform",
+    gauss_std: float = 0.001,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Maximize `objective(x_adv).sum()` by `steps` signed (Linf) or normalized (L2) gradient steps; returns x_adv
     detached."""
     x = x.detach()

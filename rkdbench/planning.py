@@ -58,8 +58,13 @@ def _robust_accuracy(numbers: dict[str, Any]) -> float | None:
     return numbers.get("aa_acc")
 
 
-def plan_cells(cells: list[Cell], model_dir: Path, split_sizes: tuple[int, int, int], device: torch.device,
-               calibration_dir: Path | None = None) -> tuple[list[CellPlan], Calibration]:
+def plan_cells(
+    cells: list[Cell],
+    model_dir: Path,
+    split_sizes: tuple[int, int, int],
+    device: torch.device,
+    calibration_dir: Path | None = None,
+) -> tuple[list[CellPlan], Calibration]:
     """Each cell's prediction from the calibration of `device` (if any) and the accuracy it assumed."""
     from . import create
     from .teachers import teacher_path
@@ -70,10 +75,14 @@ def plan_cells(cells: list[Cell], model_dir: Path, split_sizes: tuple[int, int, 
         accuracy, source = expected_accuracy(cell, model_dir)
         reference = cell.reference_teacher
         # the runner measures specialization with the cell's teacher, or with the protocol's when its file is here
-        specialization = cell.teacher != "none" or bool(reference and teacher_path(create("teacher", reference),
-                                                                                      model_dir).is_file())
-        prediction = None if calibration.empty else predict_cell(cell, calibration, split_sizes, accuracy,
-                                                                 specialization=specialization)
+        specialization = cell.teacher != "none" or bool(
+            reference and teacher_path(create("teacher", reference), model_dir).is_file()
+        )
+        prediction = (
+            None
+            if calibration.empty
+            else predict_cell(cell, calibration, split_sizes, accuracy, specialization=specialization)
+        )
         plans.append(CellPlan(cell, prediction, accuracy, source))
     return plans, calibration
 
@@ -89,8 +98,11 @@ def format_seconds(seconds: float) -> str:
 def plan_json(plan: CellPlan, flop_hours: float | None) -> dict[str, Any]:
     """`predicted_seconds` of one cell for `--dry-run --json`: from the calibration, else the FLOP estimate."""
     if plan.prediction is not None:
-        return {**plan.prediction.as_dict(), "source": "calibration",
-                "assumed_accuracy": {"clean": plan.accuracy[0], "robust": plan.accuracy[1], "from": plan.accuracy_from}}
+        return {
+            **plan.prediction.as_dict(),
+            "source": "calibration",
+            "assumed_accuracy": {"clean": plan.accuracy[0], "robust": plan.accuracy[1], "from": plan.accuracy_from},
+        }
     if flop_hours is None:
         return {"source": "none"}
     return {"total": round(flop_hours * 3600, 1), "source": "flops"}

@@ -24,7 +24,16 @@ from . import hookspecs
 from .errors import UserError
 from .registry import KINDS, Component, Registry
 
-__all__ = ["pm", "BrokenPlugin", "broken_plugins", "get_registry", "reset", "load_plugins_dir", "loaded_plugin_dirs", "plugin_origin"]
+__all__ = [
+    "pm",
+    "BrokenPlugin",
+    "broken_plugins",
+    "get_registry",
+    "reset",
+    "load_plugins_dir",
+    "loaded_plugin_dirs",
+    "plugin_origin",
+]
 
 ENTRY_POINT_GROUP = "rkdbench"
 REGISTER_HOOKS = {
@@ -70,7 +79,8 @@ def _record_broken(plugin: str, dist: str, exc: BaseException, into: list[Broken
     if _strict():
         raise UserError(f"plugin {plugin!r} ({dist}) is broken: {error}") from exc
     (_load_broken if into is None else into).append(
-        BrokenPlugin(plugin, dist, error, "".join(traceback.format_exception(exc))))
+        BrokenPlugin(plugin, dist, error, "".join(traceback.format_exception(exc)))
+    )
     print(f"rkdbench: warning: plugin {plugin!r} ({dist}) is broken and was skipped: {error}", file=sys.stderr)
 
 
@@ -112,8 +122,13 @@ def load_plugins_dir(directory: str | os.PathLike[str]) -> list[str]:
         if pm.has_plugin(name):
             loaded_from = _origins.get(name, ("", ""))[1]
             if Path(loaded_from).resolve() != path.resolve():  # same stem from another folder: say so, never drop it
-                _record_broken(name, str(path), UserError(
-                    f"a plugin file named {path.name} was already loaded from {loaded_from}; rename one of them"))
+                _record_broken(
+                    name,
+                    str(path),
+                    UserError(
+                        f"a plugin file named {path.name} was already loaded from {loaded_from}; rename one of them"
+                    ),
+                )
             continue
         spec = None
         try:
@@ -149,8 +164,16 @@ def _build_registry() -> Registry:
             dist, version = plugin_origin(plugin_name)
             pending: list[Component] = []
 
-            def register(obj: Any, name: str | None = None, *, _kind: str = kind, _pending=pending,
-                         _plugin=plugin_name, _dist=dist, _version=version) -> None:
+            def register(
+                obj: Any,
+                name: str | None = None,
+                *,
+                _kind: str = kind,
+                _pending=pending,
+                _plugin=plugin_name,
+                _dist=dist,
+                _version=version,
+            ) -> None:
                 component_name = name or getattr(obj, "name", None)
                 if not isinstance(component_name, str) or not component_name:
                     raise TypeError(f"{_kind} {obj!r} has no name: pass name=... or give it a `name` attribute")

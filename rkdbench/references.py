@@ -60,26 +60,42 @@ def _reference(where: str, entry: object) -> Reference:
     unknown = sorted(set(entry) - set(known))
     missing = sorted(name for name, f in known.items() if f.default is MISSING and name not in entry)
     if unknown or missing:
-        raise ConfigError(f"{where}: " + "; ".join(
-            ([f"unknown field(s) {', '.join(unknown)}"] if unknown else [])
-            + ([f"missing field(s) {', '.join(missing)}"] if missing else []))
-            + f"; allowed: {', '.join(known)}")
+        raise ConfigError(
+            f"{where}: "
+            + "; ".join(
+                ([f"unknown field(s) {', '.join(unknown)}"] if unknown else [])
+                + ([f"missing field(s) {', '.join(missing)}"] if missing else [])
+            )
+            + f"; allowed: {', '.join(known)}"
+        )
     for name in ("aa", "clean", "pgd20"):
         value = entry.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100
+        ):
             raise ConfigError(f"{where}: {name} = {value!r} is not allowed; allowed: a number in [0, 100] (percent)")
     if not isinstance(entry["tag"], str) or not TAG.fullmatch(entry["tag"]):
-        raise ConfigError(f"{where}: tag = {entry['tag']!r} is not allowed; allowed: V, S, R, A, I, U or a "
-                          f"combination such as V/S")
-    text = [name for name in ("method", "student", "teacher", "citation", "source", "note")
-            if not isinstance(entry.get(name, ""), str)]
+        raise ConfigError(
+            f"{where}: tag = {entry['tag']!r} is not allowed; allowed: V, S, R, A, I, U or a combination such as V/S"
+        )
+    text = [
+        name
+        for name in ("method", "student", "teacher", "citation", "source", "note")
+        if not isinstance(entry.get(name, ""), str)
+    ]
     if text:
         raise ConfigError(f"{where}: {', '.join(text)} must be text")
     protocols = entry["protocols"]
     if not isinstance(protocols, list) or not protocols or not all(isinstance(p, str) and p for p in protocols):
-        raise ConfigError(f"{where}: protocols = {protocols!r} is not allowed; allowed: a non-empty list of protocol ids")
-    return Reference(**{k: float(v) if k in ("aa", "clean", "pgd20") else tuple(v) if k == "protocols" else v
-                        for k, v in entry.items()})
+        raise ConfigError(
+            f"{where}: protocols = {protocols!r} is not allowed; allowed: a non-empty list of protocol ids"
+        )
+    return Reference(
+        **{
+            k: float(v) if k in ("aa", "clean", "pgd20") else tuple(v) if k == "protocols" else v
+            for k, v in entry.items()
+        }
+    )
 
 
 def load_references(path: str | os.PathLike[str] | None = None) -> list[Reference]:
@@ -94,19 +110,23 @@ def load_references(path: str | os.PathLike[str] | None = None) -> list[Referenc
     for i, reference in enumerate(references):
         for key in reference.keys():
             if key in seen and seen[key] != i:
-                raise ConfigError(f"{path}: references {seen[key] + 1} and {i + 1} are both for {' / '.join(key)}; "
-                                  f"keep one")
+                raise ConfigError(
+                    f"{path}: references {seen[key] + 1} and {i + 1} are both for {' / '.join(key)}; keep one"
+                )
             seen[key] = i
     return references
 
 
-def join_references(frame: pd.DataFrame, experiment: str, references: list[Reference], aa_label: str | None
-                    ) -> list[Reference]:
+def join_references(
+    frame: pd.DataFrame, experiment: str, references: list[Reference], aa_label: str | None
+) -> list[Reference]:
     """Add `reported_aa`, `reported_tag`, `reported_source` and `delta_aa` to `frame` (rows keyed by method_variant,
     student, teacher) from the references of protocol `experiment`, and return the ones that matched; with none,
     `frame` is left as it is."""
     by_key = {key: reference for reference in references for key in reference.keys() if key[0] == experiment}
-    matched = [by_key.get((experiment, *key)) for key in zip(frame["method_variant"], frame["student"], frame["teacher"])]
+    matched = [
+        by_key.get((experiment, *key)) for key in zip(frame["method_variant"], frame["student"], frame["teacher"])
+    ]
     if aa_label is None or not any(matched):
         return []
     frame["reported_aa"] = [r.aa if r else float("nan") for r in matched]

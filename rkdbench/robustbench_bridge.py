@@ -53,8 +53,10 @@ def fetch_teacher(card: TeacherCard, model_dir: str | Path) -> list[Path]:
     ids = entry["gdrive_id"] if isinstance(entry["gdrive_id"], list) else [entry["gdrive_id"]]
     paths = layout_paths(card, model_dir)
     if len(ids) != len(paths):
-        raise ConfigError(f"teacher {card.name!r}: robustbench lists {len(ids)} checkpoint(s), the card expects "
-                          f"{len(paths)} (ensemble = {card.ensemble})")
+        raise ConfigError(
+            f"teacher {card.name!r}: robustbench lists {len(ids)} checkpoint(s), the card expects "
+            f"{len(paths)} (ensemble = {card.ensemble})"
+        )
     for gdrive_id, path in zip(ids, paths):
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)

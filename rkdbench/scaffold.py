@@ -46,15 +46,19 @@ def _suggest(name: str) -> str:
 def plugin_names(name: str, method: str | None = None) -> PluginNames:
     """Validate NAME (and the method's registry name) and derive the module and class names."""
     if not _NAME.match(name):
-        raise UserError(f"{name!r} is not a valid plugin name (lowercase letters, digits, single '-' or '_', starting "
-                        f"with a letter); try {_suggest(name)!r}")
+        raise UserError(
+            f"{name!r} is not a valid plugin name (lowercase letters, digits, single '-' or '_', starting "
+            f"with a letter); try {_suggest(name)!r}"
+        )
     module = name.replace("-", "_")
     if keyword.iskeyword(module) or module in _RESERVED_MODULES or module in sys.stdlib_module_names:
         raise UserError(f"plugin name {name!r} would shadow the module {module!r}; try {'rkd-' + name!r}")
     method = method or name
     if not _NAME.match(method):
-        raise UserError(f"{method!r} is not a valid method name (lowercase letters, digits, single '-' or '_', "
-                        f"starting with a letter); try --method {_suggest(method)}")
+        raise UserError(
+            f"{method!r} is not a valid method name (lowercase letters, digits, single '-' or '_', "
+            f"starting with a letter); try --method {_suggest(method)}"
+        )
     return PluginNames(name, method)
 
 
@@ -91,13 +95,15 @@ def new_plugin(parent: Path, name: str, method: str | None = None) -> str:
         raise UserError(f"method name {names.method!r} is already registered; choose another with --method")
     root = parent / names.name
     scaffold_plugin(parent, names)
-    return (f"wrote {root}/ (method {names.method!r} in src/{names.module}/method.py)\n"
-            f"next: cd {root} && pip install -e . && pytest && rkdbench run suite.toml --build-teachers")
+    return (
+        f"wrote {root}/ (method {names.method!r} in src/{names.module}/method.py)\n"
+        f"next: cd {root} && pip install -e . && pytest && rkdbench run suite.toml --build-teachers"
+    )
 
 
 # Templates use string.Template ($name, ${module}, ...) because the generated code is full of braces.
 
-PYPROJECT = '''\
+PYPROJECT = """\
 [build-system]
 requires = ["setuptools>=64"]
 build-backend = "setuptools.build_meta"
@@ -119,7 +125,7 @@ where = ["src"]
 [tool.pytest.ini_options]
 testpaths = ["tests"]
 pythonpath = ["src"]   # `pytest` works before `pip install -e .`
-'''
+"""
 
 INIT = '''\
 """The `${name}` rkdbench plugin: the `${method}` method lives in `${module}.method`.
@@ -252,7 +258,7 @@ def test_rkdbench_finds_the_installed_method():
     assert isinstance(rkdbench.create("method", "${method}", adv_weight=1.0), ${cls})
 '''
 
-README = '''\
+README = """\
 # ${name}
 
 The `${method}` robust knowledge-distillation method as an rkdbench plugin. The
@@ -284,9 +290,9 @@ rkdbench --plugins-dir src/${module} run suite.toml --build-teachers
 ```
 
 Parameters are set per run with `--set method.${method}.adv_weight=1.0`; they are part of the cell key.
-'''
+"""
 
-SUITE = '''\
+SUITE = """\
 # The digits suite (offline, CPU) with ${method} next to the PGD-AT baseline.
 [suite]
 name = "${name}-digits"
@@ -297,4 +303,4 @@ seeds = [0]
 
 [suite.set]
 "eval.n_examples" = 200
-'''
+"""

@@ -26,13 +26,17 @@ def selection_metrics(evaluation: Evaluation, y: Tensor) -> dict[str, float]:
     """`worst_class_<label>_acc` / `_class` for every accuracy column, and the transferability metrics."""
     labels = accuracy_labels(evaluation)
     attacks = [label for label in labels if label not in ("clean", "worst")]
-    return {**worst_class_metrics(evaluation.per_example, y, labels),
-            **transfer_metrics(evaluation.per_example, y, attacks)}
+    return {
+        **worst_class_metrics(evaluation.per_example, y, labels),
+        **transfer_metrics(evaluation.per_example, y, attacks),
+    }
 
 
 def per_class_frame(results: dict[str, Evaluation], y: Tensor) -> pd.DataFrame:
     """Per selection and class: n and the correct count of every accuracy column."""
-    frames = [per_class_table(evaluation.per_example, y, accuracy_labels(evaluation)).assign(selection=selection)
-              for selection, evaluation in results.items()]
+    frames = [
+        per_class_table(evaluation.per_example, y, accuracy_labels(evaluation)).assign(selection=selection)
+        for selection, evaluation in results.items()
+    ]
     frame = pd.concat(frames, ignore_index=True)
     return frame[["selection", *[c for c in frame.columns if c != "selection"]]]

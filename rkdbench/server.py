@@ -19,12 +19,21 @@ from pathlib import Path
 
 from .errors import TrackingError, UserError
 
-__all__ = ["ServerRequest", "serve", "server_command", "check_backend_store", "upgrade_schema", "is_loopback",
-           "AUTH_WARNING"]
+__all__ = [
+    "ServerRequest",
+    "serve",
+    "server_command",
+    "check_backend_store",
+    "upgrade_schema",
+    "is_loopback",
+    "AUTH_WARNING",
+]
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-AUTH_WARNING = ("rkdbench: warning: the tracking server listens on {host}, beyond this machine; nothing "
-                "authenticates its clients unless MLflow's basic-auth app is enabled (--app-name basic-auth)")
+AUTH_WARNING = (
+    "rkdbench: warning: the tracking server listens on {host}, beyond this machine; nothing "
+    "authenticates its clients unless MLflow's basic-auth app is enabled (--app-name basic-auth)"
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -47,21 +56,25 @@ def check_backend_store(uri: str) -> None:
     try:
         url = make_url(uri)
     except Exception as exc:
-        raise UserError(f"--backend-store-uri {uri!r} is not a database URI ({exc}); expected "
-                        f"postgresql+psycopg2://USER@HOST:PORT/DB") from None
+        raise UserError(
+            f"--backend-store-uri {uri!r} is not a database URI ({exc}); expected "
+            f"postgresql+psycopg2://USER@HOST:PORT/DB"
+        ) from None
     where = f"{url.host or 'localhost'}:{url.port or 5432}"
     try:
         engine = create_engine(url, connect_args={"connect_timeout": 5})
     except ImportError as exc:
-        raise UserError(f"a PostgreSQL store needs the psycopg2 driver ({exc}); install the extra: "
-                        f"pip install 'rkdbench[server]'") from None
+        raise UserError(
+            f"a PostgreSQL store needs the psycopg2 driver ({exc}); install the extra: pip install 'rkdbench[server]'"
+        ) from None
     try:
         with engine.connect():
             pass
     except Exception as exc:
         detail = next((line.strip() for line in str(getattr(exc, "orig", exc)).splitlines() if line.strip()), "")
-        raise TrackingError(f"cannot connect to PostgreSQL at {where} (database {url.database!r}, user "
-                            f"{url.username!r}): {detail}") from None
+        raise TrackingError(
+            f"cannot connect to PostgreSQL at {where} (database {url.database!r}, user {url.username!r}): {detail}"
+        ) from None
     finally:
         engine.dispose()
 
@@ -74,11 +87,26 @@ def upgrade_schema(uri: str) -> None:
         raise TrackingError(f"schema upgrade of {uri} failed (mlflow db upgrade): {last.strip()}")
 
 
-def server_command(backend_store_uri: str, artifacts_destination: str, host: str, port: int,
-                   app_name: str | None, workers: int) -> list[str]:
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri,
-               "--serve-artifacts", "--artifacts-destination", artifacts_destination,
-               "--host", host, "--port", str(port), "--workers", str(workers)]
+def server_command(
+    backend_store_uri: str, artifacts_destination: str, host: str, port: int, app_name: str | None, workers: int
+) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--serve-artifacts",
+        "--artifacts-destination",
+        artifacts_destination,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     return command + (["--app-name", app_name] if app_name else [])
 
 
@@ -86,6 +114,7 @@ def server_command(backend_store_uri: str, artifacts_destination: str, host: str
 class ServerRequest:
     """`rkdbench server`: the results folder (its sqlite store unless `backend_store_uri`), where proxied artifacts
     go (None: RESULTS/artifacts), the bind address, MLflow's optional auth app and its worker processes."""
+
     results: Path
     backend_store_uri: str | None = None
     artifacts_destination: str | None = None
@@ -105,8 +134,10 @@ def serve(request: ServerRequest, echo) -> None:
     check_backend_store(uri)
     upgrade_schema(uri)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    echo(f"rkdbench: tracking server for {uri.split('@')[-1]} (artifacts in {destination}); workers set "
-         f"MLFLOW_TRACKING_URI=http://{shown}:{port}")
+    echo(
+        f"rkdbench: tracking server for {uri.split('@')[-1]} (artifacts in {destination}); workers set "
+        f"MLFLOW_TRACKING_URI=http://{shown}:{port}"
+    )
     # MLflow's background job runner (GenAI judges) is not needed to track runs; the variable turns it back on
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     command = server_command(uri, destination, host, port, request.app_name, request.workers)

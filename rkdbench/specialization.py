@@ -57,8 +57,9 @@ class StageMatch:
         """s_j = max_k ρ_jk for every teacher unit j."""
         return self.corr.max(dim=1).values
 
-    def summary(self, *, threshold: float = 0.9, active_only: bool = False,
-                active_var: float = 1e-8) -> dict[str, float]:
+    def summary(
+        self, *, threshold: float = 0.9, active_only: bool = False, active_var: float = 1e-8
+    ) -> dict[str, float]:
         """mean / min / max of s_j, the fraction with s_j ≥ `threshold`, and the number of units used
         (only teacher units with variance > `active_var` when `active_only`; NaN when none is left)."""
         best = self.best_match()
@@ -67,8 +68,13 @@ class StageMatch:
         if best.numel() == 0:
             nan = float("nan")
             return {"mean_best": nan, "min_best": nan, "max_best": nan, "frac_matched": nan, "n_units": 0.0}
-        return {"mean_best": float(best.mean()), "min_best": float(best.min()), "max_best": float(best.max()),
-                "frac_matched": float((best >= threshold).double().mean()), "n_units": float(best.numel())}
+        return {
+            "mean_best": float(best.mean()),
+            "min_best": float(best.min()),
+            "max_best": float(best.max()),
+            "frac_matched": float((best >= threshold).double().mean()),
+            "n_units": float(best.numel()),
+        }
 
 
 class PearsonAccumulator:
@@ -88,14 +94,18 @@ class PearsonAccumulator:
 
     def update(self, f: Tensor, g: Tensor) -> None:
         if f.dim() != 2 or g.dim() != 2 or f.shape[0] != g.shape[0]:
-            raise ValueError(f"need [n, units] observation matrices with equal n; got {tuple(f.shape)} and {tuple(g.shape)}")
+            raise ValueError(
+                f"need [n, units] observation matrices with equal n; got {tuple(f.shape)} and {tuple(g.shape)}"
+            )
         # float64 before summing: float32 sums over ~1e6 observations lose the digits the variance needs.
         f, g = f.to(torch.float64), g.to(torch.float64)
         if self.sum_f is None:
             self.sum_f, self.sum_f2 = f.new_zeros(f.shape[1]), f.new_zeros(f.shape[1])
             self.sum_g, self.sum_g2 = g.new_zeros(g.shape[1]), g.new_zeros(g.shape[1])
             self.sum_fg = f.new_zeros(f.shape[1], g.shape[1])
-        assert self.sum_f2 is not None and self.sum_g is not None and self.sum_g2 is not None and self.sum_fg is not None
+        assert (
+            self.sum_f2 is not None and self.sum_g is not None and self.sum_g2 is not None and self.sum_fg is not None
+        )
         self.sum_f += f.sum(0)
         self.sum_g += g.sum(0)
         self.sum_f2 += (f * f).sum(0)
@@ -106,7 +116,9 @@ class PearsonAccumulator:
     def _moments(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         if self.count == 0 or self.sum_f is None:
             raise ValueError("no observations were accumulated")
-        assert self.sum_f2 is not None and self.sum_g is not None and self.sum_g2 is not None and self.sum_fg is not None
+        assert (
+            self.sum_f2 is not None and self.sum_g is not None and self.sum_g2 is not None and self.sum_fg is not None
+        )
         n = self.count
         mean_f, mean_g = self.sum_f / n, self.sum_g / n
         # E[x²] − E[x]² can round to a tiny negative number for a constant unit; a variance is never below 0.
@@ -122,7 +134,6 @@ class PearsonAccumulator:
         """ρ_jk = (E[f_j g_k] − E f_j E g_k) / (sqrt(Var f_j + eps) · sqrt(Var g_k + eps)), [n_teacher, n_student]."""
         _, _, var_f, var_g, cov = self._moments()
         return cov / (var_f + eps).sqrt()[:, None] / (var_g + eps).sqrt()[None, :]
-
 
 
 class _Recorder:
@@ -153,10 +164,13 @@ class _Recorder:
             if not self.enabled:
                 return
             if self.acts[index] is not None:
-                raise RuntimeError(f"stage {self.stages[index].name!r} ran twice in one forward pass; name a module that runs once")
+                raise RuntimeError(
+                    f"stage {self.stages[index].name!r} ran twice in one forward pass; name a module that runs once"
+                )
             value = inputs[0] if read_input else output
             # A copy: later in-place ops (ReLU(inplace=True), residual `+=`) would otherwise rewrite it.
             self.acts[index] = value.detach().clone()
+
         return hook
 
     def run(self, model: nn.Module, x: Tensor) -> list[Tensor]:
@@ -203,28 +217,50 @@ def _device_of(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def specialization(teacher: nn.Module, student: nn.Module, x: Tensor, *, batch_size: int = 256,
-                   teacher_stages: Sequence[str] | None = None, student_stages: Sequence[str] | None = None,
-                   eps: float = CORR_EPS) -> list[StageMatch]:
+def specialization(
+    teacher: nn.Module,
+    student: nn.Module,
+    x: Tensor,
+    *,
+    batch_size: int = 256,
+    teacher_stages: Sequence[str] | None = None,
+    student_stages: Sequence[str] | None = None,
+    eps: float = CORR_EPS,
+) -> list[StageMatch]:
     """Teacher × student Pearson matrices of every paired stage over `x`, both networks in eval mode, streamed
     in batches of `batch_size` without gradients. Stage names override `stage_outputs`' defaults."""
     pairs = pair_stages(stage_outputs(teacher, teacher_stages), stage_outputs(student, student_stages))
     accumulators = [PearsonAccumulator() for _ in pairs]
     pooled = [False] * len(pairs)
     device = _device_of(teacher)
-    with _eval_mode(teacher, student), _Recorder([t for t, _ in pairs]) as t_rec, \
-            _Recorder([s for _, s in pairs]) as s_rec, torch.inference_mode():
+    with (
+        _eval_mode(teacher, student),
+        _Recorder([t for t, _ in pairs]) as t_rec,
+        _Recorder([s for _, s in pairs]) as s_rec,
+        torch.inference_mode(),
+    ):
         for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].to(device)
+            xb = x[i : i + batch_size].to(device)
             for k, (f, g) in enumerate(zip(t_rec.run(teacher, xb), s_rec.run(student, xb))):
                 f_obs, g_obs, pooled[k] = _observations(f, g)
                 accumulators[k].update(f_obs, g_obs)
-    return [StageMatch(t.name, s.name, acc.correlation(eps).cpu(), acc.teacher_variance().cpu(), acc.count, was_pooled)
-            for (t, s), acc, was_pooled in zip(pairs, accumulators, pooled)]
+    return [
+        StageMatch(t.name, s.name, acc.correlation(eps).cpu(), acc.teacher_variance().cpu(), acc.count, was_pooled)
+        for (t, s), acc, was_pooled in zip(pairs, accumulators, pooled)
+    ]
 
 
-def student_pgd_points(student: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: Norm, steps: int = 10,
-                       seed: int = 0, batch_size: int = 256) -> Tensor:
+def student_pgd_points(
+    student: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    norm: Norm,
+    steps: int = 10,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> Tensor:
     """PGD-`steps` on the student's cross-entropy (uniform start, step eps/4, student in eval mode), drawing the
     random start from a private generator seeded with `seed` so the caller's RNG stream is left alone."""
     device = _device_of(student)
@@ -232,15 +268,28 @@ def student_pgd_points(student: nn.Module, x: Tensor, y: Tensor, *, eps: float, 
     x_adv = torch.empty_like(x)
     with _eval_mode(student):
         for i in range(0, len(x), batch_size):
-            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-            x_adv[i:i + batch_size] = pgd(lambda xa, yb=yb: F.cross_entropy(student(xa), yb, reduction="none"), xb, eps=eps,
-                                          step_size=eps / 4, steps=steps, norm=norm, init="uniform",
-                                          generator=generator).to(x.device)
+            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+            x_adv[i : i + batch_size] = pgd(
+                lambda xa, yb=yb: F.cross_entropy(student(xa), yb, reduction="none"),
+                xb,
+                eps=eps,
+                step_size=eps / 4,
+                steps=steps,
+                norm=norm,
+                init="uniform",
+                generator=generator,
+            ).to(x.device)
     return x_adv
 
 
-def summarize(matches: Sequence[StageMatch], prefix: str, *, threshold: float = 0.9, active_only: bool = False,
-              active_var: float = 1e-8) -> dict[str, float]:
+def summarize(
+    matches: Sequence[StageMatch],
+    prefix: str,
+    *,
+    threshold: float = 0.9,
+    active_only: bool = False,
+    active_var: float = 1e-8,
+) -> dict[str, float]:
     """Flat metrics: `PREFIX.stageI.{mean_best,min_best,max_best,frac_matched,n_units}` per pair (I = 0 is the
     shallowest pair) and `PREFIX.{mean_best,frac_matched}` averaged over the pairs that have units."""
     metrics: dict[str, float] = {}
@@ -253,17 +302,38 @@ def summarize(matches: Sequence[StageMatch], prefix: str, *, threshold: float = 
     return metrics
 
 
-def specialization_report(teacher: nn.Module, student: nn.Module, x: Tensor, y: Tensor, eps: float, norm: Norm,
-                          steps: int = 10, seed: int = 0, batch_size: int = 256, *, threshold: float = 0.9,
-                          active_only: bool = False, teacher_stages: Sequence[str] | None = None,
-                          student_stages: Sequence[str] | None = None) -> dict[str, float]:
+def specialization_report(
+    teacher: nn.Module,
+    student: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    norm: Norm,
+    steps: int = 10,
+    seed: int = 0,
+    batch_size: int = 256,
+    *,
+    threshold: float = 0.9,
+    active_only: bool = False,
+    teacher_stages: Sequence[str] | None = None,
+    student_stages: Sequence[str] | None = None,
+) -> dict[str, float]:
     """Specialization on clean `x` (`spec.clean.*`) and on the student's PGD points (`spec.adv.*`): the
     in-subspace versus off-subspace contrast of Yang et al. See `summarize` for the metric names."""
+
     def matches(inputs: Tensor) -> list[StageMatch]:
-        return specialization(teacher, student, inputs, batch_size=batch_size, teacher_stages=teacher_stages,
-                              student_stages=student_stages)
+        return specialization(
+            teacher,
+            student,
+            inputs,
+            batch_size=batch_size,
+            teacher_stages=teacher_stages,
+            student_stages=student_stages,
+        )
 
     clean = matches(x)
     adv = matches(student_pgd_points(student, x, y, eps=eps, norm=norm, steps=steps, seed=seed, batch_size=batch_size))
-    return {**summarize(clean, "spec.clean", threshold=threshold, active_only=active_only),
-            **summarize(adv, "spec.adv", threshold=threshold, active_only=active_only)}
+    return {
+        **summarize(clean, "spec.clean", threshold=threshold, active_only=active_only),
+        **summarize(adv, "spec.adv", threshold=threshold, active_only=active_only),
+    }

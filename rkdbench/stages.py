@@ -42,14 +42,18 @@ def stage_outputs(model: nn.Module, names: Sequence[str] | None = None) -> list[
     stages: list[Stage] = []
     features = getattr(model, "features", None)
     if isinstance(features, nn.Module):
-        stages += [Stage(f"features.{name}", block) for name, block in features.named_children() if _has_activation(block)]
+        stages += [
+            Stage(f"features.{name}", block) for name, block in features.named_children() if _has_activation(block)
+        ]
     classifier = getattr(model, "classifier", None)
     if isinstance(classifier, nn.Module):
         stages.append(Stage("classifier" + INPUT_SUFFIX, classifier, read_input=True))
     if not stages:
         stages = _timm_stages(model)
     if not stages:
-        raise ConfigError(f"{type(model).__name__} has no `features` blocks or `classifier`; pass the stage names explicitly")
+        raise ConfigError(
+            f"{type(model).__name__} has no `features` blocks or `classifier`; pass the stage names explicitly"
+        )
     return stages
 
 
@@ -83,4 +87,4 @@ def _named_stage(modules: dict[str, nn.Module], name: str) -> Stage:
 def pair_stages(teacher_stages: Sequence[Stage], student_stages: Sequence[Stage]) -> list[tuple[Stage, Stage]]:
     """Pair by position from the end (last with last), dropping the extra shallow stages of the deeper list."""
     n = min(len(teacher_stages), len(student_stages))
-    return list(zip(teacher_stages[len(teacher_stages) - n:], student_stages[len(student_stages) - n:]))
+    return list(zip(teacher_stages[len(teacher_stages) - n :], student_stages[len(student_stages) - n :]))

@@ -40,8 +40,14 @@ class StudentForwards:
             raise ValueError(f"StudentForwards passes must be {sorted(STUDENT_INPUTS)}; got {sorted(unknown)}")
 
 
-def run_before_step(student: nn.Module, plan: StudentForwards | None, needs: frozenset[str], x: Tensor,
-                    x_adv: Tensor | None, count: Callable[..., None]) -> dict[str, Tensor]:
+def run_before_step(
+    student: nn.Module,
+    plan: StudentForwards | None,
+    needs: frozenset[str],
+    x: Tensor,
+    x_adv: Tensor | None,
+    count: Callable[..., None],
+) -> dict[str, Tensor]:
     """The loss's student outputs (`s_nat`, `s_adv` as in `needs`), computed in `plan`'s order with its extra
     no-grad passes; every forward is counted (`count(student_forward=, student_backward=)` per example)."""
     inputs = {"s_nat": x, "s_adv": x_adv}
@@ -61,8 +67,9 @@ def run_before_step(student: nn.Module, plan: StudentForwards | None, needs: fro
     return outputs
 
 
-def run_after_step(student: nn.Module, plan: StudentForwards | None, x: Tensor, x_adv: Tensor | None,
-                   count: Callable[..., None]) -> None:
+def run_after_step(
+    student: nn.Module, plan: StudentForwards | None, x: Tensor, x_adv: Tensor | None, count: Callable[..., None]
+) -> None:
     """The plan's `after_step` passes: no-grad train-mode forwards with the freshly updated weights."""
     if plan is None or not plan.after_step:
         return

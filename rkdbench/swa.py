@@ -67,7 +67,7 @@ def recompute_batchnorm(model: nn.Module, x_train: Tensor, batch_size: int, aug:
     model.train()
     with torch.no_grad():
         for i in range(0, x_train.shape[0], batch_size):
-            model(augment(aug, x_train[i:i + batch_size], generator))
+            model(augment(aug, x_train[i : i + batch_size], generator))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.train(was_training)

@@ -30,9 +30,14 @@ def evaluation_key(params: Mapping[str, Any]) -> str | None:
     None when there are none (a run logged without params matches by protocol hash only)."""
     from .config import canonical_hash  # the config module loads the attack plugins' contract (torch)
 
-    relevant = {k: schema.param_text(v) for k, v in params.items()
-                if k.startswith(EVALUATION_FIELDS) and k not in IGNORED_FIELDS
-                and v is not None and not (isinstance(v, float) and math.isnan(v))}
+    relevant = {
+        k: schema.param_text(v)
+        for k, v in params.items()
+        if k.startswith(EVALUATION_FIELDS)
+        and k not in IGNORED_FIELDS
+        and v is not None
+        and not (isinstance(v, float) and math.isnan(v))
+    }
     return canonical_hash(relevant) if relevant else None
 
 
@@ -51,15 +56,25 @@ class TeacherAccuracies:
 
 
 def _accuracies(values: Mapping[str, Any], prefix: str) -> dict[str, float]:
-    return {k[len(prefix):-len("_acc")]: 100 * float(v) for k, v in values.items()
-            if k.startswith(prefix) and k.endswith("_acc") and isinstance(v, (int, float))}
+    return {
+        k[len(prefix) : -len("_acc")]: 100 * float(v)
+        for k, v in values.items()
+        if k.startswith(prefix) and k.endswith("_acc") and isinstance(v, (int, float))
+    }
 
 
 def _from_store(tracker: Tracker) -> list[tuple[str, str, str | None, dict[str, float]]]:
     runs = tracker.search_runs(schema.finished_evaluations(), order_by=schema.NEWEST_FIRST)
-    return [(run.data.tags[schema.TEACHER], run.data.tags.get(schema.PROTOCOL_HASH, ""),
-             evaluation_key(run.data.params), _accuracies(run.data.metrics, "test."))
-            for run in runs if schema.TEACHER in run.data.tags]
+    return [
+        (
+            run.data.tags[schema.TEACHER],
+            run.data.tags.get(schema.PROTOCOL_HASH, ""),
+            evaluation_key(run.data.params),
+            _accuracies(run.data.metrics, "test."),
+        )
+        for run in runs
+        if schema.TEACHER in run.data.tags
+    ]
 
 
 def _card_key(protocol_hash: str, entry: Mapping[str, Any]) -> str | None:
@@ -75,8 +90,9 @@ def _card_key(protocol_hash: str, entry: Mapping[str, Any]) -> str | None:
     return evaluation_key(schema.protocol_params(protocol.data))
 
 
-def _from_cards(teachers: Iterable[str], model_dir: str | os.PathLike[str]
-                ) -> list[tuple[str, str, str | None, dict[str, float]]]:
+def _from_cards(
+    teachers: Iterable[str], model_dir: str | os.PathLike[str]
+) -> list[tuple[str, str, str | None, dict[str, float]]]:
     from .plugins import get_registry
     from .teachers import read_measured_card
 
@@ -91,8 +107,9 @@ def _from_cards(teachers: Iterable[str], model_dir: str | os.PathLike[str]
     return measured
 
 
-def teacher_accuracies(tracker: Tracker | None = None, teachers: Iterable[str] = (),
-                       model_dir: str | os.PathLike[str] | None = None) -> TeacherAccuracies:
+def teacher_accuracies(
+    tracker: Tracker | None = None, teachers: Iterable[str] = (), model_dir: str | os.PathLike[str] | None = None
+) -> TeacherAccuracies:
     """Every measurement the store (evaluation runs) and the model dir (cards of `teachers`) hold."""
     measured = _from_store(tracker) if tracker is not None else []
     if model_dir is not None:

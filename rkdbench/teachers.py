@@ -30,9 +30,25 @@ from .config import Protocol, canonical_hash, load_protocol
 from .data import load_splits
 from .errors import ConfigError, MissingTeacherError
 
-__all__ = ["TeacherCard", "LogitEnsemble", "default_model_dir", "teacher_path", "bundled_path", "layout_paths", "member_paths", "card_path",
-           "read_measured_card", "load_teacher", "missing_teacher_message",
-           "build_teacher", "evaluation_entry", "teacher_status", "state_dict_of", "load_weights", "write_measured_card"]
+__all__ = [
+    "TeacherCard",
+    "LogitEnsemble",
+    "default_model_dir",
+    "teacher_path",
+    "bundled_path",
+    "layout_paths",
+    "member_paths",
+    "card_path",
+    "read_measured_card",
+    "load_teacher",
+    "missing_teacher_message",
+    "build_teacher",
+    "evaluation_entry",
+    "teacher_status",
+    "state_dict_of",
+    "load_weights",
+    "write_measured_card",
+]
 
 
 @dataclass(frozen=True)
@@ -160,7 +176,7 @@ def state_dict_of(checkpoint: Any) -> dict[str, Any]:
             break
     for prefix in ("module.", "model."):
         if isinstance(state, dict) and state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
@@ -175,8 +191,9 @@ def load_weights(model: nn.Module, checkpoint: Any, source: str) -> None:
         # BatchNorm fills a missing `num_batches_tracked` itself (checkpoints from before PyTorch 0.4.1 lack it)
         "missing": [k for k in expected if k not in state and not k.endswith("num_batches_tracked")],
         "unexpected": [k for k in state if k not in expected],
-        "wrongly shaped": [k for k in expected if k in state and tuple(getattr(state[k], "shape", ())) != tuple(
-            expected[k].shape)],
+        "wrongly shaped": [
+            k for k in expected if k in state and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)
+        ],
     }
     found = [f"{len(keys)} {kind} key(s) (first: {keys[0]})" for kind, keys in problems.items() if keys]
     if found:
@@ -191,15 +208,19 @@ def missing_teacher_message(card: TeacherCard, path: Path) -> str:
         how = f"it ships in the Python package `{card.bundled.partition(':')[0]}`; install it"
     else:
         dataset, threat, name = card.name.split("/", 2)
-        how = (f"copy it there from {card.source or 'its source'} (RobustBench layout), or with network and "
-               f"`pip install rkdbench[robustbench]`: `rkdbench teachers fetch {card.name}` "
-               f"(robustbench.utils.load_model({name!r}, dataset={dataset!r}, threat_model={threat!r}))")
+        how = (
+            f"copy it there from {card.source or 'its source'} (RobustBench layout), or with network and "
+            f"`pip install rkdbench[robustbench]`: `rkdbench teachers fetch {card.name}` "
+            f"(robustbench.utils.load_model({name!r}, dataset={dataset!r}, threat_model={threat!r}))"
+        )
     return f"teacher {card.name!r}: checkpoint {path} is missing; {how}"
 
 
 def stale_teacher_message(card: TeacherCard, path: Path) -> str:
-    return (f"teacher {card.name!r}: the checkpoint {path} was built from an older recipe than its card's; rebuild it "
-            f"with `rkdbench teachers build {card.name}` (or run with --build-teachers)")
+    return (
+        f"teacher {card.name!r}: the checkpoint {path} was built from an older recipe than its card's; rebuild it "
+        f"with `rkdbench teachers build {card.name}` (or run with --build-teachers)"
+    )
 
 
 class LogitEnsemble(nn.Module):
@@ -225,8 +246,13 @@ def load_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: t
         expected = _expected_sha256(card, folder, i)
         unverified |= expected is None
         state = load_verified(path, expected_sha256=expected, map_location="cpu")
-        model = create("architecture", card.architecture, num_classes=card.num_classes,
-                       in_channels=card.in_channels, **card.arch_kwargs)
+        model = create(
+            "architecture",
+            card.architecture,
+            num_classes=card.num_classes,
+            in_channels=card.in_channels,
+            **card.arch_kwargs,
+        )
         load_weights(model, state, f"teacher {card.name!r}: checkpoint {path}")
         members.append(model)
         digests.append(expected or sha256_file(path))
@@ -248,20 +274,34 @@ def recipe_selection(recipe: dict[str, Any]) -> str:
     return selection
 
 
-def evaluation_entry(protocol: Protocol, n_examples: int, sha256: str, metrics: dict[str, float], flags: list[str],
-                     **extra: Any) -> dict[str, Any]:
+def evaluation_entry(
+    protocol: Protocol, n_examples: int, sha256: str, metrics: dict[str, float], flags: list[str], **extra: Any
+) -> dict[str, Any]:
     """A measured card's `evaluations.<protocol hash>` entry: what the leaderboard's `AA gap to teacher` matches a
     suite's evaluation against (protocol name and overrides, so its evaluation fields can be compared)."""
-    return {"protocol": protocol.name, "protocol_overrides": protocol.overrides, "n_examples": n_examples,
-            "eps": protocol.threat.eps, "norm": protocol.threat.norm, "sha256": sha256,
-            "flags": flags, "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra,
-            **{k: v for k, v in metrics.items() if k.endswith("_acc")}}
+    return {
+        "protocol": protocol.name,
+        "protocol_overrides": protocol.overrides,
+        "n_examples": n_examples,
+        "eps": protocol.threat.eps,
+        "norm": protocol.threat.norm,
+        "sha256": sha256,
+        "flags": flags,
+        "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+        **{k: v for k, v in metrics.items() if k.endswith("_acc")},
+    }
 
 
-def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: torch.device,
-                  n_examples: int | None = None, progress: Callable[[int, int, dict[str, float]], None] | None = None,
-                  data_dir: str | os.PathLike[str] | None = None, eval_set: dict[str, Any] | None = None
-                  ) -> dict[str, Any]:
+def build_teacher(
+    card: TeacherCard,
+    model_dir: str | os.PathLike[str],
+    device: torch.device,
+    n_examples: int | None = None,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    eval_set: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train a harness teacher from its recipe (resumable), evaluate it, save it and its measured card. The
     evaluation uses the recipe's protocol with `eval_set` (`eval.*` overrides, e.g. a suite's) and `n_examples`
     applied, and is recorded under `evaluations.<hash>` too, so a suite evaluated the same way finds its teacher's
@@ -271,14 +311,21 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
     from .evaluation import evaluate, test_points
 
     if card.recipe is None:
-        raise MissingTeacherError(f"teacher {card.name!r} has no build recipe; {missing_teacher_message(card, teacher_path(card, model_dir))}")
+        raise MissingTeacherError(
+            f"teacher {card.name!r} has no build recipe; {missing_teacher_message(card, teacher_path(card, model_dir))}"
+        )
     recipe = card.recipe
     protocol = load_protocol(recipe["protocol"], dict(recipe.get("set", {})), where=f"teacher {card.name} recipe")
     seed = int(recipe.get("seed", 0))
     torch.manual_seed(seed)
     splits = load_splits(protocol, data_dir).to(device)
-    student = create("architecture", card.architecture, num_classes=card.num_classes, in_channels=card.in_channels,
-                     **card.arch_kwargs).to(device)
+    student = create(
+        "architecture",
+        card.architecture,
+        num_classes=card.num_classes,
+        in_channels=card.in_channels,
+        **card.arch_kwargs,
+    ).to(device)
     workdir = Path(model_dir) / ".build" / card.name
     built_from = workdir / "recipe_hash"
     if built_from.is_file() and built_from.read_text().strip() != card.recipe_hash:
@@ -286,9 +333,19 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
     workdir.mkdir(parents=True, exist_ok=True)
     built_from.write_text(card.recipe_hash + "\n")
     started = time.perf_counter()
-    trainer = Trainer(TrainSetup(protocol=protocol, method=create("method", recipe["method"]), student=student,
-                                 teachers={}, splits=splits, seed=seed, device=device, workdir=workdir),
-                      progress=progress)
+    trainer = Trainer(
+        TrainSetup(
+            protocol=protocol,
+            method=create("method", recipe["method"]),
+            student=student,
+            teachers={},
+            splits=splits,
+            seed=seed,
+            device=device,
+            workdir=workdir,
+        ),
+        progress=progress,
+    )
     outcome = trainer.fit()
     train_seconds = time.perf_counter() - started
     selection = recipe_selection(recipe)
@@ -297,8 +354,11 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
     chosen = outcome.last_path if selection == "last" else outcome.best_path
     student.load_state_dict(load_verified(chosen, map_location=device)["model"])
     eval_overrides = {**(eval_set or {}), **({} if n_examples is None else {"eval.n_examples": n_examples})}
-    eval_protocol = protocol if not eval_overrides else load_protocol(
-        recipe["protocol"], {**recipe.get("set", {}), **eval_overrides}, where="teacher evaluation")
+    eval_protocol = (
+        protocol
+        if not eval_overrides
+        else load_protocol(recipe["protocol"], {**recipe.get("set", {}), **eval_overrides}, where="teacher evaluation")
+    )
     x, y = test_points(eval_protocol, splits.test)
     eval_attacks = eval_protocol.eval.attacks
     started = time.perf_counter()
@@ -306,19 +366,29 @@ def build_teacher(card: TeacherCard, model_dir: str | os.PathLike[str], device: 
     path = teacher_path(card, model_dir)
     digest = save_atomic({"state_dict": student.state_dict()}, path)
     measured = {
-        "id": card.name, "architecture": card.architecture, "sha256": digest,
+        "id": card.name,
+        "architecture": card.architecture,
+        "sha256": digest,
         "parameters": sum(p.numel() for p in student.parameters()),
-        "recipe": recipe, "recipe_hash": card.recipe_hash,
-        "protocol": protocol.name, "protocol_hash": protocol.hash, "eps": protocol.threat.eps,
-        "selected_epoch": outcome.last_epoch if selection == "last" else outcome.best_epoch, "n_examples": len(y),
+        "recipe": recipe,
+        "recipe_hash": card.recipe_hash,
+        "protocol": protocol.name,
+        "protocol_hash": protocol.hash,
+        "eps": protocol.threat.eps,
+        "selected_epoch": outcome.last_epoch if selection == "last" else outcome.best_epoch,
+        "n_examples": len(y),
         # clean and every attack label of the protocol, whatever they are called (None when not measured)
         **{f"{label}_acc": evaluation.metrics.get(f"{label}_acc") for label in ["clean", *eval_attacks]},
         "attacks": eval_attacks,  # what those labels are: `rkdbench.attack_traits.format_accuracies` names them
         "flags": evaluation.flags,
-        "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.perf_counter() - started, 1),
+        "train_seconds": round(train_seconds, 1),
+        "eval_seconds": round(time.perf_counter() - started, 1),
         "card": asdict(card),
-        "evaluations": {eval_protocol.hash: evaluation_entry(eval_protocol, len(y), digest, evaluation.metrics,
-                                                             evaluation.flags, source="teacher build")},
+        "evaluations": {
+            eval_protocol.hash: evaluation_entry(
+                eval_protocol, len(y), digest, evaluation.metrics, evaluation.flags, source="teacher build"
+            )
+        },
     }
     write_measured_card(card, model_dir, measured)
     return measured

@@ -20,8 +20,16 @@ from .contracts import Method
 from .data import Splits
 from .pgd import pgd
 
-__all__ = ["TrainSetup", "TrainOutcome", "Counter", "pick_device", "gpu_features", "robust_accuracy", "make_optimizer",
-           "make_scheduler"]
+__all__ = [
+    "TrainSetup",
+    "TrainOutcome",
+    "Counter",
+    "pick_device",
+    "gpu_features",
+    "robust_accuracy",
+    "make_optimizer",
+    "make_scheduler",
+]
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -33,13 +41,16 @@ def pick_device(name: str = "auto") -> torch.device:
 def gpu_features(train: TrainConfig, device: torch.device) -> tuple[bool, bool]:
     """(bf16 autocast, channels_last) for training from the protocol's `precision` / `channels_last`
     ("auto" = on for CUDA only; absent = off, so protocols written before the flags keep their numerics)."""
+
     def on(value: str, yes: str) -> bool:
         return value == yes or (value == "auto" and device.type == "cuda")
+
     return on(train.precision, "bf16"), on(train.channels_last, "on")
 
 
-def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: str, steps: int, seed: int,
-                    batch_size: int = 500) -> tuple[float, float]:
+def robust_accuracy(
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: str, steps: int, seed: int, batch_size: int = 500
+) -> tuple[float, float]:
     """(clean, PGD-`steps` CE) accuracy in eval mode with a private generator: never touches the training RNG."""
     was_training = model.training
     model.eval()
@@ -47,10 +58,18 @@ def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm:
     clean = predict(model, x, batch_size) == y
     robust = torch.empty_like(clean)
     for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        x_adv = pgd(lambda xa: F.cross_entropy(model(xa), yb, reduction="none"), xb, eps=eps, step_size=eps / 4,
-                    steps=steps, norm=norm, init="uniform", generator=generator)
-        robust[i:i + batch_size] = predict(model, x_adv, batch_size) == yb
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+        x_adv = pgd(
+            lambda xa, yb=yb: F.cross_entropy(model(xa), yb, reduction="none"),
+            xb,
+            eps=eps,
+            step_size=eps / 4,
+            steps=steps,
+            norm=norm,
+            init="uniform",
+            generator=generator,
+        )
+        robust[i : i + batch_size] = predict(model, x_adv, batch_size) == yb
     model.train(was_training)
     return float(clean.float().mean()), float(robust.float().mean())
 
@@ -107,8 +126,13 @@ def make_optimizer(settings: dict[str, Any], params) -> torch.optim.Optimizer:
     """From `Method.configure_optimizer`'s settings: the `[train]` fields as a dict, defaults filled in."""
     if settings["optimizer"] == "adam":
         return torch.optim.Adam(params, lr=settings["lr"], weight_decay=settings["weight_decay"])
-    return torch.optim.SGD(params, lr=settings["lr"], momentum=settings["momentum"],
-                           weight_decay=settings["weight_decay"], nesterov=settings["nesterov"])
+    return torch.optim.SGD(
+        params,
+        lr=settings["lr"],
+        momentum=settings["momentum"],
+        weight_decay=settings["weight_decay"],
+        nesterov=settings["nesterov"],
+    )
 
 
 def make_scheduler(train: TrainConfig, optimizer: torch.optim.Optimizer):

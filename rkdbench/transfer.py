@@ -49,8 +49,10 @@ class TeacherProbe:
 
     def __call__(self, model: nn.Module, x_adv: Tensor, y: Tensor) -> dict[str, Tensor]:
         model.eval()
-        return {"student_pred": predict(model, x_adv, self.batch_size).cpu(),
-                "teacher_pred": predict(self.teacher, x_adv, self.batch_size).cpu()}
+        return {
+            "student_pred": predict(model, x_adv, self.batch_size).cpu(),
+            "teacher_pred": predict(self.teacher, x_adv, self.batch_size).cpu(),
+        }
 
 
 def _ratio(numerator: Tensor, denominator: Tensor) -> float:

@@ -8,7 +8,8 @@ only the search facets (`searchFilter`, `orderByKey`, `orderByAsc`, `startTime`,
 state (`selectedColumns`, ...); the UI lists it under the views menu and opens it from `?viewStateShareKey=<id>`.
 `install_views` writes one such view per experiment holding rkdbench runs: sorted by the accuracy its protocol
 ranks by (descending; the final attack's, AutoAttack for the built-in protocols), clean and every attack's accuracy
-in the order the attacks declare (`rkdbench.attack_traits`) and the cell's tags as columns; rewritten only when it changed, so reruns are no-ops. It also sets
+in the order the attacks declare (`rkdbench.attack_traits`) and the cell's tags as columns; rewritten only when
+it changed, so reruns are no-ops. It also sets
 `mlflow.experimentKind` (what the UI's experiment-type choice writes) to model training where it is unset: MLflow 3
 otherwise opens an experiment on its GenAI traces overview. Older MLflow ignores the view (default columns).
 """
@@ -24,8 +25,16 @@ from urllib.parse import quote
 from .attack_traits import CLEAN, LEGACY_SPECS, attack_plugins, attack_specs, column_order, rank_label
 from .tracking import Tracker, schema
 
-__all__ = ["VIEW_ID", "VIEW_NAME", "VIEW_TAG", "view_state", "install_views", "experiment_url",
-           "sorted_url", "sort_labels"]
+__all__ = [
+    "VIEW_ID",
+    "VIEW_NAME",
+    "VIEW_TAG",
+    "view_state",
+    "install_views",
+    "experiment_url",
+    "sorted_url",
+    "sort_labels",
+]
 
 VIEW_ID = "rkdbench-headline"
 VIEW_NAME = "rkdbench: headline metrics"
@@ -41,8 +50,9 @@ def _column(kind: str, key: str) -> str:
     return f"{kind}.`{key}`"
 
 
-def _labels(metric_keys: set[str], specs: Mapping[str, Mapping[str, str]],
-            rank_by: str | None = None) -> tuple[list[str], str]:
+def _labels(
+    metric_keys: set[str], specs: Mapping[str, Mapping[str, str]], rank_by: str | None = None
+) -> tuple[list[str], str]:
     """(attack labels in table order, the label to sort by): every label of the protocol (shown even before it
     has a metric) or with a `test.<label>_acc` metric, ordered by what the attacks declare (final ones last);
     `test.worst_acc` and AutoAttack stages left out."""
@@ -52,16 +62,18 @@ def _labels(metric_keys: set[str], specs: Mapping[str, Mapping[str, str]],
     return ordered, rank_label(ordered, specs, plugins, rank_by) if ordered else CLEAN
 
 
-def view_state(metric_keys: set[str] = frozenset(), specs: Mapping[str, Mapping[str, str]] | None = None,
-               rank_by: str | None = None) -> dict:
+def view_state(
+    metric_keys: set[str] = frozenset(),
+    specs: Mapping[str, Mapping[str, str]] | None = None,
+    rank_by: str | None = None,
+) -> dict:
     """The saved view's state: the accuracy the protocol ranks by (`rank_by`, its `eval.rank_by`, else its final
     attack's: AutoAttack) descending, clean and every attack's `test.<label>_acc`, and the cell tags as columns.
     `specs`: the protocol's `[eval.attacks]` (`attack_specs` of a run's params)."""
     labels, sort_label = _labels(set(metric_keys), specs or {}, rank_by)
     columns = [_column("metrics", f"test.{label}_acc") for label in [CLEAN, *labels]]
     columns += [_column("tags", schema.tag(name)) for name in TAG_COLUMNS]
-    return {"orderByKey": _column("metrics", f"test.{sort_label}_acc"), "orderByAsc": False,
-            "selectedColumns": columns}
+    return {"orderByKey": _column("metrics", f"test.{sort_label}_acc"), "orderByAsc": False, "selectedColumns": columns}
 
 
 def _rkdbench_experiments(tracker: Tracker) -> list[tuple[str, str, set[str], dict[str, dict[str, str]], str | None]]:
@@ -101,8 +113,12 @@ def install_views(tracker: Tracker) -> list[tuple[str, str]]:
                 installed.append((name, experiment_id))
                 continue
         now = int(time.time() * 1000)
-        envelope = {"name": VIEW_NAME, "createdAt": created or now, "updatedAt": now,
-                    "state": json.dumps(state, separators=(",", ":"))}
+        envelope = {
+            "name": VIEW_NAME,
+            "createdAt": created or now,
+            "updatedAt": now,
+            "state": json.dumps(state, separators=(",", ":")),
+        }
         tracker.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(envelope, separators=(",", ":")))
         installed.append((name, experiment_id))
     return sorted(installed)
@@ -110,20 +126,26 @@ def install_views(tracker: Tracker) -> list[tuple[str, str]]:
 
 def experiment_url(base: str, experiment_id: str) -> str:
     """The experiment's runs table in the headline saved view."""
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning" \
-           f"&viewStateShareKey={VIEW_ID}"
+    return (
+        f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+        f"&viewStateShareKey={VIEW_ID}"
+    )
 
 
 def sort_labels(tracker: Tracker) -> list[tuple[str, str, str]]:
     """(name, id, the label its runs are ranked by) of every experiment with rkdbench runs: what `sorted_url`
     sorts by when no saved view can be written."""
-    return [(name, experiment_id, _labels(keys, specs, rank_by)[1])
-            for name, experiment_id, keys, specs, rank_by in _rkdbench_experiments(tracker)]
+    return [
+        (name, experiment_id, _labels(keys, specs, rank_by)[1])
+        for name, experiment_id, keys, specs, rank_by in _rkdbench_experiments(tracker)
+    ]
 
 
 def sorted_url(base: str, experiment_id: str, sort_label: str) -> str:
     """Without a saved view (a read-only store): the runs table sorted by `sort_label`'s accuracy (the label the
     protocol ranks by: `view_state(...)["orderByKey"]`); columns as last chosen in this browser."""
     key = quote(_column("metrics", f"test.{sort_label}_acc"), safe="")
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning" \
-           f"&orderByKey={key}&orderByAsc=false"
+    return (
+        f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+        f"&orderByKey={key}&orderByAsc=false"
+    )

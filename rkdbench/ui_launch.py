@@ -18,6 +18,7 @@ __all__ = ["UiRequest", "launch_ui"]
 @dataclass(frozen=True)
 class UiRequest:
     """The store to browse and where the UI listens (`workers`: MLflow server processes)."""
+
     results: str = "rkdbench-results"
     host: str = "127.0.0.1"
     port: int = 5000
@@ -46,8 +47,11 @@ def launch_ui(request: UiRequest) -> int:
 
         def url(base: str, experiment_id: str) -> str:
             return sorted_url(base, experiment_id, ranked[experiment_id])
-    click.echo(f"MLflow UI for {tracker.uri} at {base}" + ("  (served by the tracking server)" if remote
-                                                           else "  (Ctrl-C stops it)"))
+
+    click.echo(
+        f"MLflow UI for {tracker.uri} at {base}"
+        + ("  (served by the tracking server)" if remote else "  (Ctrl-C stops it)")
+    )
     for name, experiment_id in experiments:
         click.echo(f"  {name}: {url(base, experiment_id)}")
     note = ignored_note(ignored_duplicates(tracker))
@@ -55,8 +59,20 @@ def launch_ui(request: UiRequest) -> int:
         click.echo(f"rkdbench: {note}; MLflow's runs table still lists them", err=True)
     if remote:
         return 0
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracker.uri,
-               "--host", host, "--port", str(request.port), "--workers", str(request.workers)]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        tracker.uri,
+        "--host",
+        host,
+        "--port",
+        str(request.port),
+        "--workers",
+        str(request.workers),
+    ]
     # MLflow's background job runner (GenAI judges, trace rollups: seven extra processes) is not needed to browse
     # runs; `MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true` turns it back on.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}

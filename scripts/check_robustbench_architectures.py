@@ -27,14 +27,20 @@ def import_architectures(root: str | None):
         if spec is None:
             sys.exit("robustbench is not installed; pass --robustbench-dir (an unpacked robustbench wheel's package)")
         root = spec.submodule_search_locations[0]
-    for name, path in [("robustbench", root), ("robustbench.model_zoo", f"{root}/model_zoo"),
-                       ("robustbench.model_zoo.architectures", f"{root}/model_zoo/architectures")]:
+    for name, path in [
+        ("robustbench", root),
+        ("robustbench.model_zoo", f"{root}/model_zoo"),
+        ("robustbench.model_zoo.architectures", f"{root}/model_zoo/architectures"),
+    ]:
         stub = types.ModuleType(name)
         stub.__path__ = [path]
         sys.modules.setdefault(name, stub)
     arch = "robustbench.model_zoo.architectures"
-    return (importlib.import_module(f"{arch}.resnet"), importlib.import_module(f"{arch}.wide_resnet"),
-            importlib.import_module(f"{arch}.dm_wide_resnet"))
+    return (
+        importlib.import_module(f"{arch}.resnet"),
+        importlib.import_module(f"{arch}.wide_resnet"),
+        importlib.import_module(f"{arch}.dm_wide_resnet"),
+    )
 
 
 def main() -> None:
@@ -51,12 +57,24 @@ def main() -> None:
         ("wrn-34-10", {"sub_block1": True}, 10, lambda: wrn.WideResNet(depth=34, widen_factor=10, sub_block1=True)),
         ("wrn-34-20", {}, 10, lambda: wrn.WideResNet(depth=34, widen_factor=20)),
         ("wrn-28-10", {}, 10, lambda: wrn.WideResNet(depth=28, widen_factor=10)),
-        ("dm-wrn-28-10", {}, 10, lambda: dm.DMWideResNet(num_classes=10, depth=28, width=10,
-                                                         activation_fn=dm.Swish, **stats10)),
-        ("dm-wrn-28-10", {k: list(v) for k, v in stats100.items()}, 100,
-         lambda: dm.DMWideResNet(num_classes=100, depth=28, width=10, activation_fn=dm.Swish, **stats100)),
-        ("preact-resnet-18-swish", {}, 10, lambda: dm.DMPreActResNet(num_classes=10, depth=18, width=0,
-                                                                     activation_fn=dm.Swish, **stats10)),
+        (
+            "dm-wrn-28-10",
+            {},
+            10,
+            lambda: dm.DMWideResNet(num_classes=10, depth=28, width=10, activation_fn=dm.Swish, **stats10),
+        ),
+        (
+            "dm-wrn-28-10",
+            {k: list(v) for k, v in stats100.items()},
+            100,
+            lambda: dm.DMWideResNet(num_classes=100, depth=28, width=10, activation_fn=dm.Swish, **stats100),
+        ),
+        (
+            "preact-resnet-18-swish",
+            {},
+            10,
+            lambda: dm.DMPreActResNet(num_classes=10, depth=18, width=0, activation_fn=dm.Swish, **stats10),
+        ),
     ]
     torch.manual_seed(0)
     x = torch.rand(4, 3, 32, 32)

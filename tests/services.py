@@ -45,8 +45,11 @@ def free_port() -> int:
 def postgres_uri():
     """`postgresql+psycopg2://...` of a new, empty database on the test PostgreSQL server."""
     base = os.environ.get("RKDBENCH_TEST_POSTGRES_URI", "")
-    require_service(bool(base), "no PostgreSQL for the tests: RKDBENCH_TEST_POSTGRES_URI is not set "
-                                "(.ci/run starts one: source scripts/services.sh && services_start VENV)")
+    require_service(
+        bool(base),
+        "no PostgreSQL for the tests: RKDBENCH_TEST_POSTGRES_URI is not set "
+        "(.ci/run starts one: source scripts/services.sh && services_start VENV)",
+    )
     try:
         import psycopg2
     except ImportError:
@@ -97,9 +100,23 @@ def tracking_server(postgres_uri, tmp_path):
     port = free_port()
     artifacts, log = tmp_path / "server-artifacts", tmp_path / "server.log"
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "rkdbench.cli", "server", "--backend-store-uri", postgres_uri,
-                                    "--artifacts-destination", str(artifacts), "--port", str(port)],
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rkdbench.cli",
+                "server",
+                "--backend-store-uri",
+                postgres_uri,
+                "--artifacts-destination",
+                str(artifacts),
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     server = TrackingServer(f"http://127.0.0.1:{port}", artifacts, postgres_uri, log)
     try:
         _wait_healthy(server.url, process, log)
@@ -130,14 +147,34 @@ def ray_address(tmp_path_factory):
     # the head's own token (not ~/.ray/auth_token, shared with every Ray instance of this user); the tests'
     # drivers, started as subprocesses, inherit these variables
     # and Ray's loopback mode, as scripts/services.sh: the head and the drivers on 127.0.0.1 only
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
+    saved = {
+        k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    }
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     ray_cli = Path(sys.executable).with_name("ray")
     with log.open("w") as out:  # --block: the head lives in this process group, stopped with it (not `ray stop`)
-        process = subprocess.Popen([str(ray_cli), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-                                    "--port", str(port), "--num-cpus", "2", "--num-gpus", "2", "--disable-usage-stats",
-                                    "--include-dashboard", "false"], stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [
+                str(ray_cli),
+                "start",
+                "--head",
+                "--block",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--num-cpus",
+                "2",
+                "--num-gpus",
+                "2",
+                "--disable-usage-stats",
+                "--include-dashboard",
+                "false",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + SERVER_START_S
         while "Ray runtime started" not in log.read_text():

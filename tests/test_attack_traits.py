@@ -14,8 +14,16 @@ from mlflow.tracking import MlflowClient
 
 import rkdbench
 from rkdbench import hookimpl
-from rkdbench.attack_traits import (attack_plugins, column_order, display_names, final_label, format_accuracies,
-                                    rank_label, ranked_accuracy, sanity_pairs)
+from rkdbench.attack_traits import (
+    attack_plugins,
+    column_order,
+    display_names,
+    final_label,
+    format_accuracies,
+    rank_label,
+    ranked_accuracy,
+    sanity_pairs,
+)
 from rkdbench.attacks import Attack
 from rkdbench.cli import main
 from rkdbench.config import load_protocol
@@ -68,8 +76,11 @@ def test_builtin_declarations_give_the_builtin_names_order_and_rank():
 
 def test_display_names_follow_the_options_and_never_collide():
     plugins = attack_plugins(["pgd", "autoattack"])
-    specs = {"fast": {"attack": "pgd", "steps": 5}, "a": {"attack": "autoattack"}, "b": {"attack": "autoattack",
-                                                                                          "version": "plus"}}
+    specs = {
+        "fast": {"attack": "pgd", "steps": 5},
+        "a": {"attack": "autoattack"},
+        "b": {"attack": "autoattack", "version": "plus"},
+    }
     names = display_names(specs, plugins)
     assert names["fast"] == "PGD-5" and (names["a"], names["b"]) == ("a", "b")  # two AutoAttacks: their labels
 
@@ -95,8 +106,12 @@ class Plugin:
 
 def test_sanity_flags_follow_the_declared_order(register_plugin):
     register_plugin(Plugin(), "test-attack-traits")
-    specs = {"p": {"attack": "pgd"}, "s": {"attack": "test-stronger"}, "aa": {"attack": "autoattack"},
-             "u": {"attack": "test-undeclared"}}
+    specs = {
+        "p": {"attack": "pgd"},
+        "s": {"attack": "test-stronger"},
+        "aa": {"attack": "autoattack"},
+        "u": {"attack": "test-undeclared"},
+    }
     metrics = {"clean_acc": 0.9, "p_acc": 0.5, "aa_acc": 0.45, "s_acc": 0.47, "u_acc": 0.95}
     # `st` above `aa` is flagged; the undeclared attack, above clean, is compared with nothing
     assert sanity_flags(metrics, specs, {}) == ["st>aa"]
@@ -109,8 +124,11 @@ def test_costs_and_first_stage_are_declared_per_attack():
     assert pgd.passes_per_point({"steps": 7, "restarts": 2}, 0.5) == (15, 14)
     assert cw.passes_per_point({"steps": 30, "restarts": 1}, 0.5) == (31, 30)
     assert aa.passes_per_point({}, 1.0) == (7900, 1900) and aa.passes_per_point({}, 0.0) == (120, 100)
-    assert aa.first_stage({"attack": "autoattack"}) == {"attack": "autoattack", "version": "custom",
-                                                        "attacks": ["apgd-ce"]}
+    assert aa.first_stage({"attack": "autoattack"}) == {
+        "attack": "autoattack",
+        "version": "custom",
+        "attacks": ["apgd-ce"],
+    }
     assert aa.first_stage({"attack": "autoattack", "version": "plus"}) is None and pgd.first_stage({}) is None
 
 
@@ -118,7 +136,9 @@ def test_option_choices_come_from_one_declaration():
     pgd, aa = attack_plugins(["pgd"])["pgd"], attack_plugins(["autoattack"])["autoattack"]
     with pytest.raises(ConfigError, match=r"'loss' = 'xe' is not allowed; allowed: ce, margin \(did you mean: ce\?\)"):
         rkdbench.create("attack", "pgd", loss="xe")
-    with pytest.raises(ConfigError, match=r"'attacks' = 'apgd-c' is not allowed; allowed: apgd-ce, .*\(did you mean: apgd-ce"):
+    with pytest.raises(
+        ConfigError, match=r"'attacks' = 'apgd-c' is not allowed; allowed: apgd-ce, .*\(did you mean: apgd-ce"
+    ):
         rkdbench.create("attack", "autoattack", version="custom", attacks=["apgd-c"])
     with pytest.raises(ConfigError, match="'version' = 'standrd'"):
         rkdbench.create("attack", "autoattack", version="standrd")
@@ -137,8 +157,10 @@ def test_format_accuracies_never_crashes_on_missing_labels():
 def test_a_bad_attack_option_fails_at_load_on_one_line(tmp_path, capsys):
     protocol = protocol_file(tmp_path, extra='loss = "xe"')
     suite = tmp_path / "bad.toml"
-    suite.write_text(f'[suite]\nname = "bad"\nprotocol = "{protocol}"\nmethods = ["standard"]\n'
-                     'students = ["cnn-tiny"]\nseeds = [0]\n')
+    suite.write_text(
+        f'[suite]\nname = "bad"\nprotocol = "{protocol}"\nmethods = ["standard"]\n'
+        'students = ["cnn-tiny"]\nseeds = [0]\n'
+    )
     results = tmp_path / "results"
     assert cli("run", str(suite), "--results", str(results), "--model-dir", str(tmp_path / "models")) == 2
     err = capsys.readouterr().err.strip()
@@ -146,7 +168,8 @@ def test_a_bad_attack_option_fails_at_load_on_one_line(tmp_path, capsys):
     for part in (str(protocol), "eval.attacks.fast", "'loss'", "'xe'", "did you mean: ce", "allowed: ce, margin"):
         assert part in err, (part, err)
     assert not (results / "mlruns").exists() or not MlflowClient(tracking_uri(results)).search_runs(
-        [e.experiment_id for e in MlflowClient(tracking_uri(results)).search_experiments()])
+        [e.experiment_id for e in MlflowClient(tracking_uri(results)).search_experiments()]
+    )
 
 
 TEACHER = "digits/Linf/test-other-labels"
@@ -155,9 +178,16 @@ TEACHER = "digits/Linf/test-other-labels"
 @pytest.mark.slow
 def test_other_labels_run_a_cell_build_the_teacher_and_the_leaderboard(tmp_path, register_plugin, capsys):
     protocol = protocol_file(tmp_path)
-    card = TeacherCard(name=TEACHER, architecture="cnn-tiny", dataset="digits", norm="Linf", eps=0.15,
-                       num_classes=10, in_channels=1,
-                       recipe={"protocol": str(protocol), "method": "standard", "seed": 0, "set": {}})
+    card = TeacherCard(
+        name=TEACHER,
+        architecture="cnn-tiny",
+        dataset="digits",
+        norm="Linf",
+        eps=0.15,
+        num_classes=10,
+        in_channels=1,
+        recipe={"protocol": str(protocol), "method": "standard", "seed": 0, "set": {}},
+    )
 
     class TeacherPlugin:
         @hookimpl
@@ -166,30 +196,50 @@ def test_other_labels_run_a_cell_build_the_teacher_and_the_leaderboard(tmp_path,
 
     register_plugin(TeacherPlugin(), "test-other-labels-teacher")
     suite = tmp_path / "labels.toml"
-    suite.write_text(f'[suite]\nname = "labels"\nprotocol = "{protocol}"\nmethods = ["ard"]\n'
-                     f'students = ["cnn-tiny"]\nteachers = ["{TEACHER}"]\nseeds = [0]\n')
+    suite.write_text(
+        f'[suite]\nname = "labels"\nprotocol = "{protocol}"\nmethods = ["ard"]\n'
+        f'students = ["cnn-tiny"]\nteachers = ["{TEACHER}"]\nseeds = [0]\n'
+    )
     results, models = tmp_path / "results", tmp_path / "models"
     assert cli("run", str(suite), "--results", str(results), "--model-dir", str(models), "--build-teachers") == 0
     out = capsys.readouterr().out
     measured = json.loads(card_path(card, models).read_text())
     assert set(measured["attacks"]) == {"fast", "strong"} and "pgd20_acc" not in measured
     assert all(0.0 <= measured[f"{label}_acc"] <= 1.0 for label in ("clean", "fast", "strong"))
-    assert f"clean {measured['clean_acc']:.1%}, PGD-5 {measured['fast_acc']:.1%}, " \
-           f"AutoAttack {measured['strong_acc']:.1%} on 6 test points" in " ".join(out.split())
+    assert (
+        f"clean {measured['clean_acc']:.1%}, PGD-5 {measured['fast_acc']:.1%}, "
+        f"AutoAttack {measured['strong_acc']:.1%} on 6 test points" in " ".join(out.split())
+    )
 
     client = MlflowClient(tracking_uri(results))
-    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                               filter_string="tags.`rkdbench.kind` = 'cell'")
+    [run] = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], filter_string="tags.`rkdbench.kind` = 'cell'"
+    )
     m = run.data.metrics
     assert run.info.status == "FINISHED" and "test.aa_acc" not in m and "test.pgd20_acc" not in m
     assert 0.0 <= m["test.strong_acc"] <= m["test.clean_acc"] and "diag.eps_x2_acc" in m
     flags = [code for code in run.data.tags.get("rkdbench.flags", "").split(",") if code]
-    expected = sanity_flags({k[len("test."):]: v for k, v in m.items() if k.startswith("test.")},
-                            load_protocol(str(protocol)).eval.attacks, {})
+    expected = sanity_flags(
+        {k[len("test.") :]: v for k, v in m.items() if k.startswith("test.")},
+        load_protocol(str(protocol)).eval.attacks,
+        {},
+    )
     assert [code for code in flags if ">" in code] == expected
 
-    assert cli("leaderboard", "--results", str(results), "--format", "json", "--model-dir", str(models),
-               "--out", str(tmp_path / "board")) == 0
+    assert (
+        cli(
+            "leaderboard",
+            "--results",
+            str(results),
+            "--format",
+            "json",
+            "--model-dir",
+            str(models),
+            "--out",
+            str(tmp_path / "board"),
+        )
+        == 0
+    )
     [board] = [json.loads(path.read_text()) for path in (tmp_path / "board").rglob("leaderboard.json")]
     assert board["ranked_by"] == "strong"
 
@@ -201,24 +251,45 @@ def test_the_declarations_module_imports_no_torch():
 
     import rkdbench.attack_traits as traits
 
-    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('traits', sys.argv[1]); "
-            "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'rkdbench')))")
+    code = (
+        "import importlib.util, sys; spec = importlib.util.spec_from_file_location('traits', sys.argv[1]); "
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'rkdbench')))"
+    )
     out = subprocess.run([sys.executable, "-c", code, traits.__file__], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("order, labels, specs, expected", [
-    # runs without config.toml or params: the built-in protocols' meaning of their labels
-    ([], {"pgd20", "cw", "fgsm", "aa", "clean", "zz", "pgd10"}, None,
-     ["clean", "pgd20", "cw", "fgsm", "pgd10", "zz", "aa"]),
-    # the protocol's order, its final attack moved last
-    (["aa", "cw", "pgd20", "fgsm"], {"pgd20", "cw", "aa", "clean", "fgsm"},
-     {"aa": {"attack": "autoattack"}, "cw": {"attack": "cw"}, "pgd20": {"attack": "pgd"}, "fgsm": {"attack": "fgsm"}},
-     ["clean", "cw", "pgd20", "fgsm", "aa"]),
-    (["strong", "fast"], {"strong", "fast", "clean", "other"},
-     {"strong": {"attack": "autoattack"}, "fast": {"attack": "pgd", "steps": 5}}, ["clean", "fast", "other", "strong"]),
-])
+@pytest.mark.parametrize(
+    "order, labels, specs, expected",
+    [
+        # runs without config.toml or params: the built-in protocols' meaning of their labels
+        (
+            [],
+            {"pgd20", "cw", "fgsm", "aa", "clean", "zz", "pgd10"},
+            None,
+            ["clean", "pgd20", "cw", "fgsm", "pgd10", "zz", "aa"],
+        ),
+        # the protocol's order, its final attack moved last
+        (
+            ["aa", "cw", "pgd20", "fgsm"],
+            {"pgd20", "cw", "aa", "clean", "fgsm"},
+            {
+                "aa": {"attack": "autoattack"},
+                "cw": {"attack": "cw"},
+                "pgd20": {"attack": "pgd"},
+                "fgsm": {"attack": "fgsm"},
+            },
+            ["clean", "cw", "pgd20", "fgsm", "aa"],
+        ),
+        (
+            ["strong", "fast"],
+            {"strong", "fast", "clean", "other"},
+            {"strong": {"attack": "autoattack"}, "fast": {"attack": "pgd", "steps": 5}},
+            ["clean", "fast", "other", "strong"],
+        ),
+    ],
+)
 def test_table_order_is_the_leaderboards(order, labels, specs, expected):
     from rkdbench.attack_traits import LEGACY_SPECS, table_order
 
@@ -232,14 +303,24 @@ def test_ui_view_follows_the_declarations():
     from rkdbench.attack_traits import attack_specs
     from rkdbench.ui import view_state
 
-    params = {"protocol.eval.attacks.fast.attack": "pgd", "protocol.eval.attacks.fast.steps": "5",
-              "protocol.eval.attacks.strong.attack": "autoattack", "protocol.eval.attacks.cw.attack": "cw",
-              "protocol.train.epochs": "1"}
+    params = {
+        "protocol.eval.attacks.fast.attack": "pgd",
+        "protocol.eval.attacks.fast.steps": "5",
+        "protocol.eval.attacks.strong.attack": "autoattack",
+        "protocol.eval.attacks.cw.attack": "cw",
+        "protocol.train.epochs": "1",
+    }
     specs = attack_specs(params)
-    assert specs == {"fast": {"attack": "pgd", "steps": "5"}, "strong": {"attack": "autoattack"}, "cw": {"attack": "cw"}}
+    assert specs == {
+        "fast": {"attack": "pgd", "steps": "5"},
+        "strong": {"attack": "autoattack"},
+        "cw": {"attack": "cw"},
+    }
     state = view_state({"test.clean_acc", "test.fast_acc", "test.strong.apgd-ce_acc", "test.worst_acc"}, specs)
     assert state["orderByKey"] == "metrics.`test.strong_acc`"
-    assert state["selectedColumns"][:4] == [f"metrics.`test.{label}_acc`" for label in ("clean", "fast", "cw", "strong")]
+    assert state["selectedColumns"][:4] == [
+        f"metrics.`test.{label}_acc`" for label in ("clean", "fast", "cw", "strong")
+    ]
     assert view_state(set(), specs, rank_by="fast")["orderByKey"] == "metrics.`test.fast_acc`"
 
 
@@ -251,15 +332,38 @@ def _other_label_runs(rank_by: str | None = None, params: bool = True):
     frames them: `a` is ahead under PGD-5 and behind under AutoAttack."""
     import pandas as pd
 
-    described = {"params.protocol.eval.attacks.strong.attack": "autoattack",
-                 "params.protocol.eval.attacks.strong.version": "standard",
-                 "params.protocol.eval.attacks.fast.attack": "pgd", "params.protocol.eval.attacks.fast.steps": "5",
-                 **({"params.protocol.eval.rank_by": rank_by} if rank_by else {})} if params else {}
-    return pd.DataFrame([{"run_id": f"run-{method}", "experiment_id": "1", "experiment": "labels@0123", "seed": "0",
-                          "protocol": "labels", "protocol_hash": "h-labels", "method_variant": method, "student": "s",
-                          "teacher": "none", "flags": "", "metrics.test.clean_acc": 0.95,
-                          "metrics.test.fast_acc": fast, "metrics.test.strong_acc": strong, **described}
-                         for method, fast, strong in (("a", 0.9, 0.3), ("b", 0.6, 0.5))])
+    described = (
+        {
+            "params.protocol.eval.attacks.strong.attack": "autoattack",
+            "params.protocol.eval.attacks.strong.version": "standard",
+            "params.protocol.eval.attacks.fast.attack": "pgd",
+            "params.protocol.eval.attacks.fast.steps": "5",
+            **({"params.protocol.eval.rank_by": rank_by} if rank_by else {}),
+        }
+        if params
+        else {}
+    )
+    return pd.DataFrame(
+        [
+            {
+                "run_id": f"run-{method}",
+                "experiment_id": "1",
+                "experiment": "labels@0123",
+                "seed": "0",
+                "protocol": "labels",
+                "protocol_hash": "h-labels",
+                "method_variant": method,
+                "student": "s",
+                "teacher": "none",
+                "flags": "",
+                "metrics.test.clean_acc": 0.95,
+                "metrics.test.fast_acc": fast,
+                "metrics.test.strong_acc": strong,
+                **described,
+            }
+            for method, fast, strong in (("a", 0.9, 0.3), ("b", 0.6, 0.5))
+        ]
+    )
 
 
 @pytest.mark.parametrize("source", ["config", "params"])
@@ -282,14 +386,14 @@ def test_a_leaderboard_of_other_labels_names_orders_and_ranks_them_as_declared(s
     assert (table.ranked_by, table.aa_label) == ("strong", "strong")
     assert list(table.frame["method_variant"]) == ["b", "a"]  # AutoAttack 50% beats 30%
     headers = list(shown(table))
-    assert headers[headers.index("clean"):headers.index("clean") + 3] == ["clean", "PGD-5", "AutoAttack"]
+    assert headers[headers.index("clean") : headers.index("clean") + 3] == ["clean", "PGD-5", "AutoAttack"]
     text = render(table, "md")
     assert "per-example AutoAttack robustness" in text and "aa_mean" not in table.frame and "pgd20" not in text
 
     fast = build("fast")
     assert (fast.ranked_by, fast.aa_label) == ("fast", "strong")  # the gap to the teacher stays on AutoAttack
     assert list(fast.frame["method_variant"]) == ["a", "b"]  # PGD-5 90% beats 60%
-    assert fast.attack_columns == table.attack_columns and list(shown(fast))[:len(headers)] == headers
+    assert fast.attack_columns == table.attack_columns and list(shown(fast))[: len(headers)] == headers
     assert "per-example PGD-5 robustness" in render(fast, "md")
 
 
@@ -299,10 +403,15 @@ def test_a_leaderboard_of_runs_that_describe_nothing_keeps_the_builtin_names():
     from rkdbench.leaderboard import build_tables
     from rkdbench.leaderboard.shown import shown
 
-    runs = _other_label_runs(params=False).rename(columns={"metrics.test.strong_acc": "metrics.test.aa_acc",
-                                                           "metrics.test.fast_acc": "metrics.test.pgd20_acc"})
+    runs = _other_label_runs(params=False).rename(
+        columns={"metrics.test.strong_acc": "metrics.test.aa_acc", "metrics.test.fast_acc": "metrics.test.pgd20_acc"}
+    )
     runs["metrics.test.zz_acc"] = 0.7
     [table] = build_tables(runs, "last", references=[])
     assert table.attack_columns == ["clean", "pgd20", "zz", "aa"] and table.ranked_by == "aa"
     assert [h for h in shown(table) if h in ("clean", "PGD-20", "zz", "AutoAttack")] == [
-        "clean", "PGD-20", "zz", "AutoAttack"]
+        "clean",
+        "PGD-20",
+        "zz",
+        "AutoAttack",
+    ]

@@ -18,8 +18,14 @@ from rkdbench_plugins.attacks.pgd import margin_loss
 EPS, SEED, BATCH = 0.1, 0, 16  # 24 points in batches of 16: AutoAttack's first stage sees two batches
 
 # Cheap settings for the property tests; the parity test runs AutoAttack's full standard settings.
-CHEAP = {"apgd-ce": {"steps": 20}, "apgd-t": {"steps": 10}, "fab-t": {"steps": 10}, "square": {"queries": 200},
-         "cw": {"steps": 10}, "fgsm": {}}
+CHEAP = {
+    "apgd-ce": {"steps": 20},
+    "apgd-t": {"steps": 10},
+    "fab-t": {"steps": 10},
+    "square": {"queries": 200},
+    "cw": {"steps": 10},
+    "fgsm": {},
+}
 FROM_CORRECT = ("apgd-ce", "apgd-t", "fab-t", "square")  # attacks that only attack clean-correct points
 CASES = [(name, "Linf", EPS) for name in CHEAP] + [(name, "L2", 0.5) for name in CHEAP if name != "fgsm"]
 
@@ -39,11 +45,11 @@ def autoattack_pair(trained):
 
     model, x, y = trained
     state = torch.get_rng_state()
-    ours = rkdbench.create("attack", "autoattack", norm="Linf", eps=EPS, seed=SEED, batch_size=BATCH).run(
-        model, x, y)
+    ours = rkdbench.create("attack", "autoattack", norm="Linf", eps=EPS, seed=SEED, batch_size=BATCH).run(model, x, y)
     rng_kept = torch.equal(state, torch.get_rng_state())
-    direct, _ = AutoAttack(model, norm="Linf", eps=EPS, seed=SEED, version="standard",
-                           device="cpu").run_standard_evaluation(x, y, batch_size=BATCH)
+    direct, _ = AutoAttack(
+        model, norm="Linf", eps=EPS, seed=SEED, version="standard", device="cpu"
+    ).run_standard_evaluation(x, y, batch_size=BATCH)
     return ours, direct, rng_kept
 
 
@@ -71,7 +77,8 @@ def test_attack_result_is_consistent_and_in_the_ball(trained, name, norm, eps):
     model, x, y = trained
     state = torch.get_rng_state()
     result = rkdbench.create("attack", name, norm=norm, eps=eps, seed=SEED, batch_size=BATCH, **CHEAP[name]).run(
-        model, x, y)
+        model, x, y
+    )
     assert torch.equal(torch.get_rng_state(), state)  # pyautoattack reseeds the global RNG: it must be restored
     assert torch.equal(result.robust, predict(model, result.x_adv) == y)
     delta = (result.x_adv - x).flatten(1)
@@ -134,8 +141,10 @@ def test_targets_are_capped_below_the_number_of_classes():
 @pytest.mark.parametrize("name", ["apgd-ce", "square", "cw"])
 def test_same_seed_gives_identical_results(trained, name):
     model, x, y = trained
-    runs = [rkdbench.create("attack", name, norm="Linf", eps=EPS, seed=3, batch_size=BATCH, **CHEAP[name]).run(
-        model, x, y) for _ in range(2)]
+    runs = [
+        rkdbench.create("attack", name, norm="Linf", eps=EPS, seed=3, batch_size=BATCH, **CHEAP[name]).run(model, x, y)
+        for _ in range(2)
+    ]
     assert torch.equal(runs[0].x_adv, runs[1].x_adv) and torch.equal(runs[0].robust, runs[1].robust)
 
 

@@ -28,8 +28,12 @@ def test_interleave_alternates_order_and_counts_runs():
 
 
 def test_comparison_pairs_wall_and_cpu_separately():
-    comparison = Comparison("engine", "plain", a=[Timing(2.0, 1.0), Timing(4.0, 3.0), Timing(3.0, 3.0)],
-                            b=[Timing(1.0, 1.0), Timing(4.0, 1.0), Timing(1.0, 2.0)])
+    comparison = Comparison(
+        "engine",
+        "plain",
+        a=[Timing(2.0, 1.0), Timing(4.0, 3.0), Timing(3.0, 3.0)],
+        b=[Timing(1.0, 1.0), Timing(4.0, 1.0), Timing(1.0, 2.0)],
+    )
     assert comparison.wall.median == 2.0 and comparison.wall.low == 1.0 and comparison.wall.high == 3.0
     assert comparison.cpu.median == 1.5 and comparison.cpu.high == 3.0
     assert comparison.median_seconds("a") == Timing(3.0, 3.0)

@@ -17,14 +17,29 @@ from rkdbench.engine import Trainer, TrainSetup
 
 def _trainer(method, tmp_path=None, epochs=1, seed=0, n=32):
     torch.manual_seed(seed)
-    protocol = load_protocol("digits-linf", {"train.lr": 0.01, "train.epochs": epochs, "train.batch_size": 16,
-                                             "train.val_pgd_steps": 1})
+    protocol = load_protocol(
+        "digits-linf", {"train.lr": 0.01, "train.epochs": epochs, "train.batch_size": 16, "train.val_pgd_steps": 1}
+    )
     generator = torch.Generator().manual_seed(1)
     x, y = torch.rand(n, 1, 8, 8, generator=generator), torch.randint(0, 10, (n,), generator=generator)
     student = rkdbench.create("architecture", "cnn-tiny")
     teachers = {role: rkdbench.create("architecture", "cnn-tiny").eval() for role in method.teacher_roles}
-    return Trainer(TrainSetup(protocol, method, student, teachers, Splits((x, y), (x, y), (x, y), 10), seed,
-                              torch.device("cpu"), workdir=tmp_path)), x, y
+    return (
+        Trainer(
+            TrainSetup(
+                protocol,
+                method,
+                student,
+                teachers,
+                Splits((x, y), (x, y), (x, y), 10),
+                seed,
+                torch.device("cpu"),
+                workdir=tmp_path,
+            )
+        ),
+        x,
+        y,
+    )
 
 
 class Mirror(Method):
@@ -161,7 +176,13 @@ def test_cost_estimate_counts_the_peer_at_the_students_flops():
     cell = next(c for c in expand_cells(load_suite("digits-all-quick")) if c.method == "peeraid")
     passes = training_passes(cell, (1, 8, 8), 10)
     # attack 10 fwd+bwd, then S(x') twice and S(x) (all three in the graph); peer: P(x), P(x') and one backward
-    assert passes == {"student_forward": 13, "student_backward": 13, "teacher_forward": 0, "teacher_backward": 0,
-                      "network_forward": 2, "network_backward": 1}
+    assert passes == {
+        "student_forward": 13,
+        "student_backward": 13,
+        "teacher_forward": 0,
+        "teacher_backward": 0,
+        "network_forward": 2,
+        "network_backward": 1,
+    }
     pgd_at = next(c for c in expand_cells(load_suite("digits-all-quick")) if c.method == "pgd-at")
     assert "network_forward" not in training_passes(pgd_at, (1, 8, 8), 10)

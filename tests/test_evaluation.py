@@ -24,8 +24,13 @@ from rkdbench_plugins.attacks.apgd_ce import APGDCE
 from rkdbench_plugins.attacks.pgd import PGD
 
 # 24 points in chunks of 10: three chunks, the last one short
-CHEAP = {"eval.n_examples": 24, "eval.chunk_size": 10, "eval.batch_size": 8, "threat.eps": 0.1,
-         "eval.attacks": {"pgd20": {"attack": "pgd", "steps": 5}, "apgd": {"attack": "apgd-ce", "steps": 10}}}
+CHEAP = {
+    "eval.n_examples": 24,
+    "eval.chunk_size": 10,
+    "eval.batch_size": 8,
+    "threat.eps": 0.1,
+    "eval.attacks": {"pgd20": {"attack": "pgd", "steps": 5}, "apgd": {"attack": "apgd-ce", "steps": 10}},
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +71,8 @@ def test_interrupted_evaluation_resumes_with_the_numbers_of_an_uninterrupted_one
     reference = evaluate(model, protocol, x, y, state_dir=tmp_path / "reference")
     assert 0 < reference.metrics["apgd_acc"] < reference.metrics["clean_acc"]  # a meaningful comparison
     assert reference.info["apgd"]["chunks"] == 3 and reference.info["apgd"]["attacked"] == int(
-        reference.per_example["clean"].sum())
+        reference.per_example["clean"].sum()
+    )
 
     state = tmp_path / "interrupted"
     pgd_calls, apgd_calls = [], []
@@ -102,10 +108,13 @@ def test_one_chunk_without_state_is_the_plain_evaluation(trained, tmp_path):
     assert "chunks" not in plain.info["apgd"]  # one chunk: the attack's info as it returned it
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"eval.chunk_size": -1}, r"eval\.chunk_size = -1 is not allowed; allowed: an integer >= 0"),
-    ({"eval.diagnostics": "yes"}, r"eval\.diagnostics = 'yes' is not allowed; allowed: bool"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"eval.chunk_size": -1}, r"eval\.chunk_size = -1 is not allowed; allowed: an integer >= 0"),
+        ({"eval.diagnostics": "yes"}, r"eval\.diagnostics = 'yes' is not allowed; allowed: bool"),
+    ],
+)
 def test_new_eval_fields_are_validated(override, message):
     with pytest.raises(ConfigError, match=message):
         load_protocol("digits-linf", override)
@@ -125,15 +134,21 @@ def _specs(*labels: str) -> dict:
     return {label: SPECS[label] for label in labels}
 
 
-@pytest.mark.parametrize("metrics, labels, expected", [
-    ({"clean_acc": 0.9, "pgd20_acc": 0.5, "aa_acc": 0.45}, ("pgd20", "aa"), []),
-    ({"clean_acc": 0.9, "pgd20_acc": 0.5, "aa_acc": 0.55}, ("pgd20", "aa"), ["aa>pgd"]),
-    ({"clean_acc": 0.4, "pgd20_acc": 0.5, "aa_acc": 0.45}, ("pgd20", "aa"), ["pgd>clean", "aa>clean"]),
-    ({"clean_acc": 0.9, "pgd20_acc": 0.5, "aa_acc": 0.45, "sq_acc": 0.40}, ("pgd20", "aa", "sq"),
-     ["black-box<white-box"]),
-    ({"clean_acc": 0.9, "pgd20_acc": 0.5, "aa_acc": 0.45, "sq_acc": 0.449}, ("pgd20", "aa", "sq"), []),
-    ({"clean_acc": 0.9, "sq_acc": 0.1}, ("sq",), []),  # no white-box attack to compare with
-])
+@pytest.mark.parametrize(
+    "metrics, labels, expected",
+    [
+        ({"clean_acc": 0.9, "pgd20_acc": 0.5, "aa_acc": 0.45}, ("pgd20", "aa"), []),
+        ({"clean_acc": 0.9, "pgd20_acc": 0.5, "aa_acc": 0.55}, ("pgd20", "aa"), ["aa>pgd"]),
+        ({"clean_acc": 0.4, "pgd20_acc": 0.5, "aa_acc": 0.45}, ("pgd20", "aa"), ["pgd>clean", "aa>clean"]),
+        (
+            {"clean_acc": 0.9, "pgd20_acc": 0.5, "aa_acc": 0.45, "sq_acc": 0.40},
+            ("pgd20", "aa", "sq"),
+            ["black-box<white-box"],
+        ),
+        ({"clean_acc": 0.9, "pgd20_acc": 0.5, "aa_acc": 0.45, "sq_acc": 0.449}, ("pgd20", "aa", "sq"), []),
+        ({"clean_acc": 0.9, "sq_acc": 0.1}, ("sq",), []),  # no white-box attack to compare with
+    ],
+)
 def test_sanity_flags_on_constructed_metrics(metrics, labels, expected):
     assert sanity_flags(metrics, _specs(*labels), {}) == expected
 
@@ -158,21 +173,32 @@ def test_pyautoattack_check_messages_become_stable_codes():
         logger.removeHandler(handler)
     assert len(records) == 5
     infos = {"aa": {"warnings": records[:3]}, "apgd": {"warnings": [*records[3:], "something new"]}}
-    assert warning_flags(infos) == ["aa-warning:randomized", "aa-warning:softmax", "aa-warning:zero-grad",
-                                    "aa-warning:square", "aa-warning:n-classes", "aa-warning:other"]
+    assert warning_flags(infos) == [
+        "aa-warning:randomized",
+        "aa-warning:softmax",
+        "aa-warning:zero-grad",
+        "aa-warning:square",
+        "aa-warning:n-classes",
+        "aa-warning:other",
+    ]
     metrics = {"clean_acc": 0.9, "pgd20_acc": 0.5, "aa_acc": 0.6}
     assert sanity_flags(metrics, _specs("pgd20", "aa"), {"aa": {"warnings": records[1:2]}}) == [
-        "aa-warning:softmax", "aa>pgd"]
+        "aa-warning:softmax",
+        "aa>pgd",
+    ]
 
 
-@pytest.mark.parametrize("sweep, expected", [
-    ({0.25: 0.8, 0.5: 0.6, 1.0: 0.4, 1.5: 0.2, 2.0: 0.05}, []),
-    ({0.25: 0.8, 0.5: 0.6, 1.0: 0.4, 1.5: 0.5, 2.0: 0.05}, ["eps-nonmonotonic"]),
-    ({0.25: 0.8, 0.5: 0.6, 1.0: 0.4, 1.5: 0.408, 2.0: 0.416}, ["eps-nonmonotonic"]),  # small rises add up
-    ({0.25: 0.5, 0.5: 0.5, 1.0: 0.5, 1.5: 0.5, 2.0: 0.495}, ["eps-flat"]),
-    ({0.25: 0.0, 0.5: 0.0, 1.0: 0.0, 1.5: 0.0, 2.0: 0.0}, []),
-    ({1.0: 0.3}, []),
-])
+@pytest.mark.parametrize(
+    "sweep, expected",
+    [
+        ({0.25: 0.8, 0.5: 0.6, 1.0: 0.4, 1.5: 0.2, 2.0: 0.05}, []),
+        ({0.25: 0.8, 0.5: 0.6, 1.0: 0.4, 1.5: 0.5, 2.0: 0.05}, ["eps-nonmonotonic"]),
+        ({0.25: 0.8, 0.5: 0.6, 1.0: 0.4, 1.5: 0.408, 2.0: 0.416}, ["eps-nonmonotonic"]),  # small rises add up
+        ({0.25: 0.5, 0.5: 0.5, 1.0: 0.5, 1.5: 0.5, 2.0: 0.495}, ["eps-flat"]),
+        ({0.25: 0.0, 0.5: 0.0, 1.0: 0.0, 1.5: 0.0, 2.0: 0.0}, []),
+        ({1.0: 0.3}, []),
+    ],
+)
 def test_eps_flags(sweep, expected):
     assert eps_flags(sweep) == expected
 
@@ -202,11 +228,22 @@ def test_diagnostics_metrics_and_rng(trained):
 
 
 def _runs(flags_by_seed: dict[int, str | None]) -> pd.DataFrame:
-    rows = [{"protocol": "p", "protocol_hash": "h" * 16, "experiment": "p", "method_variant": "ard",
-             "student": "cnn-tiny", "teacher": "t", "seed": str(seed), "run_id": f"run{seed}",
-             "metrics.test.clean_acc": 0.9,
-             "metrics.test.aa_acc": 0.5, **({} if flags is None else {"flags": flags})}
-            for seed, flags in flags_by_seed.items()]
+    rows = [
+        {
+            "protocol": "p",
+            "protocol_hash": "h" * 16,
+            "experiment": "p",
+            "method_variant": "ard",
+            "student": "cnn-tiny",
+            "teacher": "t",
+            "seed": str(seed),
+            "run_id": f"run{seed}",
+            "metrics.test.clean_acc": 0.9,
+            "metrics.test.aa_acc": 0.5,
+            **({} if flags is None else {"flags": flags}),
+        }
+        for seed, flags in flags_by_seed.items()
+    ]
     return pd.DataFrame(rows)
 
 
@@ -229,14 +266,23 @@ def test_a_cell_logs_its_flags_diagnostics_and_resumable_evaluation(tmp_path):
     from rkdbench.tracking import tracking_uri
 
     suite_path = tmp_path / "mini.toml"
-    suite_path.write_text('[suite]\nname = "mini"\nprotocol = "digits-linf"\nmethods = ["standard"]\n'
-                          'students = ["cnn-tiny"]\nseeds = [0]\n')
-    overrides = {"train.epochs": 1, "train.val_pgd_steps": 1, "eval.n_examples": 8, "eval.chunk_size": 4,
-                 "eval.diagnostics": True, "eval.selections": ["last"],
-                 "eval.attacks": {"pgd20": {"attack": "pgd", "steps": 3}}}
+    suite_path.write_text(
+        '[suite]\nname = "mini"\nprotocol = "digits-linf"\nmethods = ["standard"]\n'
+        'students = ["cnn-tiny"]\nseeds = [0]\n'
+    )
+    overrides = {
+        "train.epochs": 1,
+        "train.val_pgd_steps": 1,
+        "eval.n_examples": 8,
+        "eval.chunk_size": 4,
+        "eval.diagnostics": True,
+        "eval.selections": ["last"],
+        "eval.attacks": {"pgd20": {"attack": "pgd", "steps": 3}},
+    }
     results = tmp_path / "results"
-    [outcome] = run_suite(load_suite(str(suite_path), overrides), RunOptions(results=results,
-                                                                            model_dir=tmp_path / "models"))
+    [outcome] = run_suite(
+        load_suite(str(suite_path), overrides), RunOptions(results=results, model_dir=tmp_path / "models")
+    )
     assert outcome.status == "finished", outcome.error
     run = MlflowClient(tracking_uri(results)).get_run(outcome.run_id)
     assert "rkdbench.flags" in run.data.tags and "rkdbench.best_val.flags" not in run.data.tags

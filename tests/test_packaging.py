@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
-CHECK = r'''
+CHECK = r"""
 import json, sys
 from importlib.metadata import entry_points, distribution
 target = sys.argv[1]
@@ -29,15 +29,24 @@ import rkdbench, rkdbench.config as config
 print(json.dumps({"entry_points": loaded, "rkdbench": rkdbench.__file__,
                   "protocols": config.builtin_names("protocols"), "suites": config.builtin_names("suites"),
                   "methods": rkdbench.list_components("method")}))
-'''
+"""
 
 
 def test_wheel_installs_and_entry_points_resolve(tmp_path):
     source = tmp_path / "src"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "*.egg-info", "build", "dist", "__pycache__",
-                                                                 "rkdbench-results", ".pytest_cache"))
-    build = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"),
-                            str(source)], capture_output=True, text=True, timeout=300)
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", "*.egg-info", "build", "dist", "__pycache__", "rkdbench-results", ".pytest_cache"
+        ),
+    )
+    build = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     # every shipped folder is declared: no "Package 'rkdbench.configs' is absent from the packages configuration"
     assert "absent from the" not in build.stdout + build.stderr, (build.stdout + build.stderr)[-3000:]
@@ -48,12 +57,17 @@ def test_wheel_installs_and_entry_points_resolve(tmp_path):
     shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "rkdbench" / "configs").rglob("*.toml")}
     assert shipped <= set(names), f"package data left out of the wheel: {sorted(shipped - set(names))}"
     target = tmp_path / "site"
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(target),
-                              str(wheel)], capture_output=True, text=True, timeout=300)
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stderr[-3000:]
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    check = subprocess.run([sys.executable, "-c", CHECK, str(target)], capture_output=True, text=True, env=env,
-                           cwd=tmp_path, timeout=300)
+    check = subprocess.run(
+        [sys.executable, "-c", CHECK, str(target)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert check.returncode == 0, check.stderr[-3000:]
     report = json.loads(check.stdout)
     assert report["rkdbench"].startswith(str(target))  # the wheel's copy, not the checkout

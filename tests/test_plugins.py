@@ -40,10 +40,28 @@ class ToyPlugin:
 
 def test_builtins_come_from_entry_points():
     registry = plugins.get_registry()
-    for kind, expected in {"method": {"standard", "kd", "pgd-at", "trades", "mart", "ard", "rslad", "iad", "iad-ii",
-                                      "akd", "adaad", "advfunmatch", "rsnl", "mtard"}, "architecture": {"cnn-small", "cnn-tiny", "cnn-large"},
-                           "attack": {"pgd", "autoattack", "apgd-ce", "apgd-t", "fab-t", "square", "cw", "fgsm"}, "dataset": {"digits"},
-                           "teacher": {"digits/Linf/rkdbench-cnn-large"}}.items():
+    for kind, expected in {
+        "method": {
+            "standard",
+            "kd",
+            "pgd-at",
+            "trades",
+            "mart",
+            "ard",
+            "rslad",
+            "iad",
+            "iad-ii",
+            "akd",
+            "adaad",
+            "advfunmatch",
+            "rsnl",
+            "mtard",
+        },
+        "architecture": {"cnn-small", "cnn-tiny", "cnn-large"},
+        "attack": {"pgd", "autoattack", "apgd-ce", "apgd-t", "fab-t", "square", "cw", "fgsm"},
+        "dataset": {"digits"},
+        "teacher": {"digits/Linf/rkdbench-cnn-large"},
+    }.items():
         assert expected <= set(rkdbench.list_components(kind))
         for name in expected:
             component = registry.get(kind, name)
@@ -144,7 +162,8 @@ def test_plugins_dir_loads_loose_files(tmp_path):
         "    name = 'loose'\n"
         "@rkdbench.hookimpl\n"
         "def register_methods(register):\n"
-        "    register(Loose)\n")
+        "    register(Loose)\n"
+    )
     try:
         result = CliRunner().invoke(cli, ["--plugins-dir", str(tmp_path), "plugins", "--json"])
         assert result.exit_code == 0, result.output
@@ -170,8 +189,10 @@ def test_registry_kinds_match_register_hooks():
 
 
 def test_two_plugin_files_with_the_same_name_are_not_silently_merged(tmp_path):
-    body = ("import rkdbench\nclass M(rkdbench.Method):\n    name = '{n}'\n"
-            "@rkdbench.hookimpl\ndef register_methods(register):\n    register(M)\n")
+    body = (
+        "import rkdbench\nclass M(rkdbench.Method):\n    name = '{n}'\n"
+        "@rkdbench.hookimpl\ndef register_methods(register):\n    register(M)\n"
+    )
     for folder, method in (("a", "first"), ("b", "second")):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "method.py").write_text(body.format(n=method))

@@ -82,7 +82,10 @@ def test_stages_pair_from_the_end_and_truncate_to_the_shorter_list():
     teacher = stage_outputs(rkdbench.create("architecture", "cnn-large"))
     student = stage_outputs(rkdbench.create("architecture", "cnn-tiny"), ["features.3", "classifier:input"])
     pairs = pair_stages(teacher, student)
-    assert [(t.name, s.name) for t, s in pairs] == [("features.3", "features.3"), ("classifier:input", "classifier:input")]
+    assert [(t.name, s.name) for t, s in pairs] == [
+        ("features.3", "features.3"),
+        ("classifier:input", "classifier:input"),
+    ]
     assert [(t.name, s.name) for t, s in pair_stages(student, teacher)] == [(t.name, s.name) for t, s in pairs]
 
 
@@ -104,7 +107,7 @@ def test_streamed_float64_sums_equal_the_direct_pearson_matrix():
     g = np.concatenate([f[:, :2] * 3.0 + 1.0, rng.normal(size=(500, 4))], axis=1)
     acc = PearsonAccumulator()
     for i in range(0, 500, 37):  # uneven chunks; float32 sums would miss the 1e-12 below by orders of magnitude
-        acc.update(torch.from_numpy(f[i:i + 37]).float(), torch.from_numpy(g[i:i + 37]))
+        acc.update(torch.from_numpy(f[i : i + 37]).float(), torch.from_numpy(g[i : i + 37]))
     expected = _direct_pearson(f, g)
     assert acc.count == 500
     np.testing.assert_allclose(acc.correlation().numpy(), expected, rtol=0, atol=1e-12)
@@ -120,7 +123,7 @@ def _captured(net: nn.Module, x: torch.Tensor, module: nn.Module, read_input: bo
         handle = module.register_forward_hook(lambda m, i, o: out.append(o.detach().clone()))
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            net(x[i:i + batch])
+            net(x[i : i + batch])
     handle.remove()
     return torch.cat(out).double().numpy()
 
@@ -148,8 +151,9 @@ def test_network_statistics_streamed_in_batches_of_3_equal_a_direct_computation(
 def test_mismatched_spatial_sizes_pair_through_global_average_pooling():
     x, _ = _data(n=30)
     teacher, student = _net("cnn-small", 0, x), _net("cnn-tiny", 1, x)
-    (match,) = specialization(teacher, student, x, batch_size=7, teacher_stages=["features.0"],
-                              student_stages=["features.3"])  # 16 channels at 8×8 vs 32 channels at 4×4
+    (match,) = specialization(
+        teacher, student, x, batch_size=7, teacher_stages=["features.0"], student_stages=["features.3"]
+    )  # 16 channels at 8×8 vs 32 channels at 4×4
     assert match.pooled and match.corr.shape == (16, 32) and match.count == 30
     f = _captured(teacher, x, teacher.features[0], False, 7).mean(axis=(2, 3))
     g = _captured(student, x, student.features[3], False, 7).mean(axis=(2, 3))
@@ -173,8 +177,9 @@ class _InPlaceAfterStage(nn.Module):
 def test_stage_activations_are_read_before_later_in_place_ops():
     torch.manual_seed(0)
     teacher, student, x = _InPlaceAfterStage(), _InPlaceAfterStage(), torch.randn(40, 4)
-    (match,) = specialization(teacher, student, x, batch_size=8, teacher_stages=["features.0"],
-                              student_stages=["features.0"])
+    (match,) = specialization(
+        teacher, student, x, batch_size=8, teacher_stages=["features.0"], student_stages=["features.0"]
+    )
     with torch.no_grad():
         f, g = teacher.features(x).double().numpy(), student.features(x).double().numpy()
     np.testing.assert_allclose(match.corr.numpy(), _direct_pearson(f, g), rtol=0, atol=1e-9)
@@ -186,11 +191,13 @@ def test_stage_activations_are_read_before_later_in_place_ops():
 def test_summary_takes_the_best_student_unit_per_teacher_unit():
     corr = torch.tensor([[0.95, 0.2, -1.0], [0.1, 0.5, 0.3]], dtype=torch.float64)  # 2 teacher × 3 student units
     match = StageMatch("t", "s", corr, torch.tensor([1.0, 0.0], dtype=torch.float64), count=10, pooled=False)
-    assert match.summary() == pytest.approx({"mean_best": 0.725, "min_best": 0.5, "max_best": 0.95,
-                                             "frac_matched": 0.5, "n_units": 2.0})
+    assert match.summary() == pytest.approx(
+        {"mean_best": 0.725, "min_best": 0.5, "max_best": 0.95, "frac_matched": 0.5, "n_units": 2.0}
+    )
     assert match.summary(threshold=0.4)["frac_matched"] == 1.0
-    assert match.summary(active_only=True) == pytest.approx({"mean_best": 0.95, "min_best": 0.95, "max_best": 0.95,
-                                                             "frac_matched": 1.0, "n_units": 1.0})
+    assert match.summary(active_only=True) == pytest.approx(
+        {"mean_best": 0.95, "min_best": 0.95, "max_best": 0.95, "frac_matched": 1.0, "n_units": 1.0}
+    )
 
 
 def _assert_all_matched(report: dict[str, float]) -> None:
@@ -211,7 +218,9 @@ def test_a_student_equal_to_the_teacher_matches_every_unit_on_clean_and_pgd_inpu
     assert specialization_report(teacher, teacher, x, y, EPS, NORM, steps=5, batch_size=32) == pytest.approx(report)
 
 
-def _permute_and_rescale(net: nn.Module, stage: int, consumer: nn.Module, perm: torch.Tensor, scale: torch.Tensor) -> None:
+def _permute_and_rescale(
+    net: nn.Module, stage: int, consumer: nn.Module, perm: torch.Tensor, scale: torch.Tensor
+) -> None:
     """Student channel k := scale[k] · teacher channel perm[k] at `features[stage]` (ReLU is positively
     homogeneous, so scaling BN's γ and β scales the stage output); `consumer` undoes it on its input side."""
     conv, bn = net.features[stage][0], net.features[stage][1]
@@ -301,15 +310,24 @@ def test_report_names_leave_the_global_rng_and_module_modes_alone_and_are_determ
     assert again == report
     other_seed = specialization_report(teacher, student, x, y, EPS, NORM, steps=3, seed=8, batch_size=32)
     assert other_seed["spec.adv.mean_best"] != report["spec.adv.mean_best"]
-    assert {k: v for k, v in other_seed.items() if k.startswith("spec.clean")} == \
-        {k: v for k, v in report.items() if k.startswith("spec.clean")}
+    assert {k: v for k, v in other_seed.items() if k.startswith("spec.clean")} == {
+        k: v for k, v in report.items() if k.startswith("spec.clean")
+    }
 
 
 def test_adversarial_points_are_pgd_on_the_student_cross_entropy_with_step_eps_over_4():
     x, y = _data()
     student = _net("cnn-tiny", 1, x)
     x_adv = student_pgd_points(student, x, y, eps=EPS, norm=NORM, steps=3, seed=5, batch_size=N)
-    reference = pgd(lambda xa: F.cross_entropy(student(xa), y, reduction="none"), x, eps=EPS, step_size=EPS / 4,
-                    steps=3, norm=NORM, init="uniform", generator=torch.Generator().manual_seed(5))
+    reference = pgd(
+        lambda xa: F.cross_entropy(student(xa), y, reduction="none"),
+        x,
+        eps=EPS,
+        step_size=EPS / 4,
+        steps=3,
+        norm=NORM,
+        init="uniform",
+        generator=torch.Generator().manual_seed(5),
+    )
     assert torch.equal(x_adv, reference)
     assert float((x_adv - x).abs().max()) == pytest.approx(EPS, rel=1e-5)

@@ -43,21 +43,34 @@ def _swa_trainer(workdir, epochs=3, swa_start=1):
     from rkdbench.engine import Trainer, TrainSetup
 
     torch.manual_seed(0)
-    protocol = load_protocol("digits-linf", {"train.lr": 0.05, "train.epochs": epochs, "train.batch_size": 16,
-                                             "train.val_pgd_steps": 1, "train.swa_start": swa_start,
-                                             "eval.selections": ["last", "swa"]})
+    protocol = load_protocol(
+        "digits-linf",
+        {
+            "train.lr": 0.05,
+            "train.epochs": epochs,
+            "train.batch_size": 16,
+            "train.val_pgd_steps": 1,
+            "train.swa_start": swa_start,
+            "eval.selections": ["last", "swa"],
+        },
+    )
     generator = torch.Generator().manual_seed(1)
     x, y = torch.rand(32, 1, 8, 8, generator=generator), torch.randint(0, 10, (32,), generator=generator)
     student = rkdbench.create("architecture", "cnn-small")
     method = rkdbench.create("method", "pgd-at", attack_steps=1)
-    return Trainer(TrainSetup(protocol, method, student, {}, Splits((x, y), (x, y), (x, y), 10), 0,
-                              torch.device("cpu"), workdir=workdir))
+    return Trainer(
+        TrainSetup(
+            protocol, method, student, {}, Splits((x, y), (x, y), (x, y), 10), 0, torch.device("cpu"), workdir=workdir
+        )
+    )
 
 
 def test_engine_averages_the_epoch_end_weights_from_swa_start(tmp_path):
     trainer = _swa_trainer(tmp_path)
     snapshots = []
-    trainer.on_epoch = lambda epoch, metrics: snapshots.append([p.detach().clone() for p in trainer.s.student.parameters()])
+    trainer.on_epoch = lambda epoch, metrics: snapshots.append(
+        [p.detach().clone() for p in trainer.s.student.parameters()]
+    )
     trainer.fit()
     saved = torch.load(trainer.swa_path, weights_only=True)
     assert saved["count"] == 2  # epochs 1 and 2 of 0..2
@@ -98,19 +111,30 @@ def test_swa_selection_is_evaluated_and_tabulated_next_to_the_raw_student(tmp_pa
     import io
 
     import pandas as pd
-
     from test_end_to_end import TINY, cli, runs_of, suite_file
 
     results = tmp_path / "results"
-    args = ["run", suite_file(tmp_path, ["pgd-at"]), *TINY, "--set", "train.swa_start=0",
-            "--set", 'eval.selections=["last", "swa"]', "--results", str(results), "--quiet"]
+    args = [
+        "run",
+        suite_file(tmp_path, ["pgd-at"]),
+        *TINY,
+        "--set",
+        "train.swa_start=0",
+        "--set",
+        'eval.selections=["last", "swa"]',
+        "--results",
+        str(results),
+        "--quiet",
+    ]
     assert cli(*args) == 0
     _, [run] = runs_of(results)
     m = run.data.metrics
     assert m["swa.n_averaged"] == 2 and 0 <= m["swa.aa_acc"] <= m["swa.clean_acc"] <= 1
     assert "swa.flags" in {k.removeprefix("rkdbench.") for k in run.data.tags}
     capsys.readouterr()
-    assert cli("leaderboard", "--results", str(results), "--format", "csv", "--selection", "swa",
-               "--no-log-to-mlflow") == 0
+    assert (
+        cli("leaderboard", "--results", str(results), "--format", "csv", "--selection", "swa", "--no-log-to-mlflow")
+        == 0
+    )
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert table.loc[0, "aa_mean"] == pytest.approx(100 * m["swa.aa_acc"], abs=1e-3)

@@ -67,7 +67,9 @@ def test_prefixed_state_dicts_load_strictly(teacher_dir, tmp_path):
     assert torch.equal(model.classifier.bias, state["classifier.bias"])
     card_path(card, tmp_path).unlink()  # the hash recorded on first use would refuse the edited file first
     torch.save({k: v for k, v in state.items() if k != "classifier.bias"}, target)
-    with pytest.raises(CheckpointError, match=r"does not fit the DigitsCNN model: 1 missing key\(s\) \(first: classifier\.bias\)"):
+    with pytest.raises(
+        CheckpointError, match=r"does not fit the DigitsCNN model: 1 missing key\(s\) \(first: classifier\.bias\)"
+    ):
         load_teacher(card, tmp_path)
 
 
@@ -91,9 +93,18 @@ def test_a_natural_teacher_recipe_keeps_its_last_epoch_not_the_best_validation_p
 
     card = rkdbench.create("teacher", "digits/Linf/rkdbench-cnn-large-standard")
     assert card.recipe["selection"] == "last" and "last epoch" in card.source
-    tiny = dataclasses.replace(card, recipe={**card.recipe, "set": {**card.recipe["set"], "train.epochs": 3,
-                                                                    "eval.attacks.aa.version": "custom",
-                                                                    "eval.attacks.aa.attacks": ["apgd-ce"]}})
+    tiny = dataclasses.replace(
+        card,
+        recipe={
+            **card.recipe,
+            "set": {
+                **card.recipe["set"],
+                "train.epochs": 3,
+                "eval.attacks.aa.version": "custom",
+                "eval.attacks.aa.attacks": ["apgd-ce"],
+            },
+        },
+    )
     measured = build_teacher(tiny, tmp_path, torch.device("cpu"), n_examples=5)
     assert measured["selected_epoch"] == 2 == read_measured_card(tiny, tmp_path)["selected_epoch"]
     workdir = tmp_path / ".build" / card.name
@@ -125,8 +136,9 @@ def test_a_cached_teacher_built_from_another_recipe_is_stale(teacher_dir, tmp_pa
     assert teacher_status(card, copy) == "stale recipe"
     # a run refuses it before anything is recorded, naming the rebuild command, rather than use it silently
     results = tmp_path / "results"
-    assert cli("run", "digits-quick", "--results", str(results), "--model-dir", str(copy),
-               "--set", "train.epochs=1") == 2
+    assert (
+        cli("run", "digits-quick", "--results", str(results), "--model-dir", str(copy), "--set", "train.epochs=1") == 2
+    )
     err = capsys.readouterr().err
     assert "was built from an older recipe" in err and f"rkdbench teachers build {TEACHER}" in err
     assert len(err.strip().splitlines()) == 1
@@ -138,9 +150,18 @@ def test_a_teacher_build_never_resumes_epochs_trained_under_another_recipe(tmp_p
     from rkdbench.teachers import build_teacher
 
     card = rkdbench.create("teacher", TEACHER)
-    tiny = dataclasses.replace(card, recipe={**card.recipe, "set": {**card.recipe["set"], "train.epochs": 1,
-                                                                    "eval.attacks.aa.version": "custom",
-                                                                    "eval.attacks.aa.attacks": ["apgd-ce"]}})
+    tiny = dataclasses.replace(
+        card,
+        recipe={
+            **card.recipe,
+            "set": {
+                **card.recipe["set"],
+                "train.epochs": 1,
+                "eval.attacks.aa.version": "custom",
+                "eval.attacks.aa.attacks": ["apgd-ce"],
+            },
+        },
+    )
     workdir = tmp_path / ".build" / card.name
     workdir.mkdir(parents=True)
     (workdir / "recipe_hash").write_text("0" * 16)

@@ -24,10 +24,10 @@ T = torch.tensor
 def test_transferability_by_hand():
     y = T([0, 1, 2, 0, 1, 2])
     per_example = {
-        "clean": T([1, 1, 1, 1, 0, 1]).bool(),          # s0
+        "clean": T([1, 1, 1, 1, 0, 1]).bool(),  # s0
         "teacher_clean": T([1, 1, 0, 1, 1, 1]).bool(),  # t0
-        "pgd20.student_pred": T([0, 2, 0, 1, 0, 2]),    # s1 = [1, 0, 0, 0, 0, 1]
-        "pgd20.teacher_pred": T([0, 0, 0, 2, 1, 2]),    # t1 = [1, 0, 0, 0, 1, 1]
+        "pgd20.student_pred": T([0, 2, 0, 1, 0, 2]),  # s1 = [1, 0, 0, 0, 0, 1]
+        "pgd20.teacher_pred": T([0, 0, 0, 2, 1, 2]),  # t1 = [1, 0, 0, 0, 1, 1]
     }
     m = transfer_metrics(per_example, y, ["pgd20", "aa"])  # `aa` was not probed: no metric
     # fooled the student: examples 1, 2, 3, 4; of them the teacher is fooled on 1, 2, 3 -> 3/4
@@ -40,19 +40,26 @@ def test_transferability_by_hand():
 
 def test_transferability_is_nan_when_nothing_fools_the_student():
     y = T([0, 1])
-    per_example = {"clean": T([1, 1]).bool(), "teacher_clean": T([1, 1]).bool(),
-                   "aa.student_pred": T([0, 1]), "aa.teacher_pred": T([1, 0])}
+    per_example = {
+        "clean": T([1, 1]).bool(),
+        "teacher_clean": T([1, 1]).bool(),
+        "aa.student_pred": T([0, 1]),
+        "aa.teacher_pred": T([1, 0]),
+    }
     m = transfer_metrics(per_example, y, ["aa"])
     assert math.isnan(m["transferability.aa"]) and m["teacher_adv_acc.aa"] == 0.0
 
 
 def test_worst_class_by_hand_with_the_actual_class_counts():
     y = T([0, 0, 0, 1, 1, 2, 2, 2, 2])
-    per_example = {"clean": T([1, 1, 1, 1, 1, 1, 1, 1, 0]).bool(),
-                   "aa": T([1, 1, 0, 1, 0, 1, 1, 0, 0]).bool()}
+    per_example = {"clean": T([1, 1, 1, 1, 1, 1, 1, 1, 0]).bool(), "aa": T([1, 1, 0, 1, 0, 1, 1, 0, 0]).bool()}
     table = per_class_table(per_example, y, ["clean", "aa"])
-    assert table.to_dict("list") == {"class": [0, 1, 2], "n": [3, 2, 4], "clean_correct": [3, 2, 3],
-                                     "aa_correct": [2, 1, 2]}
+    assert table.to_dict("list") == {
+        "class": [0, 1, 2],
+        "n": [3, 2, 4],
+        "clean_correct": [3, 2, 3],
+        "aa_correct": [2, 1, 2],
+    }
     m = worst_class_metrics(per_example, y, ["clean", "aa"])
     # aa per class: 2/3, 1/2, 2/4 -> the minimum 1/2, first reached by class 1; clean: 1, 1, 3/4 -> class 2
     assert (m["worst_class_aa_acc"], m["worst_class_aa_class"]) == (pytest.approx(0.5), 1.0)
@@ -80,10 +87,18 @@ def tiny_case():
     y = T([0, 1, 2, 0, 1, 2, 0, 1, 2])
     for i, label in enumerate(y.tolist()):  # a margin that shrinks with i: the attack breaks the later points
         x[i, 0].view(-1)[label] = 0.05 + 0.1 * i
-    protocol = load_protocol("digits-linf", {"threat.eps": 0.3, "eval.n_examples": 0, "eval.batch_size": 4,
-                                             "eval.chunk_size": 4, "eval.attacks": {"pgd20": {
-                                                 "attack": "pgd", "steps": 5, "step_size": 0.25, "init": "uniform",
-                                                 "loss": "ce"}}})
+    protocol = load_protocol(
+        "digits-linf",
+        {
+            "threat.eps": 0.3,
+            "eval.n_examples": 0,
+            "eval.batch_size": 4,
+            "eval.chunk_size": 4,
+            "eval.attacks": {
+                "pgd20": {"attack": "pgd", "steps": 5, "step_size": 0.25, "init": "uniform", "loss": "ce"}
+            },
+        },
+    )
     return student, x, y, protocol
 
 
@@ -117,7 +132,9 @@ def test_evaluate_with_a_teacher_probe_stores_predictions_and_gives_hand_checkab
     # another teacher never reuses chunks saved with this one
     other = TeacherProbe(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)))
     assert other.identity != probe.identity
-    assert evaluate(student, protocol, x, y, state_dir=tmp_path, probe=other).per_example["pgd20.teacher_pred"].shape == (9,)
+    assert evaluate(student, protocol, x, y, state_dir=tmp_path, probe=other).per_example[
+        "pgd20.teacher_pred"
+    ].shape == (9,)
 
 
 def test_evaluate_without_a_probe_has_no_transferability():
@@ -126,8 +143,10 @@ def test_evaluate_without_a_probe_has_no_transferability():
     assert not any("." in name for name in evaluation.per_example) and "teacher_clean" not in evaluation.per_example
     metrics = selection_metrics(evaluation, y)
     assert not any(k.startswith("transferability") for k in metrics) and "worst_class_pgd20_acc" in metrics
-    pd.testing.assert_frame_equal(per_class_frame({"last": evaluation}, y).drop(columns="selection"),
-                                  per_class_table(evaluation.per_example, y, ["clean", "pgd20", "worst"]))
+    pd.testing.assert_frame_equal(
+        per_class_frame({"last": evaluation}, y).drop(columns="selection"),
+        per_class_table(evaluation.per_example, y, ["clean", "pgd20", "worst"]),
+    )
 
 
 def test_teacher_free_cells_use_the_protocols_teacher_or_say_why_not(tmp_path):

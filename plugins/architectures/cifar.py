@@ -59,14 +59,20 @@ def _activation(name: str) -> Activation:
     return ACTIVATIONS[name]
 
 
-def _stack(block: Callable[[int, int, int], nn.Module], c_in: int, widths: Sequence[int], depths: Sequence[int],
-           strides: Sequence[int]) -> list[nn.Sequential]:
+def _stack(
+    block: Callable[[int, int, int], nn.Module],
+    c_in: int,
+    widths: Sequence[int],
+    depths: Sequence[int],
+    strides: Sequence[int],
+) -> list[nn.Sequential]:
     """One Sequential of blocks per stage; the first block of a stage changes the width and the stride, as in
     every family here."""
     stages = []
     for width, depth, stride in zip(widths, depths, strides):
-        stages.append(nn.Sequential(*(block(c_in if i == 0 else width, width, stride if i == 0 else 1)
-                                      for i in range(depth))))
+        stages.append(
+            nn.Sequential(*(block(c_in if i == 0 else width, width, stride if i == 0 else 1) for i in range(depth)))
+        )
         c_in = width
     return stages
 
@@ -115,8 +121,9 @@ class CifarNet(nn.Module):
     @property
     def features(self) -> nn.Sequential:
         # Sequential names may not contain dots: "layer.0" is shown as "layer_0".
-        return nn.Sequential(OrderedDict((name.replace(".", "_"), self.get_submodule(name))
-                                         for name in self.stage_names))
+        return nn.Sequential(
+            OrderedDict((name.replace(".", "_"), self.get_submodule(name)) for name in self.stage_names)
+        )
 
     @property
     def classifier(self) -> nn.Module:
@@ -134,8 +141,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         # An empty Sequential is the identity; a projection is stored as `shortcut.0` (conv), `shortcut.1` (BN).
         projects = stride != 1 or c_in != c_out
-        self.shortcut = (nn.Sequential(_conv(c_in, c_out, 1, stride), nn.BatchNorm2d(c_out)) if projects
-                         else nn.Sequential())
+        self.shortcut = (
+            nn.Sequential(_conv(c_in, c_out, 1, stride), nn.BatchNorm2d(c_out)) if projects else nn.Sequential()
+        )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -165,12 +173,32 @@ class PreActSpelling:
 
 
 MADRY_WRN = PreActSpelling("bn1", "relu1", "conv1", "bn2", "relu2", "conv2", "convShortcut")
-DM_WRN = PreActSpelling("batchnorm_0", "relu_0", "conv_0", "batchnorm_1", "relu_1", "conv_1", "shortcut",
-                        tf_same_padding=True)
-ROBUSTBENCH_PREACT = PreActSpelling("bn1", "relu1", "conv1", "bn2", "relu2", "conv2", "shortcut",
-                                    shortcut_in_sequential=True, shortcut_reads_activation=False)
-DM_PREACT = PreActSpelling("batchnorm_0", "relu_0", "conv_2d_1", "batchnorm_1", "relu_1", "conv_2d_2", "shortcut",
-                           shortcut_kernel=3, shortcut_reads_activation=False, tf_same_padding=True)
+DM_WRN = PreActSpelling(
+    "batchnorm_0", "relu_0", "conv_0", "batchnorm_1", "relu_1", "conv_1", "shortcut", tf_same_padding=True
+)
+ROBUSTBENCH_PREACT = PreActSpelling(
+    "bn1",
+    "relu1",
+    "conv1",
+    "bn2",
+    "relu2",
+    "conv2",
+    "shortcut",
+    shortcut_in_sequential=True,
+    shortcut_reads_activation=False,
+)
+DM_PREACT = PreActSpelling(
+    "batchnorm_0",
+    "relu_0",
+    "conv_2d_1",
+    "batchnorm_1",
+    "relu_1",
+    "conv_2d_2",
+    "shortcut",
+    shortcut_kernel=3,
+    shortcut_reads_activation=False,
+    tf_same_padding=True,
+)
 
 
 class PreActBlock(nn.Module):
@@ -263,8 +291,15 @@ class PreActResNet(CifarNet):
     Andriushchenko2020Understanding) needs `bn_before_fc=False`; `shortcut_reads_activation` is its
     `PreActBlockV2` (the projection reads relu(bn1(x)) instead of x)."""
 
-    def __init__(self, depths: Sequence[int], num_classes: int = 10, in_channels: int = 3, *,
-                 bn_before_fc: bool = True, shortcut_reads_activation: bool = False) -> None:
+    def __init__(
+        self,
+        depths: Sequence[int],
+        num_classes: int = 10,
+        in_channels: int = 3,
+        *,
+        bn_before_fc: bool = True,
+        shortcut_reads_activation: bool = False,
+    ) -> None:
         super().__init__()
         spelling = replace(ROBUSTBENCH_PREACT, shortcut_reads_activation=shortcut_reads_activation)
         block = partial(PreActBlock, spelling=spelling, act=ACTIVATIONS["relu"])
@@ -282,9 +317,16 @@ class PreActResNet(CifarNet):
 class DMPreActResNet(CifarNet):
     """DeepMind's PreActResNet (RobustBench's `DMPreActResNet`): normalizes inside, TF padding, 3x3 projections."""
 
-    def __init__(self, depths: Sequence[int], num_classes: int = 10, in_channels: int = 3, *,
-                 activation: str = "swish", mean: Sequence[float] | float = CIFAR10_MEAN,
-                 std: Sequence[float] | float = CIFAR10_STD) -> None:
+    def __init__(
+        self,
+        depths: Sequence[int],
+        num_classes: int = 10,
+        in_channels: int = 3,
+        *,
+        activation: str = "swish",
+        mean: Sequence[float] | float = CIFAR10_MEAN,
+        std: Sequence[float] | float = CIFAR10_STD,
+    ) -> None:
         super().__init__()
         act = _activation(activation)
         self._normalize_with(mean, std, in_channels)
@@ -308,14 +350,23 @@ class WideResNet(CifarNet):
     """The Madry/TRADES WideResNet (RobustBench's `WideResNet`); `sub_block1` builds TRADES' extra first-stage
     group, which the forward pass never runs but whose weights some checkpoints (Zhang2019Theoretically) carry."""
 
-    def __init__(self, depth: int = 34, widen_factor: int = 10, num_classes: int = 10, in_channels: int = 3, *,
-                 sub_block1: bool = False) -> None:
+    def __init__(
+        self,
+        depth: int = 34,
+        widen_factor: int = 10,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        *,
+        sub_block1: bool = False,
+    ) -> None:
         super().__init__()
         widths, depths = _wrn_shape(depth, widen_factor)
         block = partial(PreActBlock, spelling=MADRY_WRN, act=ACTIVATIONS["relu"])
         self.conv1 = _conv(in_channels, 16)
-        self._add_stages(("block1", "block2", "block3"),
-                         [BlockGroup("layer", stage) for stage in _stack(block, 16, widths, depths, (1, 2, 2))])
+        self._add_stages(
+            ("block1", "block2", "block3"),
+            [BlockGroup("layer", stage) for stage in _stack(block, 16, widths, depths, (1, 2, 2))],
+        )
         if sub_block1:
             self.sub_block1 = BlockGroup("layer", _stack(block, 16, widths[:1], depths[:1], (1,))[0])
         self.bn1 = nn.BatchNorm2d(widths[-1])
@@ -332,17 +383,26 @@ class WideResNet(CifarNet):
 class DMWideResNet(CifarNet):
     """DeepMind's WideResNet (RobustBench's `DMWideResNet`): normalizes inside, TF padding, Swish by default."""
 
-    def __init__(self, depth: int = 28, width: int = 10, num_classes: int = 10, in_channels: int = 3, *,
-                 activation: str = "swish", mean: Sequence[float] | float = CIFAR10_MEAN,
-                 std: Sequence[float] | float = CIFAR10_STD) -> None:
+    def __init__(
+        self,
+        depth: int = 28,
+        width: int = 10,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        *,
+        activation: str = "swish",
+        mean: Sequence[float] | float = CIFAR10_MEAN,
+        std: Sequence[float] | float = CIFAR10_STD,
+    ) -> None:
         super().__init__()
         widths, depths = _wrn_shape(depth, width)
         act = _activation(activation)
         self._normalize_with(mean, std, in_channels)
         self.init_conv = _conv(in_channels, 16)
         block = partial(PreActBlock, spelling=DM_WRN, act=act)
-        self.layer = nn.Sequential(*(BlockGroup("block", stage)
-                                     for stage in _stack(block, 16, widths, depths, (1, 2, 2))))
+        self.layer = nn.Sequential(
+            *(BlockGroup("block", stage) for stage in _stack(block, 16, widths, depths, (1, 2, 2)))
+        )
         self.batchnorm = nn.BatchNorm2d(widths[-1])
         self.relu = act()
         self.logits = nn.Linear(widths[-1], num_classes)

@@ -37,25 +37,30 @@ def _use_cifar_stem(model: nn.Module, model_name: str, in_channels: int) -> None
     elif isinstance(model, (EfficientNet, MobileNetV3)):
         model.conv_stem = _cifar_conv(in_channels, model.conv_stem.out_channels)
     else:
-        raise ConfigError(f"timm:{model_name}: cifar_stem knows timm's ResNet, EfficientNet and MobileNetV3 stems, "
-                          f"not {type(model).__name__}'s; drop cifar_stem or pick one of those families")
+        raise ConfigError(
+            f"timm:{model_name}: cifar_stem knows timm's ResNet, EfficientNet and MobileNetV3 stems, "
+            f"not {type(model).__name__}'s; drop cifar_stem or pick one of those families"
+        )
 
 
-def make_timm(model_name: str, num_classes: int = 10, in_channels: int = 3, cifar_stem: bool = False,
-              **kwargs: Any) -> nn.Module:
+def make_timm(
+    model_name: str, num_classes: int = 10, in_channels: int = 3, cifar_stem: bool = False, **kwargs: Any
+) -> nn.Module:
     """timm's `model_name` with a fresh `num_classes` head and `in_channels` inputs; other keyword arguments go
     to `timm.create_model` (e.g. drop_rate)."""
     try:
         import timm
     except ImportError as exc:
-        raise ConfigError(f"architecture 'timm:{model_name}' needs timm, which is not installed: "
-                          f"{INSTALL_HINT}") from exc
+        raise ConfigError(
+            f"architecture 'timm:{model_name}' needs timm, which is not installed: {INSTALL_HINT}"
+        ) from exc
     if not timm.is_model(model_name):
         hint = close_matches(model_name, timm.list_models())
         raise UnknownComponentError(f"unknown timm model {model_name!r}{hint}; timm.list_models() lists them")
     if kwargs.pop("pretrained", False):
-        raise ConfigError(f"timm:{model_name}: pretrained weights are never downloaded; "
-                          "give a teacher checkpoint instead")
+        raise ConfigError(
+            f"timm:{model_name}: pretrained weights are never downloaded; give a teacher checkpoint instead"
+        )
     model = timm.create_model(model_name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **kwargs)
     if cifar_stem:
         _use_cifar_stem(model, model_name, in_channels)

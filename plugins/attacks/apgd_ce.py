@@ -32,8 +32,18 @@ class APGDCE(AutoAttackComponent):
         from pyautoattack.autopgd_base import APGDAttack  # imported late: slow to import
 
         p = self.params
-        return APGDAttack(model, n_iter=p.steps, norm=self.threat.norm, n_restarts=p.restarts, eps=self.threat.eps,
-                          seed=self.seed, loss="ce", eot_iter=1, rho=p.rho, device=device)
+        return APGDAttack(
+            model,
+            n_iter=p.steps,
+            norm=self.threat.norm,
+            n_restarts=p.restarts,
+            eps=self.threat.eps,
+            seed=self.seed,
+            loss="ce",
+            eot_iter=1,
+            rho=p.rho,
+            device=device,
+        )
 
 
 @hookimpl

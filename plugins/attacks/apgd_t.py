@@ -34,12 +34,22 @@ class APGDTargeted(AutoAttackComponent):
         from pyautoattack.autopgd_base import APGDAttack_targeted  # imported late: slow to import
 
         if num_classes < 4:  # the loss's denominator reads the 4th-largest logit
-            raise ConfigError(f"attack 'apgd-t': the targeted DLR loss needs at least 4 classes; the model has "
-                              f"{num_classes}")
+            raise ConfigError(
+                f"attack 'apgd-t': the targeted DLR loss needs at least 4 classes; the model has {num_classes}"
+            )
         p = self.params
-        return APGDAttack_targeted(model, n_iter=p.steps, norm=self.threat.norm, n_restarts=p.restarts,
-                                   eps=self.threat.eps, seed=self.seed, eot_iter=1, rho=p.rho,
-                                   n_target_classes=min(p.targets, num_classes - 1), device=device)
+        return APGDAttack_targeted(
+            model,
+            n_iter=p.steps,
+            norm=self.threat.norm,
+            n_restarts=p.restarts,
+            eps=self.threat.eps,
+            seed=self.seed,
+            eot_iter=1,
+            rho=p.rho,
+            n_target_classes=min(p.targets, num_classes - 1),
+            device=device,
+        )
 
 
 @hookimpl

@@ -68,8 +68,10 @@ class AutoAttackPlugin(Attack):
 
     @classmethod
     def passes_per_point(cls, options: Mapping[str, Any], robust_fraction: float) -> tuple[float, float]:
-        return tuple(robust_fraction * robust + (1 - robust_fraction) * broken  # type: ignore[return-value]
-                     for robust, broken in zip(ROBUST_POINT, BROKEN_POINT))
+        return tuple(
+            robust_fraction * robust + (1 - robust_fraction) * broken  # type: ignore[return-value]
+            for robust, broken in zip(ROBUST_POINT, BROKEN_POINT)
+        )
 
     @classmethod
     def first_stage(cls, spec: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -90,8 +92,15 @@ class AutoAttackPlugin(Attack):
         from pyautoattack import AutoAttack  # imported late: it is slow to import and only needed here
 
         p = self.params
-        adversary = AutoAttack(model, attacks=list(p.attacks) or None, device=x.device, eps=self.threat.eps,
-                               norm=self.threat.norm, seed=self.seed, version=p.version)
+        adversary = AutoAttack(
+            model,
+            attacks=list(p.attacks) or None,
+            device=x.device,
+            eps=self.threat.eps,
+            norm=self.threat.norm,
+            seed=self.seed,
+            version=p.version,
+        )
         logger = logging.getLogger("auto-attack")
         capture, old_level = _Capture(), logger.level
         logger.addHandler(capture)
@@ -108,8 +117,12 @@ class AutoAttackPlugin(Attack):
             if match:
                 per_attack[match.group(1).lower()] = float(match.group(2)) / 100
         checks = [r.getMessage() for r in capture.records if r.levelno >= logging.WARNING]
-        info = {"version": p.version, "per_attack": per_attack, "warnings": checks,
-                "log": [r.getMessage() for r in capture.records]}
+        info = {
+            "version": p.version,
+            "per_attack": per_attack,
+            "warnings": checks,
+            "log": [r.getMessage() for r in capture.records],
+        }
         return self._result(model, x_adv.detach(), y, info)
 
 
@@ -146,7 +159,7 @@ class AutoAttackComponent(Attack):
                     num_classes = int(model(x[:1]).shape[1])
                 adversary = self._adversary(model, num_classes, x.device)
                 for start in range(0, len(todo), self.batch_size):
-                    idx = todo[start:start + self.batch_size]
+                    idx = todo[start : start + self.batch_size]
                     with _check_warnings(checks):
                         candidate = adversary.perturb(x[idx].clone(), y[idx].clone()).detach()
                     broken = predict(model, candidate, self.batch_size) != y[idx]

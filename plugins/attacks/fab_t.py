@@ -36,9 +36,20 @@ class FABTargeted(AutoAttackComponent):
         from pyautoattack.fab_pt import FABAttack_PT  # imported late: slow to import
 
         p = self.params
-        return FABAttack_PT(model, norm=self.threat.norm, n_restarts=p.restarts, n_iter=p.steps, eps=self.threat.eps,
-                            alpha_max=p.alpha_max, eta=p.eta, beta=p.beta, seed=self.seed, targeted=True,
-                            device=device, n_target_classes=min(p.targets, num_classes - 1))
+        return FABAttack_PT(
+            model,
+            norm=self.threat.norm,
+            n_restarts=p.restarts,
+            n_iter=p.steps,
+            eps=self.threat.eps,
+            alpha_max=p.alpha_max,
+            eta=p.eta,
+            beta=p.beta,
+            seed=self.seed,
+            targeted=True,
+            device=device,
+            n_target_classes=min(p.targets, num_classes - 1),
+        )
 
 
 @hookimpl

@@ -29,10 +29,11 @@ class FGSM(Attack):
         eps = self.threat.eps
         batches = []
         for i in range(0, len(x), self.batch_size):
-            yb = y[i:i + self.batch_size]
+            yb = y[i : i + self.batch_size]
             objective = lambda xa, yb=yb: F.cross_entropy(model(xa), yb, reduction="none")  # noqa: E731
-            batches.append(pgd(objective, x[i:i + self.batch_size], eps=eps, step_size=eps, steps=1, norm="Linf",
-                               init="zero"))
+            batches.append(
+                pgd(objective, x[i : i + self.batch_size], eps=eps, step_size=eps, steps=1, norm="Linf", init="zero")
+            )
         x_adv = torch.cat(batches) if batches else x.clone()
         return self._result(model, x_adv, y, {"steps": 1})
 

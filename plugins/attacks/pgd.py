@@ -65,14 +65,22 @@ class PGD(Attack):
         robust = torch.ones(len(x), dtype=torch.bool, device=x.device)
         for _ in range(p.restarts):
             for i in range(0, len(x), self.batch_size):
-                xb, yb, todo = x[i:i + self.batch_size], y[i:i + self.batch_size], robust[i:i + self.batch_size]
+                xb, yb, todo = x[i : i + self.batch_size], y[i : i + self.batch_size], robust[i : i + self.batch_size]
                 if not bool(todo.any()):
                     continue
-                candidate = pgd(self._objective(model, yb), xb, eps=eps, step_size=p.step_size * eps, steps=p.steps,
-                                norm=self.threat.norm, init=p.init, generator=generator)
+                candidate = pgd(
+                    self._objective(model, yb),
+                    xb,
+                    eps=eps,
+                    step_size=p.step_size * eps,
+                    steps=p.steps,
+                    norm=self.threat.norm,
+                    init=p.init,
+                    generator=generator,
+                )
                 broken = todo & (predict(model, candidate, self.batch_size) != yb)
-                x_adv[i:i + self.batch_size][broken] = candidate[broken]
-                robust[i:i + self.batch_size] &= ~broken
+                x_adv[i : i + self.batch_size][broken] = candidate[broken]
+                robust[i : i + self.batch_size] &= ~broken
         return self._result(model, x_adv, y, {"steps": p.steps, "restarts": p.restarts, "loss": p.loss})
 
 

@@ -33,8 +33,18 @@ class Square(AutoAttackComponent):
         from pyautoattack.square import SquareAttack  # imported late: slow to import
 
         p = self.params
-        return SquareAttack(model, norm=self.threat.norm, n_queries=p.queries, eps=self.threat.eps, p_init=p.p_init,
-                            n_restarts=p.restarts, seed=self.seed, loss="margin", resc_schedule=False, device=device)
+        return SquareAttack(
+            model,
+            norm=self.threat.norm,
+            n_queries=p.queries,
+            eps=self.threat.eps,
+            p_init=p.p_init,
+            n_restarts=p.restarts,
+            seed=self.seed,
+            loss="margin",
+            resc_schedule=False,
+            device=device,
+        )
 
 
 @hookimpl

@@ -27,11 +27,17 @@ __all__ = ["Cifar10", "Cifar100"]
 
 # What a pickled uint8 ndarray needs, under numpy 1 (`numpy.core`) and 2 (`numpy._core`) and pickle
 # protocols 2 (`_codecs.encode` for the raw bytes) to 5 (`_frombuffer`); nothing else may be imported.
-_ARRAY_GLOBALS = frozenset({
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-})
+_ARRAY_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+)
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -66,8 +72,10 @@ class _CifarPickles(HeldOutDataset):
 
     def load(self, root: str | None = None, split_seed: int = 0) -> Splits:
         base = self.data_dir(root)
-        fetch = (f'python -c "import torchvision; torchvision.datasets.{self.torchvision_class}({str(base)!r}, '
-                 f'download=True)"')
+        fetch = (
+            f'python -c "import torchvision; torchvision.datasets.{self.torchvision_class}({str(base)!r}, '
+            f'download=True)"'
+        )
         *train_paths, test_path = require_files(base / self.folder, [*self.train_files, self.test_file], fetch)
         batches = [self._read(p) for p in train_paths]
         train = (np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches]))
@@ -75,15 +83,24 @@ class _CifarPickles(HeldOutDataset):
 
     def _read(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         batch = _unpickle(path)
-        expected = (f"a pickled dict with b'data' (uint8, N x 3072) and {self.label_key!r} (N labels in "
-                    f"0..{self.num_classes - 1})")
+        expected = (
+            f"a pickled dict with b'data' (uint8, N x 3072) and {self.label_key!r} (N labels in "
+            f"0..{self.num_classes - 1})"
+        )
         if not isinstance(batch, dict) or b"data" not in batch or self.label_key not in batch:
             raise ConfigError(f"{path} is not a {self.name} batch: expected {expected}")
         data, labels = batch[b"data"], np.asarray(batch[self.label_key])
-        if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
-                and data.shape[1] == 3 * 32 * 32 and len(data) > 0 and labels.shape == (len(data),)
-                and np.issubdtype(labels.dtype, np.integer)
-                and 0 <= labels.min() and labels.max() < self.num_classes):
+        if not (
+            isinstance(data, np.ndarray)
+            and data.dtype == np.uint8
+            and data.ndim == 2
+            and data.shape[1] == 3 * 32 * 32
+            and len(data) > 0
+            and labels.shape == (len(data),)
+            and np.issubdtype(labels.dtype, np.integer)
+            and 0 <= labels.min()
+            and labels.max() < self.num_classes
+        ):
             raise ConfigError(f"{path} is not a {self.name} batch: expected {expected}")
         # Each row is the red, green and blue 32x32 planes in turn, each row-major: a reshape gives NCHW.
         return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)

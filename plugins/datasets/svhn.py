@@ -31,9 +31,17 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise ConfigError(f"cannot read SVHN file {path}: {reason}; delete it and fetch it again") from exc
     x, y = mat.get("X"), np.asarray(mat.get("y"))
-    if not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 4 and x.shape[:3] == (32, 32, 3)
-            and x.shape[3] > 0 and y.size == x.shape[3] and np.issubdtype(y.dtype, np.integer)
-            and 1 <= y.min() and y.max() <= 10):
+    if not (
+        isinstance(x, np.ndarray)
+        and x.dtype == np.uint8
+        and x.ndim == 4
+        and x.shape[:3] == (32, 32, 3)
+        and x.shape[3] > 0
+        and y.size == x.shape[3]
+        and np.issubdtype(y.dtype, np.integer)
+        and 1 <= y.min()
+        and y.max() <= 10
+    ):
         raise ConfigError(f"{path} is not an SVHN file: expected {_EXPECTED}")
     # (H, W, C, N) -> (N, C, H, W); a view here, made contiguous once when converted to float.
     labels = y.reshape(-1).astype(np.int64) % 10  # SVHN stores digit 0 as label 10
@@ -48,9 +56,14 @@ class SVHN(HeldOutDataset):
 
     def load(self, root: str | None = None, split_seed: int = 0) -> Splits:
         base = self.data_dir(root)
-        fetch = "python -c \"import torchvision; " + "; ".join(
-            f"torchvision.datasets.SVHN({str(base)!r}, split={split!r}, download=True)" for split in ("train", "test")
-        ) + '"'
+        fetch = (
+            'python -c "import torchvision; '
+            + "; ".join(
+                f"torchvision.datasets.SVHN({str(base)!r}, split={split!r}, download=True)"
+                for split in ("train", "test")
+            )
+            + '"'
+        )
         train_path, test_path = require_files(base, ["train_32x32.mat", "test_32x32.mat"], fetch)
         return uint8_splits(_read(train_path), _read(test_path), self.num_classes, self.val_size, split_seed)
 

@@ -43,8 +43,10 @@ class AdaADParams:
 
 class AdaAD(Method):
     name = "adaad"
-    citation = ("Huang et al., 'Boosting Accuracy and Robustness of Student Models via Adaptive Adversarial Distillation', "
-                "CVPR 2023")
+    citation = (
+        "Huang et al., 'Boosting Accuracy and Robustness of Student Models via Adaptive Adversarial Distillation', "
+        "CVPR 2023"
+    )
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "t_adv"})
     Params = AdaADParams

@@ -40,7 +40,9 @@ class AdvFunMatchParams:
     kl_direction: Direction = "teacher||student"
 
 
-def function_kl(s_logits: Tensor, t_logits: Tensor, reduction: ScalarReduction, tau: float, direction: Direction) -> Tensor:
+def function_kl(
+    s_logits: Tensor, t_logits: Tensor, reduction: ScalarReduction, tau: float, direction: Direction
+) -> Tensor:
     """KL(p_T || p_S) ("teacher||student") or KL(p_S || p_T) ("student||teacher") at temperature tau."""
     if direction == "teacher||student":
         return kl_div(s_logits, F.softmax(t_logits / tau, dim=1), reduction, temperature=tau)
@@ -49,8 +51,9 @@ def function_kl(s_logits: Tensor, t_logits: Tensor, reduction: ScalarReduction, 
 
 class AdvFunMatch(Method):
     name = "advfunmatch"
-    citation = ("Wu, Gao, Zhou, Wang, 'AdvFunMatch: When Consistent Teaching Meets Adversarial Robustness', "
-                "arXiv 2305.14700")
+    citation = (
+        "Wu, Gao, Zhou, Wang, 'AdvFunMatch: When Consistent Teaching Meets Adversarial Robustness', arXiv 2305.14700"
+    )
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "t_adv"})
     extra_augment = "strong"

@@ -48,8 +48,10 @@ def akd_target(teacher_logits: list[Tensor], y: Tensor, alpha: float) -> Tensor:
 
 class AKD(Method):
     name = "akd"
-    citation = ("Maroto, Ortiz-Jimenez, Frossard, 'On the benefits of knowledge distillation for adversarial robustness', "
-                "arXiv 2203.07159")
+    citation = (
+        "Maroto, Ortiz-Jimenez, Frossard, 'On the benefits of knowledge distillation for adversarial robustness', "
+        "arXiv 2203.07159"
+    )
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "t_adv"})
     Params = AKDParams

@@ -56,14 +56,24 @@ def _strongest_other(logits: Tensor, y: Tensor) -> Tensor:
     return logits.scatter(1, y[:, None], float("-inf")).argmax(dim=1)
 
 
-def dgad_loss(s_nat: Tensor, s_adv: Tensor, t_nat: Tensor, t_adv: Tensor, y: Tensor, beta: float = 1.0,
-              legacy_product: bool = False, configured_batch_size: int | None = None) -> Losses:
+def dgad_loss(
+    s_nat: Tensor,
+    s_adv: Tensor,
+    t_nat: Tensor,
+    t_adv: Tensor,
+    y: Tensor,
+    beta: float = 1.0,
+    legacy_product: bool = False,
+    configured_batch_size: int | None = None,
+) -> Losses:
     """DGAD's MAP + ELS + PCR loss on the four logit tensors (teacher logits detached here)."""
     t_nat, t_adv = t_nat.detach(), t_adv.detach()
     wrong = t_nat.argmax(dim=1) != y
     t_nat_fixed = swap_logits(t_nat, y, t_nat.argmax(dim=1), wrong)
     other = _strongest_other(t_adv, y)
-    t_adv_fixed = swap_logits(t_adv, y, other, t_adv.gather(1, y[:, None]).squeeze(1) < t_adv.gather(1, other[:, None]).squeeze(1))
+    t_adv_fixed = swap_logits(
+        t_adv, y, other, t_adv.gather(1, y[:, None]).squeeze(1) < t_adv.gather(1, other[:, None]).squeeze(1)
+    )
     n = y.shape[0]
     b = configured_batch_size or n
     mask = wrong.to(s_nat.dtype)
@@ -75,8 +85,15 @@ def dgad_loss(s_nat: Tensor, s_adv: Tensor, t_nat: Tensor, t_adv: Tensor, y: Ten
     pcr = F.mse_loss(F.softmax(s_adv, dim=1), F.softmax(s_nat, dim=1))
     w_clean, w_adv = n_wrong / b, (b - n_wrong) / b
     total = (0.5 * (w_clean * clean + w_adv) * adv if legacy_product else w_clean * clean + w_adv * adv) + beta * pcr
-    return Losses(total=total, parts={"kl_clean": clean.detach(), "kl_adv": adv.detach(), "pcr": pcr.detach(),
-                                      "teacher_wrong": (n_wrong / n).detach()})
+    return Losses(
+        total=total,
+        parts={
+            "kl_clean": clean.detach(),
+            "kl_adv": adv.detach(),
+            "pcr": pcr.detach(),
+            "teacher_wrong": (n_wrong / n).detach(),
+        },
+    )
 
 
 class DGAD(Method):
@@ -91,8 +108,16 @@ class DGAD(Method):
         return kl_div(out.require("s_adv"), F.softmax(out.require("t_adv"), dim=1), "none")
 
     def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses:
-        return dgad_loss(out.require("s_nat"), out.require("s_adv"), out.require("t_nat"), out.require("t_adv"), y,
-                         self.params.beta, self.params.mnv2_legacy_product, self.params.configured_batch_size)
+        return dgad_loss(
+            out.require("s_nat"),
+            out.require("s_adv"),
+            out.require("t_nat"),
+            out.require("t_adv"),
+            y,
+            self.params.beta,
+            self.params.mnv2_legacy_product,
+            self.params.configured_batch_size,
+        )
 
 
 @hookimpl

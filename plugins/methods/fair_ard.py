@@ -25,8 +25,10 @@ __all__ = ["FairARD", "FairARDParams"]
 
 __doc__ = f"{__doc__}\n{CLASS_WEIGHTS_DOC}"
 
-CITATION = ("Yue, Mou, Wang, Zhao, 'Revisiting Adversarial Robustness Distillation from the Perspective of Robust "
-            "Fairness', NeurIPS 2023")
+CITATION = (
+    "Yue, Mou, Wang, Zhao, 'Revisiting Adversarial Robustness Distillation from the Perspective of Robust "
+    "Fairness', NeurIPS 2023"
+)
 
 
 @dataclass(frozen=True)

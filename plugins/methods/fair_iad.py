@@ -53,12 +53,23 @@ class FairIAD(ClassReweighting, IAD):
         w = self.example_weights(y, s_adv.shape[1]).to(s_adv.dtype)
         active = progress.epoch >= begin_epoch(p.begin, p.begin_fraction, progress.epochs)
         alpha = reliability(out.require("t_adv"), y, p.beta, active)
-        kd = (w * kl_div(s_adv, F.softmax(out.require("t_nat") / tau, dim=1), "none", temperature=tau)).mean() * tau * tau
+        kd = (
+            (w * kl_div(s_adv, F.softmax(out.require("t_nat") / tau, dim=1), "none", temperature=tau)).mean()
+            * tau
+            * tau
+        )
         intro = (w * (1 - alpha) * kl_div(s_adv, F.softmax(s_nat, dim=1), "none")).mean()
         ce = (w * F.cross_entropy(s_adv, y, reduction="none")).mean()
         total = p.alpha_kd * kd + ((p.alpha_kd * intro + (1 - p.alpha_kd) * ce) if active else 0.0)
-        return Losses(total=total, parts={"kd_adv": kd.detach(), "introspection": intro.detach(),
-                                          "ce_adv": ce.detach(), "alpha_mean": alpha.detach().mean()})
+        return Losses(
+            total=total,
+            parts={
+                "kd_adv": kd.detach(),
+                "introspection": intro.detach(),
+                "ce_adv": ce.detach(),
+                "alpha_mean": alpha.detach().mean(),
+            },
+        )
 
 
 @hookimpl

@@ -32,7 +32,9 @@ __doc__ = f"{__doc__}\n{CLASS_WEIGHTS_DOC}"
 
 @dataclass(frozen=True)
 class FairMTARDParams(FairParams, MTARDParams):
-    natural_target: Literal["robust_adv", "natural_clean"] = "robust_adv"  # official (a bug): T_adv(x'); "natural_clean": MTARD's T_nat(x)
+    natural_target: Literal["robust_adv", "natural_clean"] = (
+        "robust_adv"  # official (a bug): T_adv(x'); "natural_clean": MTARD's T_nat(x)
+    )
 
 
 class FairMTARD(ClassReweighting, MTARD):

@@ -66,10 +66,16 @@ class ClassReweighting:
     def example_weights(self, y: Tensor, num_classes: int) -> Tensor:
         """w_{y_i} for the batch (ones until the first epoch ends); stages the batch's kappa for `on_step_end`."""
         if "w" not in self.state:
-            self.state.update(w=torch.ones(num_classes, device=y.device),
-                              kappa_sum=torch.zeros(num_classes, dtype=torch.float64, device=y.device),
-                              seen=torch.zeros((), dtype=torch.float64, device=y.device))
-        kappa = self._iterate_correct if self._iterate_correct is not None else torch.zeros(y.shape[0], dtype=torch.float64, device=y.device)
+            self.state.update(
+                w=torch.ones(num_classes, device=y.device),
+                kappa_sum=torch.zeros(num_classes, dtype=torch.float64, device=y.device),
+                seen=torch.zeros((), dtype=torch.float64, device=y.device),
+            )
+        kappa = (
+            self._iterate_correct
+            if self._iterate_correct is not None
+            else torch.zeros(y.shape[0], dtype=torch.float64, device=y.device)
+        )
         self._iterate_correct = None
         per_class = torch.zeros(num_classes, dtype=torch.float64, device=y.device).index_add_(0, y, kappa)
         self._pending = (per_class, y.shape[0])
@@ -85,7 +91,9 @@ class ClassReweighting:
         if progress.step == progress.steps - 1 and "kappa_sum" in self.state:
             p, kappa_sum = self.params, self.state["kappa_sum"]
             kappa_mean = kappa_sum / (self.state["seen"] / kappa_sum.shape[0])
-            self.state["w"] = fair_class_weights(kappa_mean, p.fair_beta, p.fair_eps, p.fair_clip).to(self.state["w"].dtype)
+            self.state["w"] = fair_class_weights(kappa_mean, p.fair_beta, p.fair_eps, p.fair_clip).to(
+                self.state["w"].dtype
+            )
             self.state["kappa_sum"] = torch.zeros_like(kappa_sum)
             self.state["seen"] = torch.zeros_like(self.state["seen"])
 

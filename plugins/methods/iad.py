@@ -122,8 +122,15 @@ class IAD(Method):
         intro = _introspection(s_adv, s_nat, alpha)
         ce = F.cross_entropy(s_nat, y)
         total = p.alpha_kd * kd + p.alpha_kd * intro + (1 - p.alpha_kd) * ce
-        return Losses(total=total, parts={"kd_adv": kd.detach(), "introspection": intro.detach(),
-                                          "ce_nat": ce.detach(), "alpha_mean": alpha.detach().mean()})
+        return Losses(
+            total=total,
+            parts={
+                "kd_adv": kd.detach(),
+                "introspection": intro.detach(),
+                "ce_nat": ce.detach(),
+                "alpha_mean": alpha.detach().mean(),
+            },
+        )
 
 
 class IADII(Method):
@@ -148,11 +155,17 @@ class IADII(Method):
         kd_at = (kl_div(s_adv, F.softmax(t_adv / tau, dim=1), "none", temperature=tau) * alpha).sum() / s_adv.shape[0]
         intro = _introspection(s_adv, s_nat, alpha)
         kd_st = kl_div(s_adv, F.softmax(t_st / tau, dim=1), "batchmean", temperature=tau)
-        total = ((1 - p.alpha1 - p.alpha2) * ce + p.alpha1 * tau * tau * (kd_at + intro)
-                 + p.alpha2 * tau * tau * kd_st)
-        return Losses(total=total, parts={"ce_adv": ce.detach(), "kd_robust": kd_at.detach(),
-                                          "introspection": intro.detach(), "kd_natural": kd_st.detach(),
-                                          "alpha_mean": alpha.detach().mean()})
+        total = (1 - p.alpha1 - p.alpha2) * ce + p.alpha1 * tau * tau * (kd_at + intro) + p.alpha2 * tau * tau * kd_st
+        return Losses(
+            total=total,
+            parts={
+                "ce_adv": ce.detach(),
+                "kd_robust": kd_at.detach(),
+                "introspection": intro.detach(),
+                "kd_natural": kd_st.detach(),
+                "alpha_mean": alpha.detach().mean(),
+            },
+        )
 
 
 @hookimpl

@@ -46,7 +46,9 @@ def igdm_per_example(s_adv: Tensor, s_mir: Tensor, t_adv: Tensor, t_mir: Tensor)
     return kl_div(s_adv - s_mir, target, "none")
 
 
-def igdm_loss(s_adv: Tensor, s_mir: Tensor, t_adv: Tensor, t_mir: Tensor, reduction: KLReduction = "batchmean") -> Tensor:
+def igdm_loss(
+    s_adv: Tensor, s_mir: Tensor, t_adv: Tensor, t_mir: Tensor, reduction: KLReduction = "batchmean"
+) -> Tensor:
     """The IGDM module: KL between the teacher's and the student's logit differences across x+ and x-."""
     return reduce_per_example(igdm_per_example(s_adv, s_mir, t_adv, t_mir), reduction, s_adv.shape[1])
 

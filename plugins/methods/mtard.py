@@ -65,14 +65,17 @@ class MTARDParams:
 
     def __post_init__(self) -> None:
         value = "auto" if self.eta_decay_epochs is None else self.eta_decay_epochs
-        if isinstance(value, (list, tuple)) and all(isinstance(e, int) and not isinstance(e, bool) and e >= 0
-                                                     for e in value):
+        if isinstance(value, (list, tuple)) and all(
+            isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in value
+        ):
             object.__setattr__(self, "eta_decay_epochs", tuple(value))
         elif value == "auto":
             object.__setattr__(self, "eta_decay_epochs", "auto")
         else:
-            raise ConfigError(f"method 'mtard' parameter 'eta_decay_epochs' = {value!r} is not allowed; allowed: "
-                              f"\"auto\" (the protocol's lr milestones) or a list of 0-based epochs")
+            raise ConfigError(
+                f"method 'mtard' parameter 'eta_decay_epochs' = {value!r} is not allowed; allowed: "
+                f'"auto" (the protocol\'s lr milestones) or a list of 0-based epochs'
+            )
 
 
 def eta_decay_epochs(setting: tuple[int, ...] | str, progress: Progress) -> tuple[int, ...]:
@@ -87,8 +90,10 @@ def teacher_entropy(probs: Tensor) -> Tensor:
 
 class MTARD(Method):
     name = "mtard"
-    citation = ("Zhao et al., 'Enhanced Accuracy and Robustness via Multi-Teacher Adversarial Distillation', ECCV 2022; "
-                "B-MTARD: Zhao et al., TPAMI 2024")
+    citation = (
+        "Zhao et al., 'Enhanced Accuracy and Robustness via Multi-Teacher Adversarial Distillation', ECCV 2022; "
+        "B-MTARD: Zhao et al., TPAMI 2024"
+    )
     teacher_roles = ("robust", "natural")
     needs = frozenset({"s_adv", "s_nat", "t_adv", "natural:t_nat"})
     Params = MTARDParams
@@ -98,8 +103,12 @@ class MTARD(Method):
         super().__init__(**overrides)
         p = self.params
         nan = torch.tensor(float("nan"))
-        self.state = {"w_nat": torch.tensor(p.w_nat_init), "w_adv": torch.tensor(1.0 - p.w_nat_init),
-                      "l_adv0": nan.clone(), "l_nat0": nan.clone()}
+        self.state = {
+            "w_nat": torch.tensor(p.w_nat_init),
+            "w_adv": torch.tensor(1.0 - p.w_nat_init),
+            "l_adv0": nan.clone(),
+            "l_nat0": nan.clone(),
+        }
         if p.balance_temperature:
             self.state.update(temp_adv=torch.tensor(1.0), temp_nat=torch.tensor(1.0))
 
@@ -127,7 +136,7 @@ class MTARD(Method):
         eta = p.eta * decay
         new = {"l_adv0": l_adv0, "l_nat0": l_nat0}
         if not p.balance_temperature:
-            r_adv, r_nat = lhat_adv ** p.bert, lhat_nat ** p.bert
+            r_adv, r_nat = lhat_adv**p.bert, lhat_nat**p.bert
             w_nat = s["w_nat"] - eta * (s["w_nat"] - r_nat / (r_adv + r_nat))
             new.update(w_nat=w_nat, w_adv=1 - w_nat)
             return new
@@ -160,8 +169,9 @@ class MTARD(Method):
         total = p.loss_scale * (new["w_adv"] * kl_adv + new["w_nat"] * kl_nat)
         parts.update(w_adv=new["w_adv"], w_nat=new["w_nat"])
         if p.balance_temperature:
-            parts.update(temp_adv=self.state["temp_adv"].to(s_adv.device),
-                         temp_nat=self.state["temp_nat"].to(s_adv.device))
+            parts.update(
+                temp_adv=self.state["temp_adv"].to(s_adv.device), temp_nat=self.state["temp_nat"].to(s_adv.device)
+            )
         return Losses(total=total, parts=parts)
 
     def on_step_end(self, losses: Losses, progress: Progress) -> None:

@@ -75,13 +75,18 @@ def peer_loss(p_adv: Tensor, s_adv: Tensor, y: Tensor, p: PeerAiDParams) -> Tens
 
 def student_loss(s_adv: Tensor, s_nat: Tensor, p_adv: Tensor, y: Tensor, p: PeerAiDParams) -> Tensor:
     """L_S = lambda1 * CE(S(x'), y) + lambda2 * KD from the detached peer + lambda3 * self-distillation from S(x)."""
-    return (p.lambda1 * F.cross_entropy(s_adv, y) + p.lambda2 * _kl_mean(s_adv, p_adv.detach(), p.tau)
-            + p.lambda3 * _kl_mean(s_adv, s_nat, p.tau))
+    return (
+        p.lambda1 * F.cross_entropy(s_adv, y)
+        + p.lambda2 * _kl_mean(s_adv, p_adv.detach(), p.tau)
+        + p.lambda3 * _kl_mean(s_adv, s_nat, p.tau)
+    )
 
 
 class PeerAiD(Method):
     name = "peeraid"
-    citation = "Jung, Jang, Song, Lee, 'PeerAiD: Improving Adversarial Distillation from a Specialized Peer Tutor', CVPR 2024"
+    citation = (
+        "Jung, Jang, Song, Lee, 'PeerAiD: Improving Adversarial Distillation from a Specialized Peer Tutor', CVPR 2024"
+    )
     teacher_roles = ()
     needs = frozenset({"s_adv", "s_nat"})  # documentation: training_step runs its own passes
     Params = PeerAiDParams
@@ -114,9 +119,15 @@ class PeerAiD(Method):
         if ctx.count is not None:
             student_forwards = 2 + p.repeat_adv_forward
             student_backwards = student_forwards - (p.detach_peer_target and p.repeat_adv_forward)
-            ctx.count(student_forward=student_forwards * n, student_backward=student_backwards * n,
-                      network_forward=2 * n, network_backward=n)
-        return Losses(total=l_peer + l_student, parts={"peer_loss": l_peer.detach(), "student_loss": l_student.detach()})
+            ctx.count(
+                student_forward=student_forwards * n,
+                student_backward=student_backwards * n,
+                network_forward=2 * n,
+                network_backward=n,
+            )
+        return Losses(
+            total=l_peer + l_student, parts={"peer_loss": l_peer.detach(), "student_loss": l_student.detach()}
+        )
 
 
 @hookimpl

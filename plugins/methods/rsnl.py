@@ -50,8 +50,17 @@ def strongest_wrong_margin(z: Tensor, y: Tensor) -> Tensor:
     return z.gather(1, y[:, None]).squeeze(1) - z.gather(1, wrong[:, None]).squeeze(1)
 
 
-def rsnl_loss(z_s: Tensor, z_t: Tensor, input_grad: Tensor, y: Tensor, *, lambda_kd: float = 1.0,
-              temperature: float = 4.0, lambda_conf: float = 0.5, lambda_grad: float = 1e-3) -> Losses:
+def rsnl_loss(
+    z_s: Tensor,
+    z_t: Tensor,
+    input_grad: Tensor,
+    y: Tensor,
+    *,
+    lambda_kd: float = 1.0,
+    temperature: float = 4.0,
+    lambda_conf: float = 0.5,
+    lambda_grad: float = 1e-3,
+) -> Losses:
     """The RSNL loss from the student's logits, the teacher's logits, the input gradient of the student's
     strongest-wrong-class margin (one row per example) and the labels."""
     tau = temperature
@@ -63,8 +72,10 @@ def rsnl_loss(z_s: Tensor, z_t: Tensor, input_grad: Tensor, y: Tensor, *, lambda
     conf = F.relu(m_t - m_s).sum(dim=1).mean()  # the j = y entry is relu(0) = 0
     grad = input_grad.flatten(1).pow(2).sum(dim=1).mean()
     total = ce + lambda_kd * kd + lambda_conf * conf + lambda_grad * grad
-    return Losses(total=total, parts={"ce_nat": ce.detach(), "kd_nat": kd.detach(), "conf": conf.detach(),
-                                      "grad_norm2": grad.detach()})
+    return Losses(
+        total=total,
+        parts={"ce_nat": ce.detach(), "kd_nat": kd.detach(), "conf": conf.detach(), "grad_norm2": grad.detach()},
+    )
 
 
 class RSNL(Method):
@@ -93,8 +104,16 @@ class RSNL(Method):
         if ctx.count is not None:  # the loss's backward goes through the input-gradient graph: two passes
             n = x.shape[0]
             ctx.count(student_forward=n, teacher_forward=n, student_backward=n * (2 if p.lambda_grad != 0 else 1))
-        return rsnl_loss(z_s, z_t, input_grad, y, lambda_kd=p.lambda_kd, temperature=p.temperature,
-                         lambda_conf=p.lambda_conf, lambda_grad=p.lambda_grad)
+        return rsnl_loss(
+            z_s,
+            z_t,
+            input_grad,
+            y,
+            lambda_kd=p.lambda_kd,
+            temperature=p.temperature,
+            lambda_conf=p.lambda_conf,
+            lambda_grad=p.lambda_grad,
+        )
 
 
 @hookimpl

@@ -58,7 +58,7 @@ def renyi_entropy(probs: Tensor, gamma: float) -> Tensor:
     """Per-example Renyi entropy of order gamma; gamma = 1 is the official Shannon -sum p log(p + 1e-12)."""
     if gamma == 1:
         return -(probs * torch.log(probs + 1e-12)).sum(dim=1)
-    return torch.log((probs ** gamma).sum(dim=1)) / (1 - gamma)
+    return torch.log((probs**gamma).sum(dim=1)) / (1 - gamma)
 
 
 def saad_weights(t_adv: Tensor, gamma: float, scale: float) -> tuple[Tensor, Tensor]:
@@ -68,8 +68,16 @@ def saad_weights(t_adv: Tensor, gamma: float, scale: float) -> tuple[Tensor, Ten
     return w, (w - w.min()) / (w.max() - w.min() + 1e-8)
 
 
-def saad_loss(s_adv: Tensor, s_mir: Tensor, s_nat: Tensor | None, t_adv: Tensor, t_mir: Tensor, t_nat: Tensor,
-              ramp: float, p: SAADParams) -> Losses:
+def saad_loss(
+    s_adv: Tensor,
+    s_mir: Tensor,
+    s_nat: Tensor | None,
+    t_adv: Tensor,
+    t_mir: Tensor,
+    t_nat: Tensor,
+    ramp: float,
+    p: SAADParams,
+) -> Losses:
     """SAAD's outer loss from the six logit tensors (teacher logits detached here)."""
     t_adv, t_mir, t_nat = t_adv.detach(), t_mir.detach(), t_nat.detach()
     w, wbar = saad_weights(t_adv, p.gamma, p.entropy_scale)
@@ -120,8 +128,12 @@ class SAAD(Method):
         s_nat = student(x) if (p.clean_forward or p.clean_weight != 0) else None
         if ctx.count is not None:
             student_passes = 2 + (s_nat is not None)
-            ctx.count(teacher_forward=3 * n, teacher_backward=n, student_forward=student_passes * n,
-                      student_backward=(2 + (p.clean_weight != 0)) * n)
+            ctx.count(
+                teacher_forward=3 * n,
+                teacher_backward=n,
+                student_forward=student_passes * n,
+                student_backward=(2 + (p.clean_weight != 0)) * n,
+            )
         return saad_loss(s_adv, s_mir, s_nat, t_adv, t_mir, z, igdm_ramp(ctx.progress, p.igdm_ref_epochs), p)
 
 

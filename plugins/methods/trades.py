@@ -31,8 +31,7 @@ class TRADES(Method):
     citation = "Zhang et al., 'Theoretically Principled Trade-off between Robustness and Accuracy', ICML 2019"
     needs = frozenset({"s_nat", "s_adv"})
     Params = TRADESParams
-    attack = AttackSpec(needs=frozenset({"s_adv", "s_nat"}), init="gauss", bn="eval", steps=10,
-                        step_size=0.007 / 0.031)
+    attack = AttackSpec(needs=frozenset({"s_adv", "s_nat"}), init="gauss", bn="eval", steps=10, step_size=0.007 / 0.031)
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:
         return kl_div(out.require("s_adv"), F.softmax(out.require("s_nat"), dim=1), "none")

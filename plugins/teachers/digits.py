@@ -15,19 +15,31 @@ __all__ = ["DIGITS_TEACHER", "DIGITS_NATURAL_TEACHER"]
 def _digits_cnn_large(name: str, method: str, how: str, selection: str) -> TeacherCard:
     chosen = {"best-val": "best validation (PGD) epoch", "last": "last epoch"}[selection]
     return TeacherCard(
-        name=name, architecture="cnn-large", dataset="digits", norm="Linf", eps=0.15, num_classes=10, in_channels=1,
+        name=name,
+        architecture="cnn-large",
+        dataset="digits",
+        norm="Linf",
+        eps=0.15,
+        num_classes=10,
+        in_channels=1,
         source=f"built by rkdbench: {how} on the digits-linf protocol, 30 epochs, {chosen}",
         license="BSD-3-Clause data (scikit-learn digits); weights produced locally",
-        recipe={"protocol": "digits-linf", "method": method, "seed": 0, "set": {"train.epochs": 30, "train.lr": 0.05},
-                **({} if selection == "best-val" else {"selection": selection})},
+        recipe={
+            "protocol": "digits-linf",
+            "method": method,
+            "seed": 0,
+            "set": {"train.epochs": 30, "train.lr": 0.05},
+            **({} if selection == "best-val" else {"selection": selection}),
+        },
     )
 
 
 DIGITS_TEACHER = _digits_cnn_large("digits/Linf/rkdbench-cnn-large", "pgd-at", "PGD-AT (10 steps of eps/4)", "best-val")
 # MTARD's natural teacher is the final checkpoint of clean training, as in the official code; selecting it on
 # validation PGD accuracy (always ~0 for a non-robust network) picked epoch 0 (27% clean accuracy).
-DIGITS_NATURAL_TEACHER = _digits_cnn_large("digits/Linf/rkdbench-cnn-large-standard", "standard",
-                                           "standard (clean cross-entropy) training", "last")
+DIGITS_NATURAL_TEACHER = _digits_cnn_large(
+    "digits/Linf/rkdbench-cnn-large-standard", "standard", "standard (clean cross-entropy) training", "last"
+)
 
 
 @hookimpl

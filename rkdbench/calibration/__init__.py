@@ -17,9 +17,32 @@ from __future__ import annotations
 
 from .measure import calibrate_cells, measure_attack, measure_training
 from .predict import Prediction, attack_seconds, predict_cell
-from .store import (CLOCKS, Calibration, Linear, TrainTiming, attack_key, calibration_dir, device_identity,
-                    first_stage_spec, train_key)
+from .store import (
+    CLOCKS,
+    Calibration,
+    Linear,
+    TrainTiming,
+    attack_key,
+    calibration_dir,
+    device_identity,
+    first_stage_spec,
+    train_key,
+)
 
-__all__ = ["calibration_dir", "device_identity", "Linear", "TrainTiming", "Calibration", "Prediction",
-           "calibrate_cells", "predict_cell", "CLOCKS", "train_key", "attack_key", "first_stage_spec",
-           "attack_seconds", "measure_training", "measure_attack"]
+__all__ = [
+    "calibration_dir",
+    "device_identity",
+    "Linear",
+    "TrainTiming",
+    "Calibration",
+    "Prediction",
+    "calibrate_cells",
+    "predict_cell",
+    "CLOCKS",
+    "train_key",
+    "attack_key",
+    "first_stage_spec",
+    "attack_seconds",
+    "measure_training",
+    "measure_attack",
+]

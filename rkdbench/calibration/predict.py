@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-
 from ..config import Cell, Protocol
 from .store import Calibration, Linear, attack_key, batch_counts, per_point_key, train_key
 
@@ -26,8 +25,12 @@ class Prediction:
         return self.train + self.eval
 
     def as_dict(self) -> dict[str, Any]:
-        return {"train": round(self.train, 2), "eval": round(self.eval, 2), "total": round(self.total, 2),
-                "parts": {k: round(v, 2) for k, v in self.parts.items()}}
+        return {
+            "train": round(self.train, 2),
+            "eval": round(self.eval, 2),
+            "total": round(self.total, 2),
+            "parts": {k: round(v, 2) for k, v in self.parts.items()},
+        }
 
 
 def attack_seconds(entry: dict[str, Any], n: int, chunk_size: int, clean: float, robust: float) -> float:
@@ -48,9 +51,15 @@ def attack_seconds(entry: dict[str, Any], n: int, chunk_size: int, clean: float,
     return total
 
 
-def predict_cell(cell: Cell, calibration: Calibration, split_sizes: tuple[int, int, int],
-                 accuracy: tuple[float, float], *, specialization: bool = True,
-                 evaluations: int | None = None) -> Prediction | None:
+def predict_cell(
+    cell: Cell,
+    calibration: Calibration,
+    split_sizes: tuple[int, int, int],
+    accuracy: tuple[float, float],
+    *,
+    specialization: bool = True,
+    evaluations: int | None = None,
+) -> Prediction | None:
     """The cell's wall time from `calibration`, or None when a measurement it needs is missing. `accuracy` is the
     expected (clean, robust) accuracy of the trained student (it sets AutoAttack's cost); `specialization` says
     whether the runner will measure it (a teacher is available); `evaluations`: how many checkpoints are
@@ -62,9 +71,11 @@ def predict_cell(cell: Cell, calibration: Calibration, split_sizes: tuple[int, i
         return None
     n_train, n_val, n_test = split_sizes
     epochs, batch = train.epochs, train.batch_size
-    parts = {"train.steps": epochs * n_train / batch * timing["step"],  # a last partial batch costs its share
-             "train.validation": epochs * n_val * timing["val_point"],
-             "train.checkpoints": epochs * timing["epoch_rest"]}
+    parts = {
+        "train.steps": epochs * n_train / batch * timing["step"],  # a last partial batch costs its share
+        "train.validation": epochs * n_val * timing["val_point"],
+        "train.checkpoints": epochs * timing["epoch_rest"],
+    }
     n = cfg.n_examples or n_test
     selections = evaluations or len(cfg.selections)
     for label in cfg.attacks:
@@ -97,4 +108,3 @@ def _attack_entry(calibration: Calibration, protocol: Protocol, label: str, stud
         if entry is not None:
             return entry
     return None
-

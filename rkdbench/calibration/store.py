@@ -23,7 +23,9 @@ FORMAT = 1
 
 
 def calibration_dir() -> Path:
-    return Path(os.environ.get("RKDBENCH_CALIBRATION_DIR", Path.home() / ".cache" / "rkdbench" / "calibration")).expanduser()
+    return Path(
+        os.environ.get("RKDBENCH_CALIBRATION_DIR", Path.home() / ".cache" / "rkdbench" / "calibration")
+    ).expanduser()
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # cpu: this process's CPU time (a shared machine)
@@ -33,13 +35,20 @@ def device_identity(device: torch.device, clock: str = "wall") -> dict[str, Any]
     """What a timing depends on besides the work: the device's name, torch's version, the thread count, and the
     clock (wall time, the default; or process CPU time, the load-independent view on a shared CPU machine)."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
-    return {"device": name, "device_type": device.type, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "clock": clock}
+    return {
+        "device": name,
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "clock": clock,
+    }
 
 
 def _file_for(identity: dict[str, Any], folder: Path) -> Path:
     clock = "" if identity["clock"] == "wall" else f"-{identity['clock']}-clock"
-    slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{identity['device']}-torch{identity['torch']}-t{identity['threads']}{clock}")
+    slug = re.sub(
+        r"[^A-Za-z0-9.]+", "-", f"{identity['device']}-torch{identity['torch']}-t{identity['threads']}{clock}"
+    )
     return folder / f"{slug.strip('-')}.json"
 
 
@@ -54,7 +63,7 @@ class Linear:
         return self.fixed + self.per_point * n if n > 0 else 0.0
 
     @classmethod
-    def through(cls, n1: int, t1: float, n2: int, t2: float) -> "Linear":
+    def through(cls, n1: int, t1: float, n2: int, t2: float) -> Linear:
         per_point = max((t2 - t1) / (n2 - n1), 0.0)  # a flat (or noisy, falling) pair: all fixed cost
         return cls(max(t2 - per_point * n2, 0.0), per_point)
 
@@ -85,7 +94,7 @@ class Calibration:
     path: Path | None = None
 
     @classmethod
-    def load(cls, device: torch.device, folder: Path | None = None, clock: str = "wall") -> "Calibration":
+    def load(cls, device: torch.device, folder: Path | None = None, clock: str = "wall") -> Calibration:
         identity = device_identity(device, clock)
         path = _file_for(identity, folder or calibration_dir())
         if path.is_file():
@@ -107,8 +116,19 @@ class Calibration:
                 for name in ("train", "attack", "per_point"):
                     setattr(self, name, {**data[name], **getattr(self, name)})
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"format": FORMAT, "identity": self.identity, "train": self.train,
-                                   "attack": self.attack, "per_point": self.per_point}, indent=1, sort_keys=True))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "format": FORMAT,
+                    "identity": self.identity,
+                    "train": self.train,
+                    "attack": self.attack,
+                    "per_point": self.per_point,
+                },
+                indent=1,
+                sort_keys=True,
+            )
+        )
         tmp.replace(self.path)
         return self.path
 
@@ -138,24 +158,46 @@ def teacher_roles_of(cell: Cell) -> dict[str, str]:
 
 
 def train_key(cell: Cell) -> str:
-    train = cell.protocol.data["train"]  # the canonical table (absent = None): calibrations saved before keep their keys
-    return canonical_hash({
-        "method": cell.method, "params": cell.method_params, "student": cell.student,
-        "teachers": {role: teacher_arch(t) for role, t in teacher_roles_of(cell).items()},
-        "dataset": cell.protocol.header.dataset, "threat": cell.protocol.data["threat"],
-        "augment": cell.protocol.inputs.augment,
-        **{k: train.get(k) for k in ("batch_size", "val_pgd_steps", "precision", "channels_last", "compile")}})
+    train = cell.protocol.data[
+        "train"
+    ]  # the canonical table (absent = None): calibrations saved before keep their keys
+    return canonical_hash(
+        {
+            "method": cell.method,
+            "params": cell.method_params,
+            "student": cell.student,
+            "teachers": {role: teacher_arch(t) for role, t in teacher_roles_of(cell).items()},
+            "dataset": cell.protocol.header.dataset,
+            "threat": cell.protocol.data["threat"],
+            "augment": cell.protocol.inputs.augment,
+            **{k: train.get(k) for k in ("batch_size", "val_pgd_steps", "precision", "channels_last", "compile")},
+        }
+    )
 
 
 def attack_key(protocol: Protocol, label: str, student: str, batch_size: int) -> str:
-    return canonical_hash({"spec": protocol.eval.attacks[label], "threat": protocol.data["threat"],
-                           "seed": protocol.eval.seed, "student": student, "batch_size": batch_size,
-                           "dataset": protocol.header.dataset})
+    return canonical_hash(
+        {
+            "spec": protocol.eval.attacks[label],
+            "threat": protocol.data["threat"],
+            "seed": protocol.eval.seed,
+            "student": student,
+            "batch_size": batch_size,
+            "dataset": protocol.header.dataset,
+        }
+    )
 
 
 def per_point_key(kind: str, protocol: Protocol, student: str, teacher: str = "") -> str:
-    return canonical_hash({"kind": kind, "student": student, "teacher": teacher_arch(teacher) if teacher else "",
-                           "dataset": protocol.header.dataset, "threat": protocol.data["threat"]})
+    return canonical_hash(
+        {
+            "kind": kind,
+            "student": student,
+            "teacher": teacher_arch(teacher) if teacher else "",
+            "dataset": protocol.header.dataset,
+            "threat": protocol.data["threat"],
+        }
+    )
 
 
 def first_stage_spec(spec: dict[str, Any]) -> dict[str, Any] | None:

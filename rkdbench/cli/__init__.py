@@ -24,8 +24,12 @@ __all__ = ["cli", "main"]
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="rkdbench")
-@click.option("--plugins-dir", multiple=True, type=click.Path(file_okay=False),
-              help="Load every *.py file in this folder as a plugin (repeatable).")
+@click.option(
+    "--plugins-dir",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Load every *.py file in this folder as a plugin (repeatable).",
+)
 def cli(plugins_dir: tuple[str, ...]) -> None:
     """rkdbench: train students from robust teachers with any robust-KD method, attack them with
     AutoAttack under one protocol, track every run in MLflow, and read the leaderboard.
@@ -35,9 +39,21 @@ def cli(plugins_dir: tuple[str, ...]) -> None:
     # the folders were loaded by PluginGroup.parse_args, before click parsed them, so their commands exist
 
 
-for _command in (run.run, run.demo, calibrate.calibrate, leaderboard.leaderboard, inspect.compare,
-                 inspect.evaluate_command, inspect.ui, teachers.teachers, store.store, store.server, scaffold.plugins,
-                 scaffold.method_docs, scaffold.new_plugin):
+for _command in (
+    run.run,
+    run.demo,
+    calibrate.calibrate,
+    leaderboard.leaderboard,
+    inspect.compare,
+    inspect.evaluate_command,
+    inspect.ui,
+    teachers.teachers,
+    store.store,
+    store.server,
+    scaffold.plugins,
+    scaffold.method_docs,
+    scaffold.new_plugin,
+):
     cli.add_command(_command)
 
 

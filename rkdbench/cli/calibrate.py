@@ -13,11 +13,21 @@ __all__ = ["calibrate"]
 @click.argument("suite")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Protocol or method overrides, as for `run`.")
 @DEVICE_OPTION
-@click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Training steps per timed epoch (three epochs: one warm-up, the median of two).")
-@click.option("--points", type=click.IntRange(min=2), default=16, show_default=True,
-              help="Points per timed attack batch (at most the evaluation batch size; on a GPU, the batch size "
-                   "gives the most faithful numbers).")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Training steps per timed epoch (three epochs: one warm-up, the median of two).",
+)
+@click.option(
+    "--points",
+    type=click.IntRange(min=2),
+    default=16,
+    show_default=True,
+    help="Points per timed attack batch (at most the evaluation batch size; on a GPU, the batch size "
+    "gives the most faithful numbers).",
+)
 @click.option("--redo", is_flag=True, help="Measure again what is already cached.")
 def calibrate(suite, sets, device, steps, points, redo) -> None:
     """Time a few training steps of every (method, student, teacher) combination of SUITE and a few batches of every

@@ -19,13 +19,20 @@ __all__ = ["compare", "evaluate_command", "ui"]
 @click.argument("run_a")
 @click.argument("run_b")
 @click.option("--results", default="rkdbench-results", show_default=True, help=RESULTS_HELP)
-@click.option("--attack", default=None,
-              help="The per-example column compared: an attack label of the protocol (aa, pgd20), clean or worst. "
-                   "Default: the label the runs' leaderboard ranks by (the protocol's eval.rank_by, else its final "
-                   "attack: AutoAttack, `aa`, in the built-in protocols).")
-@click.option("--selection", type=click.Choice(["last", "best-val", "swa"]), default="last", show_default=True,
-              help="Which checkpoint's results: the last epoch, the best validation PGD epoch, or the "
-                   "weight-averaged student.")
+@click.option(
+    "--attack",
+    default=None,
+    help="The per-example column compared: an attack label of the protocol (aa, pgd20), clean or worst. "
+    "Default: the label the runs' leaderboard ranks by (the protocol's eval.rank_by, else its final "
+    "attack: AutoAttack, `aa`, in the built-in protocols).",
+)
+@click.option(
+    "--selection",
+    type=click.Choice(["last", "best-val", "swa"]),
+    default="last",
+    show_default=True,
+    help="Which checkpoint's results: the last epoch, the best validation PGD epoch, or the weight-averaged student.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def compare(run_a, run_b, results, attack, selection, as_json) -> None:
     """Compare two finished cells (MLflow run ids) on the same test points: both accuracies, the paired difference
@@ -41,8 +48,12 @@ def compare(run_a, run_b, results, attack, selection, as_json) -> None:
 @click.option("--protocol", required=True, help="A built-in protocol name or a path to a protocol .toml.")
 @click.option("--results", default="rkdbench-results", show_default=True, help=RESULTS_HELP)
 @click.option("--model-dir", default=None, help=MODEL_DIR_HELP)
-@click.option("--n-examples", type=click.IntRange(min=0), default=None,
-              help="Evaluate on the first N test points (a different protocol hash; default: the protocol's).")
+@click.option(
+    "--n-examples",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Evaluate on the first N test points (a different protocol hash; default: the protocol's).",
+)
 @click.option("--architecture", default=None, help="The architecture of a checkpoint file (required for one).")
 @DEVICE_OPTION
 @click.option("--data-dir", default=None, help=DATA_DIR_HELP)
@@ -52,8 +63,16 @@ def evaluate_command(model, protocol, results, model_dir, n_examples, architectu
     (never on the leaderboard); a teacher's measured card records the numbers. A killed evaluation resumes."""
     from ..evaluate_cmd import evaluate_model
 
-    report = evaluate_model(model, protocol, Path(results), model_dir_path(model_dir), n_examples=n_examples,
-                            architecture=architecture, device=device, data_dir=Path(data_dir) if data_dir else None)
+    report = evaluate_model(
+        model,
+        protocol,
+        Path(results),
+        model_dir_path(model_dir),
+        n_examples=n_examples,
+        architecture=architecture,
+        device=device,
+        data_dir=Path(data_dir) if data_dir else None,
+    )
     click.echo(report.summary())
 
 
@@ -61,8 +80,13 @@ def evaluate_command(model, protocol, results, model_dir, n_examples, architectu
 @click.option("--results", default="rkdbench-results", show_default=True, help=RESULTS_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (keep it local unless you mean it).")
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
-              help="MLflow server worker processes (one is plenty for a local UI).")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="MLflow server worker processes (one is plenty for a local UI).",
+)
 def ui(results, host, port, workers) -> None:
     """The MLflow UI on the results store, bound to 127.0.0.1 by default; prints each protocol's URL (runs sorted
     by AutoAttack accuracy, headline metrics as columns: the saved view `rkdbench: headline metrics`). Against a

@@ -20,47 +20,122 @@ DEMO_WORKERS = 1
 @click.argument("suite")
 @with_options(COMMON_RUN_OPTIONS)
 @click.option("--build-teachers", is_flag=True, help="Build missing harness teachers (e.g. the digits teacher) first.")
-@click.option("--dry-run", is_flag=True, help="List the cells (keys, estimated passes, FLOPs, GPU-hours) and missing "
-                                              "teachers, and exit.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes on this machine sharing the cells (each with cpu_count/N torch threads unless "
-                   "OMP_NUM_THREADS is set). Separate `rkdbench run` processes on one store share them as well.")
-@click.option("--shard", default="1/1", show_default=True, metavar="I/N",
-              help="Deprecated: only every N-th cell starting at the I-th. N plain `rkdbench run` processes on one "
-                   "store now share the cells by themselves.")
-@click.option("--gpu-tflops", type=float, default=None,
-              help="Sustained GPU throughput for --dry-run's GPU-hour estimate (default 40).")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: this process (or --workers N processes on this machine); ray: one Ray task per cell, "
-                   "with the protocol's [resources] (extra rkdbench[ray]; see docs/scale.md).")
-@click.option("--address", default=None, metavar="auto|HOST:PORT",
-              help="With --executor ray: the Ray cluster to join (default: start a local one sized to this machine).")
-def run(suite: str, sets, results, model_dir, data_dir, device, quiet, as_json, build_teachers, dry_run, workers,
-        shard, gpu_tflops, executor, address) -> None:
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="List the cells (keys, estimated passes, FLOPs, GPU-hours) and missing teachers, and exit.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes on this machine sharing the cells (each with cpu_count/N torch threads unless "
+    "OMP_NUM_THREADS is set). Separate `rkdbench run` processes on one store share them as well.",
+)
+@click.option(
+    "--shard",
+    default="1/1",
+    show_default=True,
+    metavar="I/N",
+    help="Deprecated: only every N-th cell starting at the I-th. N plain `rkdbench run` processes on one "
+    "store now share the cells by themselves.",
+)
+@click.option(
+    "--gpu-tflops",
+    type=float,
+    default=None,
+    help="Sustained GPU throughput for --dry-run's GPU-hour estimate (default 40).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process (or --workers N processes on this machine); ray: one Ray task per cell, "
+    "with the protocol's [resources] (extra rkdbench[ray]; see docs/scale.md).",
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="auto|HOST:PORT",
+    help="With --executor ray: the Ray cluster to join (default: start a local one sized to this machine).",
+)
+def run(
+    suite: str,
+    sets,
+    results,
+    model_dir,
+    data_dir,
+    device,
+    quiet,
+    as_json,
+    build_teachers,
+    dry_run,
+    workers,
+    shard,
+    gpu_tflops,
+    executor,
+    address,
+) -> None:
     """Run SUITE (a built-in name such as digits-quick, or a path to a suite .toml). Finished cells are
     skipped, interrupted ones resume from their last checkpoint in the same MLflow run. --dry-run lists the
     cells with their estimated cost and the teacher files that are missing."""
     from ..run.pipeline import SuiteRequest, run_suite_request
 
-    sys.exit(run_suite_request(SuiteRequest(
-        suite, tuple(sets), results, model_dir=model_dir, data_dir=data_dir, device=device, quiet=quiet,
-        as_json=as_json, build_teachers=build_teachers, dry_run=dry_run, workers=workers, shard=shard,
-        gpu_tflops=gpu_tflops, executor=executor, address=address)))
+    sys.exit(
+        run_suite_request(
+            SuiteRequest(
+                suite,
+                tuple(sets),
+                results,
+                model_dir=model_dir,
+                data_dir=data_dir,
+                device=device,
+                quiet=quiet,
+                as_json=as_json,
+                build_teachers=build_teachers,
+                dry_run=dry_run,
+                workers=workers,
+                shard=shard,
+                gpu_tflops=gpu_tflops,
+                executor=executor,
+                address=address,
+            )
+        )
+    )
 
 
 @click.command()
 @with_options(COMMON_RUN_OPTIONS)
 @click.option("--suite", default="digits-quick", show_default=True, help="The suite the demo runs.")
-@click.option("--leaderboards", "leaderboard_dir", default=None,
-              help="Folder the leaderboard files are written to  [default: RESULTS/leaderboards; the clone's "
-                   "committed leaderboards/ only when named here]")
+@click.option(
+    "--leaderboards",
+    "leaderboard_dir",
+    default=None,
+    help="Folder the leaderboard files are written to  [default: RESULTS/leaderboards; the clone's "
+    "committed leaderboards/ only when named here]",
+)
 def demo(sets, results, model_dir, data_dir, device, quiet, as_json, suite, leaderboard_dir) -> None:
     """The embedded digits suite end to end, offline: build the teacher (once), train PGD-AT, ARD and RSLAD
     students, evaluate with PGD-20 and AutoAttack on the suite's test points, record in MLflow, and print a
     compact leaderboard (the full one is written under the results folder)."""
     from ..run.pipeline import SuiteRequest, run_suite_request
 
-    sys.exit(run_suite_request(SuiteRequest(
-        suite, tuple(sets), results, model_dir=model_dir, data_dir=data_dir, device=device, quiet=quiet,
-        as_json=as_json, build_teachers=True, workers=DEMO_WORKERS,
-        leaderboard_dir=leaderboard_dir if leaderboard_dir is not None else str(Path(results) / "leaderboards"))))
+    sys.exit(
+        run_suite_request(
+            SuiteRequest(
+                suite,
+                tuple(sets),
+                results,
+                model_dir=model_dir,
+                data_dir=data_dir,
+                device=device,
+                quiet=quiet,
+                as_json=as_json,
+                build_teachers=True,
+                workers=DEMO_WORKERS,
+                leaderboard_dir=leaderboard_dir if leaderboard_dir is not None else str(Path(results) / "leaderboards"),
+            )
+        )
+    )

@@ -17,10 +17,21 @@ def plugins(as_json: bool) -> None:
     """Every registered component (kind, name, plugin, distribution, version, status) and broken plugins."""
     from ..plugins import broken_plugins, get_registry
 
-    rows = [{"kind": c.kind, "name": c.name, "plugin": c.plugin, "dist": c.dist, "version": c.version, "status": "ok"}
-            for c in get_registry().all()]
-    rows += [{"kind": "plugin", "name": b.plugin, "plugin": b.plugin, "dist": b.dist, "version": "",
-              "status": f"broken: {b.error}"} for b in broken_plugins()]
+    rows = [
+        {"kind": c.kind, "name": c.name, "plugin": c.plugin, "dist": c.dist, "version": c.version, "status": "ok"}
+        for c in get_registry().all()
+    ]
+    rows += [
+        {
+            "kind": "plugin",
+            "name": b.plugin,
+            "plugin": b.plugin,
+            "dist": b.dist,
+            "version": "",
+            "status": f"broken: {b.error}",
+        }
+        for b in broken_plugins()
+    ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -41,8 +52,14 @@ def method_docs(out) -> None:
 
 @click.command("new-plugin")
 @click.argument("name")
-@click.option("--dir", "parent", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="Folder the package folder NAME/ is created in.")
+@click.option(
+    "--dir",
+    "parent",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder the package folder NAME/ is created in.",
+)
 @click.option("--method", "method", default=None, help="The method's registry name (default: NAME).")
 def new_plugin(name: str, parent: str, method: str | None) -> None:
     """Scaffold a pip-installable method plugin in DIR/NAME/: pyproject.toml with the entry point, a working

@@ -28,17 +28,37 @@ def store_upgrade(results) -> None:
 
 
 @click.command()
-@click.option("--results", default="rkdbench-results", show_default=True,
-              help="Without --backend-store-uri: the sqlite store and artifacts of this folder are served.")
-@click.option("--backend-store-uri", default=None, metavar="URI",
-              help="postgresql+psycopg2://USER@HOST:PORT/DB (extra rkdbench[server]); default: sqlite in --results.")
-@click.option("--artifacts-destination", default=None, metavar="DIR",
-              help="Where the server keeps artifacts (checkpoints) it proxies for clients (default: RESULTS/artifacts).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Bind address; anything beyond loopback is reachable by anyone who can reach this machine.")
+@click.option(
+    "--results",
+    default="rkdbench-results",
+    show_default=True,
+    help="Without --backend-store-uri: the sqlite store and artifacts of this folder are served.",
+)
+@click.option(
+    "--backend-store-uri",
+    default=None,
+    metavar="URI",
+    help="postgresql+psycopg2://USER@HOST:PORT/DB (extra rkdbench[server]); default: sqlite in --results.",
+)
+@click.option(
+    "--artifacts-destination",
+    default=None,
+    metavar="DIR",
+    help="Where the server keeps artifacts (checkpoints) it proxies for clients (default: RESULTS/artifacts).",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Bind address; anything beyond loopback is reachable by anyone who can reach this machine.",
+)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--app-name", default=None, type=click.Choice(["basic-auth"]),
-              help="MLflow's basic-auth app: users and passwords (clients set MLFLOW_TRACKING_USERNAME/PASSWORD).")
+@click.option(
+    "--app-name",
+    default=None,
+    type=click.Choice(["basic-auth"]),
+    help="MLflow's basic-auth app: users and passwords (clients set MLFLOW_TRACKING_USERNAME/PASSWORD).",
+)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Server worker processes.")
 def server(results, backend_store_uri, artifacts_destination, host, port, app_name, workers) -> None:
     """The team tracking server: checks the store, creates or migrates its schema once (`mlflow db upgrade`), then
@@ -46,5 +66,7 @@ def server(results, backend_store_uri, artifacts_destination, host, port, app_na
     (run, leaderboard, compare, evaluate, ui) then reads and writes through it (docs/scale.md)."""
     from ..server import ServerRequest, serve
 
-    serve(ServerRequest(Path(results), backend_store_uri, artifacts_destination, host, port, app_name, workers),
-          lambda line: click.echo(line, err=True))
+    serve(
+        ServerRequest(Path(results), backend_store_uri, artifacts_destination, host, port, app_name, workers),
+        lambda line: click.echo(line, err=True),
+    )

@@ -48,9 +48,18 @@ def teachers_show(teacher, model_dir) -> None:
 
     card = create("teacher", teacher)
     folder = model_dir_path(model_dir)
-    click.echo(json.dumps({"card": asdict(card), "path": str(teacher_path(card, folder)),
-                           "status": teacher_status(card, folder), "measured": read_measured_card(card, folder)},
-                          indent=2, default=str))
+    click.echo(
+        json.dumps(
+            {
+                "card": asdict(card),
+                "path": str(teacher_path(card, folder)),
+                "status": teacher_status(card, folder),
+                "measured": read_measured_card(card, folder),
+            },
+            indent=2,
+            default=str,
+        )
+    )
 
 
 @teachers.command("verify")
@@ -85,7 +94,9 @@ def teachers_fetch(teacher, model_dir) -> None:
 @teachers.command("build")
 @click.argument("teacher")
 @MODEL_DIR_OPTION
-@click.option("--n-examples", type=int, default=None, help="Evaluate on the first N test points (default: the protocol's).")
+@click.option(
+    "--n-examples", type=int, default=None, help="Evaluate on the first N test points (default: the protocol's)."
+)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
 @click.option("--data-dir", default=None, help=DATA_DIR_HELP)
 def teachers_build(teacher, model_dir, n_examples, device, data_dir) -> None:
@@ -98,6 +109,12 @@ def teachers_build(teacher, model_dir, n_examples, device, data_dir) -> None:
     from ..teachers import build_teacher
 
     options = RunOptions(console=make_console())
-    measured = build_teacher(create("teacher", teacher), model_dir_path(model_dir), pick_device(device or "auto"),
-                             n_examples=n_examples, progress=epoch_progress(options, teacher), data_dir=data_dir)
+    measured = build_teacher(
+        create("teacher", teacher),
+        model_dir_path(model_dir),
+        pick_device(device or "auto"),
+        n_examples=n_examples,
+        progress=epoch_progress(options, teacher),
+        data_dir=data_dir,
+    )
     click.echo(json.dumps(measured, indent=2, default=str))

@@ -13,14 +13,14 @@ from __future__ import annotations
 from .fields import Section
 from .files import builtin_names, canonical_hash, flatten, parse_set, read_toml, resolve_path, to_toml
 from .protocol import (
-                       DataConfig,
-                       EvalConfig,
-                       HeaderConfig,
-                       Protocol,
-                       ResourcesConfig,
-                       ThreatConfig,
-                       TrainConfig,
-                       load_protocol,
+    DataConfig,
+    EvalConfig,
+    HeaderConfig,
+    Protocol,
+    ResourcesConfig,
+    ThreatConfig,
+    TrainConfig,
+    load_protocol,
 )
 from .suite import Cell, Suite, SuiteTable, load_suite
 

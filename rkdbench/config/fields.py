@@ -152,8 +152,11 @@ class Section:
 
     @classmethod
     def required_fields(cls) -> list[str]:
-        return [name for name, f in cls.fields().items()
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        return [
+            name
+            for name, f in cls.fields().items()
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
 
     @classmethod
     def parse(cls, where: str, values: Any, require: bool = True) -> Any:
@@ -165,8 +168,10 @@ class Section:
         typed: dict[str, Any] = {}
         for key, value in values.items():
             if key not in fields:
-                raise ConfigError(f"{where}: unknown field {cls.table}.{key}{close_matches(key, fields)}; "
-                                  f"allowed in [{cls.table}]: {', '.join(fields)}")
+                raise ConfigError(
+                    f"{where}: unknown field {cls.table}.{key}{close_matches(key, fields)}; "
+                    f"allowed in [{cls.table}]: {', '.join(fields)}"
+                )
             typed[key] = check_value(f"{where}: {cls.table}.{key}", value, hints[key], fields[key].metadata.get("rule"))
         missing = [k for k in cls.required_fields() if k not in values]
         if missing and require:

@@ -48,8 +48,10 @@ def resolve_path(name_or_path: str, kind: str) -> Path:
         return path
     names = builtin_names(kind)
     if name_or_path not in names:
-        raise ConfigError(f"unknown {kind[:-1]} {name_or_path!r}{close_matches(name_or_path, names)}; "
-                          f"built-in {kind}: {', '.join(names)} (or give a path to a .toml file)")
+        raise ConfigError(
+            f"unknown {kind[:-1]} {name_or_path!r}{close_matches(name_or_path, names)}; "
+            f"built-in {kind}: {', '.join(names)} (or give a path to a .toml file)"
+        )
     return Path(str(resources.files("rkdbench") / "configs" / kind / f"{name_or_path}.toml"))
 
 
@@ -86,8 +88,10 @@ def to_toml(data: dict[str, Any]) -> str:
         scalars = {k: v for k, v in node.items() if not isinstance(v, dict)}
         if prefix and scalars:
             lines.append(f"[{prefix}]")
-        lines.extend(f"{json.dumps(k) if not k.replace('_', '').replace('-', '').isalnum() else k} = {value(v)}"
-                     for k, v in scalars.items())
+        lines.extend(
+            f"{json.dumps(k) if not k.replace('_', '').replace('-', '').isalnum() else k} = {value(v)}"
+            for k, v in scalars.items()
+        )
         if scalars:
             lines.append("")
         for k, v in node.items():
@@ -96,5 +100,3 @@ def to_toml(data: dict[str, Any]) -> str:
 
     table("", data)
     return "\n".join(lines)
-
-

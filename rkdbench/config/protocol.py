@@ -21,8 +21,16 @@ from ..errors import ConfigError, close_matches
 from .fields import Check, Section, above, at_least, optional, required
 from .files import canonical_hash, read_toml, resolve_path
 
-__all__ = ["HeaderConfig", "ThreatConfig", "DataConfig", "TrainConfig", "EvalConfig", "ResourcesConfig", "Protocol",
-           "load_protocol"]
+__all__ = [
+    "HeaderConfig",
+    "ThreatConfig",
+    "DataConfig",
+    "TrainConfig",
+    "EvalConfig",
+    "ResourcesConfig",
+    "Protocol",
+    "load_protocol",
+]
 
 Augmentation = Literal["none", "pad1-crop", "pad4-crop-flip", "strong"]
 Selection = Literal["last", "best-val", "swa"]
@@ -84,7 +92,9 @@ class EvalConfig(Section):
     n_examples: int = required(at_least(0, "0 = the whole test split"))
     batch_size: int = required(at_least(0, "0 = chosen from free memory on CUDA"))
     seed: int = required(at_least(0))
-    selections: tuple[Selection, ...] = required(Check(lambda v: "last" in v, "a list of 'last', 'best-val' and 'swa', containing 'last'"))
+    selections: tuple[Selection, ...] = required(
+        Check(lambda v: "last" in v, "a list of 'last', 'best-val' and 'swa', containing 'last'")
+    )
     attacks: dict[str, dict[str, Any]] = required()  # label -> {attack = plugin name, options...}
     chunk_size: int = optional(0, at_least(0, "0 = all test points in one chunk"))
     diagnostics: bool = optional(False)
@@ -102,8 +112,11 @@ class ResourcesConfig(Section):
 
 # TOML table -> (Protocol attribute, section); [resources] is apart (not hashed)
 SECTIONS: dict[str, tuple[str, type[Section]]] = {
-    "protocol": ("header", HeaderConfig), "threat": ("threat", ThreatConfig), "data": ("inputs", DataConfig),
-    "train": ("train", TrainConfig), "eval": ("eval", EvalConfig),
+    "protocol": ("header", HeaderConfig),
+    "threat": ("threat", ThreatConfig),
+    "data": ("inputs", DataConfig),
+    "train": ("train", TrainConfig),
+    "eval": ("eval", EvalConfig),
 }
 
 
@@ -140,8 +153,9 @@ def _parse_sections(where: str, data: dict[str, Any]) -> dict[str, Section]:
     for table in data:
         if table not in SECTIONS:
             names = [*SECTIONS, "resources"]
-            raise ConfigError(f"{where}: unknown section [{table}]{close_matches(table, names)}; "
-                              f"allowed: {', '.join(names)}")
+            raise ConfigError(
+                f"{where}: unknown section [{table}]{close_matches(table, names)}; allowed: {', '.join(names)}"
+            )
     return {attribute: section.parse(where, data.get(table, {})) for table, (attribute, section) in SECTIONS.items()}
 
 
@@ -149,8 +163,9 @@ def _apply_protocol_overrides(data: dict[str, Any], overrides: dict[str, Any], w
     for dotted, value in overrides.items():
         parts = dotted.split(".")
         if parts[0] not in data:
-            raise ConfigError(f"{where}: unknown field {dotted}{close_matches(parts[0], data)}; "
-                              f"protocol sections: {', '.join(data)}")
+            raise ConfigError(
+                f"{where}: unknown field {dotted}{close_matches(parts[0], data)}; protocol sections: {', '.join(data)}"
+            )
         node = data
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
@@ -193,8 +208,10 @@ def _split_resources(source: str, raw: dict[str, Any], overrides: dict[str, Any]
 def _validate_swa(where: str, train: TrainConfig, evaluation: EvalConfig) -> None:
     start = train.swa_start
     if ("swa" in evaluation.selections) != (start is not None):
-        raise ConfigError(f"{where}: eval.selections contains 'swa' exactly when train.swa_start is set "
-                          f"(selections {list(evaluation.selections)}, swa_start {start})")
+        raise ConfigError(
+            f"{where}: eval.selections contains 'swa' exactly when train.swa_start is set "
+            f"(selections {list(evaluation.selections)}, swa_start {start})"
+        )
     if start is not None and start >= train.epochs:
         raise ConfigError(f"{where}: train.swa_start = {start} must be below train.epochs = {train.epochs}")
 
@@ -207,6 +224,8 @@ def _validate_eval_attacks(where: str, evaluation: EvalConfig) -> None:
             raise ConfigError(f"{where}: eval.attacks.{label} must be a table with an `attack` plugin name")
     labels = ["clean", *evaluation.attacks]
     if evaluation.rank_by is not None and evaluation.rank_by not in labels:
-        raise ConfigError(f"{where}: eval.rank_by = {evaluation.rank_by!r} is not allowed; allowed: "
-                          f"{', '.join(labels)} (the labels of eval.attacks, or clean)"
-                          f"{close_matches(evaluation.rank_by, labels)}")
+        raise ConfigError(
+            f"{where}: eval.rank_by = {evaluation.rank_by!r} is not allowed; allowed: "
+            f"{', '.join(labels)} (the labels of eval.attacks, or clean)"
+            f"{close_matches(evaluation.rank_by, labels)}"
+        )

@@ -35,8 +35,15 @@ class SuiteTable(Section):
     seeds: tuple[int, ...] = required(Check(lambda v: len(v) > 0 and min(v) >= 0, "a non-empty list of integers >= 0"))
     set: dict[str, Any] = field(default_factory=dict)  # protocol overrides, as `--set`
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    teacher_roles: dict[str, str] = field(default_factory=dict, metadata={"rule": Check(
-        lambda v: all(isinstance(t, str) for t in v.values()), "a table of role = teacher id (e.g. natural = \"...\")")})
+    teacher_roles: dict[str, str] = field(
+        default_factory=dict,
+        metadata={
+            "rule": Check(
+                lambda v: all(isinstance(t, str) for t in v.values()),
+                'a table of role = teacher id (e.g. natural = "...")',
+            )
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -62,17 +69,26 @@ class Cell:
 
     @property
     def key(self) -> str:
-        return canonical_hash({
-            "protocol": self.protocol.data, "method": self.method, "method_params": self.method_params,
-            "method_version": self.method_version, "student": self.student, "teacher": self.teacher, "seed": self.seed,
-            **({"extra_teachers": self.extra_teachers} if self.extra_teachers else {}),
-        })
+        return canonical_hash(
+            {
+                "protocol": self.protocol.data,
+                "method": self.method,
+                "method_params": self.method_params,
+                "method_version": self.method_version,
+                "student": self.student,
+                "teacher": self.teacher,
+                "seed": self.seed,
+                **({"extra_teachers": self.extra_teachers} if self.extra_teachers else {}),
+            }
+        )
 
     @property
     def variant(self) -> str:
         """The method's name as shown on leaderboards, with non-default params: `ard[temperature=1.0]`."""
         changed = self.method_overrides
-        return self.method if not changed else f"{self.method}[{','.join(f'{k}={v}' for k, v in sorted(changed.items()))}]"
+        return (
+            self.method if not changed else f"{self.method}[{','.join(f'{k}={v}' for k, v in sorted(changed.items()))}]"
+        )
 
     @property
     def reference_teacher(self) -> str:
@@ -105,7 +121,9 @@ def load_suite(name_or_path: str, cli_set: dict[str, Any] | None = None) -> Suit
     source = str(path)
     if set(raw) != {"suite"}:
         extra = sorted(set(raw) - {"suite"})
-        raise ConfigError(f"{source}: a suite has one table, [suite]; found {', '.join(f'[{s}]' for s in extra) or 'none'}")
+        raise ConfigError(
+            f"{source}: a suite has one table, [suite]; found {', '.join(f'[{s}]' for s in extra) or 'none'}"
+        )
     table: SuiteTable = SuiteTable.parse(source, raw["suite"])
     from_file = {m: dict(p) for m, p in table.method_params.items()}
     from_cli: dict[str, dict[str, Any]] = {}
@@ -122,12 +140,22 @@ def load_suite(name_or_path: str, cli_set: dict[str, Any] | None = None) -> Suit
     method_params = {m: {**from_file.get(m, {}), **from_cli.get(m, {})} for m in [*from_file, *from_cli]}
     for method in method_params:
         if method not in table.methods:
-            raise ConfigError(f"{source}: parameters given for method {method!r}, which the suite does not run "
-                              f"(methods: {', '.join(table.methods)})")
+            raise ConfigError(
+                f"{source}: parameters given for method {method!r}, which the suite does not run "
+                f"(methods: {', '.join(table.methods)})"
+            )
     _check_method_params(source, from_file, method_params)
-    return Suite(name=table.name, protocol=protocol, methods=list(table.methods), students=list(table.students),
-                 teachers=None if table.teachers is None else list(table.teachers), seeds=list(table.seeds),
-                 method_params=method_params, source=source, teacher_roles=dict(table.teacher_roles))
+    return Suite(
+        name=table.name,
+        protocol=protocol,
+        methods=list(table.methods),
+        students=list(table.students),
+        teachers=None if table.teachers is None else list(table.teachers),
+        seeds=list(table.seeds),
+        method_params=method_params,
+        source=source,
+        teacher_roles=dict(table.teacher_roles),
+    )
 
 
 def _check_method_params(source: str, from_file: dict[str, dict[str, Any]], merged: dict[str, dict[str, Any]]) -> None:

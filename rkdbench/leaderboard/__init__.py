@@ -17,5 +17,16 @@ from .render import FORMATS, render, render_many
 from .table import COSTS, TIE_LEVEL, Table
 from .tables import build_tables
 
-__all__ = ["Table", "collect_runs", "build_tables", "per_example_loader", "config_loader", "history_loader", "render",
-           "render_many", "FORMATS", "TIE_LEVEL", "COSTS"]
+__all__ = [
+    "Table",
+    "collect_runs",
+    "build_tables",
+    "per_example_loader",
+    "config_loader",
+    "history_loader",
+    "render",
+    "render_many",
+    "FORMATS",
+    "TIE_LEVEL",
+    "COSTS",
+]

@@ -70,8 +70,9 @@ def history_loader(tracker: Tracker, metric: str = "val.pgd_acc") -> Callable[[s
     """A run's per-epoch values of `metric` as (step, value), sorted by step; the last value logged per step."""
 
     def load(run_id: str) -> list[tuple[int, float]]:
-        points = {m.step: m.value for m in sorted(tracker.metric_history(run_id, metric),
-                                                  key=lambda m: (m.step, m.timestamp))}
+        points = {
+            m.step: m.value for m in sorted(tracker.metric_history(run_id, metric), key=lambda m: (m.step, m.timestamp))
+        }
         return sorted((step, value) for step, value in points.items() if not math.isnan(value))
 
     return load

@@ -29,14 +29,17 @@ def _markdown_cell(cell: Shown) -> str:
 
 def to_markdown(table: Table) -> str:
     shown_table = pd.DataFrame({header: [_markdown_cell(c) for c in cells] for header, cells in shown(table).items()})
-    text = (f"### {table.title}\n\n{note(table)}\n\n"
-            + shown_table.to_markdown(index=False, disable_numparse=True) + "\n")
+    text = (
+        f"### {table.title}\n\n{note(table)}\n\n" + shown_table.to_markdown(index=False, disable_numparse=True) + "\n"
+    )
     gap = teacher_gap_note(table)
     if gap:
         text += f"\n{gap}\n"
     if table.references:
-        text += "\nReported numbers (provenance: V verified in the source, S quoted by a third party, R recalled, not " \
-                "verified):\n\n" + "".join(f"- {line}\n" for line in reference_notes(table))
+        text += (
+            "\nReported numbers (provenance: V verified in the source, S quoted by a third party, R recalled, not "
+            "verified):\n\n" + "".join(f"- {line}\n" for line in reference_notes(table))
+        )
     return text
 
 
@@ -71,9 +74,15 @@ def _json_value(value: Any) -> Any:
 def json_document(table: Table) -> dict[str, Any]:
     """The table and what identifies it; `rows` hold the CSV's columns (runs as seed -> run id)."""
     return {
-        "title": table.title, "protocol": table.protocol, "protocol_hash": table.protocol_hash,
-        "experiment": table.experiment, "experiment_id": table.experiment_id, "selection": table.selection,
-        "ranked_by": table.ranked_by, "attacks": table.attack_columns, "diagnostics": table.diagnostic_columns,
+        "title": table.title,
+        "protocol": table.protocol,
+        "protocol_hash": table.protocol_hash,
+        "experiment": table.experiment,
+        "experiment_id": table.experiment_id,
+        "selection": table.selection,
+        "ranked_by": table.ranked_by,
+        "attacks": table.attack_columns,
+        "diagnostics": table.diagnostic_columns,
         "references": [asdict(r) for r in table.references],
         "rows": [{k: _json_value(v) for k, v in row.items()} for row in export_frame(table).to_dict("records")],
         **({"ignored_runs": table.ignored_runs} if table.ignored_runs else {}),  # duplicates: `counting`

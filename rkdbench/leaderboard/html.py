@@ -70,14 +70,21 @@ def _td(cell: Shown) -> str:
 def _section(table: Table, figures: Sequence[str]) -> str:
     columns = shown(table)
     head = "".join(f"<th>{escape(header)}</th>" for header in columns)
-    rows = "\n".join("<tr>" + "".join(_td(cells[i]) for cells in columns.values()) + "</tr>"
-                     for i in range(len(table.frame)))
-    parts = [f"<h2>{escape(table.title)}</h2>", f'<p class="note">{escape(note(table))}</p>',
-             f'<table class="leaderboard">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>']
+    rows = "\n".join(
+        "<tr>" + "".join(_td(cells[i]) for cells in columns.values()) + "</tr>" for i in range(len(table.frame))
+    )
+    parts = [
+        f"<h2>{escape(table.title)}</h2>",
+        f'<p class="note">{escape(note(table))}</p>',
+        f'<table class="leaderboard">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>',
+    ]
     if table.references:
-        parts.append("<p>Reported numbers (provenance: V verified in the source, S quoted by a third party, R recalled, "
-                     "not verified):</p>\n<ul>\n" + "".join(f"<li>{escape(line)}</li>\n" for line in reference_notes(table))
-                     + "</ul>")
+        parts.append(
+            "<p>Reported numbers (provenance: V verified in the source, S quoted by a third party, R recalled, "
+            "not verified):</p>\n<ul>\n"
+            + "".join(f"<li>{escape(line)}</li>\n" for line in reference_notes(table))
+            + "</ul>"
+        )
     parts += [f'<figure><img src="{escape(name)}" alt="{escape(name)}"></figure>' for name in figures]
     return "<section>\n" + "\n".join(parts) + "\n</section>"
 
@@ -87,6 +94,8 @@ def to_html(tables: Sequence[Table], figures: Sequence[str] = ()) -> str:
     when the page holds one table."""
     title = tables[0].title if len(tables) == 1 else "rkdbench leaderboards"
     sections = "\n".join(_section(table, figures if len(tables) == 1 else ()) for table in tables)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{escape(title)}</title>\n'
-            f"<style>{STYLE}</style>\n</head>\n<body>\n<h1>rkdbench leaderboard</h1>\n{sections}\n"
-            f"<script>{SCRIPT}</script>\n</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{escape(title)}</title>\n'
+        f"<style>{STYLE}</style>\n</head>\n<body>\n<h1>rkdbench leaderboard</h1>\n{sections}\n"
+        f"<script>{SCRIPT}</script>\n</body>\n</html>\n"
+    )

@@ -20,6 +20,7 @@ class LeaderboardRequest:
     """What to build and where it goes. `fmt` `terminal` prints the compact table (after writing the files it names),
     any other format the full tables; `out` None writes no files; `only_hash` keeps one protocol hash (a suite's
     own); `n_points` is the evaluated subset size the terminal table mentions."""
+
     results: str
     fmt: str
     selection: str = "last"
@@ -44,14 +45,24 @@ def _build(request: LeaderboardRequest, tracker) -> list:
     runs = collect_runs(tracker, request.protocol)
     if request.only_hash is not None and not runs.empty:
         runs = runs[runs["protocol_hash"] == request.only_hash]
-    teachers = teacher_accuracies(tracker, [] if runs.empty else runs["teacher"].unique(),
-                                  model_dir_path(request.model_dir))
-    tables = build_tables(runs, request.selection, per_example_loader(tracker), config=config_loader(tracker),
-                          references=load_references(request.references), teachers=teachers, ui_url=request.ui_url)
+    teachers = teacher_accuracies(
+        tracker, [] if runs.empty else runs["teacher"].unique(), model_dir_path(request.model_dir)
+    )
+    tables = build_tables(
+        runs,
+        request.selection,
+        per_example_loader(tracker),
+        config=config_loader(tracker),
+        references=load_references(request.references),
+        teachers=teachers,
+        ui_url=request.ui_url,
+    )
     if not tables:
         protocol = request.protocol
-        raise UserError(f"no finished runs{' for protocol ' + repr(protocol) if protocol else ''} with "
-                        f"{request.selection} results in {request.results}; run a suite first (rkdbench demo)")
+        raise UserError(
+            f"no finished runs{' for protocol ' + repr(protocol) if protocol else ''} with "
+            f"{request.selection} results in {request.results}; run a suite first (rkdbench demo)"
+        )
     return tables
 
 
@@ -79,13 +90,21 @@ def print_leaderboards(request: LeaderboardRequest) -> None:
     history = history_loader(tracker)
     folders = folder_names(tables)
     for i, table in enumerate(tables):
-        published = publish(table, history, Path(request.out) / folders[i] if request.out is not None else None,
-                            tracker if request.log_to_mlflow else None)
+        published = publish(
+            table,
+            history,
+            Path(request.out) / folders[i] if request.out is not None else None,
+            tracker if request.log_to_mlflow else None,
+        )
         if terminal:  # the table names its full versions itself
-            click.echo(to_terminal(table, [p for p in published.paths if p.suffix in (".md", ".html")],
-                                   request.n_points))
+            click.echo(
+                to_terminal(table, [p for p in published.paths if p.suffix in (".md", ".html")], request.n_points)
+            )
         for path in published.paths if not terminal else ():
             click.echo(f"wrote {path}", err=True)
         if published.run_id is not None:
-            click.echo(f"{'logged' if published.new_run else 'unchanged since'} leaderboard run {published.run_id} "
-                       f"({table.experiment}, {table.selection})", err=True)
+            click.echo(
+                f"{'logged' if published.new_run else 'unchanged since'} leaderboard run {published.run_id} "
+                f"({table.experiment}, {table.selection})",
+                err=True,
+            )

@@ -30,8 +30,13 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both coordinates (higher is better), by x ascending;
     points with a NaN coordinate are never on it."""
     valid = [i for i, (x, y) in enumerate(points) if not (math.isnan(x) or math.isnan(y))]
-    front = [i for i in valid if not any(points[j][0] >= points[i][0] and points[j][1] >= points[i][1]
-                                         and points[j] != points[i] for j in valid)]
+    front = [
+        i
+        for i in valid
+        if not any(
+            points[j][0] >= points[i][0] and points[j][1] >= points[i][1] and points[j] != points[i] for j in valid
+        )
+    ]
     return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
 
 
@@ -61,12 +66,19 @@ def _scatter(ax: Axes, table: Table, x: pd.Series, x_std: pd.Series | None, y_la
     for i, label in enumerate(labels):
         if pd.isna(x.iloc[i]) or pd.isna(frame[f"{y_label}_mean"].iloc[i]):
             continue
-        ax.errorbar(x.iloc[i], frame[f"{y_label}_mean"].iloc[i],
-                    xerr=None if x_std is None else (x_std.fillna(0).iloc[i] or None),
-                    yerr=frame[f"{y_label}_std"].fillna(0).iloc[i] or None, fmt="o", color=_color(i), ms=5,
-                    capsize=2)
-        ax.annotate(label, (x.iloc[i], frame[f"{y_label}_mean"].iloc[i]), textcoords="offset points",
-                    xytext=(4, 3), fontsize=6).set_in_layout(False)  # long labels must not shrink the axes
+        ax.errorbar(
+            x.iloc[i],
+            frame[f"{y_label}_mean"].iloc[i],
+            xerr=None if x_std is None else (x_std.fillna(0).iloc[i] or None),
+            yerr=frame[f"{y_label}_std"].fillna(0).iloc[i] or None,
+            fmt="o",
+            color=_color(i),
+            ms=5,
+            capsize=2,
+        )
+        ax.annotate(
+            label, (x.iloc[i], frame[f"{y_label}_mean"].iloc[i]), textcoords="offset points", xytext=(4, 3), fontsize=6
+        ).set_in_layout(False)  # long labels must not shrink the axes
     ax.set_ylabel(f"{table.name(y_label)} accuracy (%)")
     ax.margins(x=0.12)  # room for the labels of the rightmost points
     ax.grid(alpha=0.3)
@@ -88,8 +100,14 @@ def pareto_figure(table: Table) -> Figure:
     frame = table.frame
     _scatter(ax, table, frame["clean_mean"], frame["clean_std"], y_label)
     front = pareto_front(list(zip(frame["clean_mean"], frame[f"{y_label}_mean"])))
-    ax.plot(frame["clean_mean"].iloc[front], frame[f"{y_label}_mean"].iloc[front], "--", color="0.3", lw=1,
-            label="Pareto frontier")
+    ax.plot(
+        frame["clean_mean"].iloc[front],
+        frame[f"{y_label}_mean"].iloc[front],
+        "--",
+        color="0.3",
+        lw=1,
+        label="Pareto frontier",
+    )
     ax.set_xlabel("clean accuracy (%)")
     ax.legend(fontsize=7, loc="lower left")
     return figure
@@ -99,8 +117,11 @@ def cost_figure(table: Table) -> Figure:
     y_label = table.aa_label or table.ranked_by
     figure, axes = _figure(f"{table.experiment}: {table.name(y_label)} vs training cost ({table.selection})", 2)
     frame = table.frame
-    for ax, column, name in zip(axes, ("train_seconds", "passes"),
-                                ("training wall time (s)", "passes per example per epoch\n(student + teacher, fwd + bwd)")):
+    for ax, column, name in zip(
+        axes,
+        ("train_seconds", "passes"),
+        ("training wall time (s)", "passes per example per epoch\n(student + teacher, fwd + bwd)"),
+    ):
         if frame[column].notna().any():
             _scatter(ax, table, frame[column], None, y_label)
             if frame[column].min() > 0 and frame[column].max() > 10 * frame[column].min():
@@ -137,5 +158,8 @@ def val_curves_figure(table: Table, history: Callable[[str], list[tuple[int, flo
 
 def figures(table: Table, history: Callable[[str], list[tuple[int, float]]]) -> dict[str, Figure]:
     """The leaderboard's plots by file stem: `pareto`, `aa_vs_cost`, `val_curves`."""
-    return {"pareto": pareto_figure(table), "aa_vs_cost": cost_figure(table),
-            "val_curves": val_curves_figure(table, history)}
+    return {
+        "pareto": pareto_figure(table),
+        "aa_vs_cost": cost_figure(table),
+        "val_curves": val_curves_figure(table, history),
+    }

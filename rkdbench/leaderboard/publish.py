@@ -57,10 +57,12 @@ def folder_names(tables: Sequence[Table]) -> dict[int, str]:
 def leaderboard_texts(table: Table) -> dict[str, str]:
     """File name -> text of the md, csv, json and html forms; the page shows the plots written beside it."""
     plots = [file_name(stem, "png", table.selection) for stem in PLOTS]
-    return {file_name("leaderboard", "md", table.selection): to_markdown(table),
-            file_name("leaderboard", "csv", table.selection): to_csv(table),
-            file_name("leaderboard", "json", table.selection): to_json(table),
-            file_name("leaderboard", "html", table.selection): to_html([table], plots)}
+    return {
+        file_name("leaderboard", "md", table.selection): to_markdown(table),
+        file_name("leaderboard", "csv", table.selection): to_csv(table),
+        file_name("leaderboard", "json", table.selection): to_json(table),
+        file_name("leaderboard", "html", table.selection): to_html([table], plots),
+    }
 
 
 def _digest(texts: dict[str, str]) -> str:
@@ -71,8 +73,12 @@ def _digest(texts: dict[str, str]) -> str:
 
 
 def _latest_run(tracker: Tracker, experiment_id: str, table: Table):
-    runs = tracker.search_runs(schema.leaderboard_runs(table.protocol_hash, table.selection), [experiment_id],
-                               order_by=schema.NEWEST_FIRST, max_results=1)
+    runs = tracker.search_runs(
+        schema.leaderboard_runs(table.protocol_hash, table.selection),
+        [experiment_id],
+        order_by=schema.NEWEST_FIRST,
+        max_results=1,
+    )
     return runs[0] if runs else None
 
 
@@ -80,10 +86,19 @@ def _log(tracker: Tracker, table: Table, texts: dict[str, str], plots: dict[str,
     from .plots import SAVE
 
     experiment_id = table.experiment_id or tracker.experiment_id(table.experiment)
-    run_id = tracker.create_run(experiment_id, file_name("leaderboard", "md", table.selection)[:-3],
-                                schema.leaderboard_tags(protocol=table.protocol, protocol_hash=table.protocol_hash,
-                                                        selection=table.selection, ranked_by=table.ranked_by,
-                                                        rows=len(table.frame), digest=digest, git_sha=git_sha()))
+    run_id = tracker.create_run(
+        experiment_id,
+        file_name("leaderboard", "md", table.selection)[:-3],
+        schema.leaderboard_tags(
+            protocol=table.protocol,
+            protocol_hash=table.protocol_hash,
+            selection=table.selection,
+            ranked_by=table.ranked_by,
+            rows=len(table.frame),
+            digest=digest,
+            git_sha=git_sha(),
+        ),
+    )
     try:
         with tempfile.TemporaryDirectory() as folder:
             for name, text in texts.items():
@@ -103,8 +118,12 @@ def _log(tracker: Tracker, table: Table, texts: dict[str, str], plots: dict[str,
     return run_id
 
 
-def publish(table: Table, history: Callable[[str], list[tuple[int, float]]], folder: Path | None = None,
-            tracker: Tracker | None = None) -> Published:
+def publish(
+    table: Table,
+    history: Callable[[str], list[tuple[int, float]]],
+    folder: Path | None = None,
+    tracker: Tracker | None = None,
+) -> Published:
     """Write the table's files into `folder` and/or log them as a leaderboard run with `tracker` (reusing the
     newest one when nothing changed)."""
     from .plots import SAVE, figures
@@ -123,7 +142,11 @@ def publish(table: Table, history: Callable[[str], list[tuple[int, float]]], fol
     if tracker is not None:
         digest = _digest(texts)
         latest = _latest_run(tracker, table.experiment_id or tracker.experiment_id(table.experiment), table)
-        if latest is not None and latest.info.status == "FINISHED" and latest.data.tags.get(schema.LEADERBOARD_SHA256) == digest:
+        if (
+            latest is not None
+            and latest.info.status == "FINISHED"
+            and latest.data.tags.get(schema.LEADERBOARD_SHA256) == digest
+        ):
             published.run_id = latest.info.run_id
         else:
             published.run_id, published.new_run = _log(tracker, table, texts, plots, digest), True

@@ -54,8 +54,10 @@ def _accuracy_column(frame: pd.DataFrame, label: str) -> list[Shown]:
     """mean ± std, in bold where the mean, as displayed, is the column's best (ties all bold)."""
     means, stds = frame[f"{label}_mean"], frame[f"{label}_std"]
     best = round(means.max(), 1) if means.notna().any() else None
-    return [Shown(cell_text(m, s), m, strong=best is not None and not pd.isna(m) and round(m, 1) == best)
-            for m, s in zip(means, stds)]
+    return [
+        Shown(cell_text(m, s), m, strong=best is not None and not pd.isna(m) and round(m, 1) == best)
+        for m, s in zip(means, stds)
+    ]
 
 
 def _passes(row: pd.Series) -> Shown:
@@ -78,24 +80,30 @@ def shown(table: Table) -> dict[str, list[Shown]]:
     }
     if "precision" in frame:
         mixed = mixes_precisions(frame)
-        columns["precision"] = [Shown(f"{v} {PRECISION_MARK}" if mixed and v != "fp32" else str(v), str(v))
-                                for v in frame["precision"]]
+        columns["precision"] = [
+            Shown(f"{v} {PRECISION_MARK}" if mixed and v != "fp32" else str(v), str(v)) for v in frame["precision"]
+        ]
     for label in table.attack_columns:
         columns[table.name(label)] = _accuracy_column(frame, label)
         if label == table.aa_label and _has(frame, f"worst_class_{label}"):
             columns[f"{table.name(label)} worst-class"] = _accuracy_column(frame, f"worst_class_{label}")
     if "reported_aa" in frame:
-        columns["reported AA"] = [Shown("" if pd.isna(r) else f"{r:.2f} [{tag}]", r)
-                                  for r, tag in zip(frame["reported_aa"], frame["reported_tag"])]
+        columns["reported AA"] = [
+            Shown("" if pd.isna(r) else f"{r:.2f} [{tag}]", r)
+            for r, tag in zip(frame["reported_aa"], frame["reported_tag"])
+        ]
         columns["Δ AA"] = [_signed(d) for d in frame["delta_aa"]]
     if "aa_gap_to_teacher" in frame and (frame["teacher"] != NO_TEACHER).any():
         columns["AA gap to teacher"] = [_signed(g) for g in frame["aa_gap_to_teacher"]]
     for metric in table.diagnostic_columns:
-        columns[DIAGNOSTICS[metric]] = [Shown(cell_text(m, s, 2), m) for m, s in zip(frame[f"{metric}_mean"], frame[f"{metric}_std"])]
+        columns[DIAGNOSTICS[metric]] = [
+            Shown(cell_text(m, s, 2), m) for m, s in zip(frame[f"{metric}_mean"], frame[f"{metric}_std"])
+        ]
     for label in table.attack_columns:
         if _has(frame, f"tas_{label}"):
-            columns[f"TAS {table.name(label)}"] = [Shown(cell_text(m, s), m) for m, s in
-                                                   zip(frame[f"tas_{label}_mean"], frame[f"tas_{label}_std"])]
+            columns[f"TAS {table.name(label)}"] = [
+                Shown(cell_text(m, s), m) for m, s in zip(frame[f"tas_{label}_mean"], frame[f"tas_{label}_std"])
+            ]
     if frame["train_seconds"].notna().any():
         columns["train s"] = [_number(v, 0) for v in frame["train_seconds"]]
     if frame["gpu_hours"].notna().any():
@@ -105,8 +113,13 @@ def shown(table: Table) -> dict[str, list[Shown]]:
     if "p_vs_best" in frame:
         columns["vs best"] = [Shown(versus_best(i, p), p) for i, p in enumerate(frame["p_vs_best"])]
     columns["flags"] = [Shown(codes=tuple(c for c in codes.split(",") if c), sort=codes) for codes in frame["flags"]]
-    columns["run"] = [Shown(next(iter(runs.values()))[:8] + (f" +{len(runs) - 1}" if len(runs) > 1 else ""),
-                            href=table.run_link(next(iter(runs.values())))) for runs in frame["runs"]]
+    columns["run"] = [
+        Shown(
+            next(iter(runs.values()))[:8] + (f" +{len(runs) - 1}" if len(runs) > 1 else ""),
+            href=table.run_link(next(iter(runs.values()))),
+        )
+        for runs in frame["runs"]
+    ]
     return columns
 
 
@@ -116,18 +129,23 @@ def _has(frame: pd.DataFrame, name: str) -> bool:
 
 def note(table: Table) -> str:
     """One line saying what the numbers are and what each mark means."""
-    text = ("Accuracy in % on the protocol's test points (mean ± std over n seeds; the best of each accuracy column "
-            "in bold)")
+    text = (
+        "Accuracy in % on the protocol's test points (mean ± std over n seeds; the best of each accuracy column "
+        "in bold)"
+    )
     if "precision" in table.frame:
         text += "; precision = the training step's arithmetic (fp32 by default, bf16 opt-in)"
         if mixes_precisions(table.frame):
-            text += (f"; {PRECISION_MARK} THIS TABLE MIXES bf16- AND fp32-TRAINED ROWS (a legacy `precision = \"auto\"` "
-                     f"protocol run on different devices): rows marked {PRECISION_MARK} did not train in fp32")
+            text += (
+                f'; {PRECISION_MARK} THIS TABLE MIXES bf16- AND fp32-TRAINED ROWS (a legacy `precision = "auto"` '
+                f"protocol run on different devices): rows marked {PRECISION_MARK} did not train in fp32"
+            )
     if table.aa_label and _has(table.frame, f"worst_class_{table.aa_label}"):
         text += "; worst-class = the lowest per-class AutoAttack accuracy (Fair-ARD's robust-fairness metric)"
     if any(_has(table.frame, f"tas_{label}") for label in table.attack_columns):
-        text += ("; TAS = of the test points whose adversarial example fools the student, the % that also fool the "
-                 "teacher")
+        text += (
+            "; TAS = of the test points whose adversarial example fools the student, the % that also fool the teacher"
+        )
     if table.diagnostic_columns:
         text += "; spec = mean best teacher-student unit correlation of the last checkpoint (clean / PGD inputs)"
     if "reported_aa" in table.frame:
@@ -136,9 +154,11 @@ def note(table: Table) -> str:
         text += "; AA gap to teacher = AutoAttack − the teacher's own, measured under the same evaluation"
     text += "; flags = evaluation checks any seed failed (docs/tracking.md)"
     if "p_vs_best" in table.frame:
-        text += (f"; vs best = exact McNemar p-value against rank 1 on paired per-example "
-                 f"{table.name(table.ranked_by)} robustness, ≈ when p >= {TIE_LEVEL} "
-                 f"(not significantly different)")
+        text += (
+            f"; vs best = exact McNemar p-value against rank 1 on paired per-example "
+            f"{table.name(table.ranked_by)} robustness, ≈ when p >= {TIE_LEVEL} "
+            f"(not significantly different)"
+        )
     return text + "; every column: docs/leaderboards.md."
 
 
@@ -152,10 +172,12 @@ def teacher_gap_note(table: Table) -> str | None:
     missing = sorted({t for t, v in zip(frame["teacher"], frame["teacher_aa"]) if t != NO_TEACHER and pd.isna(v)})
     if not missing:
         return None
-    return (f"AA gap to teacher: empty for {', '.join(missing)}: no measurement of the teacher under this evaluation "
-            f"(protocol hash {table.protocol_hash[:12]}, or the same test points, threat and attacks) in the store "
-            f"or the model dir's teacher card; `rkdbench evaluate <teacher> --protocol {table.protocol}` with the "
-            f"suite's --n-examples measures it (and --model-dir if the teacher lives elsewhere).")
+    return (
+        f"AA gap to teacher: empty for {', '.join(missing)}: no measurement of the teacher under this evaluation "
+        f"(protocol hash {table.protocol_hash[:12]}, or the same test points, threat and attacks) in the store "
+        f"or the model dir's teacher card; `rkdbench evaluate <teacher> --protocol {table.protocol}` with the "
+        f"suite's --n-examples measures it (and --model-dir if the teacher lives elsewhere)."
+    )
 
 
 def reference_notes(table: Table) -> list[str]:

@@ -19,8 +19,12 @@ TIE_LEVEL = 0.05  # a row whose paired p-value against the best is at least this
 # Diagnostics shown after the accuracies when the runs have them (student specialization, METHODS.md §11).
 DIAGNOSTICS = {"spec.clean.mean_best": "spec clean", "spec.adv.mean_best": "spec adv"}
 # Forward/backward passes per training example per epoch, as the engine counts them (column -> metric)
-COSTS = {"student_forward": "cost.student_forward", "student_backward": "cost.student_backward",
-         "teacher_forward": "cost.teacher_forward", "teacher_backward": "cost.teacher_backward"}
+COSTS = {
+    "student_forward": "cost.student_forward",
+    "student_backward": "cost.student_backward",
+    "teacher_forward": "cost.teacher_forward",
+    "teacher_backward": "cost.teacher_backward",
+}
 
 
 @dataclass
@@ -44,7 +48,9 @@ class Table:
 
     @property
     def title(self) -> str:
-        return f"{self.experiment} (protocol {self.protocol}, hash {self.protocol_hash[:12]}, selection {self.selection})"
+        return (
+            f"{self.experiment} (protocol {self.protocol}, hash {self.protocol_hash[:12]}, selection {self.selection})"
+        )
 
     def name(self, label: str) -> str:
         """How a column of this label is headed: its attack's declared name (`PGD-20`), else the label."""

@@ -10,14 +10,21 @@ only read the tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
-from ..attack_traits import (ATTACK_PARAM, attack_plugins, display_names, final_label, rank_label, stored_specs,
-                             table_order)
+from ..attack_traits import (
+    ATTACK_PARAM,
+    attack_plugins,
+    display_names,
+    final_label,
+    rank_label,
+    stored_specs,
+    table_order,
+)
 from ..compare import mcnemar_exact
 from ..flags import FLAG_TAGS
 from ..references import Reference, join_references, load_references
@@ -61,9 +68,14 @@ def _attacks(runs: pd.DataFrame, first: pd.Series, config: dict[str, Any] | None
 
 def _attack_labels(runs: pd.DataFrame, prefix: str, attacks: Attacks) -> list[str]:
     """Labels with a metric: clean first, then the protocol's order (unknown ones after), final attacks last."""
-    labels = {c[len("metrics." + prefix):-4] for c in runs.columns
-              if c.startswith("metrics." + prefix) and c.endswith("_acc") and runs[c].notna().any()
-              and "." not in c[len("metrics." + prefix):]}  # `aa.apgd-ce_acc` are stages, not attacks
+    labels = {
+        c[len("metrics." + prefix) : -4]
+        for c in runs.columns
+        if c.startswith("metrics." + prefix)
+        and c.endswith("_acc")
+        and runs[c].notna().any()
+        and "." not in c[len("metrics." + prefix) :]
+    }  # `aa.apgd-ce_acc` are stages, not attacks
     labels = {label for label in labels if label != "worst" and not label.startswith("worst_class_")}
     return table_order(attacks.order, labels, attacks.specs, attacks.plugins)
 
@@ -89,8 +101,9 @@ def _device(group: pd.DataFrame) -> pd.Series:
     return device
 
 
-def _row(key: tuple, group: pd.DataFrame, prefix: str, labels: list[str], diagnostics: list[str],
-         selection: str) -> dict[str, Any]:
+def _row(
+    key: tuple, group: pd.DataFrame, prefix: str, labels: list[str], diagnostics: list[str], selection: str
+) -> dict[str, Any]:
     row: dict[str, Any] = dict(zip(GROUP, key))
     row["n"] = len(group)
     row["seeds"] = ",".join(sorted(group["seed"].astype(str)))
@@ -113,11 +126,16 @@ def _row(key: tuple, group: pd.DataFrame, prefix: str, labels: list[str], diagno
     return row
 
 
-def build_tables(runs: pd.DataFrame, selection: str = "last",
-                 per_example: Callable[[str], pd.DataFrame | None] | None = None, *,
-                 config: Callable[[str], dict[str, Any] | None] | None = None,
-                 references: Sequence[Reference] | None = None, teachers: TeacherAccuracies | None = None,
-                 ui_url: str = "") -> list[Table]:
+def build_tables(
+    runs: pd.DataFrame,
+    selection: str = "last",
+    per_example: Callable[[str], pd.DataFrame | None] | None = None,
+    *,
+    config: Callable[[str], dict[str, Any] | None] | None = None,
+    references: Sequence[Reference] | None = None,
+    teachers: TeacherAccuracies | None = None,
+    ui_url: str = "",
+) -> list[Table]:
     """One `Table` per protocol hash, rows aggregated over seeds and sorted by the protocol's `eval.rank_by`, else
     its final attack (AutoAttack), else its last attack; with `per_example` (run id -> per-example frame) each row
     also gets its paired p-value against the best, with `config` (run id -> its config.toml) attacks follow the
@@ -128,7 +146,9 @@ def build_tables(runs: pd.DataFrame, selection: str = "last",
     references = load_references() if references is None else list(references)
     prefix = SELECTION_PREFIX[selection]
     tables = []
-    for (protocol, protocol_hash, experiment), runs_p in runs.groupby(["protocol", "protocol_hash", "experiment"], sort=True):
+    for (protocol, protocol_hash, experiment), runs_p in runs.groupby(
+        ["protocol", "protocol_hash", "experiment"], sort=True
+    ):
         first = runs_p.sort_values("run_id").iloc[0]
         attacks = _attacks(runs_p, first, config(first["run_id"]) if config is not None else None)
         labels = _attack_labels(runs_p, prefix, attacks)
@@ -136,31 +156,57 @@ def build_tables(runs: pd.DataFrame, selection: str = "last",
             continue
         aa_label = final_label(labels, attacks.specs, attacks.plugins)
         diagnostics = [m for m in DIAGNOSTICS if f"metrics.{m}" in runs_p and runs_p[f"metrics.{m}"].notna().all()]
-        rows = [_row(key, group, prefix, labels, diagnostics, selection) for key, group in runs_p.groupby(GROUP, sort=True)]
+        rows = [
+            _row(key, group, prefix, labels, diagnostics, selection) for key, group in runs_p.groupby(GROUP, sort=True)
+        ]
         rank_by = attacks.rank_by if attacks.rank_by in labels else None  # no numbers for it in this selection
         ranked = rank_label(labels, attacks.specs, attacks.plugins, rank_by)
-        frame = pd.DataFrame(rows).sort_values([f"{ranked}_mean", *GROUP],
-                                               ascending=[False, True, True, True]).reset_index(drop=True)
+        frame = (
+            pd.DataFrame(rows)
+            .sort_values([f"{ranked}_mean", *GROUP], ascending=[False, True, True, True])
+            .reset_index(drop=True)
+        )
         if aa_label is not None:
-            key = evaluation_key({c[len("params."):]: v for c, v in first.items() if str(c).startswith("params.")})
+            key = evaluation_key({c[len("params.") :]: v for c, v in first.items() if str(c).startswith("params.")})
             found = [teachers.find(t, protocol_hash, key, aa_label) if teachers else None for t in frame["teacher"]]
-            frame.insert(int(frame.columns.get_loc("train_seconds")), "teacher_aa",
-                         [float("nan") if v is None else v for v in found])
-            frame.insert(int(frame.columns.get_loc("train_seconds")), "aa_gap_to_teacher",
-                         frame[f"{aa_label}_mean"] - frame["teacher_aa"])
+            frame.insert(
+                int(frame.columns.get_loc("train_seconds")),
+                "teacher_aa",
+                [float("nan") if v is None else v for v in found],
+            )
+            frame.insert(
+                int(frame.columns.get_loc("train_seconds")),
+                "aa_gap_to_teacher",
+                frame[f"{aa_label}_mean"] - frame["teacher_aa"],
+            )
         joined = join_references(frame, experiment, references, aa_label)
         if per_example is not None:
             frame["p_vs_best"] = _p_values_vs_best(frame, ranked, selection, per_example)
         experiment_id = str(first["experiment_id"]) if "experiment_id" in first else ""
-        tables.append(Table(protocol, protocol_hash, experiment, selection, frame, labels, diagnostics, ranked,
-                            experiment_id, aa_label, joined, ui_url,
-                            int(runs.attrs.get(IGNORED, {}).get(protocol_hash, 0)),
-                            display_names(attacks.specs, attacks.plugins)))
+        tables.append(
+            Table(
+                protocol,
+                protocol_hash,
+                experiment,
+                selection,
+                frame,
+                labels,
+                diagnostics,
+                ranked,
+                experiment_id,
+                aa_label,
+                joined,
+                ui_url,
+                int(runs.attrs.get(IGNORED, {}).get(protocol_hash, 0)),
+                display_names(attacks.specs, attacks.plugins),
+            )
+        )
     return tables
 
 
-def _p_values_vs_best(frame: pd.DataFrame, label: str, selection: str,
-                      per_example: Callable[[str], pd.DataFrame | None]) -> list[float]:
+def _p_values_vs_best(
+    frame: pd.DataFrame, label: str, selection: str, per_example: Callable[[str], pd.DataFrame | None]
+) -> list[float]:
     """Exact McNemar p-value of each row against the top row on the ranked attack's per-example robustness,
     pairing test points within each seed both rows ran (so seeds are pooled, never mixed); NaN without data."""
     best = frame.iloc[0]["runs"]

@@ -24,7 +24,7 @@ MIN_NAME = 6  # a name column never shrinks below this (plus its `…`)
 
 
 def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def _teacher_name(teacher: str) -> str:
@@ -43,12 +43,18 @@ def _fit(widths: dict[str, int], names: Sequence[str], room: int) -> dict[str, i
 
 def _columns(table: Table) -> dict[str, list[str]]:
     frame = table.frame
-    columns = {"rank": [str(i + 1) for i in range(len(frame))], "method": list(frame["method_variant"]),
-               "student": list(frame["student"]), "teacher": [_teacher_name(t) for t in frame["teacher"]],
-               "n": [str(v) for v in frame["n"]]}
+    columns = {
+        "rank": [str(i + 1) for i in range(len(frame))],
+        "method": list(frame["method_variant"]),
+        "student": list(frame["student"]),
+        "teacher": [_teacher_name(t) for t in frame["teacher"]],
+        "n": [str(v) for v in frame["n"]],
+    }
     for label in table.attack_columns:
-        columns[table.name(label)] = [cell_text(m, s).replace(" ± ", "±")  # 6 columns more for the names
-                                      for m, s in zip(frame[f"{label}_mean"], frame[f"{label}_std"])]
+        columns[table.name(label)] = [
+            cell_text(m, s).replace(" ± ", "±")  # 6 columns more for the names
+            for m, s in zip(frame[f"{label}_mean"], frame[f"{label}_std"])
+        ]
     if "p_vs_best" in frame:
         columns["vs best"] = [versus_best(i, p) for i, p in enumerate(frame["p_vs_best"])]
     return columns
@@ -61,8 +67,10 @@ def _gap_line(table: Table) -> str | None:
         return None
     teachers = {_teacher_name(t): v for t, v in zip(frame["teacher"], frame["teacher_aa"]) if not pd.isna(v)}
     gaps = [f"{m} {g:+.1f}" for m, g in zip(frame["method_variant"], frame["aa_gap_to_teacher"]) if not pd.isna(g)]
-    return (f"AA gap to teacher ({', '.join(f'{t} {v:.1f}' for t, v in teachers.items())}, same evaluation): "
-            + ", ".join(gaps))
+    return (
+        f"AA gap to teacher ({', '.join(f'{t} {v:.1f}' for t, v in teachers.items())}, same evaluation): "
+        + ", ".join(gaps)
+    )
 
 
 def to_terminal(table: Table, files: Sequence[Path] = (), n_points: int | None = None, width: int = WIDTH) -> str:
@@ -75,21 +83,26 @@ def to_terminal(table: Table, files: Sequence[Path] = (), n_points: int | None =
     right = {h for h in columns if h not in names}
 
     def line(cells: dict[str, str]) -> str:
-        parts = [(cells[h].rjust(widths[h]) if h in right else _shorten(cells[h], widths[h]).ljust(widths[h]))
-                 for h in columns]
+        parts = [
+            (cells[h].rjust(widths[h]) if h in right else _shorten(cells[h], widths[h]).ljust(widths[h]))
+            for h in columns
+        ]
         return GAP.join(parts).rstrip()
 
-    lines = [_shorten(table.title, width), line({h: h for h in columns}),
-             line({h: "-" * widths[h] for h in columns})]
+    lines = [_shorten(table.title, width), line({h: h for h in columns}), line({h: "-" * widths[h] for h in columns})]
     lines += [line({h: cells[i] for h, cells in columns.items()}) for i in range(len(table.frame))]
     where = f"the first {n_points} test points" if n_points else "the protocol's test points"
-    notes = [f"Accuracy in % on {where} (mean ± std over n seeds); vs best: exact McNemar test against rank 1, "
-             f"≈ = not significantly different."]
+    notes = [
+        f"Accuracy in % on {where} (mean ± std over n seeds); vs best: exact McNemar test against rank 1, "
+        f"≈ = not significantly different."
+    ]
     notes += [n for n in (_gap_line(table), teacher_gap_note(table)) if n]
     lines += [wrapped for n in notes for wrapped in textwrap.wrap(n, width, break_on_hyphens=False)]
     if files:
         lines.append("Full leaderboard (every column: teacher gap, cost, flags, run links):")
         lines += [f"  {path}" for path in files]
     else:
-        lines.append("Full leaderboard (every column): `rkdbench leaderboard --format md`; `--out DIR` writes the files.")
+        lines.append(
+            "Full leaderboard (every column): `rkdbench leaderboard --format md`; `--out DIR` writes the files."
+        )
     return "\n".join(lines) + "\n"

@@ -31,18 +31,36 @@ def protocol_experiment(tracker: Tracker, protocol) -> str:
 
 def _tags(cell: Cell) -> dict[str, str]:
     component = get_registry().get("method", cell.method)
-    return schema.cell_tags(cell=cell.key, protocol=cell.protocol.name, protocol_hash=cell.protocol.hash,
-                            protocol_overrides=str(cell.protocol.overrides), method=cell.method, variant=cell.variant,
-                            student=cell.student, teacher=cell.teacher, seed=cell.seed, suite=cell.suite,
-                            plugin=component.dist, extra_teachers=cell.extra_teachers,
-                            plugin_version=component.version, git_sha=git_sha())
+    return schema.cell_tags(
+        cell=cell.key,
+        protocol=cell.protocol.name,
+        protocol_hash=cell.protocol.hash,
+        protocol_overrides=str(cell.protocol.overrides),
+        method=cell.method,
+        variant=cell.variant,
+        student=cell.student,
+        teacher=cell.teacher,
+        seed=cell.seed,
+        suite=cell.suite,
+        plugin=component.dist,
+        extra_teachers=cell.extra_teachers,
+        plugin_version=component.version,
+        git_sha=git_sha(),
+    )
 
 
 def _params(cell: Cell) -> dict[str, Any]:
     params = schema.protocol_params(cell.protocol.data)
     params.update({f"method.{k}": v for k, v in cell.method_params.items()})
-    params.update({"cell.method": cell.method, "cell.student": cell.student, "cell.teacher": cell.teacher,
-                   "cell.seed": cell.seed, "cell.method_version": cell.method_version})
+    params.update(
+        {
+            "cell.method": cell.method,
+            "cell.student": cell.student,
+            "cell.teacher": cell.teacher,
+            "cell.seed": cell.seed,
+            "cell.method_version": cell.method_version,
+        }
+    )
     return params
 
 
@@ -74,16 +92,29 @@ def _create_run(cell: Cell, tracker: Tracker, journaled: JournaledTracker, exper
     journaled.journal.discard_pending()  # entries for a run this store does not have
     run_id = tracker.create_run(experiment_id, cell.label.replace(" / ", "-").replace(" ", ""), _tags(cell))
     journaled.log_params(run_id, _params(cell))
-    (workdir / "config.toml").write_text(to_toml({"cell": {"key": cell.key, "method": cell.method,
-                                                           "student": cell.student, "teacher": cell.teacher,
-                                                           "seed": cell.seed, "suite": cell.suite},
-                                                  "method_params": cell.method_params, **cell.protocol.data}))
+    (workdir / "config.toml").write_text(
+        to_toml(
+            {
+                "cell": {
+                    "key": cell.key,
+                    "method": cell.method,
+                    "student": cell.student,
+                    "teacher": cell.teacher,
+                    "seed": cell.seed,
+                    "suite": cell.suite,
+                },
+                "method_params": cell.method_params,
+                **cell.protocol.data,
+            }
+        )
+    )
     journaled.log_artifact(run_id, workdir / "config.toml")
     return run_id
 
 
-def _run_leased(cell: Cell, tracker: Tracker, options: RunOptions, position: str, experiment_id: str,
-                workdir: Path) -> CellOutcome:
+def _run_leased(
+    cell: Cell, tracker: Tracker, options: RunOptions, position: str, experiment_id: str, workdir: Path
+) -> CellOutcome:
     existing = tracker.find_run(experiment_id, cell.key)  # again: a worker may have finished it meanwhile
     if existing is not None and existing.info.status == "FINISHED":
         return _skipped(cell, existing, options, position)
@@ -91,10 +122,10 @@ def _run_leased(cell: Cell, tracker: Tracker, options: RunOptions, position: str
     if existing is not None:
         run_id = existing.info.run_id
         if journaled.journal.terminal_status(run_id) == "FINISHED":  # trained; only its logging was cut short
-            say(options, f"{position} deliver {cell.label}: trained earlier, logging it from "
-                         f"{journaled.journal.path}")
-            return _delivered(journaled, CellOutcome(cell, "finished", run_id, journaled.journal.metrics(run_id)),
-                              options, position)
+            say(options, f"{position} deliver {cell.label}: trained earlier, logging it from {journaled.journal.path}")
+            return _delivered(
+                journaled, CellOutcome(cell, "finished", run_id, journaled.journal.metrics(run_id)), options, position
+            )
         journaled.mark_running(run_id)
     else:
         run_id = _create_run(cell, tracker, journaled, experiment_id, workdir)
@@ -119,9 +150,14 @@ def _delivered(journaled: JournaledTracker, outcome: CellOutcome, options: RunOp
         return outcome
     pending = len(journaled.journal.pending)
     outcome.status = "undelivered"
-    why = journaled.last_error if journaled.rejected else f"tracking store {journaled.uri} unreachable " \
-                                                          f"({journaled.last_error})"
-    outcome.error = (f"{why}; {pending} log entries kept in {journaled.journal.path}: run the suite again to "
-                     f"deliver them (nothing is retrained)")
+    why = (
+        journaled.last_error
+        if journaled.rejected
+        else f"tracking store {journaled.uri} unreachable ({journaled.last_error})"
+    )
+    outcome.error = (
+        f"{why}; {pending} log entries kept in {journaled.journal.path}: run the suite again to "
+        f"deliver them (nothing is retrained)"
+    )
     say(options, f"[red]{position} undelivered {outcome.cell.label}: {outcome.error}[/]")
     return outcome

@@ -24,7 +24,6 @@ from ..plugins import get_registry
 __all__ = ["Cell", "NO_TEACHER", "expand_cells", "build_method", "method_of", "fresh_method"]
 
 
-
 def build_method(name: str, overrides: dict[str, Any]) -> Method:
     """The one place a cell's method is instantiated: the registered method `name` with `overrides`."""
     return get_registry().get("method", name).instantiate(**overrides)
@@ -50,8 +49,9 @@ def _check_components(suite: Suite) -> list[str]:
     for label, spec in protocol.eval.attacks.items():
         params = {k: v for k, v in spec.items() if k != "attack"}
         try:
-            registry.get("attack", spec["attack"]).instantiate(norm=protocol.threat.norm,
-                                                               eps=protocol.threat.eps, **params)
+            registry.get("attack", spec["attack"]).instantiate(
+                norm=protocol.threat.norm, eps=protocol.threat.eps, **params
+            )
         except ConfigError as exc:
             raise ConfigError(f"{protocol.source}: eval.attacks.{label}: {exc}") from None
     teachers = suite.teachers or ([protocol.header.teacher] if protocol.header.teacher else [])
@@ -74,20 +74,35 @@ def expand_cells(suite: Suite) -> list[Cell]:
         method = build_method(method_name, overrides)
         method_teachers = teachers if method.uses_teacher else [NO_TEACHER]
         if method.uses_teacher and not teachers:
-            raise ConfigError(f"method {method_name!r} needs a teacher, but protocol {protocol.name!r} names none "
-                              f"and suite {suite.name!r} gives no `teachers`")
+            raise ConfigError(
+                f"method {method_name!r} needs a teacher, but protocol {protocol.name!r} names none "
+                f"and suite {suite.name!r} gives no `teachers`"
+            )
         extra_roles = method.teacher_roles[1:]
         missing = [role for role in extra_roles if role not in suite.teacher_roles]
         if missing:
-            raise ConfigError(f"{suite.source}: method {method_name!r} needs a {missing[0]!r} teacher; add it as "
-                              f"[suite.teacher_roles] {missing[0]} = \"<teacher id>\" (teachers: "
-                              f"{', '.join(registry.names('teacher'))})")
+            raise ConfigError(
+                f"{suite.source}: method {method_name!r} needs a {missing[0]!r} teacher; add it as "
+                f'[suite.teacher_roles] {missing[0]} = "<teacher id>" (teachers: '
+                f"{', '.join(registry.names('teacher'))})"
+            )
         extra = {role: suite.teacher_roles[role] for role in extra_roles}
         for student in suite.students:
             for teacher in method_teachers:
                 for seed in suite.seeds:
-                    cells.append(Cell(protocol=protocol, method=method_name, method_params=method.describe(),
-                                      method_version=f"{component.dist}:{component.version}:{method.version}",
-                                      student=student, teacher=teacher, seed=seed, suite=suite.name,
-                                      method_overrides=dict(overrides), extra_teachers=extra, built_method=method))
+                    cells.append(
+                        Cell(
+                            protocol=protocol,
+                            method=method_name,
+                            method_params=method.describe(),
+                            method_version=f"{component.dist}:{component.version}:{method.version}",
+                            student=student,
+                            teacher=teacher,
+                            seed=seed,
+                            suite=suite.name,
+                            method_overrides=dict(overrides),
+                            extra_teachers=extra,
+                            built_method=method,
+                        )
+                    )
     return cells

@@ -21,6 +21,7 @@ __all__ = ["DryRunRequest", "print_dry_run", "CalibrateRequest", "calibrate_suit
 class DryRunRequest:
     """Which cells to price and how: `gpu_tflops` None is the cost model's default throughput; `device` None is the
     protocol's; `as_json` prints one JSON document instead of lines."""
+
     suite: Any  # a loaded rkdbench.config.Suite
     cells: list
     model_dir: Path
@@ -31,8 +32,13 @@ class DryRunRequest:
 
 def _teacher_architectures(cards: dict[str, Any]) -> dict[str, tuple[str, tuple]]:
     """teacher id -> (architecture, hashable arch kwargs): what the cost model keys teacher passes on."""
-    return {t: (card.architecture, tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                                                for k, v in card.arch_kwargs.items()))) for t, card in cards.items()}
+    return {
+        t: (
+            card.architecture,
+            tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in card.arch_kwargs.items())),
+        )
+        for t, card in cards.items()
+    }
 
 
 def print_dry_run(request: DryRunRequest) -> None:
@@ -61,41 +67,69 @@ def print_dry_run(request: DryRunRequest) -> None:
         if sizes is not None:
             cost = estimate_cell(cell, arch, tuple(dataset.input_shape), dataset.num_classes, sizes, tflops)
             total += cost.gpu_hours
-            line += (f"  [passes/example: student {cost.student_forward:g}f+{cost.student_backward:g}b, teacher "
-                     f"{cost.teacher_forward:g}f+{cost.teacher_backward:g}b; {cost.train_tflop + cost.eval_tflop:,.0f} "
-                     f"TFLOP; ~{cost.gpu_hours:.2f} GPU-h]")
+            line += (
+                f"  [passes/example: student {cost.student_forward:g}f+{cost.student_backward:g}b, teacher "
+                f"{cost.teacher_forward:g}f+{cost.teacher_backward:g}b; {cost.train_tflop + cost.eval_tflop:,.0f} "
+                f"TFLOP; ~{cost.gpu_hours:.2f} GPU-h]"
+            )
             prediction = plans[i].prediction
             if prediction is not None:
                 predicted += prediction.total
-                line += (f"  predicted {format_seconds(prediction.total)} (train {format_seconds(prediction.train)}, "
-                         f"eval {format_seconds(prediction.eval)})")
-            row.update(gpu_hours=cost.gpu_hours, predicted_seconds=plan_json(plans[i], cost.gpu_hours),
-                       passes={"student_forward": cost.student_forward, "student_backward": cost.student_backward,
-                               "teacher_forward": cost.teacher_forward, "teacher_backward": cost.teacher_backward})
+                line += (
+                    f"  predicted {format_seconds(prediction.total)} (train {format_seconds(prediction.train)}, "
+                    f"eval {format_seconds(prediction.eval)})"
+                )
+            row.update(
+                gpu_hours=cost.gpu_hours,
+                predicted_seconds=plan_json(plans[i], cost.gpu_hours),
+                passes={
+                    "student_forward": cost.student_forward,
+                    "student_backward": cost.student_backward,
+                    "teacher_forward": cost.teacher_forward,
+                    "teacher_backward": cost.teacher_backward,
+                },
+            )
         echo(line)
         rows.append(row)
     calibrated = [p for p in plans if p.prediction is not None]
     if sizes is not None:
-        echo(f"estimated total: ~{total:.1f} GPU-hours at {tflops:g} sustained TFLOP/s (--gpu-tflops; an order "
-             f"of magnitude: AutoAttack priced for half the points staying robust)")
+        echo(
+            f"estimated total: ~{total:.1f} GPU-hours at {tflops:g} sustained TFLOP/s (--gpu-tflops; an order "
+            f"of magnitude: AutoAttack priced for half the points staying robust)"
+        )
         if calibrated:
-            assumed = sorted({f"{p.accuracy[0]:.0%} clean / {p.accuracy[1]:.0%} robust from {p.accuracy_from}"
-                              for p in calibrated})
-            echo(f"predicted wall time on {calibration.identity['device']} ({calibration.identity['threads']} threads, "
-                 f"calibration {calibration.path}): {format_seconds(predicted)} for {len(calibrated)} of {len(cells)} "
-                 f"cells; AutoAttack priced for {'; '.join(assumed)}; best-val counted as evaluated apart")
+            assumed = sorted(
+                {f"{p.accuracy[0]:.0%} clean / {p.accuracy[1]:.0%} robust from {p.accuracy_from}" for p in calibrated}
+            )
+            echo(
+                f"predicted wall time on {calibration.identity['device']} ({calibration.identity['threads']} threads, "
+                f"calibration {calibration.path}): {format_seconds(predicted)} for {len(calibrated)} of {len(cells)} "
+                f"cells; AutoAttack priced for {'; '.join(assumed)}; best-val counted as evaluated apart"
+            )
         if len(calibrated) < len(cells):
-            echo(f"no calibration on {target.type} ({calibration.identity['device']}) "
-                 f"for {len(cells) - len(calibrated)} "
-                 f"cells: they fall back to the FLOP-based assumption; run `rkdbench calibrate {suite.name}` "
-                 f"on this device to measure them")
+            echo(
+                f"no calibration on {target.type} ({calibration.identity['device']}) "
+                f"for {len(cells) - len(calibrated)} "
+                f"cells: they fall back to the FLOP-based assumption; run `rkdbench calibrate {suite.name}` "
+                f"on this device to measure them"
+            )
     missing = _echo_teacher_status(cards, model_dir, echo)
     if request.as_json:
-        click.echo(json.dumps({"suite": suite.name, "protocol": protocol.experiment_name, "protocol_hash": protocol.hash,
-                               "device": calibration.identity if calibration is not None else None,
-                               "cells": rows, "total_gpu_hours": total,
-                               "total_predicted_seconds": predicted if len(calibrated) == len(cells) else None,
-                               "missing_teachers": missing}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "suite": suite.name,
+                    "protocol": protocol.experiment_name,
+                    "protocol_hash": protocol.hash,
+                    "device": calibration.identity if calibration is not None else None,
+                    "cells": rows,
+                    "total_gpu_hours": total,
+                    "total_predicted_seconds": predicted if len(calibrated) == len(cells) else None,
+                    "missing_teachers": missing,
+                },
+                indent=2,
+            )
+        )
 
 
 def _echo_teacher_status(cards: dict[str, Any], model_dir: Path, echo) -> list[str]:
@@ -105,8 +139,14 @@ def _echo_teacher_status(cards: dict[str, Any], model_dir: Path, echo) -> list[s
     statuses = {t: teacher_status(card, model_dir) for t, card in cards.items()}  # hashes every file: once each
     missing = [t for t, status in statuses.items() if status != "present"]
     for t in missing:
-        echo(f"teacher {statuses[t]}: " + (missing_teacher_message(cards[t], member_paths(cards[t], model_dir)[0])
-                                           if statuses[t] == "missing" else f"{t}: {member_paths(cards[t], model_dir)}"))
+        echo(
+            f"teacher {statuses[t]}: "
+            + (
+                missing_teacher_message(cards[t], member_paths(cards[t], model_dir)[0])
+                if statuses[t] == "missing"
+                else f"{t}: {member_paths(cards[t], model_dir)}"
+            )
+        )
     if not missing:
         echo(f"teachers: all {len(cards)} present in {model_dir}")
     return missing
@@ -116,6 +156,7 @@ def _echo_teacher_status(cards: dict[str, Any], model_dir: Path, echo) -> list[s
 class CalibrateRequest:
     """`rkdbench calibrate`: the suite (name or path) with its `--set` overrides, the device (None: the
     protocol's), training steps per timed epoch, points per timed attack batch, and whether to measure again."""
+
     suite: str
     sets: tuple[str, ...] = ()
     device: str | None = None
@@ -136,12 +177,23 @@ def calibrate_suite(request: CalibrateRequest) -> Path:
     cells = expand_cells(loaded)
     target = pick_device(request.device or loaded.protocol.train.device)
     calibration = Calibration.load(target)
-    click.echo(f"calibrating {loaded.name} on {calibration.identity['device']} ({calibration.identity['threads']} "
-               f"threads, torch {calibration.identity['torch']})")
+    click.echo(
+        f"calibrating {loaded.name} on {calibration.identity['device']} ({calibration.identity['threads']} "
+        f"threads, torch {calibration.identity['torch']})"
+    )
     started = time.perf_counter()
-    calibrate_cells(cells, target, calibration, steps=request.steps, points=request.points, redo=request.redo,
-                    say=lambda m: click.echo(f"  {m}"))
+    calibrate_cells(
+        cells,
+        target,
+        calibration,
+        steps=request.steps,
+        points=request.points,
+        redo=request.redo,
+        say=lambda m: click.echo(f"  {m}"),
+    )
     saved = calibration.save()
-    click.echo(f"calibration saved to {saved} ({time.perf_counter() - started:.0f}s); "
-               f"`rkdbench run {request.suite} --dry-run` predicts wall times from it")
+    click.echo(
+        f"calibration saved to {saved} ({time.perf_counter() - started:.0f}s); "
+        f"`rkdbench run {request.suite} --dry-run` predicts wall times from it"
+    )
     return saved

@@ -22,6 +22,7 @@ __all__ = ["SuiteRequest", "run_suite_request", "parse_shard", "evaluation_line"
 class SuiteRequest:
     """Everything `rkdbench run`/`demo` were asked: the suite (name or path) and its `--set` overrides, the stores
     (None: the defaults), what to print, how cells are executed, and `leaderboard_dir` (None: no leaderboard)."""
+
     suite: str
     sets: tuple[str, ...] = ()
     results: str = "rkdbench-results"
@@ -50,25 +51,36 @@ def parse_shard(value: str) -> tuple[int, int]:
 
 def evaluation_line(suite) -> str:
     """What the suite's numbers are measured on, said before anything runs."""
+
     def described(spec: dict) -> str:
-        return " ".join([spec["attack"], *([str(spec["version"])] if "version" in spec else []),
-                         *([f"{spec['steps']} steps"] if "steps" in spec else [])])
+        return " ".join(
+            [
+                spec["attack"],
+                *([str(spec["version"])] if "version" in spec else []),
+                *([f"{spec['steps']} steps"] if "steps" in spec else []),
+            ]
+        )
 
     cfg = suite.protocol.eval
     attacks = ", ".join(f"{label} ({described(spec)})" for label, spec in cfg.attacks.items())
     points = f"the first {cfg.n_examples} test points (a fixed subset)" if cfg.n_examples else "every test point"
-    return (f"suite {suite.name} under protocol {suite.protocol.experiment_name}: evaluated with clean, {attacks} on "
-            f"{points}; checkpoints: {', '.join(cfg.selections)}")
+    return (
+        f"suite {suite.name} under protocol {suite.protocol.experiment_name}: evaluated with clean, {attacks} on "
+        f"{points}; checkpoints: {', '.join(cfg.selections)}"
+    )
 
 
 def _check_executor(request: SuiteRequest) -> None:
     if request.address is not None and request.executor != "ray":
-        raise UserError(f"--address {request.address} is for --executor ray (the default executor, local, runs "
-                        f"cells here)")
+        raise UserError(
+            f"--address {request.address} is for --executor ray (the default executor, local, runs cells here)"
+        )
     if request.workers > 1 and request.executor != "local":
-        raise ConfigError(f"--workers {request.workers} starts local worker processes; with --executor "
-                          f"{request.executor} the protocol's [resources] (cpus_per_cell, gpus_per_cell) set how many "
-                          f"cells run at once")
+        raise ConfigError(
+            f"--workers {request.workers} starts local worker processes; with --executor "
+            f"{request.executor} the protocol's [resources] (cpus_per_cell, gpus_per_cell) set how many "
+            f"cells run at once"
+        )
 
 
 def model_dir_path(value: str | None) -> Path:
@@ -90,20 +102,38 @@ def run_suite_request(request: SuiteRequest) -> int:
     suite = load_suite(request.suite, parse_set(list(request.sets)))
     index, count = parse_shard(request.shard)
     if count > 1:
-        click.echo("rkdbench: note: --shard is deprecated: N plain `rkdbench run SUITE` processes on one --results "
-                   "store share the cells (or use --workers N)", err=True)
+        click.echo(
+            "rkdbench: note: --shard is deprecated: N plain `rkdbench run SUITE` processes on one --results "
+            "store share the cells (or use --workers N)",
+            err=True,
+        )
     console = make_console(request.quiet or request.as_json)
     if request.dry_run:
         from .dry_run import DryRunRequest, print_dry_run
 
-        print_dry_run(DryRunRequest(suite, expand_cells(suite)[index::count], model_dir_path(request.model_dir),
-                                    gpu_tflops=request.gpu_tflops, device=request.device, as_json=request.as_json))
+        print_dry_run(
+            DryRunRequest(
+                suite,
+                expand_cells(suite)[index::count],
+                model_dir_path(request.model_dir),
+                gpu_tflops=request.gpu_tflops,
+                device=request.device,
+                as_json=request.as_json,
+            )
+        )
         return 0
-    options = RunOptions(results=Path(request.results), model_dir=model_dir_path(request.model_dir),
-                         build_teachers=request.build_teachers, device=request.device, console=console,
-                         shard=(index, count), workers=request.workers,
-                         data_dir=Path(request.data_dir) if request.data_dir else None, executor=request.executor,
-                         address=request.address)
+    options = RunOptions(
+        results=Path(request.results),
+        model_dir=model_dir_path(request.model_dir),
+        build_teachers=request.build_teachers,
+        device=request.device,
+        console=console,
+        shard=(index, count),
+        workers=request.workers,
+        data_dir=Path(request.data_dir) if request.data_dir else None,
+        executor=request.executor,
+        address=request.address,
+    )
     if console is not None:
         console.print(evaluation_line(suite))
     started = time.perf_counter()
@@ -116,10 +146,17 @@ def run_suite_request(request: SuiteRequest) -> int:
     if request.leaderboard_dir is not None:
         from ..leaderboard import pipeline as leaderboard_pipeline
 
-        leaderboard_pipeline.print_leaderboards(leaderboard_pipeline.LeaderboardRequest(
-            request.results, "terminal", protocol=suite.protocol.name, out=request.leaderboard_dir,
-            only_hash=suite.protocol.hash, model_dir=request.model_dir,
-            n_points=suite.protocol.eval.n_examples or None))
+        leaderboard_pipeline.print_leaderboards(
+            leaderboard_pipeline.LeaderboardRequest(
+                request.results,
+                "terminal",
+                protocol=suite.protocol.name,
+                out=request.leaderboard_dir,
+                only_hash=suite.protocol.hash,
+                model_dir=request.model_dir,
+                n_points=suite.protocol.eval.n_examples or None,
+            )
+        )
     return _report_failures(outcomes)
 
 
@@ -138,26 +175,50 @@ def _print_summary(console, suite, outcomes: list, elapsed: float) -> None:
         summary.add_column(column, no_wrap=column == "run")
     for o in outcomes:  # the teacher's dataset/threat prefix is the protocol's: its name is enough here
         ranked = ranked_accuracy(o.metrics, specs, "test.", rank_by, plugins)
-        summary.add_row(f"{o.cell.variant} / {o.cell.student} / seed {o.cell.seed}",
-                        " + ".join(t.rsplit("/", 1)[-1] for t in [o.cell.teacher, *o.cell.extra_teachers.values()]),
-                        o.status, f"{o.metrics['test.clean_acc']:.1%}" if "test.clean_acc" in o.metrics else "",
-                        f"{ranked[1]:.1%}" if ranked else "", o.run_id[:8])
+        summary.add_row(
+            f"{o.cell.variant} / {o.cell.student} / seed {o.cell.seed}",
+            " + ".join(t.rsplit("/", 1)[-1] for t in [o.cell.teacher, *o.cell.extra_teachers.values()]),
+            o.status,
+            f"{o.metrics['test.clean_acc']:.1%}" if "test.clean_acc" in o.metrics else "",
+            f"{ranked[1]:.1%}" if ranked else "",
+            o.run_id[:8],
+        )
     console.print(summary)
     if suite.protocol.eval.n_examples:
-        console.print(f"Evaluated on the first {suite.protocol.eval.n_examples} test points "
-                      f"(a fixed subset, set by suite {suite.name}).")
+        console.print(
+            f"Evaluated on the first {suite.protocol.eval.n_examples} test points "
+            f"(a fixed subset, set by suite {suite.name})."
+        )
 
 
 def _echo_json_summary(results: str, suite, outcomes: list, elapsed: float) -> None:
     from ..counting import ignored_duplicates
     from ..tracking import Tracker
 
-    click.echo(json.dumps({"suite": suite.name, "protocol": suite.protocol.experiment_name,
-                           "protocol_hash": suite.protocol.hash, "seconds": round(elapsed, 1),
-                           "ignored_runs": ignored_duplicates(Tracker(results), suite.protocol.hash),
-                           "cells": [{"key": o.cell.key, "label": o.cell.label, "status": o.status,
-                                      "run_id": o.run_id, "metrics": o.metrics, "error": o.error}
-                                     for o in outcomes]}, indent=2, sort_keys=True))
+    click.echo(
+        json.dumps(
+            {
+                "suite": suite.name,
+                "protocol": suite.protocol.experiment_name,
+                "protocol_hash": suite.protocol.hash,
+                "seconds": round(elapsed, 1),
+                "ignored_runs": ignored_duplicates(Tracker(results), suite.protocol.hash),
+                "cells": [
+                    {
+                        "key": o.cell.key,
+                        "label": o.cell.label,
+                        "status": o.status,
+                        "run_id": o.run_id,
+                        "metrics": o.metrics,
+                        "error": o.error,
+                    }
+                    for o in outcomes
+                ],
+            },
+            indent=2,
+            sort_keys=True,
+        )
+    )
 
 
 def _report_failures(outcomes: list) -> int:
@@ -167,6 +228,9 @@ def _report_failures(outcomes: list) -> int:
         if o.status == "undelivered":
             click.echo(f"rkdbench: cell not logged: {o.cell.label}: {o.error}", err=True)
         else:
-            click.echo(f"rkdbench: cell failed: {o.cell.label}: {o.error}"
-                       + (f" (traceback in run {o.run_id})" if o.run_id else ""), err=True)
+            click.echo(
+                f"rkdbench: cell failed: {o.cell.label}: {o.error}"
+                + (f" (traceback in run {o.run_id})" if o.run_id else ""),
+                err=True,
+            )
     return 1 if failed else 0

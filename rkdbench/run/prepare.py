@@ -31,7 +31,9 @@ def teacher_card(name: str) -> TeacherCard:
 def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
     """Everything that can fail before training: the tracking store, and teachers (built if allowed)."""
     tracker.check_reachable()
-    needed = {c.teacher for c in cells if c.teacher != NO_TEACHER} | {t for c in cells for t in c.extra_teachers.values()}
+    needed = {c.teacher for c in cells if c.teacher != NO_TEACHER} | {
+        t for c in cells for t in c.extra_teachers.values()
+    }
     for name in sorted(needed):
         card = teacher_card(name)
         path = teacher_path(card, options.model_dir)
@@ -39,7 +41,9 @@ def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
         if path.is_file() and not stale:
             continue
         if not (options.build_teachers and card.recipe is not None):
-            raise MissingTeacherError(stale_teacher_message(card, path) if stale else missing_teacher_message(card, path))
+            raise MissingTeacherError(
+                stale_teacher_message(card, path) if stale else missing_teacher_message(card, path)
+            )
         why = "its cached build followed an older recipe" if stale else "done once"
         say(options, f"[bold]building teacher[/] {name} (cached in {options.model_dir}; {why})")
         device = pick_device(options.device or "auto")
@@ -47,8 +51,18 @@ def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
         n = protocol.eval.n_examples or None
         # evaluated as the suite evaluates its students, so the leaderboard's AA gap reuses this measurement
         eval_set = {k: v for k, v in protocol.overrides.items() if k.startswith("eval.")}
-        measured = build_teacher(card, options.model_dir, device, n_examples=n, progress=epoch_progress(options, name),
-                                 data_dir=options.data_dir, eval_set=eval_set)
+        measured = build_teacher(
+            card,
+            options.model_dir,
+            device,
+            n_examples=n,
+            progress=epoch_progress(options, name),
+            data_dir=options.data_dir,
+            eval_set=eval_set,
+        )
         accuracies = format_accuracies(measured, measured["attacks"])  # whatever the protocol's labels are
-        say(options, f"teacher {name}: {accuracies} on {measured['n_examples']} test points "
-                     f"({measured['train_seconds']:.0f}s training, {measured['eval_seconds']:.0f}s evaluation)")
+        say(
+            options,
+            f"teacher {name}: {accuracies} on {measured['n_examples']} test points "
+            f"({measured['train_seconds']:.0f}s training, {measured['eval_seconds']:.0f}s evaluation)",
+        )

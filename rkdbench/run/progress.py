@@ -26,17 +26,26 @@ class EpochProgress:
         self._task = None
 
     def __call__(self, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
-        summary = (f"loss {metrics['train.loss']:.3f}, val clean {metrics['val.clean_acc']:.1%}, "
-                   f"val PGD {metrics['val.pgd_acc']:.1%}")
+        summary = (
+            f"loss {metrics['train.loss']:.3f}, val clean {metrics['val.clean_acc']:.1%}, "
+            f"val PGD {metrics['val.pgd_acc']:.1%}"
+        )
         if not self.console.is_terminal:
-            self.console.print(f"  {self.label} epoch {epoch}/{epochs}: {summary} "
-                               f"({metrics['train.epoch_seconds']:.1f}s)", highlight=False)
+            self.console.print(
+                f"  {self.label} epoch {epoch}/{epochs}: {summary} ({metrics['train.epoch_seconds']:.1f}s)",
+                highlight=False,
+            )
             return
         if self._bar is None:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._bar = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), console=self.console)
+            self._bar = Progress(
+                TextColumn("  {task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=epochs, completed=epoch - 1)
         self._bar.update(self._task, completed=epoch, description=f"{self.label} epoch {epoch}: {summary}")
@@ -62,11 +71,15 @@ def suite_status(outcomes: list, total: int, seconds: list[float]) -> str:
     ran (an estimate: methods differ in cost, so it is least accurate early in a mixed suite)."""
     counts = {status: sum(o.status == status for o in outcomes) for status in STATUSES}
     remaining = total - len(outcomes)
-    extra = "".join(f", {counts[status]} {label}" for status, label in (("elsewhere", "by other workers"),
-                                                                         ("undelivered", "undelivered"))
-                    if counts[status])
-    line = (f"suite: {len(outcomes)}/{total} cells ({counts['finished']} finished, {counts['skipped']} skipped, "
-            f"{counts['failed']} failed{extra}), {_minutes(sum(seconds))} spent")
+    extra = "".join(
+        f", {counts[status]} {label}"
+        for status, label in (("elsewhere", "by other workers"), ("undelivered", "undelivered"))
+        if counts[status]
+    )
+    line = (
+        f"suite: {len(outcomes)}/{total} cells ({counts['finished']} finished, {counts['skipped']} skipped, "
+        f"{counts['failed']} failed{extra}), {_minutes(sum(seconds))} spent"
+    )
     if remaining and seconds:
         line += f", ~{_minutes(sum(seconds) / len(seconds) * remaining)} to go for {remaining} more"
     return line

@@ -26,9 +26,15 @@ __all__ = ["evaluate_selections", "reference_teacher", "specialization"]
 PREFIXES = {"last": "test.", "best-val": "best_val.", "swa": "swa."}  # each selection's metric prefix
 
 
-def evaluate_selections(student: nn.Module, trained: TrainOutcome, cell: Cell, splits, device, workdir: Path,
-                        probe: TeacherProbe | None = None
-                        ) -> tuple[dict[str, float], pd.DataFrame, dict[str, list[str]]]:
+def evaluate_selections(
+    student: nn.Module,
+    trained: TrainOutcome,
+    cell: Cell,
+    splits,
+    device,
+    workdir: Path,
+    probe: TeacherProbe | None = None,
+) -> tuple[dict[str, float], pd.DataFrame, dict[str, list[str]]]:
     """Evaluate `last` (the `student` as trained) and (if asked) `best-val` and `swa` (the weight-averaged
     student); identical weights are evaluated once. Each selection's attack chunks are saved in
     `<workdir>/eval-<selection>/`, so a cell killed mid-evaluation resumes where it stopped. Each selection also
@@ -61,8 +67,10 @@ def evaluate_selections(student: nn.Module, trained: TrainOutcome, cell: Cell, s
         metrics["best_val.epoch"] = float(best["epoch"])
     if "swa" in protocol.eval.selections:
         if trained.swa_path is None:
-            raise ValueError(f"eval.selections asks for 'swa' but training averaged no weights (train.swa_start "
-                             f"{protocol.train.swa_start}, {last_epoch + 1} epochs)")
+            raise ValueError(
+                f"eval.selections asks for 'swa' but training averaged no weights (train.swa_start "
+                f"{protocol.train.swa_start}, {last_epoch + 1} epochs)"
+            )
         averaged = load_verified(trained.swa_path, map_location=device)
         results["swa"] = evaluate_weights(averaged["model"], "swa")
         metrics.update({f"swa.{k}": v for k, v in results["swa"].metrics.items()})
@@ -108,5 +116,6 @@ def specialization(cell: Cell, student, teacher, splits) -> dict[str, float]:
     x, y = test_points(protocol, splits.test)
     student.eval()
     with preserved_rng():
-        return specialization_report(teacher, student, x, y, protocol.threat.eps, protocol.threat.norm,
-                                     seed=protocol.eval.seed)
+        return specialization_report(
+            teacher, student, x, y, protocol.threat.eps, protocol.threat.norm, seed=protocol.eval.seed
+        )

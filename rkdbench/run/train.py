@@ -31,27 +31,46 @@ __all__ = ["train_and_evaluate"]
 
 
 def _done_line(cell: Cell, metrics: dict[str, float], flags: list[str]) -> str:
-    return (f"done {cell.label}: clean {metrics['test.clean_acc']:.1%}, "
-            + ", ".join(f"{k[5:-4]} {v:.1%}" for k, v in metrics.items()
-                        if k.startswith("test.") and k.endswith("_acc") and k != "test.clean_acc"
-                        and "." not in k[5:] and not k.startswith("test.worst_class_"))  # per-stage AutoAttack numbers stay in MLflow
-            + (f" [yellow]flags: {join_flags(flags)}[/]" if flags else ""))
+    return (
+        f"done {cell.label}: clean {metrics['test.clean_acc']:.1%}, "
+        + ", ".join(
+            f"{k[5:-4]} {v:.1%}"
+            for k, v in metrics.items()
+            if k.startswith("test.")
+            and k.endswith("_acc")
+            and k != "test.clean_acc"
+            and "." not in k[5:]
+            and not k.startswith("test.worst_class_")
+        )  # per-stage AutoAttack numbers stay in MLflow
+        + (f" [yellow]flags: {join_flags(flags)}[/]" if flags else "")
+    )
 
 
-def train_and_evaluate(cell: Cell, tracker: JournaledTracker, options: RunOptions, run_id: str, workdir: Path,
-                       position: str) -> CellOutcome:
+def train_and_evaluate(
+    cell: Cell, tracker: JournaledTracker, options: RunOptions, run_id: str, workdir: Path, position: str
+) -> CellOutcome:
     protocol = cell.protocol
     device = pick_device(options.device or protocol.train.device)
     torch.manual_seed(cell.seed)  # model initialisation and the training attack's random starts
     splits = load_splits(protocol, options.data_dir).to(device)
-    student = create("architecture", cell.student, num_classes=splits.num_classes,
-                     in_channels=splits.input_shape[0]).to(device)
+    student = create(
+        "architecture", cell.student, num_classes=splits.num_classes, in_channels=splits.input_shape[0]
+    ).to(device)
     method = fresh_method(cell)
     names = dict(zip(method.teacher_roles[:1], [cell.teacher])) | cell.extra_teachers
     teachers = {role: load_teacher(teacher_card(name), options.model_dir, device) for role, name in names.items()}
     context = RunContext(cell, run_id, workdir, tracker.uri)
-    setup = TrainSetup(protocol=protocol, method=method, student=student, teachers=teachers, splits=splits,
-                       seed=cell.seed, device=device, workdir=workdir, run_id=run_id)
+    setup = TrainSetup(
+        protocol=protocol,
+        method=method,
+        student=student,
+        teachers=teachers,
+        splits=splits,
+        seed=cell.seed,
+        device=device,
+        workdir=workdir,
+        run_id=run_id,
+    )
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         tracker.log_metrics(run_id, metrics, step=epoch)
@@ -80,12 +99,14 @@ def train_and_evaluate(cell: Cell, tracker: JournaledTracker, options: RunOption
     if protocol.eval.diagnostics:
         from ..diagnostics import diagnose
 
-        diagnostics = diagnose(student, protocol, *test_points(protocol, splits.test),
-                               batch_size=int(metrics["test.batch_size"]))
+        diagnostics = diagnose(
+            student, protocol, *test_points(protocol, splits.test), batch_size=int(metrics["test.batch_size"])
+        )
         metrics.update(diagnostics.metrics)
         flags["last"] = [*flags["last"], *diagnostics.flags]  # the diagnostics describe the last checkpoint
-    tracker.set_tags(run_id, {schema.tag(FLAG_TAGS[selection]): join_flags(codes)
-                              for selection, codes in flags.items()})
+    tracker.set_tags(
+        run_id, {schema.tag(FLAG_TAGS[selection]): join_flags(codes) for selection, codes in flags.items()}
+    )
     try:
         metrics.update(specialization(cell, student, reference, splits))
     except ConfigError as exc:  # a diagnostic: an architecture without stage views skips it, and says so

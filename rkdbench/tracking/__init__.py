@@ -10,7 +10,8 @@
   `search_runs_frame`, `get_run`, `download_artifact`, `metric_history`, `experiment_tags`, `set_experiment_tag`).
 - `store`: opening (under a lock), creating and migrating the store (`upgrade_store`).
 
-No other rkdbench module spells an `rkdbench.` tag or uses MLflow's client (tests/tracking/test_tracking_schema.py checks).
+No other rkdbench module spells an `rkdbench.` tag or uses MLflow's client
+(tests/tracking/test_tracking_schema.py checks).
 """
 
 from __future__ import annotations

@@ -14,10 +14,33 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["PREFIX", "tag", "column", "short_column", "RunKind", "RUN_KINDS", "MAX_PARAM_LENGTH", "param_text",
-           "flatten", "unflatten", "protocol_params", "PROTOCOL_PARAMS", "experiment_tags", "cell_tags",
-           "training_tags", "evaluation_tags", "leaderboard_tags", "runs_filter", "finished_cells", "cell_runs", "all_cells",
-           "finished_evaluations", "leaderboard_runs", "RKDBENCH_RUNS", "NEWEST_FIRST"]
+__all__ = [
+    "PREFIX",
+    "tag",
+    "column",
+    "short_column",
+    "RunKind",
+    "RUN_KINDS",
+    "MAX_PARAM_LENGTH",
+    "param_text",
+    "flatten",
+    "unflatten",
+    "protocol_params",
+    "PROTOCOL_PARAMS",
+    "experiment_tags",
+    "cell_tags",
+    "training_tags",
+    "evaluation_tags",
+    "leaderboard_tags",
+    "runs_filter",
+    "finished_cells",
+    "cell_runs",
+    "all_cells",
+    "finished_evaluations",
+    "leaderboard_runs",
+    "RKDBENCH_RUNS",
+    "NEWEST_FIRST",
+]
 
 PREFIX = "rkdbench."
 
@@ -47,7 +70,7 @@ def column(tag_name: str) -> str:
 def short_column(name: str) -> str:
     """A DataFrame column with the rkdbench tag prefix dropped (`tags.rkdbench.seed` -> `seed`); others unchanged."""
     full = column(PREFIX)
-    return name[len(full):] if name.startswith(full) else name
+    return name[len(full) :] if name.startswith(full) else name
 
 
 class RunKind:
@@ -104,15 +127,41 @@ def experiment_tags(protocol: str, protocol_hash: str) -> dict[str, str]:
     return {PROTOCOL: protocol, PROTOCOL_HASH: protocol_hash}
 
 
-def cell_tags(*, cell: str, protocol: str, protocol_hash: str, protocol_overrides: str, method: str, variant: str,
-              student: str, teacher: str, seed: int, suite: str, plugin: str, extra_teachers: Mapping[str, str],
-              plugin_version: str, git_sha: str) -> dict[str, str]:
+def cell_tags(
+    *,
+    cell: str,
+    protocol: str,
+    protocol_hash: str,
+    protocol_overrides: str,
+    method: str,
+    variant: str,
+    student: str,
+    teacher: str,
+    seed: int,
+    suite: str,
+    plugin: str,
+    extra_teachers: Mapping[str, str],
+    plugin_version: str,
+    git_sha: str,
+) -> dict[str, str]:
     """The tags a cell run is created with (`extra_teachers`: role -> teacher name, as `rkdbench.teacher.<role>`)."""
-    return {KIND: RunKind.CELL, CELL: cell, PROTOCOL: protocol, PROTOCOL_HASH: protocol_hash,
-            PROTOCOL_OVERRIDES: protocol_overrides, METHOD: method, METHOD_VARIANT: variant, STUDENT: student,
-            TEACHER: teacher, SEED: str(seed), SUITE: suite, PLUGIN: plugin,
-            **{f"{TEACHER}.{role}": name for role, name in extra_teachers.items()},
-            PLUGIN_VERSION: plugin_version, GIT_SHA: git_sha}
+    return {
+        KIND: RunKind.CELL,
+        CELL: cell,
+        PROTOCOL: protocol,
+        PROTOCOL_HASH: protocol_hash,
+        PROTOCOL_OVERRIDES: protocol_overrides,
+        METHOD: method,
+        METHOD_VARIANT: variant,
+        STUDENT: student,
+        TEACHER: teacher,
+        SEED: str(seed),
+        SUITE: suite,
+        PLUGIN: plugin,
+        **{f"{TEACHER}.{role}": name for role, name in extra_teachers.items()},
+        PLUGIN_VERSION: plugin_version,
+        GIT_SHA: git_sha,
+    }
 
 
 def training_tags(precision: str, channels_last: bool) -> dict[str, str]:
@@ -121,21 +170,48 @@ def training_tags(precision: str, channels_last: bool) -> dict[str, str]:
     return {PRECISION: precision, CHANNELS_LAST: str(channels_last).lower()}
 
 
-def evaluation_tags(*, protocol: str, protocol_hash: str, protocol_overrides: str, model: str, model_sha256: str,
-                    architecture: str, git_sha: str, flags_tag: str, flags: str,
-                    teacher: str | None = None) -> dict[str, str]:
+def evaluation_tags(
+    *,
+    protocol: str,
+    protocol_hash: str,
+    protocol_overrides: str,
+    model: str,
+    model_sha256: str,
+    architecture: str,
+    git_sha: str,
+    flags_tag: str,
+    flags: str,
+    teacher: str | None = None,
+) -> dict[str, str]:
     """The tags of an `evaluation` run; `flags_tag` is the (short) flags tag name of the evaluated selection."""
-    return {KIND: RunKind.EVALUATION, PROTOCOL: protocol, PROTOCOL_HASH: protocol_hash,
-            PROTOCOL_OVERRIDES: protocol_overrides, MODEL: model, MODEL_SHA256: model_sha256,
-            ARCHITECTURE: architecture, GIT_SHA: git_sha, tag(flags_tag): flags,
-            **({TEACHER: teacher} if teacher is not None else {})}
+    return {
+        KIND: RunKind.EVALUATION,
+        PROTOCOL: protocol,
+        PROTOCOL_HASH: protocol_hash,
+        PROTOCOL_OVERRIDES: protocol_overrides,
+        MODEL: model,
+        MODEL_SHA256: model_sha256,
+        ARCHITECTURE: architecture,
+        GIT_SHA: git_sha,
+        tag(flags_tag): flags,
+        **({TEACHER: teacher} if teacher is not None else {}),
+    }
 
 
-def leaderboard_tags(*, protocol: str, protocol_hash: str, selection: str, ranked_by: str, rows: int, digest: str,
-                     git_sha: str) -> dict[str, str]:
+def leaderboard_tags(
+    *, protocol: str, protocol_hash: str, selection: str, ranked_by: str, rows: int, digest: str, git_sha: str
+) -> dict[str, str]:
     """The tags of a `leaderboard` run."""
-    return {KIND: RunKind.LEADERBOARD, PROTOCOL: protocol, PROTOCOL_HASH: protocol_hash, SELECTION: selection,
-            RANKED_BY: ranked_by, LEADERBOARD_ROWS: str(rows), LEADERBOARD_SHA256: digest, GIT_SHA: git_sha}
+    return {
+        KIND: RunKind.LEADERBOARD,
+        PROTOCOL: protocol,
+        PROTOCOL_HASH: protocol_hash,
+        SELECTION: selection,
+        RANKED_BY: ranked_by,
+        LEADERBOARD_ROWS: str(rows),
+        LEADERBOARD_SHA256: digest,
+        GIT_SHA: git_sha,
+    }
 
 
 def _equals(tag_name: str, value: str) -> str:
@@ -148,13 +224,30 @@ NEWEST_FIRST = ["attributes.start_time DESC"]
 RKDBENCH_RUNS = f"tags.`{PROTOCOL}` LIKE '%'"
 
 
-def runs_filter(kind: str | None = None, *, finished: bool = False, protocol: str | None = None,
-                protocol_hash: str | None = None, selection: str | None = None, cell: str | None = None) -> str:
+def runs_filter(
+    kind: str | None = None,
+    *,
+    finished: bool = False,
+    protocol: str | None = None,
+    protocol_hash: str | None = None,
+    selection: str | None = None,
+    cell: str | None = None,
+) -> str:
     """An MLflow filter string: the runs of `kind`, FINISHED ones only when `finished`, and of the given
     protocol name, protocol hash, selection and cell key (None or '': any)."""
-    clauses = [_equals(KIND, kind) if kind else "", FINISHED if finished else "",
-               *(_equals(name, value) if value else "" for name, value in
-                 ((PROTOCOL, protocol), (PROTOCOL_HASH, protocol_hash), (SELECTION, selection), (CELL, cell)))]
+    clauses = [
+        _equals(KIND, kind) if kind else "",
+        FINISHED if finished else "",
+        *(
+            _equals(name, value) if value else ""
+            for name, value in (
+                (PROTOCOL, protocol),
+                (PROTOCOL_HASH, protocol_hash),
+                (SELECTION, selection),
+                (CELL, cell),
+            )
+        ),
+    ]
     return " and ".join(clause for clause in clauses if clause)
 
 

@@ -25,7 +25,7 @@ LOCK_NAME = ".store.lock"
 
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a `sqlite:///` URI, else None."""
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
 @contextmanager
@@ -59,8 +59,10 @@ def upgrade_store(uri: str) -> str:
     An http(s) tracking URI is refused: its server migrates its own database."""
     database = sqlite_path(uri)
     if database is None:
-        raise UserError(f"{uri} is a tracking server: it migrates its own database (`rkdbench server` runs the "
-                        f"upgrade at start, or `mlflow db upgrade <database URI>` on the server's database)")
+        raise UserError(
+            f"{uri} is a tracking server: it migrates its own database (`rkdbench server` runs the "
+            f"upgrade at start, or `mlflow db upgrade <database URI>` on the server's database)"
+        )
     from mlflow.store.db.utils import (
         _all_tables_exist,
         _get_latest_schema_revision,

@@ -41,8 +41,9 @@ def tracking_uri(results: str | os.PathLike[str]) -> str:
 def git_sha() -> str:
     """The harness's commit (the `schema.GIT_SHA` tag), or 'unknown' outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
-                             timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -69,8 +70,10 @@ class Tracker:
         try:
             self.client.search_experiments(max_results=1)
         except Exception as exc:
-            raise TrackingError(f"MLflow tracking store {self.uri} is unreachable: {type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+            raise TrackingError(
+                f"MLflow tracking store {self.uri} is unreachable: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from exc
 
     def experiment_id(self, name: str, tags: dict[str, str] | None = None) -> str:
         experiment = self.client.get_experiment_by_name(name)
@@ -89,8 +92,9 @@ class Tracker:
         """The run that counts for this cell (`counting`: the newest FINISHED one, else the newest), or None."""
         from ..counting import counted_runs
 
-        runs = self.client.search_runs([experiment_id], filter_string=schema.cell_runs(cell_key),
-                                       order_by=schema.NEWEST_FIRST, max_results=100)
+        runs = self.client.search_runs(
+            [experiment_id], filter_string=schema.cell_runs(cell_key), order_by=schema.NEWEST_FIRST, max_results=100
+        )
         return counted_runs(runs)[0][0] if runs else None
 
     def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
@@ -106,7 +110,7 @@ class Tracker:
         existing = self.client.get_run(run_id).data.params
         new = [Param(k, schema.param_text(v)) for k, v in params.items() if k not in existing]
         for i in range(0, len(new), 100):
-            self.client.log_batch(run_id, params=new[i:i + 100])
+            self.client.log_batch(run_id, params=new[i : i + 100])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0, timestamp: int | None = None) -> None:
         from mlflow.entities import Metric
@@ -114,7 +118,7 @@ class Tracker:
         now = int(time.time() * 1000) if timestamp is None else timestamp
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
         for i in range(0, len(batch), 500):
-            self.client.log_batch(run_id, metrics=batch[i:i + 500])
+            self.client.log_batch(run_id, metrics=batch[i : i + 500])
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -139,14 +143,20 @@ class Tracker:
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
         self.client.set_experiment_tag(experiment_id, key, value)
 
-    def search_runs(self, filter_string: str, experiment_ids: list[str] | None = None,
-                    order_by: list[str] | None = None, max_results: int = DEFAULT_MAX_RESULTS) -> list[Any]:
+    def search_runs(
+        self,
+        filter_string: str,
+        experiment_ids: list[str] | None = None,
+        order_by: list[str] | None = None,
+        max_results: int = DEFAULT_MAX_RESULTS,
+    ) -> list[Any]:
         """MLflow `Run`s matching a `schema` filter, in `experiment_ids` (None: every active experiment)."""
         experiments = list(self.experiments()) if experiment_ids is None else experiment_ids
         if not experiments:
             return []
-        return self.client.search_runs(experiments, filter_string=filter_string, order_by=order_by,
-                                       max_results=max_results)
+        return self.client.search_runs(
+            experiments, filter_string=filter_string, order_by=order_by, max_results=max_results
+        )
 
     def search_runs_frame(self, filter_string: str, experiment_ids: list[str] | None = None) -> pd.DataFrame:
         """The same as `search_runs`, every match, as `mlflow.search_runs`' DataFrame (`tags.<name>`,
@@ -192,5 +202,7 @@ class Tracker:
         """A DataFrame as MLflow's table artifact (shown as a table in the UI)."""
         self.client.log_table(run_id, data=frame, artifact_file=artifact_file)
 
-    def log_figure(self, run_id: str, figure: Any, artifact_file: str, save_kwargs: dict[str, Any] | None = None) -> None:
+    def log_figure(
+        self, run_id: str, figure: Any, artifact_file: str, save_kwargs: dict[str, Any] | None = None
+    ) -> None:
         self.client.log_figure(run_id, figure, artifact_file, save_kwargs=save_kwargs)

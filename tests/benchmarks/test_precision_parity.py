@@ -17,7 +17,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "precision_parity.
 
 def test_precision_parity_smoke_prints_one_consistent_table():
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True, env=env, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.startswith("|")]
     assert lines[0] == "| precision | train s/epoch (median of runs) | clean | PGD-20 | AutoAttack |"

@@ -57,9 +57,14 @@ def test_predict_cell_from_controlled_entries():
     calibration = Calibration(device_identity(CPU))
     calibration.train[train_key(cell)] = {"step": 0.1, "val_point": 0.01, "epoch_rest": 0.5}
     calibration.attack[attack_key(cell.protocol, "pgd20", "cnn-small", 500)] = {
-        "batch_size": 500, "all": {"fixed": 0.2, "per_point": 0.01}}
+        "batch_size": 500,
+        "all": {"fixed": 0.2, "per_point": 0.01},
+    }
     calibration.attack[attack_key(cell.protocol, "aa", "cnn-small", 500)] = {
-        "batch_size": 500, "all": {"fixed": 10.0, "per_point": 1.0}, "first": {"fixed": 1.0, "per_point": 0.1}}
+        "batch_size": 500,
+        "all": {"fixed": 10.0, "per_point": 1.0},
+        "first": {"fixed": 1.0, "per_point": 0.1},
+    }
     assert predict_cell(cell, calibration, (1257, 180, 360), (0.9, 0.5)) is None  # specialization not measured yet
     prediction = predict_cell(cell, calibration, (1257, 180, 360), (0.9, 0.5), specialization=False)
     # 30 epochs x (1257/64 steps x 0.1 s + 180 val points x 0.01 s + 0.5 s)
@@ -103,8 +108,10 @@ attack = "pgd"
 steps = 2
 """)
     suite = tmp_path / "suite.toml"
-    suite.write_text(f'[suite]\nname = "tiny"\nprotocol = "{protocol}"\nmethods = ["pgd-at"]\nstudents = ["cnn-tiny"]\n'
-                     'seeds = [0, 1]\n')
+    suite.write_text(
+        f'[suite]\nname = "tiny"\nprotocol = "{protocol}"\nmethods = ["pgd-at"]\nstudents = ["cnn-tiny"]\n'
+        "seeds = [0, 1]\n"
+    )
     return str(suite)
 
 
@@ -127,8 +134,9 @@ def test_calibrate_then_dry_run_predicts_from_the_cache(tiny_suite, tmp_path, ca
     predicted = planned["cells"][0]["predicted_seconds"]
     assert predicted["source"] == "calibration"
     n_train, n_val = 1257, 180  # digits' split sizes
-    assert predicted["train"] == pytest.approx(2 * (n_train / 128 * step["step"] + n_val * step["val_point"]
-                                                    + step["epoch_rest"]), abs=0.01)
+    assert predicted["train"] == pytest.approx(
+        2 * (n_train / 128 * step["step"] + n_val * step["val_point"] + step["epoch_rest"]), abs=0.01
+    )
     pgd = Linear(**attack["all"])
     assert predicted["eval"] == pytest.approx(pgd(32) + pgd(8), abs=0.01)  # 40 points in batches of 32
     assert planned["total_predicted_seconds"] == pytest.approx(2 * (predicted["train"] + predicted["eval"]), abs=0.05)

@@ -39,8 +39,9 @@ def _write_plugin(folder: Path, module: str, command: str) -> Path:
 
 def _rkdbench(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
-    return subprocess.run([sys.executable, "-m", "rkdbench.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "rkdbench.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_loose_plugin_command_is_listed_and_runs(tmp_path):

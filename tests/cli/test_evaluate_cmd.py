@@ -69,8 +69,18 @@ def test_evaluate_a_checkpoint_file(tmp_path, protocol_file, capsys):
     checkpoint = tmp_path / "student.pt"
     save_atomic({"model": _model("cnn-tiny", 30).state_dict(), "epoch": 3}, checkpoint)  # rkdbench's own layout
     results = tmp_path / "results"
-    code = cli("evaluate", str(checkpoint), "--protocol", str(protocol_file), "--results", str(results),
-               "--architecture", "cnn-tiny", "--device", "cpu")
+    code = cli(
+        "evaluate",
+        str(checkpoint),
+        "--protocol",
+        str(protocol_file),
+        "--results",
+        str(results),
+        "--architecture",
+        "cnn-tiny",
+        "--device",
+        "cpu",
+    )
     assert code == 0
     [line] = capsys.readouterr().out.strip().splitlines()
     assert line.startswith(f"{checkpoint}: clean ") and "pgd20 " in line and "on 10 test points" in line
@@ -90,8 +100,21 @@ def test_evaluate_a_checkpoint_file(tmp_path, protocol_file, capsys):
     assert collect_runs(Tracker(results)).empty  # an evaluation never lands on the leaderboard
 
     # the attack chunks were kept: the same evaluation again reads them back with the same numbers
-    assert cli("evaluate", str(checkpoint), "--protocol", str(protocol_file), "--results", str(results),
-               "--architecture", "cnn-tiny", "--device", "cpu") == 0
+    assert (
+        cli(
+            "evaluate",
+            str(checkpoint),
+            "--protocol",
+            str(protocol_file),
+            "--results",
+            str(results),
+            "--architecture",
+            "cnn-tiny",
+            "--device",
+            "cpu",
+        )
+        == 0
+    )
     _, runs = _evaluation_runs(results)
     assert len(runs) == 2 and runs[0].data.metrics["test.pgd20_acc"] == metrics["test.pgd20_acc"]
 
@@ -102,8 +125,23 @@ def test_evaluate_a_teacher_records_the_numbers_on_its_card(tmp_path, protocol_f
     digest = save_atomic({"state_dict": _model("cnn-large", 0).state_dict()}, teacher_path(card, model_dir))
     card_path(card, model_dir).write_text(json.dumps({"id": TEACHER, "sha256": digest, "clean_acc": 0.99}))
     results = tmp_path / "results"
-    assert cli("evaluate", TEACHER, "--protocol", str(protocol_file), "--results", str(results),
-               "--model-dir", str(model_dir), "--n-examples", "8", "--device", "cpu") == 0
+    assert (
+        cli(
+            "evaluate",
+            TEACHER,
+            "--protocol",
+            str(protocol_file),
+            "--results",
+            str(results),
+            "--model-dir",
+            str(model_dir),
+            "--n-examples",
+            "8",
+            "--device",
+            "cpu",
+        )
+        == 0
+    )
     _, [run] = _evaluation_runs(results)
     assert run.data.tags["rkdbench.teacher"] == TEACHER and run.data.metrics["test.n_examples"] == 8
     measured = json.loads(card_path(card, model_dir).read_text())
@@ -114,12 +152,17 @@ def test_evaluate_a_teacher_records_the_numbers_on_its_card(tmp_path, protocol_f
     assert entry["pgd20_acc"] == pytest.approx(run.data.metrics["test.pgd20_acc"])
 
 
-@pytest.mark.parametrize("args, message", [
-    (["missing.pt", "--architecture", "cnn-tiny"], "is neither a registered teacher id nor an existing checkpoint"),
-    (["{checkpoint}"], "give --architecture (one of: cnn-large, cnn-small, cnn-tiny"),
-    (["{checkpoint}", "--architecture", "cnn-small"], "(--architecture cnn-small) does not fit the DigitsCNN model: "
-                                                     "16 wrongly shaped key(s)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.pt", "--architecture", "cnn-tiny"], "is neither a registered teacher id nor an existing checkpoint"),
+        (["{checkpoint}"], "give --architecture (one of: cnn-large, cnn-small, cnn-tiny"),
+        (
+            ["{checkpoint}", "--architecture", "cnn-small"],
+            "(--architecture cnn-small) does not fit the DigitsCNN model: 16 wrongly shaped key(s)",
+        ),
+    ],
+)
 def test_bad_model_arguments_exit_2_with_one_line(tmp_path, protocol_file, capsys, args, message):
     checkpoint = tmp_path / "student.pt"
     torch.save(_model("cnn-tiny", 0).state_dict(), checkpoint)  # a bare state dict, no sidecar

@@ -26,24 +26,52 @@ from rkdbench.teacher_accuracy import evaluation_key, teacher_accuracies
 TEACHER = "digits/Linf/rkdbench-cnn-large"  # the harness teacher that tests/conftest.py builds
 
 ROOT = Path(__file__).resolve().parents[2]
-EPOCH_LINE = re.compile(r"^  \[\d+/\d+\] [\w\-\[\]=.,]+ epoch \d+/\d+: loss \d+\.\d{3}, val clean \d+\.\d%, "
-                        r"val PGD \d+\.\d% \(\d+\.\d+s\)$")
+EPOCH_LINE = re.compile(
+    r"^  \[\d+/\d+\] [\w\-\[\]=.,]+ epoch \d+/\d+: loss \d+\.\d{3}, val clean \d+\.\d%, "
+    r"val PGD \d+\.\d% \(\d+\.\d+s\)$"
+)
 DONE_LINE = re.compile(r"^\[\d+/\d+\] done \S+ / \S+ / \S+ / seed \d+: clean \d+\.\d%, pgd20 \d+\.\d%, aa \d+\.\d%")
 
 
 def _table(names: int, teacher_aa: float | None = 80.0) -> Table:
     long = "x" * names
-    frame = pd.DataFrame({
-        "method_variant": ["rslad", f"ard[temperature=1]{long}"], "student": ["cnn-small", f"cnn-tiny{long}"],
-        "teacher": ["digits/Linf/rkdbench-cnn-large", f"digits/Linf/other-teacher{long}"], "n": [3, 1],
-        "clean_mean": [98.61, 97.0], "clean_std": [0.52, float("nan")], "pgd20_mean": [80.0, 71.11],
-        "pgd20_std": [1.25, float("nan")], "aa_mean": [75.55, 70.0], "aa_std": [10.5, float("nan")],
-        "teacher_aa": [teacher_aa, float("nan")], "p_vs_best": [float("nan"), 0.0312], "selection": "last",
-        "train_seconds": float("nan"), "gpu_hours": float("nan"), "passes": float("nan"), "flags": "",
-        "runs": [{"0": "a" * 32}, {"0": "b" * 32}], **{c: float("nan") for c in COSTS}})
+    frame = pd.DataFrame(
+        {
+            "method_variant": ["rslad", f"ard[temperature=1]{long}"],
+            "student": ["cnn-small", f"cnn-tiny{long}"],
+            "teacher": ["digits/Linf/rkdbench-cnn-large", f"digits/Linf/other-teacher{long}"],
+            "n": [3, 1],
+            "clean_mean": [98.61, 97.0],
+            "clean_std": [0.52, float("nan")],
+            "pgd20_mean": [80.0, 71.11],
+            "pgd20_std": [1.25, float("nan")],
+            "aa_mean": [75.55, 70.0],
+            "aa_std": [10.5, float("nan")],
+            "teacher_aa": [teacher_aa, float("nan")],
+            "p_vs_best": [float("nan"), 0.0312],
+            "selection": "last",
+            "train_seconds": float("nan"),
+            "gpu_hours": float("nan"),
+            "passes": float("nan"),
+            "flags": "",
+            "runs": [{"0": "a" * 32}, {"0": "b" * 32}],
+            **{c: float("nan") for c in COSTS},
+        }
+    )
     frame["aa_gap_to_teacher"] = frame["aa_mean"] - frame["teacher_aa"]
-    return Table("digits-linf", "0123456789abcdef", "digits-linf@01234567", "last", frame, ["clean", "pgd20", "aa"],
-                 [], "aa", "1", "aa", names={"clean": "clean", "pgd20": "PGD-20", "aa": "AutoAttack"})
+    return Table(
+        "digits-linf",
+        "0123456789abcdef",
+        "digits-linf@01234567",
+        "last",
+        frame,
+        ["clean", "pgd20", "aa"],
+        [],
+        "aa",
+        "1",
+        "aa",
+        names={"clean": "clean", "pgd20": "PGD-20", "aa": "AutoAttack"},
+    )
 
 
 @pytest.mark.parametrize("names", [0, 40, 200])
@@ -69,7 +97,9 @@ def test_compact_leaderboard_fits_in_100_columns_with_any_names(names):
 def test_the_full_table_says_why_the_teacher_gap_is_empty():
     assert teacher_gap_note(_table(5, teacher_aa=80.0)) is not None  # the second row's teacher was never measured
     table = _table(5, teacher_aa=float("nan"))
-    assert "AA gap to teacher: empty for digits/Linf/other-teacherxxxxx, digits/Linf/rkdbench-cnn-large" in to_markdown(table)
+    assert "AA gap to teacher: empty for digits/Linf/other-teacherxxxxx, digits/Linf/rkdbench-cnn-large" in to_markdown(
+        table
+    )
     table.frame["teacher_aa"] = [80.0, 75.0]
     table.frame["aa_gap_to_teacher"] = table.frame["aa_mean"] - table.frame["teacher_aa"]
     assert teacher_gap_note(table) is None and "empty for" not in to_markdown(table)
@@ -97,12 +127,30 @@ def test_demo_from_a_clean_clone_leaves_it_untouched_and_prints_readable_lines(t
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "80", "RKDBENCH_MODEL_DIR": str(teacher_dir)}
-    done = subprocess.run([sys.executable, "-P", "-m", "rkdbench.cli", "demo", "--set", "train.epochs=1", "--set",
-                           "eval.n_examples=10", "--set", "train.val_pgd_steps=2"],
-                          cwd=clone, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-P",
+            "-m",
+            "rkdbench.cli",
+            "demo",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "eval.n_examples=10",
+            "--set",
+            "train.val_pgd_steps=2",
+        ],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone, capture_output=True,
-                            text=True, check=True).stdout
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone, capture_output=True, text=True, check=True
+    ).stdout
     assert status == "", status
     assert list((clone / "rkdbench-results" / "leaderboards").glob("*/leaderboard.md"))
     lines = done.stdout.splitlines()

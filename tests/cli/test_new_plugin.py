@@ -44,8 +44,13 @@ def test_scaffold_writes_the_package_and_its_tests_pass(tmp_path, capsys):
     pkg = tmp_path / "fancy-kd"
     assert "wrote" in capsys.readouterr().out
     assert {p.relative_to(pkg).as_posix() for p in pkg.rglob("*") if p.is_file()} == {
-        "pyproject.toml", "README.md", "suite.toml", "src/fancy_kd/__init__.py", "src/fancy_kd/method.py",
-        "tests/test_method.py"}
+        "pyproject.toml",
+        "README.md",
+        "suite.toml",
+        "src/fancy_kd/__init__.py",
+        "src/fancy_kd/method.py",
+        "tests/test_method.py",
+    }
     project = tomllib.loads((pkg / "pyproject.toml").read_text())
     assert project["project"]["name"] == "fancy-kd" and project["project"]["dependencies"] == ["rkdbench"]
     assert project["project"]["entry-points"]["rkdbench"] == {"method-fancy": "fancy_kd.method"}
@@ -60,15 +65,20 @@ def test_scaffold_writes_the_package_and_its_tests_pass(tmp_path, capsys):
     # The generated tests, as a user runs them (`pytest` in the package; its pyproject puts src/ on the path).
     # The package is not pip-installed here (no network builds in tests), so its registration test must skip,
     # saying why; the two hand-computed-value tests must pass.
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"], cwd=pkg,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"],
+        cwd=pkg,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed, 1 skipped" in done.stdout, done.stdout
     assert "fancy-kd is not pip-installed" in done.stdout
 
 
-def test_scaffolded_method_reaches_the_leaderboard_via_plugins_dir(tmp_path, teacher_dir, unload_plugins_dir,
-                                                                   capsys):
+def test_scaffolded_method_reaches_the_leaderboard_via_plugins_dir(tmp_path, teacher_dir, unload_plugins_dir, capsys):
     assert cli("new-plugin", "tiny-kd", "--dir", str(tmp_path)) == 0
     pkg = tmp_path / "tiny-kd"
     loose = str(pkg / "src" / "tiny_kd")
@@ -76,11 +86,26 @@ def test_scaffolded_method_reaches_the_leaderboard_via_plugins_dir(tmp_path, tea
     assert cli("--plugins-dir", loose, "run", str(pkg / "suite.toml"), "--dry-run") == 0
     assert "tiny-kd / cnn-small" in capsys.readouterr().out
     suite = tmp_path / "only.toml"
-    suite.write_text('[suite]\nname = "only"\nprotocol = "digits-linf"\nmethods = ["tiny-kd"]\n'
-                     'students = ["cnn-tiny"]\nseeds = [0]\n')
+    suite.write_text(
+        '[suite]\nname = "only"\nprotocol = "digits-linf"\nmethods = ["tiny-kd"]\n'
+        'students = ["cnn-tiny"]\nseeds = [0]\n'
+    )
     results = tmp_path / "results"
-    assert cli("--plugins-dir", loose, "run", str(suite), *TINY, "--results", str(results),
-               "--model-dir", str(teacher_dir), "--quiet") == 0
+    assert (
+        cli(
+            "--plugins-dir",
+            loose,
+            "run",
+            str(suite),
+            *TINY,
+            "--results",
+            str(results),
+            "--model-dir",
+            str(teacher_dir),
+            "--quiet",
+        )
+        == 0
+    )
     client = MlflowClient(tracking_uri(results))
     experiments = [e.experiment_id for e in client.search_experiments()]
     [run] = client.search_runs(experiments, filter_string="tags.`rkdbench.kind` = 'cell'")

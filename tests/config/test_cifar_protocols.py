@@ -12,6 +12,7 @@ import mlflow
 import pandas as pd
 import pytest
 import torch
+from test_datasets_real import _write_cifar10
 from torch import nn
 
 import rkdbench
@@ -23,7 +24,6 @@ from rkdbench.engine import Trainer, TrainSetup, gpu_features
 from rkdbench.run.cells import expand_cells
 from rkdbench.run.options import CellOutcome
 from rkdbench.run.progress import suite_status
-from test_datasets_real import _write_cifar10
 
 
 def cli(*args: str) -> int:
@@ -44,8 +44,13 @@ def test_every_builtin_protocol_and_suite_loads_and_expands():
     protocol = load_protocol("cifar10-linf-8")
     assert math.isclose(protocol.threat.eps, 8 / 255)
     train = protocol.train
-    assert (train.epochs, train.lr, train.weight_decay, train.batch_size, train.milestones) == \
-        (200, 0.1, 2e-4, 128, (100, 150))
+    assert (train.epochs, train.lr, train.weight_decay, train.batch_size, train.milestones) == (
+        200,
+        0.1,
+        2e-4,
+        128,
+        (100, 150),
+    )
     assert protocol.inputs.augment == "pad4-crop-flip"
     assert [a["attack"] for a in protocol.eval.attacks.values()] == ["pgd", "cw", "autoattack"]
     assert load_protocol("cifar10-linf-8-paper-ard").train.milestones == (100,)  # ARD's one decay
@@ -70,10 +75,18 @@ def test_passes_per_example_are_counted_from_the_methods_own_step():
     # PGD-AT: 10 attack steps (forward + backward each), the training forward/backward on x', and the official
     # loop's two BatchNorm-only forwards (the restart-selection pass on x', S(x) after the optimizer step)
     assert training_passes(cell("pgd-at"), (1, 8, 8), 10) == {
-        "student_forward": 13, "student_backward": 11, "teacher_forward": 0, "teacher_backward": 0}
+        "student_forward": 13,
+        "student_backward": 11,
+        "teacher_forward": 0,
+        "teacher_backward": 0,
+    }
     # AdaAD: the teacher is in every attack step and gives T(x') for the loss; S(x) runs for its BatchNorm update
     assert training_passes(cell("adaad"), (1, 8, 8), 10) == {
-        "student_forward": 12, "student_backward": 11, "teacher_forward": 11, "teacher_backward": 10}
+        "student_forward": 12,
+        "student_backward": 11,
+        "teacher_forward": 11,
+        "teacher_backward": 10,
+    }
 
 
 def test_forward_flops_by_hand():
@@ -123,21 +136,37 @@ class Spy(nn.Module):
         self.seen: list[tuple[bool, bool, bool]] = []
 
     def forward(self, x):
-        self.seen.append((self.training, torch.is_autocast_enabled("cpu"),
-                          x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()))
+        self.seen.append(
+            (
+                self.training,
+                torch.is_autocast_enabled("cpu"),
+                x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(),
+            )
+        )
         return self.head(self.conv(x).mean((2, 3)))
 
 
-@pytest.mark.parametrize("flags, expected", [({}, (False, False)),
-                                             ({"train.precision": "bf16", "train.channels_last": "on"}, (True, True))])
+@pytest.mark.parametrize(
+    "flags, expected", [({}, (False, False)), ({"train.precision": "bf16", "train.channels_last": "on"}, (True, True))]
+)
 def test_bf16_and_channels_last_cover_training_only(tmp_path, flags, expected):
     protocol = load_protocol("digits-linf", {"train.epochs": 1, "train.val_pgd_steps": 1, **flags})
     generator = torch.Generator().manual_seed(0)
     pair = lambda n: (torch.rand(n, 3, 8, 8, generator=generator), torch.randint(0, 10, (n,), generator=generator))  # noqa: E731
     splits = Splits(train=pair(64), val=pair(16), test=pair(16), num_classes=10)  # 3 channels: NCHW != NHWC
     student = Spy()
-    trainer = Trainer(TrainSetup(protocol=protocol, method=rkdbench.create("method", "pgd-at"), student=student,
-                                 teachers={}, splits=splits, seed=0, device=torch.device("cpu"), workdir=tmp_path))
+    trainer = Trainer(
+        TrainSetup(
+            protocol=protocol,
+            method=rkdbench.create("method", "pgd-at"),
+            student=student,
+            teachers={},
+            splits=splits,
+            seed=0,
+            device=torch.device("cpu"),
+            workdir=tmp_path,
+        )
+    )
     assert (trainer.bf16, trainer.channels_last) == expected
     trainer.fit()
     training = {(autocast, channels_last) for mode, autocast, channels_last in student.seen[:11]}
@@ -149,13 +178,32 @@ def test_bf16_and_channels_last_cover_training_only(tmp_path, flags, expected):
 def test_a_cifar10_cell_runs_end_to_end_on_fixture_files(tmp_path, monkeypatch, capsys):
     _write_cifar10(tmp_path / "data", per_batch=220, n_test=40)  # 1,100 training images: 100 train + 1,000 val
     suite = tmp_path / "cifar-smoke.toml"
-    suite.write_text('[suite]\nname = "cifar-smoke"\nprotocol = "cifar10-linf-8"\nmethods = ["rslad"]\n'
-                     'students = ["cnn-tiny"]\nseeds = [0]\n')
+    suite.write_text(
+        '[suite]\nname = "cifar-smoke"\nprotocol = "cifar10-linf-8"\nmethods = ["rslad"]\n'
+        'students = ["cnn-tiny"]\nseeds = [0]\n'
+    )
     results = tmp_path / "results"
-    code = cli("run", str(suite), "--results", str(results), "--data-dir", str(tmp_path / "data"),
-               "--model-dir", str(tmp_path / "models"), "--set", "train.epochs=1", "--set", "train.val_pgd_steps=2",
-               "--set", "eval.n_examples=16", "--set", "eval.chunk_size=0",
-               "--set", 'protocol.teacher="cifar10/Linf/AutoAttack-example-R18"', "--json")
+    code = cli(
+        "run",
+        str(suite),
+        "--results",
+        str(results),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--model-dir",
+        str(tmp_path / "models"),
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.val_pgd_steps=2",
+        "--set",
+        "eval.n_examples=16",
+        "--set",
+        "eval.chunk_size=0",
+        "--set",
+        'protocol.teacher="cifar10/Linf/AutoAttack-example-R18"',
+        "--json",
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     summary = json.loads(out)  # --json: nothing but the summary on stdout
@@ -173,8 +221,14 @@ def test_a_cifar10_cell_runs_end_to_end_on_fixture_files(tmp_path, monkeypatch, 
         assert 0.0 <= run[f"metrics.{metric}"] <= 1.0
     assert run["metrics.cost.teacher_forward"] == 1.0  # RSLAD: one T(x) per training example
     # the diagnostics every cell gets: worst-class accuracy and student-to-teacher transferability, per example too
-    for metric in ("test.worst_class_aa_acc", "test.worst_class_clean_acc", "test.transferability.aa",
-                   "test.transferability.pgd20", "test.teacher_adv_acc.aa", "best_val.worst_class_aa_acc"):
+    for metric in (
+        "test.worst_class_aa_acc",
+        "test.worst_class_clean_acc",
+        "test.transferability.aa",
+        "test.transferability.pgd20",
+        "test.teacher_adv_acc.aa",
+        "best_val.worst_class_aa_acc",
+    ):
         assert 0.0 <= run[f"metrics.{metric}"] <= 1.0 or math.isnan(run[f"metrics.{metric}"]), metric
     assert run["metrics.test.worst_class_aa_acc"] <= run["metrics.test.aa_acc"]
     client = mlflow.MlflowClient()

@@ -54,12 +54,20 @@ def _fit(compile_on: bool, workdir: Path) -> tuple[list[float], dict[str, torch.
     splits = rkdbench.create("dataset", "digits").load(None, 0)
     (x, y), (xv, yv) = splits.train, splits.val
     tiny = Splits(train=(x[:32], y[:32]), val=(xv[:8], yv[:8]), test=(xv[:8], yv[:8]), num_classes=10)
-    protocol = load_protocol("digits-linf", {"train.epochs": 3, "train.batch_size": 32, "train.val_pgd_steps": 1,
-                                             **({"train.compile": True} if compile_on else {})})
+    protocol = load_protocol(
+        "digits-linf",
+        {
+            "train.epochs": 3,
+            "train.batch_size": 32,
+            "train.val_pgd_steps": 1,
+            **({"train.compile": True} if compile_on else {}),
+        },
+    )
     torch.manual_seed(0)
     student = rkdbench.create("architecture", "cnn-small")
-    trainer = Trainer(TrainSetup(protocol, rkdbench.create("method", "pgd-at"), student, {}, tiny, 0,
-                                 torch.device("cpu"), workdir))
+    trainer = Trainer(
+        TrainSetup(protocol, rkdbench.create("method", "pgd-at"), student, {}, tiny, 0, torch.device("cpu"), workdir)
+    )
     outcome = trainer.fit()
     assert "_compiled_call_impl" not in student.__dict__  # released: evaluation runs the eager module
     return [h["train.loss"] for h in outcome.history], student.state_dict()

@@ -45,38 +45,50 @@ def test_method_override_via_set_changes_variant_and_key():
 
 
 def test_parse_set_values():
-    assert parse_set(["a.b=1", "c=0.5", "d=[0, 1]", "e=true", "f=hello"]) == {"a.b": 1, "c": 0.5, "d": [0, 1],
-                                                                             "e": True, "f": "hello"}
+    assert parse_set(["a.b=1", "c=0.5", "d=[0, 1]", "e=true", "f=hello"]) == {
+        "a.b": 1,
+        "c": 0.5,
+        "d": [0, 1],
+        "e": True,
+        "f": "hello",
+    }
     with pytest.raises(ConfigError, match="key=value"):
         parse_set(["nonsense"])
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"train.epohcs": 3}, r"unknown field train\.epohcs \(did you mean: epochs\?\)"),
-    ({"threat.eps": 8}, r"eps must be in \(0, 1\].*8/255"),
-    ({"threat.norm": "L3"}, r"threat\.norm = 'L3' is not allowed; allowed: Linf, L2"),
-    ({"train.optimizer": "lbfgs"}, r"train\.optimizer = 'lbfgs' is not allowed; allowed: sgd, adam"),
-    ({"train.epochs": 0}, r"train\.epochs = 0 is not allowed; allowed: an integer >= 1"),
-    ({"trian.epochs": 1}, r"unknown field trian\.epochs \(did you mean: train"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"train.epohcs": 3}, r"unknown field train\.epohcs \(did you mean: epochs\?\)"),
+        ({"threat.eps": 8}, r"eps must be in \(0, 1\].*8/255"),
+        ({"threat.norm": "L3"}, r"threat\.norm = 'L3' is not allowed; allowed: Linf, L2"),
+        ({"train.optimizer": "lbfgs"}, r"train\.optimizer = 'lbfgs' is not allowed; allowed: sgd, adam"),
+        ({"train.epochs": 0}, r"train\.epochs = 0 is not allowed; allowed: an integer >= 1"),
+        ({"trian.epochs": 1}, r"unknown field trian\.epochs \(did you mean: train"),
+    ],
+)
 def test_bad_overrides_name_field_value_and_allowed(override, message):
     with pytest.raises(ConfigError, match=message):
         load_protocol("digits-linf", override)
 
 
 def test_malformed_toml_gives_line_and_column(tmp_path):
-    path = write(tmp_path / "bad.toml", "[suite]\nname = \"x\"\nmethods = [\"ard\",,]\nseeds = [0]\n")
+    path = write(tmp_path / "bad.toml", '[suite]\nname = "x"\nmethods = ["ard",,]\nseeds = [0]\n')
     with pytest.raises(ConfigError, match=r"bad\.toml: invalid TOML: .*line \d+, column \d+"):
         load_suite(path)
 
 
 def test_suite_unknown_field_and_unknown_plugins(tmp_path):
-    path = write(tmp_path / "s.toml", '[suite]\nname="s"\nprotocol="digits-linf"\nmethods=["ard"]\n'
-                                      'students=["cnn-small"]\nseedz=[0]\n')
+    path = write(
+        tmp_path / "s.toml",
+        '[suite]\nname="s"\nprotocol="digits-linf"\nmethods=["ard"]\nstudents=["cnn-small"]\nseedz=[0]\n',
+    )
     with pytest.raises(ConfigError, match=r"s\.toml: unknown field suite\.seedz \(did you mean: seeds"):
         load_suite(path)
-    path = write(tmp_path / "t.toml", '[suite]\nname="t"\nprotocol="digits-linf"\nmethods=["rslda"]\n'
-                                      'students=["cnn-small"]\nseeds=[0]\n')
+    path = write(
+        tmp_path / "t.toml",
+        '[suite]\nname="t"\nprotocol="digits-linf"\nmethods=["rslda"]\nstudents=["cnn-small"]\nseeds=[0]\n',
+    )
     with pytest.raises(UnknownComponentError, match="did you mean: rslad"):
         expand_cells(load_suite(path))
 

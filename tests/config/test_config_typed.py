@@ -37,8 +37,13 @@ def test_every_shipped_protocol_loads_typed_with_the_hash_of_its_file(name):
     raw = tomllib.loads(Path(protocol.source).read_text())
     raw.pop("resources", None)
     assert protocol.hash == canonical_hash(raw) and protocol.data == raw  # nothing added, nothing converted
-    for table, (attribute, _) in {"protocol": ("header", 0), "threat": ("threat", 0), "data": ("inputs", 0),
-                                  "train": ("train", 0), "eval": ("eval", 0)}.items():
+    for table, (attribute, _) in {
+        "protocol": ("header", 0),
+        "threat": ("threat", 0),
+        "data": ("inputs", 0),
+        "train": ("train", 0),
+        "eval": ("eval", 0),
+    }.items():
         section = getattr(protocol, attribute)
         for key, value in raw[table].items():  # every value given is read back, typed
             typed = getattr(section, key)
@@ -68,19 +73,31 @@ def test_values_arrive_as_the_declared_types_while_the_hash_keeps_what_was_writt
         protocol.train.epochs = 3  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"train.lr": "fast"}, r"train\.lr = 'fast' is not allowed; allowed: a number > 0$"),
-    ({"train.epochs": 1.5}, r"train\.epochs = 1\.5 is not allowed; allowed: an integer >= 1$"),
-    ({"train.epochs": True}, r"train\.epochs = True is not allowed; allowed: an integer >= 1$"),
-    ({"train.milestones": [3, 0]}, r"train\.milestones = \[3, 0\] is not allowed; allowed: a list of integers >= 1"),
-    ({"train.schedule": "cosin"}, r"train\.schedule = 'cosin' is not allowed; allowed: constant, piecewise, cosine "
-                                  r"\(did you mean: cosine\?\)"),
-    ({"eval.selections": ["best-val"]}, r"eval\.selections = \['best-val'\] is not allowed; allowed: a list of "
-                                        r"'last', 'best-val' and 'swa', containing 'last'"),
-    ({"eval.selections": ["last", "bset-val"]}, r"eval\.selections = .* containing 'last'"),
-    ({"data.augment": "flip"}, r"data\.augment = 'flip' is not allowed; allowed: none, pad1-crop, pad4-crop-flip"),
-    ({"protocol.teacher": 3}, r"protocol\.teacher = 3 is not allowed; allowed: a string"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"train.lr": "fast"}, r"train\.lr = 'fast' is not allowed; allowed: a number > 0$"),
+        ({"train.epochs": 1.5}, r"train\.epochs = 1\.5 is not allowed; allowed: an integer >= 1$"),
+        ({"train.epochs": True}, r"train\.epochs = True is not allowed; allowed: an integer >= 1$"),
+        (
+            {"train.milestones": [3, 0]},
+            r"train\.milestones = \[3, 0\] is not allowed; allowed: a list of integers >= 1",
+        ),
+        (
+            {"train.schedule": "cosin"},
+            r"train\.schedule = 'cosin' is not allowed; allowed: constant, piecewise, cosine "
+            r"\(did you mean: cosine\?\)",
+        ),
+        (
+            {"eval.selections": ["best-val"]},
+            r"eval\.selections = \['best-val'\] is not allowed; allowed: a list of "
+            r"'last', 'best-val' and 'swa', containing 'last'",
+        ),
+        ({"eval.selections": ["last", "bset-val"]}, r"eval\.selections = .* containing 'last'"),
+        ({"data.augment": "flip"}, r"data\.augment = 'flip' is not allowed; allowed: none, pad1-crop, pad4-crop-flip"),
+        ({"protocol.teacher": 3}, r"protocol\.teacher = 3 is not allowed; allowed: a string"),
+    ],
+)
 def test_a_wrong_value_is_refused_naming_file_field_value_and_allowed(override, message):
     with pytest.raises(ConfigError, match=message) as error:
         load_protocol("digits-linf", override)
@@ -88,7 +105,7 @@ def test_a_wrong_value_is_refused_naming_file_field_value_and_allowed(override, 
 
 
 def test_a_bad_field_in_a_file_names_the_file(tmp_path):
-    text = Path(load_protocol("digits-linf").source).read_text().replace("epochs = 30", "epochs = \"30\"")
+    text = Path(load_protocol("digits-linf").source).read_text().replace("epochs = 30", 'epochs = "30"')
     path = tmp_path / "p.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=r"p\.toml: train\.epochs = '30' is not allowed; allowed: an integer >= 1"):
@@ -108,8 +125,11 @@ def test_a_field_is_one_line():
 
     assert Toy.parse("t.toml", {"steps": 3}) == Toy(steps=3, mode="slow", scale=1.0)
     assert Toy.parse("t.toml", {"steps": 3, "scale": 2}).scale == 2.0
-    with pytest.raises(ConfigError, match=r"t\.toml: toy\.mode = 'fats' is not allowed; allowed: fast, slow "
-                                          r"\(did you mean: fast\?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"t\.toml: toy\.mode = 'fats' is not allowed; allowed: fast, slow "
+        r"\(did you mean: fast\?\)",
+    ):
         Toy.parse("t.toml", {"steps": 3, "mode": "fats"})
     with pytest.raises(ConfigError, match=r"unknown field toy\.step \(did you mean: steps\?\); allowed in \[toy\]"):
         Toy.parse("t.toml", {"step": 3})
@@ -133,8 +153,11 @@ def test_rank_by_is_optional_and_names_an_attack_label_or_clean():
     ranked = load_protocol("digits-linf", {"eval.rank_by": "aa"})
     assert ranked.eval.rank_by == "aa" and ranked.hash != plain.hash
     assert load_protocol("digits-linf", {"eval.rank_by": "clean"}).eval.rank_by == "clean"
-    with pytest.raises(ConfigError, match=r"eval\.rank_by = 'pgd2' is not allowed; allowed: clean, pgd20, aa "
-                                          r"\(the labels of eval\.attacks, or clean\) \(did you mean: pgd20"):
+    with pytest.raises(
+        ConfigError,
+        match=r"eval\.rank_by = 'pgd2' is not allowed; allowed: clean, pgd20, aa "
+        r"\(the labels of eval\.attacks, or clean\) \(did you mean: pgd20",
+    ):
         load_protocol("digits-linf", {"eval.rank_by": "pgd2"})
     with pytest.raises(ConfigError, match=r"eval\.rank_by = 3 is not allowed; allowed: a string"):
         load_protocol("digits-linf", {"eval.rank_by": 3})
@@ -145,26 +168,37 @@ def test_rank_by_is_optional_and_names_an_attack_label_or_clean():
 
 def suite(tmp_path: Path, params: str = "") -> str:
     path = tmp_path / "mine.toml"
-    path.write_text('[suite]\nname = "mine"\nprotocol = "digits-linf"\nmethods = ["pgd-at", "ard"]\n'
-                    'students = ["cnn-tiny"]\nseeds = [0]\n' + params)
+    path.write_text(
+        '[suite]\nname = "mine"\nprotocol = "digits-linf"\nmethods = ["pgd-at", "ard"]\n'
+        'students = ["cnn-tiny"]\nseeds = [0]\n' + params
+    )
     return str(path)
 
 
 def test_a_bad_method_choice_in_the_suite_file_stops_the_load(tmp_path):
     path = suite(tmp_path, '[suite.method_params.ard]\nkl_reduction = "meen"\n')
-    with pytest.raises(ConfigError, match=r"mine\.toml: method 'ard' parameter 'kl_reduction' = 'meen' is not "
-                                          r"allowed; allowed: mean, batchmean, sum \(did you mean: mean\?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"mine\.toml: method 'ard' parameter 'kl_reduction' = 'meen' is not "
+        r"allowed; allowed: mean, batchmean, sum \(did you mean: mean\?\)",
+    ):
         load_suite(path)
     path = suite(tmp_path, '[suite.method_params.ard]\nattack_init = "gaus"\n')
-    with pytest.raises(ConfigError, match=r"mine\.toml: method 'ard' attack_init = 'gaus' is not allowed; "
-                                          r"allowed: uniform, gauss, zero \(did you mean: gauss"):
+    with pytest.raises(
+        ConfigError,
+        match=r"mine\.toml: method 'ard' attack_init = 'gaus' is not allowed; "
+        r"allowed: uniform, gauss, zero \(did you mean: gauss",
+    ):
         load_suite(path)
 
 
 def test_a_bad_method_choice_through_set_stops_the_load(tmp_path):
     path = suite(tmp_path)
-    with pytest.raises(ConfigError, match=r"mine\.toml \(after --set\): method 'ard' attack_bn = 'frozen' is not "
-                                          r"allowed; allowed: train, eval"):
+    with pytest.raises(
+        ConfigError,
+        match=r"mine\.toml \(after --set\): method 'ard' attack_bn = 'frozen' is not "
+        r"allowed; allowed: train, eval",
+    ):
         load_suite(path, parse_set(["method.ard.attack_bn=frozen"]))
     ok = load_suite(path, parse_set(["method.ard.kl_reduction=batchmean", "method.ard.attack_bn=train"]))
     assert ok.method_params["ard"] == {"kl_reduction": "batchmean", "attack_bn": "train"}

@@ -29,27 +29,69 @@ from rkdbench.teacher_accuracy import evaluation_key, teacher_accuracies
 from rkdbench.tracking import Tracker
 
 N = 100
-PARAMS = {"protocol.threat.eps": 0.1, "protocol.eval.n_examples": N, "protocol.train.epochs": 3,
-          "protocol.train.device": "auto"}
+PARAMS = {
+    "protocol.threat.eps": 0.1,
+    "protocol.eval.n_examples": N,
+    "protocol.train.epochs": 3,
+    "protocol.train.device": "auto",
+}
 
 
-def _run(tracker, experiment, tmp_path, method, seed, robust, seconds=10.0, passes=(2, 2, 1, 0), params=None,
-         val=(0.2, 0.4, 0.5), tags=None):
-    run_id = tracker.create_run(experiment, f"{method}-{seed}", {
-        "rkdbench.kind": "cell", "rkdbench.protocol": "toy", "rkdbench.protocol_hash": "h1",
-        "rkdbench.method_variant": method, "rkdbench.method": method, "rkdbench.student": "cnn-small",
-        "rkdbench.teacher": "t", "rkdbench.seed": str(seed), "rkdbench.flags": "", **(tags or {})})
+def _run(
+    tracker,
+    experiment,
+    tmp_path,
+    method,
+    seed,
+    robust,
+    seconds=10.0,
+    passes=(2, 2, 1, 0),
+    params=None,
+    val=(0.2, 0.4, 0.5),
+    tags=None,
+):
+    run_id = tracker.create_run(
+        experiment,
+        f"{method}-{seed}",
+        {
+            "rkdbench.kind": "cell",
+            "rkdbench.protocol": "toy",
+            "rkdbench.protocol_hash": "h1",
+            "rkdbench.method_variant": method,
+            "rkdbench.method": method,
+            "rkdbench.student": "cnn-small",
+            "rkdbench.teacher": "t",
+            "rkdbench.seed": str(seed),
+            "rkdbench.flags": "",
+            **(tags or {}),
+        },
+    )
     tracker.log_params(run_id, {**PARAMS, **(params or {})})
     clean = [True] * N
-    tracker.log_metrics(run_id, {"test.clean_acc": 1.0, "test.aa_acc": sum(robust) / N,
-                                 "test.pgd20_acc": min(1.0, sum(robust) / N + 0.05), "train.seconds": seconds,
-                                 **dict(zip(["cost.student_forward", "cost.student_backward", "cost.teacher_forward",
-                                             "cost.teacher_backward"], map(float, passes)))}, step=3)
-    tracker.client.log_batch(run_id, metrics=[Metric("val.pgd_acc", value, 0, epoch) for epoch, value in enumerate(val)])
+    tracker.log_metrics(
+        run_id,
+        {
+            "test.clean_acc": 1.0,
+            "test.aa_acc": sum(robust) / N,
+            "test.pgd20_acc": min(1.0, sum(robust) / N + 0.05),
+            "train.seconds": seconds,
+            **dict(
+                zip(
+                    ["cost.student_forward", "cost.student_backward", "cost.teacher_forward", "cost.teacher_backward"],
+                    map(float, passes),
+                )
+            ),
+        },
+        step=3,
+    )
+    tracker.client.log_batch(
+        run_id, metrics=[Metric("val.pgd_acc", value, 0, epoch) for epoch, value in enumerate(val)]
+    )
     path = tmp_path / f"{method}-{seed}" / "per_example.parquet"
     path.parent.mkdir()
-    pd.DataFrame({"selection": "last", "index": range(N), "clean": clean, "pgd20": robust, "aa": robust,
-                  "worst": robust}).to_parquet(path, index=False)
+    pd.DataFrame(
+        {"selection": "last", "index": range(N), "clean": clean, "pgd20": robust, "aa": robust, "worst": robust}
+    ).to_parquet(path, index=False)
     tracker.log_artifact(run_id, path)
     tracker.finish(run_id, "FINISHED")
     return run_id
@@ -61,11 +103,20 @@ def _make_store(tmp_path):
         tracker = Tracker(tmp_path / "results")
     experiment = tracker.experiment_id("toy")
     best = [True] * 80 + [False] * 20
-    close = [True] * 77 + [False] * 3 + [True] * 1 + [False] * 19      # 3 only-best, 1 only-close
-    far = [True] * 50 + [False] * 50                                     # 30 only-best, 0 only-far
+    close = [True] * 77 + [False] * 3 + [True] * 1 + [False] * 19  # 3 only-best, 1 only-close
+    far = [True] * 50 + [False] * 50  # 30 only-best, 0 only-far
     _run(tracker, experiment, tmp_path, "best", 0, best, seconds=7200.0, params={"protocol.train.device": "cuda"})
-    _run(tracker, experiment, tmp_path, "close", 0, close, seconds=36.0, passes=(11, 11, 10, 10),
-         tags={"rkdbench.device": "cuda:0"})
+    _run(
+        tracker,
+        experiment,
+        tmp_path,
+        "close",
+        0,
+        close,
+        seconds=36.0,
+        passes=(11, 11, 10, 10),
+        tags={"rkdbench.device": "cuda:0"},
+    )
     _run(tracker, experiment, tmp_path, "far", 0, far, seconds=30.0)
     _run(tracker, experiment, tmp_path, "far", 1, [True] * 60 + [False] * 40, seconds=40.0)  # far on seed 1 too: n = 2
     return tracker
@@ -90,8 +141,9 @@ def _cli(*args: str) -> int:
 
 
 def _table(tracker, **options):
-    [table] = build_tables(collect_runs(tracker), "last", per_example_loader(tracker), config=config_loader(tracker),
-                           **options)
+    [table] = build_tables(
+        collect_runs(tracker), "last", per_example_loader(tracker), config=config_loader(tracker), **options
+    )
     return table
 
 
@@ -117,8 +169,8 @@ def test_rows_not_significantly_different_from_the_best_are_marked(store):
     [table] = build_tables(collect_runs(store), "last", per_example_loader(store))
     p = dict(zip(table.frame["method_variant"], table.frame["p_vs_best"]))
     assert p["best"] == 1.0
-    assert p["close"] == pytest.approx(mcnemar_exact(3, 1)) and p["close"] >= 0.05   # a tie
-    assert p["far"] == pytest.approx(mcnemar_exact(30, 0)) and p["far"] < 1e-6      # only seed 0 is shared
+    assert p["close"] == pytest.approx(mcnemar_exact(3, 1)) and p["close"] >= 0.05  # a tie
+    assert p["far"] == pytest.approx(mcnemar_exact(30, 0)) and p["far"] < 1e-6  # only seed 0 is shared
     text = render(table, "md")
     close_line = next(line for line in text.splitlines() if "| close" in line)
     far_line = next(line for line in text.splitlines() if "| far" in line)
@@ -147,15 +199,36 @@ def test_attack_columns_follow_the_protocol_clean_first_autoattack_last(tmp_path
     tracker = Tracker(tmp_path / "results")
     experiment = tracker.experiment_id("toy")
     for method, cw in (("a", 0.6), ("b", 0.7)):
-        run_id = tracker.create_run(experiment, method, {
-            "rkdbench.kind": "cell", "rkdbench.protocol": "toy", "rkdbench.protocol_hash": "h1",
-            "rkdbench.method_variant": method, "rkdbench.student": "s", "rkdbench.teacher": "none", "rkdbench.seed": "0"})
-        tracker.log_metrics(run_id, {"test.clean_acc": 0.9, "test.aa_acc": 0.5, "test.pgd20_acc": 0.65, "test.cw_acc": cw,
-                                     "test.fgsm_acc": 0.8, "test.worst_acc": 0.5})
+        run_id = tracker.create_run(
+            experiment,
+            method,
+            {
+                "rkdbench.kind": "cell",
+                "rkdbench.protocol": "toy",
+                "rkdbench.protocol_hash": "h1",
+                "rkdbench.method_variant": method,
+                "rkdbench.student": "s",
+                "rkdbench.teacher": "none",
+                "rkdbench.seed": "0",
+            },
+        )
+        tracker.log_metrics(
+            run_id,
+            {
+                "test.clean_acc": 0.9,
+                "test.aa_acc": 0.5,
+                "test.pgd20_acc": 0.65,
+                "test.cw_acc": cw,
+                "test.fgsm_acc": 0.8,
+                "test.worst_acc": 0.5,
+            },
+        )
         config = tmp_path / method / "config.toml"
         config.parent.mkdir()
-        config.write_text('[eval.attacks.aa]\nattack = "autoattack"\n[eval.attacks.cw]\nattack = "cw"\n'
-                          '[eval.attacks.pgd20]\nattack = "pgd"\n[eval.attacks.fgsm]\nattack = "fgsm"\n')
+        config.write_text(
+            '[eval.attacks.aa]\nattack = "autoattack"\n[eval.attacks.cw]\nattack = "cw"\n'
+            '[eval.attacks.pgd20]\nattack = "pgd"\n[eval.attacks.fgsm]\nattack = "fgsm"\n'
+        )
         tracker.log_artifact(run_id, config)
         tracker.finish(run_id, "FINISHED")
     table = _table(tracker)
@@ -172,8 +245,11 @@ def test_teacher_gap_uses_the_teachers_measured_accuracy_under_the_same_evaluati
     store = own_store
     experiment = store.experiment_id("toy@other")
     for eps, aa, hash_ in ((0.1, 0.9, "h-budget"), (0.2, 0.3, "h-eps")):  # the second is newer but another threat
-        run_id = store.create_run(experiment, "evaluate-t", {"rkdbench.kind": "evaluation", "rkdbench.teacher": "t",
-                                                             "rkdbench.protocol_hash": hash_})
+        run_id = store.create_run(
+            experiment,
+            "evaluate-t",
+            {"rkdbench.kind": "evaluation", "rkdbench.teacher": "t", "rkdbench.protocol_hash": hash_},
+        )
         store.log_params(run_id, {**PARAMS, "protocol.threat.eps": eps, "protocol.train.epochs": 200})
         store.log_metrics(run_id, {"test.aa_acc": aa})
         store.finish(run_id, "FINISHED")
@@ -184,7 +260,9 @@ def test_teacher_gap_uses_the_teachers_measured_accuracy_under_the_same_evaluati
     assert frame.loc["far", "aa_gap_to_teacher"] == pytest.approx(55.0 - 90.0)
     assert "AA gap to teacher" in render(table, "md").splitlines()[4]
     assert "t" not in set(collect_runs(store)["method_variant"])  # an evaluation run is never a row
-    assert evaluation_key({"protocol.train.epochs": 1, **PARAMS}) == evaluation_key({**PARAMS, "protocol.train.epochs": 9})
+    assert evaluation_key({"protocol.train.epochs": 1, **PARAMS}) == evaluation_key(
+        {**PARAMS, "protocol.train.epochs": 9}
+    )
     assert evaluation_key({"protocol.train.epochs": 1}) is None
 
 
@@ -194,14 +272,20 @@ def test_teacher_accuracy_from_the_measured_card(tmp_path):
     teacher = "digits/Linf/rkdbench-cnn-large"
     card = tmp_path / "models" / "digits" / "Linf" / "rkdbench-cnn-large.json"
     card.parent.mkdir(parents=True)
-    card.write_text(json.dumps({"id": teacher, "evaluations": {"h1": {"protocol": "not-a-protocol", "aa_acc": 0.5,
-                                                                          "clean_acc": 0.9, "flags": []}}}))
+    card.write_text(
+        json.dumps(
+            {
+                "id": teacher,
+                "evaluations": {"h1": {"protocol": "not-a-protocol", "aa_acc": 0.5, "clean_acc": 0.9, "flags": []}},
+            }
+        )
+    )
     found = teacher_accuracies(None, [teacher, "none"], tmp_path / "models")
     assert found.find(teacher, "h1", None, "aa") == pytest.approx(50.0)
     assert found.find(teacher, "h2", "some-key", "aa") is None
 
 
-REFERENCES = '''
+REFERENCES = """
 [[reference]]
 protocols = ["toy"]
 method = "best"
@@ -222,7 +306,7 @@ aa = 10.0
 tag = "S"
 citation = "Other et al."
 source = "a blog"
-'''
+"""
 
 
 def test_reported_numbers_are_joined_into_their_protocols_leaderboard(store, tmp_path):
@@ -257,24 +341,35 @@ def test_packaged_references_load_with_provenance():
     assert rslad.protocols == ("cifar10-linf-8", "cifar10-linf-8-paper-rslad")
 
 
-@pytest.mark.parametrize("entry, message", [
-    ('protocols = ["p"]\nmethod = "m"\nstudent = "s"\nteacher = "t"\naa = 50\n'
-     'tag = "X"\ncitation = "c"\nsource = "s"',
-     "tag = 'X' is not allowed"),
-    ('protocols = ["p"]\nmethod = "m"\nstudent = "s"\nteacher = "t"\naa = 150\n'
-     'tag = "V"\ncitation = "c"\nsource = "s"',
-     "aa = 150 is not allowed"),
-    ('protocols = ["p"]\nmethod = "m"\nstudent = "s"\naa = 50\n'
-     'tag = "V"\ncitation = "c"\nsource = "s"\nyear = 1',
-     "unknown field(s) year; missing field(s) teacher"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (
+            'protocols = ["p"]\nmethod = "m"\nstudent = "s"\nteacher = "t"\naa = 50\n'
+            'tag = "X"\ncitation = "c"\nsource = "s"',
+            "tag = 'X' is not allowed",
+        ),
+        (
+            'protocols = ["p"]\nmethod = "m"\nstudent = "s"\nteacher = "t"\naa = 150\n'
+            'tag = "V"\ncitation = "c"\nsource = "s"',
+            "aa = 150 is not allowed",
+        ),
+        (
+            'protocols = ["p"]\nmethod = "m"\nstudent = "s"\naa = 50\n'
+            'tag = "V"\ncitation = "c"\nsource = "s"\nyear = 1',
+            "unknown field(s) year; missing field(s) teacher",
+        ),
+    ],
+)
 def test_bad_references_are_refused(tmp_path, entry, message):
     path = tmp_path / "references.toml"
     path.write_text(f"[[reference]]\n{entry}\n")
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_references(path)
-    valid = ('protocols = ["p", "q"]\nmethod = "m"\nstudent = "s"\nteacher = "t"\naa = 50\n'
-             'tag = "V"\ncitation = "c"\nsource = "s"')
+    valid = (
+        'protocols = ["p", "q"]\nmethod = "m"\nstudent = "s"\nteacher = "t"\naa = 50\n'
+        'tag = "V"\ncitation = "c"\nsource = "s"'
+    )
     path.write_text(f"[[reference]]\n{valid}\n[[reference]]\n{valid}\n")
     with pytest.raises(ConfigError, match="references 1 and 2 are both for p / m / s / t"):
         load_references(path)
@@ -289,9 +384,21 @@ def test_json_parses_and_matches_the_table(store):
     assert [r["method_variant"] for r in rows] == list(table.frame["method_variant"])
     for row, (_, expected) in zip(rows, table.frame.iterrows()):
         assert row["runs"] == expected["runs"] and row["n"] == expected["n"]
-        for column in ("aa_mean", "aa_std", "clean_mean", "pgd20_mean", "train_seconds", "gpu_hours", "passes",
-                       "p_vs_best"):
-            assert row[column] is None if pd.isna(expected[column]) else row[column] == pytest.approx(expected[column], abs=1e-4)
+        for column in (
+            "aa_mean",
+            "aa_std",
+            "clean_mean",
+            "pgd20_mean",
+            "train_seconds",
+            "gpu_hours",
+            "passes",
+            "p_vs_best",
+        ):
+            assert (
+                row[column] is None
+                if pd.isna(expected[column])
+                else row[column] == pytest.approx(expected[column], abs=1e-4)
+            )
     csv = pd.read_csv(io.StringIO(render(table, "csv")))
     assert set(csv.columns) == set(rows[0])  # the same columns in both
     assert list(csv["aa_mean"]) == pytest.approx([r["aa_mean"] for r in rows])
@@ -301,7 +408,7 @@ def test_html_page_is_self_contained_and_sortable(store):
     table = _table(store)
     page = render(table, "html")
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
-    assert "<script>" in page and "addEventListener(\"click\"" in page and "<style>" in page
+    assert "<script>" in page and 'addEventListener("click"' in page and "<style>" in page
     assert not re.search(r"https?://", page)  # nothing fetched, no absolute link
     assert page.count("<tr>") == 1 + len(table.frame)
     for method in ("best", "close", "far"):
@@ -315,8 +422,15 @@ def test_published_files_plots_and_byte_stable_regeneration(store, tmp_path):
     first = publish(_table(store), history_loader(store), tmp_path / "a").paths
     second = publish(_table(store), history_loader(store), tmp_path / "b").paths
     names = [p.name for p in first]
-    assert names == ["leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html", "pareto.png",
-                     "aa_vs_cost.png", "val_curves.png"]
+    assert names == [
+        "leaderboard.md",
+        "leaderboard.csv",
+        "leaderboard.json",
+        "leaderboard.html",
+        "pareto.png",
+        "aa_vs_cost.png",
+        "val_curves.png",
+    ]
     for a, b in zip(first, second):
         assert a.read_bytes() == b.read_bytes(), a.name  # PNGs too: no timestamp (on one machine and matplotlib)
         if a.suffix == ".png":
@@ -337,16 +451,30 @@ def test_leaderboard_command_writes_files_and_logs_one_run_per_change(own_store,
     assert _cli("leaderboard", "--results", results, "--out", str(out)) == 0
     assert "| best " in capsys.readouterr().out
     folder = out / "toy"
-    assert {p.name for p in folder.iterdir()} == {"leaderboard.md", "leaderboard.csv", "leaderboard.json",
-                                                  "leaderboard.html", "pareto.png", "aa_vs_cost.png", "val_curves.png"}
+    assert {p.name for p in folder.iterdir()} == {
+        "leaderboard.md",
+        "leaderboard.csv",
+        "leaderboard.json",
+        "leaderboard.html",
+        "pareto.png",
+        "aa_vs_cost.png",
+        "val_curves.png",
+    }
     client = store.client
     experiment = client.get_experiment_by_name("toy").experiment_id
     [run] = client.search_runs([experiment], "tags.`rkdbench.kind` = 'leaderboard'")
     assert run.info.status == "FINISHED" and run.data.tags["rkdbench.protocol_hash"] == "h1"
     assert run.data.tags["rkdbench.selection"] == "last"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"leaderboard.md", "leaderboard.html", "leaderboard.csv", "leaderboard.json", "pareto.png",
-            "aa_vs_cost.png", "val_curves.png"} <= artifacts
+    assert {
+        "leaderboard.md",
+        "leaderboard.html",
+        "leaderboard.csv",
+        "leaderboard.json",
+        "pareto.png",
+        "aa_vs_cost.png",
+        "val_curves.png",
+    } <= artifacts
     # MlflowClient.load_table finds its runs through MLflow's process-wide tracking URI, not the client's store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     logged = client.load_table(experiment, "leaderboard.json", run_ids=[run.info.run_id])
@@ -357,8 +485,19 @@ def test_leaderboard_command_writes_files_and_logs_one_run_per_change(own_store,
     assert "unchanged since leaderboard run" in capsys.readouterr().err
     assert len(client.search_runs([experiment], "tags.`rkdbench.kind` = 'leaderboard'")) == 1
     # without logging nothing is added even when the table changed (another base URL for the run links)
-    assert _cli("leaderboard", "--results", results, "--no-log-to-mlflow", "--ui-url", "http://127.0.0.1:5000",
-                "--out", str(tmp_path / "again")) == 0
+    assert (
+        _cli(
+            "leaderboard",
+            "--results",
+            results,
+            "--no-log-to-mlflow",
+            "--ui-url",
+            "http://127.0.0.1:5000",
+            "--out",
+            str(tmp_path / "again"),
+        )
+        == 0
+    )
     assert len(client.search_runs([experiment], "tags.`rkdbench.kind` = 'leaderboard'")) == 1
     assert "http://127.0.0.1:5000/#/experiments/" in (tmp_path / "again" / "toy" / "leaderboard.md").read_text()
     # a selection the runs have no numbers for is an error, not an empty table

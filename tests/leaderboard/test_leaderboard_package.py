@@ -22,15 +22,28 @@ def _name(stem: str) -> str:
 
 
 def test_the_package_has_the_stages_it_documents():
-    assert {"__init__", "collect", "tables", "table", "shown", "formats", "html", "terminal", "plots",
-            "publish", "render"} <= set(MODULES)
+    assert {
+        "__init__",
+        "collect",
+        "tables",
+        "table",
+        "shown",
+        "formats",
+        "html",
+        "terminal",
+        "plots",
+        "publish",
+        "render",
+    } <= set(MODULES)
 
 
 def test_no_module_of_the_package_loads_torch_or_the_runner():
-    code = (f"import importlib, json, sys\n"
-            f"for name in {[_name(stem) for stem in MODULES]!r}:\n"
-            f"    importlib.import_module(name)\n"
-            f"print(json.dumps(sorted(m for m in ('torch', 'rkdbench.runner', 'rkdbench.run') if m in sys.modules)))\n")
+    code = (
+        f"import importlib, json, sys\n"
+        f"for name in {[_name(stem) for stem in MODULES]!r}:\n"
+        f"    importlib.import_module(name)\n"
+        f"print(json.dumps(sorted(m for m in ('torch', 'rkdbench.runner', 'rkdbench.run') if m in sys.modules)))\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == []
@@ -43,7 +56,7 @@ def _imported_stems(stem: str) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            parts = base[:len(base) - node.level + 1] if node.level else []
+            parts = base[: len(base) - node.level + 1] if node.level else []
             module = ".".join([*parts, *(node.module.split(".") if node.module else [])])
             names = [module] + [f"{module}.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.Import):
@@ -53,8 +66,8 @@ def _imported_stems(stem: str) -> set[str]:
         for name in names:
             if name == PACKAGE:
                 found.add("__init__")
-            elif name.startswith(PACKAGE + ".") and name[len(PACKAGE) + 1:].split(".")[0] in MODULES:
-                found.add(name[len(PACKAGE) + 1:].split(".")[0])
+            elif name.startswith(PACKAGE + ".") and name[len(PACKAGE) + 1 :].split(".")[0] in MODULES:
+                found.add(name[len(PACKAGE) + 1 :].split(".")[0])
     return found - {stem}
 
 
@@ -64,10 +77,10 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     path: list[str] = []
 
     def visit(node: str) -> list[str] | None:
-        state[node], path[len(path):] = "open", [node]
+        state[node], path[len(path) :] = "open", [node]
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         state[node] = "done"

@@ -39,13 +39,18 @@ def rows(t):
 @pytest.fixture
 def hand():
     return SimpleNamespace(
-        softmax=softmax, kl=kl, ce=ce, rows=rows, rslad_term=rslad_term,
+        softmax=softmax,
+        kl=kl,
+        ce=ce,
+        rows=rows,
+        rslad_term=rslad_term,
         S=torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]]),  # student on x'
         S_NAT=torch.tensor([[1.0, 0.5, 0.0], [0.0, 0.0, 1.0]]),  # student on x
         T=torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0]]),  # (robust) teacher on x
         T_ADV=torch.tensor([[0.5, 2.0, 0.0], [0.0, 0.5, 3.0]]),  # (robust) teacher on x'
         T2=torch.tensor([[3.0, 0.0, 0.5], [1.0, 1.0, 1.0]]),  # a second teacher
         Y=torch.tensor([0, 2]),
-        B=2, C=3,
+        B=2,
+        C=3,
         P=Progress(epoch=0, epochs=1),
     )

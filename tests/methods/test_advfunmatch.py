@@ -10,7 +10,11 @@ from rkdbench_plugins.methods.advfunmatch import AdvFunMatch
 def test_advfunmatch_contract():
     m = AdvFunMatch()
     assert m.extra_augment == "strong"
-    assert (m.params.temperature, m.params.kl_reduction, m.params.kl_direction) == (1.0, "batchmean", "teacher||student")
+    assert (m.params.temperature, m.params.kl_reduction, m.params.kl_direction) == (
+        1.0,
+        "batchmean",
+        "teacher||student",
+    )
     assert m.needs == {"s_adv", "t_adv"} and m.teacher_roles == ("robust",)
     a = m.attack
     assert (a.init, a.bn, a.steps, a.step_size, a.needs) == ("uniform", "eval", 10, 0.25, {"s_adv", "t_adv"})
@@ -34,7 +38,9 @@ def test_advfunmatch_temperature_and_direction(hand):
     fwd = sum(hand.kl(hand.softmax(t[i], tau), hand.softmax(s[i], tau)) for i in range(2)) / 2
     rev = sum(hand.kl(hand.softmax(s[i], tau), hand.softmax(t[i], tau)) for i in range(2)) / 2
     out = Outputs(s_adv=hand.S, t_adv=hand.T_ADV)
-    assert float(AdvFunMatch(temperature=tau).loss(out, hand.Y, hand.P).total) == pytest.approx(tau * tau * fwd, rel=1e-5)
+    assert float(AdvFunMatch(temperature=tau).loss(out, hand.Y, hand.P).total) == pytest.approx(
+        tau * tau * fwd, rel=1e-5
+    )
     m = AdvFunMatch(temperature=tau, kl_direction="student||teacher")
     assert float(m.loss(out, hand.Y, hand.P).total) == pytest.approx(tau * tau * rev, rel=1e-5)
     with pytest.raises(ConfigError, match="kl_direction"):

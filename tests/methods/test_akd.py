@@ -43,8 +43,9 @@ def test_akd_ensemble_averages_probabilities(hand):
     m = AKD(ensemble=3)
     assert m.teacher_roles == ("robust", "ensemble1", "ensemble2")
     assert m.needs == {"s_adv", "t_adv", "ensemble1:t_adv", "ensemble2:t_adv"}
-    out = Outputs(s_adv=hand.S, t_adv=hand.T_ADV,
-                  teachers={"ensemble1": {"t_adv": hand.T2}, "ensemble2": {"t_adv": hand.T}})
+    out = Outputs(
+        s_adv=hand.S, t_adv=hand.T_ADV, teachers={"ensemble1": {"t_adv": hand.T2}, "ensemble2": {"t_adv": hand.T}}
+    )
     expected = akd_by_hand(hand, [hand.rows(hand.T_ADV), hand.rows(hand.T2), hand.rows(hand.T)], 0.9)
     assert float(m.loss(out, hand.Y, hand.P).total) == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ConfigError, match="ensemble"):

@@ -36,8 +36,18 @@ def one_step(method_name: str, tmp_path, **params):
     before = {k: v.clone() for k, v in student.state_dict().items()}
     torch.manual_seed(2)
     teachers = {role: nn.Sequential(nn.Flatten(), nn.Linear(64, 10)) for role in method.teacher_roles}
-    trainer = Trainer(TrainSetup(protocol=protocol, method=method, student=student, teachers=teachers, splits=splits,
-                                 seed=0, device=torch.device("cpu"), workdir=tmp_path / method_name))
+    trainer = Trainer(
+        TrainSetup(
+            protocol=protocol,
+            method=method,
+            student=student,
+            teachers=teachers,
+            splits=splits,
+            seed=0,
+            device=torch.device("cpu"),
+            workdir=tmp_path / method_name,
+        )
+    )
     made = []
     attack = trainer.run_attack
     trainer.run_attack = lambda *a: made.append(attack(*a)) or made[-1]
@@ -122,8 +132,9 @@ def test_pgd_at_reruns_x_adv_and_runs_x_after_the_optimizer_step(tmp_path, on):
     assert (cost["cost.student_forward"], cost["cost.student_backward"]) == ((3.0, 1.0) if on else (1.0, 1.0))
 
 
-@pytest.mark.parametrize("name, on_count, off_count", [("ard", 12, 11), ("pgd-at", 13, 11), ("adaad", 2, 1),
-                                                       ("iad", 12, 12)])
+@pytest.mark.parametrize(
+    "name, on_count, off_count", [("ard", 12, 11), ("pgd-at", 13, 11), ("adaad", 2, 1), ("iad", 12, 12)]
+)
 def test_train_mode_forwards_per_step_with_the_official_ten_step_attack(tmp_path, name, on_count, off_count):
     # ARD / PGD-AT / IAD attack in train mode: 10 BatchNorm updates; AdaAD attacks in eval mode: none
     counts, weights = [], []

@@ -30,8 +30,14 @@ def _by_hand(hand, legacy=False):
     clean = hand.kl(hand.softmax([0.0, 1.0, 2.0]), hand.softmax(hand.S_NAT[1].tolist())) / (1 + 1e-10)
     # T(x') = [[0.5, 2, 0], [0, 0.5, 3]]: row 0's true logit is beaten by class 1 -> [2, 0.5, 0]; row 1 kept
     adv = hand.kl(hand.softmax([2.0, 0.5, 0.0]), hand.softmax(hand.S[0].tolist())) / 1  # B - n = 1
-    pcr = sum((a - b) ** 2 for ra, rb in zip(hand.rows(hand.S), hand.rows(hand.S_NAT))
-              for a, b in zip(hand.softmax(ra), hand.softmax(rb))) / 6
+    pcr = (
+        sum(
+            (a - b) ** 2
+            for ra, rb in zip(hand.rows(hand.S), hand.rows(hand.S_NAT))
+            for a, b in zip(hand.softmax(ra), hand.softmax(rb))
+        )
+        / 6
+    )
     if legacy:
         return 0.5 * (0.5 * clean + 0.5) * adv + pcr
     return 0.5 * clean + 0.5 * adv + pcr

@@ -29,11 +29,27 @@ from rkdbench_plugins.methods.standard import Standard
 from rkdbench_plugins.methods.trades import TRADES
 
 CASES = [
-    (Standard, {}), (KD, {}), (TRADES, {}), (MART, {}), (IAD, {"begin": 0}), (IADII, {"begin": 0}),
-    (AKD, {"ensemble": 2}), (AdaAD, {"alpha": 0.5}), (AdvFunMatch, {}), (RSNL, {}), (MTARD, {}),
-    (MTARD, {"balance_temperature": True}), (IGDM, {"nat_weight": 0.5}), (SAAD, {"clean_weight": 0.5}), (DGAD, {}),
-    (FairARD, {"alpha": 0.5}), (FairRSLAD, {}), (FairIAD, {"begin": 0}), (FairMTARD, {}),
-    (FairMTARD, {"natural_target": "natural_clean"}), (PeerAiD, {}),
+    (Standard, {}),
+    (KD, {}),
+    (TRADES, {}),
+    (MART, {}),
+    (IAD, {"begin": 0}),
+    (IADII, {"begin": 0}),
+    (AKD, {"ensemble": 2}),
+    (AdaAD, {"alpha": 0.5}),
+    (AdvFunMatch, {}),
+    (RSNL, {}),
+    (MTARD, {}),
+    (MTARD, {"balance_temperature": True}),
+    (IGDM, {"nat_weight": 0.5}),
+    (SAAD, {"clean_weight": 0.5}),
+    (DGAD, {}),
+    (FairARD, {"alpha": 0.5}),
+    (FairRSLAD, {}),
+    (FairIAD, {"begin": 0}),
+    (FairMTARD, {}),
+    (FairMTARD, {"natural_target": "natural_clean"}),
+    (PeerAiD, {}),
 ]
 
 
@@ -49,8 +65,18 @@ def test_one_engine_step(cls, overrides):
     student = rkdbench.create("architecture", "cnn-tiny")
     method = cls(**overrides)
     teachers = {role: rkdbench.create("architecture", "cnn-tiny").eval() for role in method.teacher_roles}
-    trainer = Trainer(TrainSetup(protocol, method, student, teachers, Splits((x, y), (x, y), (x, y), 10), 0,
-                                 torch.device("cpu"), workdir=None))
+    trainer = Trainer(
+        TrainSetup(
+            protocol,
+            method,
+            student,
+            teachers,
+            Splits((x, y), (x, y), (x, y), 10),
+            0,
+            torch.device("cpu"),
+            workdir=None,
+        )
+    )
     progress = Progress(0, 1)
     losses = trainer.training_step(x, y, progress)
     assert math.isfinite(float(losses.total.detach()))

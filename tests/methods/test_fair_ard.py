@@ -27,9 +27,11 @@ def test_class_weights_clamp_after_normalization():
 def test_kappa_counts_every_iterate_and_weights_lag_one_epoch(hand):
     m = FairARD()
     y = torch.tensor([0, 2])
-    iterates = [torch.tensor([[1.0, 0, 0], [0, 0, 1.0]]),  # both right
-                torch.tensor([[1.0, 0, 0], [1.0, 0, 0]]),  # only example 0
-                torch.tensor([[0, 1.0, 0], [0, 0, 1.0]])]  # only example 1
+    iterates = [
+        torch.tensor([[1.0, 0, 0], [0, 0, 1.0]]),  # both right
+        torch.tensor([[1.0, 0, 0], [1.0, 0, 0]]),  # only example 0
+        torch.tensor([[0, 1.0, 0], [0, 0, 1.0]]),
+    ]  # only example 1
     epoch_steps = 2
     for step in range(epoch_steps):
         for s_adv in iterates:
@@ -46,8 +48,11 @@ def test_kappa_counts_every_iterate_and_weights_lag_one_epoch(hand):
 
 def test_fair_ard_loss_weights_each_example(hand):
     m = FairARD()
-    m.state.update(w=torch.tensor([2.0, 1.0, 0.5]), kappa_sum=torch.zeros(3, dtype=torch.float64),
-                   seen=torch.zeros((), dtype=torch.float64))
+    m.state.update(
+        w=torch.tensor([2.0, 1.0, 0.5]),
+        kappa_sum=torch.zeros(3, dtype=torch.float64),
+        seen=torch.zeros((), dtype=torch.float64),
+    )
     tau = 30.0
     per = [hand.kl(hand.softmax(hand.T[i].tolist(), tau), hand.softmax(hand.S[i].tolist(), tau)) for i in range(2)]
     expected = tau * tau * (2.0 * per[0] + 0.5 * per[1]) / (hand.B * hand.C)  # y = (0, 2)

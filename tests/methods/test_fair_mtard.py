@@ -21,12 +21,17 @@ def test_fair_mtard_roles_follow_the_natural_target():
 
 def test_fair_mtard_loss_by_hand(hand):
     m = FairMTARD()
-    m.state.update(w=torch.tensor([2.0, 1.0, 0.5]), kappa_sum=torch.zeros(3, dtype=torch.float64),
-                   seen=torch.zeros((), dtype=torch.float64))
+    m.state.update(
+        w=torch.tensor([2.0, 1.0, 0.5]),
+        kappa_sum=torch.zeros(3, dtype=torch.float64),
+        seen=torch.zeros((), dtype=torch.float64),
+    )
 
     w = [2.0, 0.5]
     adv = sum(w[i] * hand.rslad_term(hand.T_ADV[i].tolist(), hand.S[i].tolist()) for i in range(2)) / 6
-    nat = sum(w[i] * hand.rslad_term(hand.T_ADV[i].tolist(), hand.S_NAT[i].tolist()) for i in range(2)) / 6  # target T_adv(x'), the official bug
+    nat = (
+        sum(w[i] * hand.rslad_term(hand.T_ADV[i].tolist(), hand.S_NAT[i].tolist()) for i in range(2)) / 6
+    )  # target T_adv(x'), the official bug
     got = m.loss(Outputs(s_adv=hand.S, s_nat=hand.S_NAT, t_adv=hand.T_ADV), hand.Y, hand.P)
     # first batch: the losses are their own reference (r = 1, 1), so w_nat stays 0.5
     assert float(got.total) == pytest.approx(0.5 * adv + 0.5 * nat, rel=1e-5)

@@ -15,8 +15,11 @@ def test_fair_rslad_contract():
 
 def test_fair_rslad_loss_by_hand(hand):
     m = FairRSLAD()
-    m.state.update(w=torch.tensor([2.0, 1.0, 0.5]), kappa_sum=torch.zeros(3, dtype=torch.float64),
-                   seen=torch.zeros((), dtype=torch.float64))
+    m.state.update(
+        w=torch.tensor([2.0, 1.0, 0.5]),
+        kappa_sum=torch.zeros(3, dtype=torch.float64),
+        seen=torch.zeros((), dtype=torch.float64),
+    )
 
     w = [2.0, 0.5]
     adv = sum(w[i] * hand.rslad_term(hand.T[i].tolist(), hand.S[i].tolist()) for i in range(2)) / 6

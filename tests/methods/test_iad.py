@@ -77,8 +77,13 @@ def test_iad_begin_fraction_replaces_begin(hand):
 
 
 def iad2_by_hand(hand, active, tau=1.0, a1=0.5, a2=0.25, beta=0.1):
-    s, sn, ta, ts, y = (hand.rows(hand.S), hand.rows(hand.S_NAT), hand.rows(hand.T_ADV), hand.rows(hand.T2),
-                        hand.Y.tolist())
+    s, sn, ta, ts, y = (
+        hand.rows(hand.S),
+        hand.rows(hand.S_NAT),
+        hand.rows(hand.T_ADV),
+        hand.rows(hand.T2),
+        hand.Y.tolist(),
+    )
     a = alphas(hand, beta) if active else [1.0, 1.0]
     ce = sum(hand.ce(s[i], y[i]) for i in range(2)) / 2
     kd_at = sum(a[i] * hand.kl(hand.softmax(ta[i], tau), hand.softmax(s[i], tau)) for i in range(2)) / 2

@@ -22,7 +22,12 @@ def igdm_by_hand(hand):
 
 def test_igdm_contract():
     m = IGDM()
-    assert (m.params.alpha, m.params.ref_epochs, m.params.nat_weight, m.params.kl_reduction) == (1.0, None, 0.0, "batchmean")
+    assert (m.params.alpha, m.params.ref_epochs, m.params.nat_weight, m.params.kl_reduction) == (
+        1.0,
+        None,
+        0.0,
+        "batchmean",
+    )
     assert m.needs == {"s_adv", "t_adv", "s_mir", "t_mir", "s_nat"}  # S(x) runs for its BN side effect
     assert IGDM(clean_forward=False).needs == {"s_adv", "t_adv", "s_mir", "t_mir"}
     assert IGDM(nat_weight=0.5).needs >= {"s_nat", "t_nat"}

@@ -26,4 +26,6 @@ def test_kd_mean_reduction_divides_by_classes(hand):
     m = KD(temperature=1.0, alpha=1.0, kl_reduction="mean")
     s, t = hand.rows(hand.S_NAT), hand.rows(hand.T)
     expected = sum(hand.kl(hand.softmax(t[i]), hand.softmax(s[i])) for i in range(2)) / (hand.B * hand.C)
-    assert float(m.loss(Outputs(s_nat=hand.S_NAT, t_nat=hand.T), hand.Y, hand.P).total) == pytest.approx(expected, rel=1e-5)
+    assert float(m.loss(Outputs(s_nat=hand.S_NAT, t_nat=hand.T), hand.Y, hand.P).total) == pytest.approx(
+        expected, rel=1e-5
+    )

@@ -51,7 +51,9 @@ def test_ard_defaults_are_official_and_loss_uses_mean_reduction_and_tau_squared(
     expected = tau * tau * sum(per_example) / (B * C)  # nn.KLDivLoss() 'mean' = sum / (B*C)
     got = m.loss(Outputs(s_adv=S, t_nat=T), Y, P).total
     assert float(got) == pytest.approx(expected, rel=1e-4)  # float32 at tau^2 = 900
-    assert m.attack_objective(Outputs(s_adv=S), Y).tolist() == pytest.approx([ce(S[0].tolist(), 0), ce(S[1].tolist(), 2)])
+    assert m.attack_objective(Outputs(s_adv=S), Y).tolist() == pytest.approx(
+        [ce(S[0].tolist(), 0), ce(S[1].tolist(), 2)]
+    )
 
 
 def test_ard_alpha_below_one_adds_clean_ce_and_needs_s_nat():
@@ -113,8 +115,18 @@ def test_one_step_lowers_the_methods_own_loss(name):
     student = rkdbench.create("architecture", "cnn-tiny")
     method = rkdbench.create("method", name, **ONE_STEP_OVERRIDES.get(name, {}))
     teachers = {role: rkdbench.create("architecture", "cnn-tiny").eval() for role in method.teacher_roles}
-    trainer = Trainer(TrainSetup(protocol, method, student, teachers, Splits((x, y), (x, y), (x, y), 10), 0,
-                                 torch.device("cpu"), workdir=None))
+    trainer = Trainer(
+        TrainSetup(
+            protocol,
+            method,
+            student,
+            teachers,
+            Splits((x, y), (x, y), (x, y), 10),
+            0,
+            torch.device("cpu"),
+            workdir=None,
+        )
+    )
     # The outer minimisation is what one step must improve: the second evaluation reuses the first step's
     # adversarial points (and random draws), so only the weights differ.
     attack, crafted = trainer.run_attack, []

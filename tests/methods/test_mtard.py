@@ -114,8 +114,12 @@ def test_b_mtard_temperatures_in_state(hand):
 def test_mtard_batchmean_reduction(hand):
     m = MTARD(kl_reduction="batchmean")
     got = m.loss(outputs(hand.S, hand.S_NAT, hand.T_ADV, hand.T2), hand.Y, Progress(0, 1)).total
-    kl_adv = sum(hand.kl(hand.softmax(t), hand.softmax(s)) for s, t in zip(hand.rows(hand.S), hand.rows(hand.T_ADV))) / 2
-    kl_nat = sum(hand.kl(hand.softmax(t), hand.softmax(s)) for s, t in zip(hand.rows(hand.S_NAT), hand.rows(hand.T2))) / 2
+    kl_adv = (
+        sum(hand.kl(hand.softmax(t), hand.softmax(s)) for s, t in zip(hand.rows(hand.S), hand.rows(hand.T_ADV))) / 2
+    )
+    kl_nat = (
+        sum(hand.kl(hand.softmax(t), hand.softmax(s)) for s, t in zip(hand.rows(hand.S_NAT), hand.rows(hand.T2))) / 2
+    )
     assert float(got) == pytest.approx(0.5 * kl_adv + 0.5 * kl_nat, rel=1e-5)
 
 
@@ -130,12 +134,15 @@ def _eta_after_first_step(m: MTARD, progress: Progress, hand) -> float:
     return (0.5 - float(losses.parts["w_nat"])) / (0.5 - target)
 
 
-@pytest.mark.parametrize("epoch, expected_eta", [(0, 0.025), (99, 0.025), (100, 0.0025), (149, 0.0025),
-                                                  (150, 0.00025), (199, 0.00025)])
+@pytest.mark.parametrize(
+    "epoch, expected_eta", [(0, 0.025), (99, 0.025), (100, 0.0025), (149, 0.0025), (150, 0.00025), (199, 0.00025)]
+)
 def test_mtard_eta_decays_with_the_protocols_lr_milestones_by_default(hand, epoch, expected_eta):
     # the protocol's piecewise schedule x0.1 at 100 and 150 (0-based epochs at whose start the lr drops)
     progress = Progress(epoch, 200, 0, 10, lr_milestones=(100, 150))
-    assert _eta_after_first_step(MTARD(), progress, hand) == pytest.approx(expected_eta, rel=1e-3)  # recovered from fp32 weights
+    assert _eta_after_first_step(MTARD(), progress, hand) == pytest.approx(
+        expected_eta, rel=1e-3
+    )  # recovered from fp32 weights
 
 
 def test_mtard_explicit_eta_decay_epochs_override_the_milestones(hand):
@@ -159,12 +166,26 @@ def test_the_engine_hands_the_protocols_milestones_to_the_method(tmp_path):
         def on_step_end(self, losses, progress):
             seen.append(progress.lr_milestones)
 
-    splits = Splits(train=(torch.rand(4, 1, 8, 8), torch.arange(4)), val=(torch.rand(2, 1, 8, 8), torch.arange(2)),
-                    test=(torch.rand(2, 1, 8, 8), torch.arange(2)), num_classes=10)
+    splits = Splits(
+        train=(torch.rand(4, 1, 8, 8), torch.arange(4)),
+        val=(torch.rand(2, 1, 8, 8), torch.arange(2)),
+        test=(torch.rand(2, 1, 8, 8), torch.arange(2)),
+        num_classes=10,
+    )
     for overrides, expected in [({"train.schedule": "piecewise", "train.milestones": [3, 7]}, (3, 7)), ({}, ())]:
         protocol = load_protocol("digits-linf", {"train.epochs": 1, "train.val_pgd_steps": 1, **overrides})
         student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
         seen.clear()
-        Trainer(TrainSetup(protocol=protocol, method=Probe(attack_steps=1), student=student, teachers={},
-                           splits=splits, seed=0, device=torch.device("cpu"), workdir=tmp_path / str(expected))).fit()
+        Trainer(
+            TrainSetup(
+                protocol=protocol,
+                method=Probe(attack_steps=1),
+                student=student,
+                teachers={},
+                splits=splits,
+                seed=0,
+                device=torch.device("cpu"),
+                workdir=tmp_path / str(expected),
+            )
+        ).fit()
         assert set(seen) == {expected}  # cosine (digits-linf) has no decay epochs

@@ -14,8 +14,14 @@ P_ADV = torch.tensor([[0.0, 1.0, 2.0], [1.0, 0.0, 0.0]])
 
 
 def kl_mean(hand, target, student, tau):
-    return tau * tau * sum(hand.kl(hand.softmax(t, tau), hand.softmax(s, tau))
-                           for t, s in zip(hand.rows(target), hand.rows(student))) / (hand.B * hand.C)
+    return (
+        tau
+        * tau
+        * sum(
+            hand.kl(hand.softmax(t, tau), hand.softmax(s, tau)) for t, s in zip(hand.rows(target), hand.rows(student))
+        )
+        / (hand.B * hand.C)
+    )
 
 
 def test_peeraid_defaults_are_the_cifar10_readme_command():
@@ -29,7 +35,8 @@ def test_peer_and_student_losses_by_hand(hand):
     p = PeerAiDParams()
     ce_peer = (hand.ce(P_ADV[0].tolist(), 0) + hand.ce(P_ADV[1].tolist(), 2)) / 2
     assert float(peer_loss(P_ADV, hand.S, hand.Y, p)) == pytest.approx(
-        ce_peer + 0.1 * kl_mean(hand, hand.S, P_ADV, 1.0), rel=1e-5)
+        ce_peer + 0.1 * kl_mean(hand, hand.S, P_ADV, 1.0), rel=1e-5
+    )
     expected = kl_mean(hand, P_ADV, hand.S, 5.0) + kl_mean(hand, hand.S_NAT, hand.S, 5.0)
     assert float(student_loss(hand.S, hand.S_NAT, P_ADV, hand.Y, p)) == pytest.approx(expected, rel=1e-5)
 

@@ -21,8 +21,13 @@ def by_hand(hand, zs, zt, y, grad_norm2, lambda_kd=1.0, tau=4.0, lambda_conf=0.5
     b = len(zs)
     ce = sum(hand.ce(zs[i], y[i]) for i in range(b)) / b
     kd = sum(hand.kl(hand.softmax(zt[i], tau), hand.softmax(zs[i], tau)) for i in range(b)) / b
-    conf = sum(sum(max(0.0, (zt[i][y[i]] - zt[i][j]) - (zs[i][y[i]] - zs[i][j])) for j in range(len(zs[i])) if j != y[i])
-               for i in range(b)) / b
+    conf = (
+        sum(
+            sum(max(0.0, (zt[i][y[i]] - zt[i][j]) - (zs[i][y[i]] - zs[i][j])) for j in range(len(zs[i])) if j != y[i])
+            for i in range(b)
+        )
+        / b
+    )
     grad = sum(grad_norm2) / b
     return ce + lambda_kd * tau * tau * kd + lambda_conf * conf + lambda_grad * grad, conf, grad
 
@@ -53,8 +58,9 @@ def test_rsnl_training_step_on_a_linear_student(hand):
     torch.manual_seed(0)
     student, teacher = nn.Linear(4, 3, bias=False), nn.Linear(4, 3, bias=False)
     x = torch.rand(2, 4)
-    ctx = StepContext(student=student, teachers={"robust": teacher}, progress=Progress(0, 1), eps=0.1, norm="Linf",
-                      attack=None)
+    ctx = StepContext(
+        student=student, teachers={"robust": teacher}, progress=Progress(0, 1), eps=0.1, norm="Linf", attack=None
+    )
     m = RSNL(lambda_grad=0.1)
     losses = m.training_step((x, Y), ctx)
     W, zs, zt = student.weight.detach(), student(x).tolist(), teacher(x).tolist()

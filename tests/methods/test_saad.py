@@ -15,7 +15,14 @@ T_MIR = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 2.0]])
 
 def test_saad_defaults_are_official():
     p = SAAD().params
-    assert (p.lambda_inner, p.igdm_alpha, p.clean_weight, p.entropy_scale, p.gamma, p.clean_forward) == (1, 1, 0, 5, 1, True)
+    assert (p.lambda_inner, p.igdm_alpha, p.clean_weight, p.entropy_scale, p.gamma, p.clean_forward) == (
+        1,
+        1,
+        0,
+        5,
+        1,
+        True,
+    )
     a = SAAD().attack
     assert (a.init, a.bn, a.steps, a.step_size) == ("gauss", "eval", 10, 0.25)
 
@@ -28,7 +35,9 @@ def test_taylor_teacher_moves_only_the_true_logit_and_carries_gradient(hand):
     assert proxy.tolist()[0] == pytest.approx([1.15, 2.0, 0.0])  # 0.5 * 0.1 + (-1) * (-0.1) = 0.15
     # d/dx' KL(softmax(proxy) || q) = p_y * (log p_y - log q_y - KL) * lambda * g
     q_logits = [0.0, 1.0, 0.0]
-    kl = torch.sum(torch.softmax(proxy, 1) * (torch.log_softmax(proxy, 1) - torch.log_softmax(torch.tensor([q_logits]), 1)))
+    kl = torch.sum(
+        torch.softmax(proxy, 1) * (torch.log_softmax(proxy, 1) - torch.log_softmax(torch.tensor([q_logits]), 1))
+    )
     (grad,) = torch.autograd.grad(kl, x_adv)
     p, q = hand.softmax([1.15, 2.0, 0.0]), hand.softmax(q_logits)
     d = p[0] * (math.log(p[0]) - math.log(q[0]) - hand.kl(p, q))

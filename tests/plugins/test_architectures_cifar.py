@@ -56,17 +56,25 @@ def _checkpoint_like(model: torch.nn.Module, keys: set[str]) -> dict[str, torch.
     return {k: torch.randn_like(state[k]) if state[k].is_floating_point() else state[k].clone() for k in keys}
 
 
-@pytest.mark.parametrize(("name", "kwargs", "expected"), PARAMETERS,
-                         ids=[f"{n}-{'-'.join(map(str, kw.values())) or 'default'}" for n, kw, _ in PARAMETERS])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "expected"),
+    PARAMETERS,
+    ids=[f"{n}-{'-'.join(map(str, kw.values())) or 'default'}" for n, kw, _ in PARAMETERS],
+)
 def test_exact_parameter_counts(name, kwargs, expected):
     assert sum(p.numel() for p in _meta(name, **kwargs).parameters()) == expected
 
 
-@pytest.mark.parametrize(("name", "kwargs"), [
-    ("resnet-18", {}), ("preact-resnet-18", {"num_classes": 100}),
-    ("preact-resnet-18", {"bn_before_fc": False, "shortcut_reads_activation": True}),
-    ("preact-resnet-18-swish", {}), ("mobilenet-v2", {"num_classes": 7}),
-])
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("resnet-18", {}),
+        ("preact-resnet-18", {"num_classes": 100}),
+        ("preact-resnet-18", {"bn_before_fc": False, "shortcut_reads_activation": True}),
+        ("preact-resnet-18-swish", {}),
+        ("mobilenet-v2", {"num_classes": 7}),
+    ],
+)
 def test_forward_on_cifar_batch(name, kwargs):
     torch.manual_seed(0)
     model = rkdbench.create("architecture", name, **kwargs).eval()
@@ -78,7 +86,9 @@ def test_forward_on_cifar_batch(name, kwargs):
 @pytest.mark.parametrize("cls", [cifar.WideResNet, cifar.DMWideResNet])
 def test_wide_resnets_forward_at_small_size(cls):
     """The registered WRNs are too big for a CPU test; a WRN-16-2 runs the same blocks (incl. TF padding)."""
-    model = cls(16, 2, num_classes=10, in_channels=1, **({"mean": 0.5, "std": 0.25} if cls is cifar.DMWideResNet else {}))
+    model = cls(
+        16, 2, num_classes=10, in_channels=1, **({"mean": 0.5, "std": 0.25} if cls is cifar.DMWideResNet else {})
+    )
     with torch.no_grad():
         assert model.eval()(torch.rand(2, 1, 32, 32)).shape == (2, 10)
 
@@ -97,7 +107,9 @@ def _resnet_keys(depths: tuple[int, ...]) -> set[str]:
 
 def _block_keys(prefix: str, norm0: str, conv0: str, norm1: str, conv1: str, shortcut: str | None) -> set[str]:
     """One pre-activation block: two BNs, two convs, and the projection when it has one."""
-    keys = {f"{prefix}.{conv0}.weight", f"{prefix}.{conv1}.weight"} | _bn(f"{prefix}.{norm0}") | _bn(f"{prefix}.{norm1}")
+    keys = (
+        {f"{prefix}.{conv0}.weight", f"{prefix}.{conv1}.weight"} | _bn(f"{prefix}.{norm0}") | _bn(f"{prefix}.{norm1}")
+    )
     return keys | ({f"{prefix}.{shortcut}"} if shortcut else set())
 
 
@@ -133,21 +145,56 @@ def _preact_keys(dm: bool) -> set[str]:
     return keys
 
 
-@pytest.mark.parametrize(("name", "kwargs", "keys", "literal"), [
-    ("resnet-18", {}, _resnet_keys((2, 2, 2, 2)),
-     {"layer2.0.shortcut.0.weight": (128, 64, 1, 1), "layer4.1.bn2.running_var": (512,), "linear.weight": (10, 512)}),
-    ("resnet-34", {}, _resnet_keys((3, 4, 6, 3)), {"layer3.5.conv2.weight": (256, 256, 3, 3)}),
-    ("wrn-34-10", {"sub_block1": True}, _wrn_keys(34, dm=False, sub_block1=True),
-     {"sub_block1.layer.0.conv1.weight": (160, 16, 3, 3), "block3.layer.0.convShortcut.weight": (640, 320, 1, 1),
-      "fc.weight": (10, 640)}),
-    ("wrn-28-10", {}, _wrn_keys(28, dm=False), {"block2.layer.3.conv2.weight": (320, 320, 3, 3)}),
-    ("preact-resnet-18", {}, _preact_keys(dm=False), {"bn.weight": (512,), "layer2.0.shortcut.0.weight": (128, 64, 1, 1)}),
-    ("preact-resnet-18-swish", {}, _preact_keys(dm=True),
-     {"layer_1.0.shortcut.weight": (128, 64, 3, 3), "logits.weight": (10, 512)}),
-    ("dm-wrn-28-10", {}, _wrn_keys(28, dm=True),
-     {"init_conv.weight": (16, 3, 3, 3), "layer.1.block.0.shortcut.weight": (320, 160, 1, 1), "logits.weight": (10, 640)}),
-    ("dm-wrn-70-16", {}, _wrn_keys(70, dm=True), {"layer.2.block.10.conv_1.weight": (1024, 1024, 3, 3)}),
-])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "keys", "literal"),
+    [
+        (
+            "resnet-18",
+            {},
+            _resnet_keys((2, 2, 2, 2)),
+            {
+                "layer2.0.shortcut.0.weight": (128, 64, 1, 1),
+                "layer4.1.bn2.running_var": (512,),
+                "linear.weight": (10, 512),
+            },
+        ),
+        ("resnet-34", {}, _resnet_keys((3, 4, 6, 3)), {"layer3.5.conv2.weight": (256, 256, 3, 3)}),
+        (
+            "wrn-34-10",
+            {"sub_block1": True},
+            _wrn_keys(34, dm=False, sub_block1=True),
+            {
+                "sub_block1.layer.0.conv1.weight": (160, 16, 3, 3),
+                "block3.layer.0.convShortcut.weight": (640, 320, 1, 1),
+                "fc.weight": (10, 640),
+            },
+        ),
+        ("wrn-28-10", {}, _wrn_keys(28, dm=False), {"block2.layer.3.conv2.weight": (320, 320, 3, 3)}),
+        (
+            "preact-resnet-18",
+            {},
+            _preact_keys(dm=False),
+            {"bn.weight": (512,), "layer2.0.shortcut.0.weight": (128, 64, 1, 1)},
+        ),
+        (
+            "preact-resnet-18-swish",
+            {},
+            _preact_keys(dm=True),
+            {"layer_1.0.shortcut.weight": (128, 64, 3, 3), "logits.weight": (10, 512)},
+        ),
+        (
+            "dm-wrn-28-10",
+            {},
+            _wrn_keys(28, dm=True),
+            {
+                "init_conv.weight": (16, 3, 3, 3),
+                "layer.1.block.0.shortcut.weight": (320, 160, 1, 1),
+                "logits.weight": (10, 640),
+            },
+        ),
+        ("dm-wrn-70-16", {}, _wrn_keys(70, dm=True), {"layer.2.block.10.conv_1.weight": (1024, 1024, 3, 3)}),
+    ],
+)
 def test_robustbench_spelled_state_dict_loads_strictly(name, kwargs, keys, literal):
     model = _meta(name, **kwargs)
     state = model.state_dict()
@@ -193,9 +240,15 @@ def test_dm_nets_normalize_with_their_buffers():
 
 def test_specialization_pairs_cifar_stages():
     teacher, student = rkdbench.create("architecture", "resnet-18"), rkdbench.create("architecture", "mobilenet-v2")
-    assert [s.name for s in stage_outputs(teacher)] == [f"features.layer{i}" for i in range(1, 5)] + ["classifier:input"]
+    assert [s.name for s in stage_outputs(teacher)] == [f"features.layer{i}" for i in range(1, 5)] + [
+        "classifier:input"
+    ]
     assert [s.name for s in stage_outputs(_meta("wrn-34-10", sub_block1=True))] == [
-        "features.block1", "features.block2", "features.block3", "classifier:input"]
+        "features.block1",
+        "features.block2",
+        "features.block3",
+        "classifier:input",
+    ]
     assert [s.name for s in stage_outputs(_meta("dm-wrn-70-16"))][-2:] == ["features.layer_2", "classifier:input"]
     matches = specialization(teacher, student, torch.rand(3, 3, 32, 32))
     assert [tuple(m.corr.shape) for m in matches] == [(64, 24), (128, 32), (256, 96), (512, 320), (512, 1280)]
@@ -229,7 +282,9 @@ def test_timm_resnet_with_cifar_stem():
 
 def test_timm_errors_are_one_line():
     pytest.importorskip("timm")
-    with pytest.raises(UnknownComponentError, match=r"unknown timm model 'resnet81' \(did you mean: .*resnet18") as unknown:
+    with pytest.raises(
+        UnknownComponentError, match=r"unknown timm model 'resnet81' \(did you mean: .*resnet18"
+    ) as unknown:
         rkdbench.create("architecture", "timm:resnet81")
     with pytest.raises(ConfigError, match="cifar_stem knows timm's ResNet") as stem:
         rkdbench.create("architecture", "timm:test_vit", cifar_stem=True)

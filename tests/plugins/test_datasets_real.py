@@ -61,8 +61,12 @@ def _write_cifar10(root: Path, per_batch: int = 60, n_test: int = 50, protocol: 
     images = _images(5 * per_batch, 0)
     for b in range(5):
         part = slice(b * per_batch, (b + 1) * per_batch)
-        batch = {b"batch_label": b"training batch", b"labels": labels[part].tolist(), b"data": _rows(images[part]),
-                 b"filenames": []}
+        batch = {
+            b"batch_label": b"training batch",
+            b"labels": labels[part].tolist(),
+            b"data": _rows(images[part]),
+            b"filenames": [],
+        }
         _write_pickle(folder / f"data_batch_{b + 1}", batch, protocol)
     test_labels = _balanced(n_test, 10, 1)
     test_images = _images(n_test, 5 * per_batch)
@@ -111,10 +115,18 @@ def test_cifar100_uses_fine_labels(tmp_path):
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
     fine, fine_test = _balanced(400, 100, 0), _balanced(100, 100, 1)
-    _write_pickle(folder / "train", {b"data": _rows(_images(400, 0)), b"fine_labels": fine.tolist(),
-                                     b"coarse_labels": (fine // 5).tolist()})
-    _write_pickle(folder / "test", {b"data": _rows(_images(100, 400)), b"fine_labels": fine_test.tolist(),
-                                    b"coarse_labels": (fine_test // 5).tolist()})
+    _write_pickle(
+        folder / "train",
+        {b"data": _rows(_images(400, 0)), b"fine_labels": fine.tolist(), b"coarse_labels": (fine // 5).tolist()},
+    )
+    _write_pickle(
+        folder / "test",
+        {
+            b"data": _rows(_images(100, 400)),
+            b"fine_labels": fine_test.tolist(),
+            b"coarse_labels": (fine_test // 5).tolist(),
+        },
+    )
     _write_pickle(folder / "meta", {b"fine_label_names": [], b"coarse_label_names": []})
     splits = Cifar100(val_size=100).load(str(tmp_path), split_seed=3)
     assert splits.num_classes == 100 and splits.test[1].tolist() == fine_test.tolist()
@@ -180,11 +192,14 @@ def test_registered_with_the_real_default_sizes():
         assert rkdbench.create("dataset", name).input_shape == (3, 32, 32)
 
 
-@pytest.mark.parametrize("dataset, folder, files", [
-    (Cifar10(), "cifar-10-batches-py", ["data_batch_1", "data_batch_5", "test_batch"]),
-    (Cifar100(), "cifar-100-python", ["train", "test"]),
-    (SVHN(), "", ["train_32x32.mat", "test_32x32.mat"]),
-])
+@pytest.mark.parametrize(
+    "dataset, folder, files",
+    [
+        (Cifar10(), "cifar-10-batches-py", ["data_batch_1", "data_batch_5", "test_batch"]),
+        (Cifar100(), "cifar-100-python", ["train", "test"]),
+        (SVHN(), "", ["train_32x32.mat", "test_32x32.mat"]),
+    ],
+)
 def test_missing_data_names_folder_files_and_fetch_command(tmp_path, dataset, folder, files):
     with pytest.raises(ConfigError) as err:
         dataset.load(str(tmp_path / "data"), 0)
@@ -224,10 +239,12 @@ class _RunsCode:
 def test_unexpected_cifar_content_is_refused(tmp_path, payload):
     _write_cifar10(tmp_path)
     bad = tmp_path / "cifar-10-batches-py" / "test_batch"
-    obj = {"list": [1, 2, 3],
-           "wrong-keys": {b"data": np.zeros((2, 3072), np.uint8), b"fine_labels": [0, 1]},
-           "wrong-shape": {b"data": np.zeros((2, 1024), np.uint8), b"labels": [0, 1]},
-           "code": {b"data": _RunsCode(tmp_path / "pwned"), b"labels": [0]}}[payload]
+    obj = {
+        "list": [1, 2, 3],
+        "wrong-keys": {b"data": np.zeros((2, 3072), np.uint8), b"fine_labels": [0, 1]},
+        "wrong-shape": {b"data": np.zeros((2, 1024), np.uint8), b"labels": [0, 1]},
+        "code": {b"data": _RunsCode(tmp_path / "pwned"), b"labels": [0]},
+    }[payload]
     _write_pickle(bad, obj)
     with pytest.raises(ConfigError, match="test_batch"):
         Cifar10(val_size=50).load(str(tmp_path), 0)

@@ -26,12 +26,21 @@ from rkdbench.teachers import (
 from rkdbench_plugins.teachers.cifar import ZOO
 
 EXAMPLE = "cifar10/Linf/AutoAttack-example-R18"
-REQUIRED = ["cifar10/Linf/Zhang2019Theoretically", "cifar10/Linf/Chen2021LTD_WRN34_10",
-            "cifar10/Linf/Chen2021LTD_WRN34_20", "cifar10/Linf/Wu2020Adversarial", "cifar10/Linf/Sehwag2021Proxy_R18",
-            "cifar10/Linf/Addepalli2022Efficient_RN18", "cifar10/Linf/Rebuffi2021Fixing_R18_ddpm",
-            "cifar10/Linf/Gowal2020Uncovering_70_16", "cifar10/Linf/Standard", "cifar100/Linf/Chen2021LTD_WRN34_10",
-            "cifar100/Linf/Gowal2020Uncovering", "cifar100/Linf/Addepalli2022Efficient_RN18",
-            "cifar100/Linf/Rebuffi2021Fixing_R18_ddpm"]
+REQUIRED = [
+    "cifar10/Linf/Zhang2019Theoretically",
+    "cifar10/Linf/Chen2021LTD_WRN34_10",
+    "cifar10/Linf/Chen2021LTD_WRN34_20",
+    "cifar10/Linf/Wu2020Adversarial",
+    "cifar10/Linf/Sehwag2021Proxy_R18",
+    "cifar10/Linf/Addepalli2022Efficient_RN18",
+    "cifar10/Linf/Rebuffi2021Fixing_R18_ddpm",
+    "cifar10/Linf/Gowal2020Uncovering_70_16",
+    "cifar10/Linf/Standard",
+    "cifar100/Linf/Chen2021LTD_WRN34_10",
+    "cifar100/Linf/Gowal2020Uncovering",
+    "cifar100/Linf/Addepalli2022Efficient_RN18",
+    "cifar100/Linf/Rebuffi2021Fixing_R18_ddpm",
+]
 
 
 def cli(*args: str) -> int:
@@ -53,8 +62,13 @@ def test_the_zoo_lists_the_required_teachers_with_cards():
 @pytest.mark.parametrize("card", ZOO, ids=lambda c: c.name)
 def test_every_zoo_architecture_builds_with_its_card_settings(card):
     with torch.device("meta"):
-        model = rkdbench.create("architecture", card.architecture, num_classes=card.num_classes,
-                                in_channels=card.in_channels, **card.arch_kwargs)
+        model = rkdbench.create(
+            "architecture",
+            card.architecture,
+            num_classes=card.num_classes,
+            in_channels=card.in_channels,
+            **card.arch_kwargs,
+        )
         assert model(torch.empty(1, 3, 32, 32)).shape == (1, card.num_classes)
     assert sum(p.numel() for p in model.parameters()) > 10_000_000
 
@@ -87,10 +101,27 @@ def test_a_model_dir_copy_wins_and_is_checked_against_the_pinned_hash(tmp_path):
 @pytest.fixture
 def small_zoo(register_plugin, tmp_path):
     """A zoo-style card (no recipe, no pinned hash) on a digits CNN, and an ensemble of two."""
-    single = TeacherCard(name="digits/Linf/Zoo2099Test", architecture="cnn-tiny", dataset="digits", norm="Linf",
-                         eps=0.15, num_classes=10, in_channels=1, source="a test")
-    pair = TeacherCard(name="digits/Linf/Zoo2099Pair", architecture="cnn-tiny", dataset="digits", norm="Linf",
-                       eps=0.15, num_classes=10, in_channels=1, source="a test", ensemble=2)
+    single = TeacherCard(
+        name="digits/Linf/Zoo2099Test",
+        architecture="cnn-tiny",
+        dataset="digits",
+        norm="Linf",
+        eps=0.15,
+        num_classes=10,
+        in_channels=1,
+        source="a test",
+    )
+    pair = TeacherCard(
+        name="digits/Linf/Zoo2099Pair",
+        architecture="cnn-tiny",
+        dataset="digits",
+        norm="Linf",
+        eps=0.15,
+        num_classes=10,
+        in_channels=1,
+        source="a test",
+        ensemble=2,
+    )
 
     class Plugin:
         @rkdbench.hookimpl
@@ -103,7 +134,9 @@ def small_zoo(register_plugin, tmp_path):
     members = [rkdbench.create("architecture", "cnn-tiny", num_classes=10, in_channels=1).eval() for _ in range(2)]
     folder = tmp_path / "models" / "digits" / "Linf"
     folder.mkdir(parents=True)
-    torch.save({"state_dict": {f"module.{k}": v for k, v in members[0].state_dict().items()}}, folder / "Zoo2099Test.pt")
+    torch.save(
+        {"state_dict": {f"module.{k}": v for k, v in members[0].state_dict().items()}}, folder / "Zoo2099Test.pt"
+    )
     for i, member in enumerate(members):
         torch.save(member.state_dict(), folder / f"Zoo2099Pair.pt_m{i}.pt")
     return single, pair, members, tmp_path / "models"
@@ -159,24 +192,31 @@ def test_a_missing_zoo_teacher_says_where_the_file_goes_and_how_to_fetch_it(tmp_
     assert "rkdbench teachers fetch cifar10/Linf/Zhang2019Theoretically" in message and "\n" not in message
     assert cli("teachers", "list", "--model-dir", str(tmp_path)) == 0
     out = capsys.readouterr().out
-    assert any(line.startswith("cifar10/Linf/Zhang2019Theoretically") and line.endswith("missing")
-               for line in out.splitlines())
+    assert any(
+        line.startswith("cifar10/Linf/Zhang2019Theoretically") and line.endswith("missing") for line in out.splitlines()
+    )
     assert any(line.startswith(EXAMPLE) and line.endswith("present") for line in out.splitlines())
 
 
 FAKE_ROBUSTBENCH = {
     "__init__.py": "raise ImportError('the real robustbench __init__ breaks like this (pkg_resources)')\n",
     "model_zoo/__init__.py": "from .models import model_dicts\n",
-    "model_zoo/enums.py": ("import enum\nclass BenchmarkDataset(enum.Enum):\n    cifar_10 = 'cifar10'\n"
-                           "class ThreatModel(enum.Enum):\n    Linf = 'Linf'\n"),
-    "model_zoo/models.py": ("from .enums import BenchmarkDataset, ThreatModel\n"
-                            "model_dicts = {BenchmarkDataset.cifar_10: {ThreatModel.Linf: {"
-                            "'AutoAttack-example-R18': {'gdrive_id': 'FAKE-ID'}}}}\n"),
-    "utils.py": ("import shutil\nCALLS = []\n"
-                 "def download_gdrive_new(gdrive_id, fname_save):\n"
-                 "    CALLS.append(gdrive_id)\n"
-                 "    import pyautoattack, pathlib\n"
-                 "    shutil.copy(pathlib.Path(pyautoattack.__file__).parent / 'examples' / 'model_test.pt', fname_save)\n"),
+    "model_zoo/enums.py": (
+        "import enum\nclass BenchmarkDataset(enum.Enum):\n    cifar_10 = 'cifar10'\n"
+        "class ThreatModel(enum.Enum):\n    Linf = 'Linf'\n"
+    ),
+    "model_zoo/models.py": (
+        "from .enums import BenchmarkDataset, ThreatModel\n"
+        "model_dicts = {BenchmarkDataset.cifar_10: {ThreatModel.Linf: {"
+        "'AutoAttack-example-R18': {'gdrive_id': 'FAKE-ID'}}}}\n"
+    ),
+    "utils.py": (
+        "import shutil\nCALLS = []\n"
+        "def download_gdrive_new(gdrive_id, fname_save):\n"
+        "    CALLS.append(gdrive_id)\n"
+        "    import pyautoattack, pathlib\n"
+        "    shutil.copy(pathlib.Path(pyautoattack.__file__).parent / 'examples' / 'model_test.pt', fname_save)\n"
+    ),
 }
 
 

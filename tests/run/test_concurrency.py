@@ -25,7 +25,7 @@ from tracking_server import MlflowServer
 
 TINY = ["--set", "train.epochs=2", "--set", "eval.n_examples=6", "--set", "train.val_pgd_steps=2"]
 
-COUNTER = '''
+COUNTER = """
 import os
 import rkdbench
 
@@ -33,9 +33,9 @@ import rkdbench
 def run_started(run):
     with open(os.environ["RKDBENCH_TEST_STARTS"], "a") as fh:
         fh.write(f"{run.cell.key} {run.run_id} {os.getpid()}\\n")
-'''
+"""
 
-HOLD_THEN_DIE = '''
+HOLD_THEN_DIE = """
 import os, signal, time
 from pathlib import Path
 import rkdbench
@@ -49,7 +49,7 @@ def epoch_finished(run, epoch, metrics):
         while not Path(signal_dir, "die").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         os.kill(os.getpid(), signal.SIGKILL)
-'''
+"""
 
 
 def cli(*args: str) -> int:
@@ -60,8 +60,10 @@ def cli(*args: str) -> int:
 
 def suite_file(folder: Path, seeds: list[int], methods: tuple[str, ...] = ("pgd-at",)) -> str:
     path = folder / "mini.toml"
-    path.write_text(f'[suite]\nname = "mini"\nprotocol = "digits-linf"\nmethods = {list(methods)!r}\n'
-                    f'students = ["cnn-tiny"]\nseeds = {seeds!r}\n'.replace("'", '"'))
+    path.write_text(
+        f'[suite]\nname = "mini"\nprotocol = "digits-linf"\nmethods = {list(methods)!r}\n'
+        f'students = ["cnn-tiny"]\nseeds = {seeds!r}\n'.replace("'", '"')
+    )
     return str(path)
 
 
@@ -72,8 +74,19 @@ def plugin_dir(folder: Path, source: str, name: str) -> Path:
 
 
 def worker_command(plugins: Path, suite: str, results: Path) -> list[str]:
-    return [sys.executable, "-m", "rkdbench.cli", "--plugins-dir", str(plugins), "run", suite, "--results",
-            str(results), "--quiet", *TINY]
+    return [
+        sys.executable,
+        "-m",
+        "rkdbench.cli",
+        "--plugins-dir",
+        str(plugins),
+        "run",
+        suite,
+        "--results",
+        str(results),
+        "--quiet",
+        *TINY,
+    ]
 
 
 def cell_runs(uri: str):
@@ -83,19 +96,18 @@ def cell_runs(uri: str):
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RKDBENCH_WAIT_POLL_SECONDS": "1",
-            **extra}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RKDBENCH_WAIT_POLL_SECONDS": "1", **extra}
 
 
 # --- the lease and the store lock: real processes --------------------------------------------------------------
 
-HOLDER = '''
+HOLDER = """
 import sys, time
 from rkdbench.lease import CellLease
 lease = CellLease(sys.argv[1])
 print("held" if lease.acquire() else "busy", flush=True)
 time.sleep(600)
-'''
+"""
 
 
 def test_lease_is_exclusive_across_processes_and_freed_when_its_holder_dies(tmp_path):
@@ -111,8 +123,12 @@ def test_lease_is_exclusive_across_processes_and_freed_when_its_holder_dies(tmp_
         assert lease.acquire() and lease.held  # the OS released the dead holder's lock at once
         assert time.monotonic() - started < 1.0
         assert lease.holder().split(" since ")[0].endswith(f":{os.getpid()}")
-        second = subprocess.run([sys.executable, "-c", HOLDER.replace("time.sleep(600)", ""), str(tmp_path)],
-                                capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            [sys.executable, "-c", HOLDER.replace("time.sleep(600)", ""), str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert second.stdout.strip() == "busy"
         lease.release()
         assert not lease.held
@@ -121,7 +137,7 @@ def test_lease_is_exclusive_across_processes_and_freed_when_its_holder_dies(tmp_
         holder.wait()
 
 
-OPENER = '''
+OPENER = """
 import sys, time
 from rkdbench.tracking import Tracker
 while time.time() < float(sys.argv[2]):
@@ -129,14 +145,22 @@ while time.time() < float(sys.argv[2]):
 tracker = Tracker(sys.argv[1])
 tracker.check_reachable()
 print(tracker.experiment_id("same-name"))
-'''
+"""
 
 
 def test_processes_opening_a_fresh_store_at_once_create_it_once(tmp_path):
     results = tmp_path / "fresh"
     start_at = str(time.time() + 8)  # every process imports first, then all open the store at the same instant
-    processes = [subprocess.Popen([sys.executable, "-c", OPENER, str(results), start_at], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, env=child_env()) for _ in range(3)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPENER, str(results), start_at],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        for _ in range(3)
+    ]
     outputs = [p.communicate(timeout=300) for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0], [err[-800:] for _, err in outputs]
     assert len({out.strip() for out, _ in outputs}) == 1  # one experiment, created once
@@ -156,6 +180,7 @@ def test_store_upgrade_creates_then_reports_up_to_date_and_refuses_a_server(tmp_
 
 
 # --- the journal ---------------------------------------------------------------------------------------------------
+
 
 def test_journal_replay_after_a_crash_between_delivery_and_record_logs_nothing_twice(tmp_path):
     tracker = Tracker(tmp_path / "results")
@@ -209,6 +234,7 @@ def test_journal_keeps_entries_while_the_store_is_away_and_delivers_them_later(t
 
 # --- counting each cell key once ------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_leaderboard_over_duplicate_runs_counts_each_cell_once_and_says_how_many_were_ignored(tmp_path, capsys):
     results = tmp_path / "results"
@@ -220,12 +246,13 @@ def test_leaderboard_over_duplicate_runs_counts_each_cell_once_and_says_how_many
     original = next(r for r in runs if r.data.tags["rkdbench.seed"] == "0")
     metrics = {k: v - 0.5 for k, v in original.data.metrics.items()}
     for status in ("FINISHED", "RUNNING"):
-        duplicate = client.create_run(original.info.experiment_id, tags=original.data.tags,
-                                      start_time=original.info.start_time - 1000)
-        client.log_batch(duplicate.info.run_id, metrics=[
-            rkdbench_metric(k, v) for k, v in metrics.items()])
-        client.log_artifact(duplicate.info.run_id, str(results / "cells" / original.data.tags["rkdbench.cell"]
-                                                       / "per_example.parquet"))
+        duplicate = client.create_run(
+            original.info.experiment_id, tags=original.data.tags, start_time=original.info.start_time - 1000
+        )
+        client.log_batch(duplicate.info.run_id, metrics=[rkdbench_metric(k, v) for k, v in metrics.items()])
+        client.log_artifact(
+            duplicate.info.run_id, str(results / "cells" / original.data.tags["rkdbench.cell"] / "per_example.parquet")
+        )
         client.set_terminated(duplicate.info.run_id, status)
     capsys.readouterr()
     assert cli("leaderboard", "--results", str(results), "--format", "csv", "--no-log-to-mlflow") == 0
@@ -255,6 +282,7 @@ def rkdbench_metric(key: str, value: float):
 
 # --- real workers -----------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def mlflow_server(tmp_path):
     server = MlflowServer(tmp_path / "mlflow-server")
@@ -282,8 +310,12 @@ def test_three_workers_started_at_once_on_a_fresh_store_train_each_cell_once(tmp
     results = tmp_path / "results"
     starts = tmp_path / "starts.txt"
     env = child_env(RKDBENCH_TEST_STARTS=str(starts), **store_env)
-    workers = [subprocess.Popen(worker_command(plugins, suite, results), env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    workers = [
+        subprocess.Popen(
+            worker_command(plugins, suite, results), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
     outputs = [w.communicate(timeout=900) for w in workers]
     assert [w.returncode for w in workers] == [0, 0, 0], [err[-1500:] for _, err in outputs]
     uri = store_env.get("MLFLOW_TRACKING_URI") or tracking_uri(results)
@@ -303,9 +335,27 @@ def test_workers_option_runs_cells_side_by_side_and_counts_each_once(tmp_path, c
     results = tmp_path / "results"
     starts = tmp_path / "starts.txt"
     env = child_env(RKDBENCH_TEST_STARTS=str(starts))
-    done = subprocess.run([sys.executable, "-m", "rkdbench.cli", "--plugins-dir", str(plugins), "run", suite,
-                           "--results", str(results), "--workers", "2", "--json", *TINY], env=env,
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rkdbench.cli",
+            "--plugins-dir",
+            str(plugins),
+            "run",
+            suite,
+            "--results",
+            str(results),
+            "--workers",
+            "2",
+            "--json",
+            *TINY,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     summary = __import__("json").loads(done.stdout)
     assert sorted(c["status"] for c in summary["cells"]) == ["finished"] * 3
@@ -315,8 +365,9 @@ def test_workers_option_runs_cells_side_by_side_and_counts_each_once(tmp_path, c
 
 
 @pytest.mark.slow
-def test_tracking_server_away_for_the_middle_epochs_loses_no_metric(tmp_path, mlflow_server, monkeypatch,
-                                                                     register_plugin):
+def test_tracking_server_away_for_the_middle_epochs_loses_no_metric(
+    tmp_path, mlflow_server, monkeypatch, register_plugin
+):
     class Outage:
         @rkdbench.hookimpl
         def epoch_finished(self, run, epoch, metrics):
@@ -327,12 +378,29 @@ def test_tracking_server_away_for_the_middle_epochs_loses_no_metric(tmp_path, ml
 
     register_plugin(Outage(), "outage")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
-    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+    for name in (
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    ):
         monkeypatch.delenv(name, raising=False)  # restored after the test: the journal sets them for servers
     results = tmp_path / "results"
-    assert cli("run", suite_file(tmp_path, [0]), "--set", "train.epochs=4", "--set", "eval.n_examples=6",
-               "--set", "train.val_pgd_steps=2", "--results", str(results), "--quiet") == 0
+    assert (
+        cli(
+            "run",
+            suite_file(tmp_path, [0]),
+            "--set",
+            "train.epochs=4",
+            "--set",
+            "eval.n_examples=6",
+            "--set",
+            "train.val_pgd_steps=2",
+            "--results",
+            str(results),
+            "--quiet",
+        )
+        == 0
+    )
     client, [run] = cell_runs(mlflow_server.uri)
     assert run.info.status == "FINISHED"
     for key in ("val.pgd_acc", "train.loss", "val.clean_acc"):
@@ -343,7 +411,8 @@ def test_tracking_server_away_for_the_middle_epochs_loses_no_metric(tmp_path, ml
 
 @pytest.mark.slow
 def test_server_down_at_the_end_leaves_the_cell_undelivered_then_a_rerun_logs_it_without_training(
-        tmp_path, mlflow_server, monkeypatch, register_plugin, capsys):
+    tmp_path, mlflow_server, monkeypatch, register_plugin, capsys
+):
     class LateOutage:
         armed = True
 
@@ -363,8 +432,11 @@ def test_server_down_at_the_end_leaves_the_cell_undelivered_then_a_rerun_logs_it
     register_plugin(LateOutage(), "late-outage")
     register_plugin(Starts(), "starts")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
-    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+    for name in (
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    ):
         monkeypatch.delenv(name, raising=False)
     results = tmp_path / "results"
     suite = suite_file(tmp_path, [0])
@@ -389,18 +461,34 @@ def test_a_worker_killed_while_holding_a_cell_is_taken_over_in_the_same_run(tmp_
     signals = tmp_path / "signals"
     signals.mkdir()
     starts = tmp_path / "starts.txt"
-    command = [*worker_command(plugins, suite, results)[:-len(TINY)], "--set", "train.epochs=3",
-               "--set", "eval.n_examples=6", "--set", "train.val_pgd_steps=2"]
+    command = [
+        *worker_command(plugins, suite, results)[: -len(TINY)],
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "eval.n_examples=6",
+        "--set",
+        "train.val_pgd_steps=2",
+    ]
     command.remove("--quiet")
-    holder = subprocess.Popen(command, env=child_env(RKDBENCH_TEST_STARTS=str(starts),
-                                                     RKDBENCH_TEST_DIE_WHEN=str(signals)),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        command,
+        env=child_env(RKDBENCH_TEST_STARTS=str(starts), RKDBENCH_TEST_DIE_WHEN=str(signals)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while not (signals / "holding").exists():
         assert holder.poll() is None and time.monotonic() < deadline, holder.stderr.read()[-1500:]
         time.sleep(0.2)
-    waiter = subprocess.Popen(command, env=child_env(RKDBENCH_TEST_STARTS=str(starts)), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    waiter = subprocess.Popen(
+        command,
+        env=child_env(RKDBENCH_TEST_STARTS=str(starts)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     for line in waiter.stdout:  # the second worker finds the cell held and waits for it
         lines.append(line)
@@ -432,18 +520,30 @@ def test_counting_keeps_the_newest_finished_run_of_each_cell_key():
     from rkdbench.counting import counted_frame, counted_runs, ignored_note
 
     def run(run_id, cell, status, start):
-        return SimpleNamespace(info=SimpleNamespace(run_id=run_id, status=status, start_time=start),
-                               data=SimpleNamespace(tags={"rkdbench.cell": cell} if cell else {}))
+        return SimpleNamespace(
+            info=SimpleNamespace(run_id=run_id, status=status, start_time=start),
+            data=SimpleNamespace(tags={"rkdbench.cell": cell} if cell else {}),
+        )
 
-    runs = [run("old-done", "a", "FINISHED", 1), run("new-done", "a", "FINISHED", 3), run("newest-running", "a",
-            "RUNNING", 5), run("only", "b", "FAILED", 2), run("no-key", None, "FINISHED", 9)]
+    runs = [
+        run("old-done", "a", "FINISHED", 1),
+        run("new-done", "a", "FINISHED", 3),
+        run("newest-running", "a", "RUNNING", 5),
+        run("only", "b", "FAILED", 2),
+        run("no-key", None, "FINISHED", 9),
+    ]
     kept, ignored = counted_runs(runs)
     assert sorted(r.info.run_id for r in kept) == ["new-done", "no-key", "only"] and ignored == 2
     kept, _ = counted_runs([run("r1", "c", "RUNNING", 1), run("r2", "c", "KILLED", 4)])
     assert [r.info.run_id for r in kept] == ["r2"]  # none finished: the newest, the one a rerun resumes
-    frame = pd.DataFrame({"run_id": ["x", "y", "z"], "tags.rkdbench.cell": ["k", "k", "j"],
-                          "status": ["FINISHED"] * 3,
-                          "start_time": pd.to_datetime([2, 1, 3], unit="s", utc=True)})
+    frame = pd.DataFrame(
+        {
+            "run_id": ["x", "y", "z"],
+            "tags.rkdbench.cell": ["k", "k", "j"],
+            "status": ["FINISHED"] * 3,
+            "start_time": pd.to_datetime([2, 1, 3], unit="s", utc=True),
+        }
+    )
     kept_frame, ignored_frame = counted_frame(frame)
     assert list(kept_frame.run_id) == ["x", "z"] and list(ignored_frame.run_id) == ["y"]
     assert ignored_note(0) == "" and ignored_note(2).startswith("2 duplicate runs")
@@ -457,7 +557,8 @@ def test_shard_still_works_and_says_it_is_deprecated(capsys):
 
 @pytest.mark.slow
 def test_server_away_before_a_cell_starts_fails_only_that_cell_and_a_rerun_trains_it(
-        tmp_path, mlflow_server, monkeypatch, register_plugin, capsys):
+    tmp_path, mlflow_server, monkeypatch, register_plugin, capsys
+):
     class AwayAfterFirstCell:
         armed = True
 
@@ -469,8 +570,11 @@ def test_server_away_before_a_cell_starts_fails_only_that_cell_and_a_rerun_train
 
     register_plugin(AwayAfterFirstCell(), "away-after-first-cell")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
-    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+    for name in (
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    ):
         monkeypatch.setenv(name, {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}.get(name, "1"))
     results = tmp_path / "results"
     suite = suite_file(tmp_path, [0, 1])

@@ -38,8 +38,10 @@ def runs_of(results: Path):
 
 def suite_file(tmp_path: Path, methods: list[str], name: str = "mini") -> str:
     path = tmp_path / f"{name}.toml"
-    path.write_text(f'[suite]\nname = "{name}"\nprotocol = "digits-linf"\nmethods = {methods!r}\n'
-                    f'students = ["cnn-tiny"]\nseeds = [0]\n'.replace("'", '"'))
+    path.write_text(
+        f'[suite]\nname = "{name}"\nprotocol = "digits-linf"\nmethods = {methods!r}\n'
+        f'students = ["cnn-tiny"]\nseeds = [0]\n'.replace("'", '"')
+    )
     return str(path)
 
 
@@ -99,7 +101,7 @@ def test_quick_suite_end_to_end_then_skip(tmp_path, teacher_dir, capsys):
     assert "skip" in capsys.readouterr().out
 
 
-KILLER = '''
+KILLER = """
 import os, signal
 import rkdbench
 
@@ -107,13 +109,14 @@ import rkdbench
 def epoch_finished(run, epoch, metrics):
     if os.environ.get("RKDBENCH_TEST_KILL_AFTER_EPOCH") == str(epoch):
         os.kill(os.getpid(), signal.SIGKILL)
-'''
+"""
 
 
 def _subprocess_run(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess:
     env = {**os.environ, **env_extra}
-    return subprocess.run([sys.executable, "-m", "rkdbench.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "rkdbench.cli", *args], env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 # rslad: the seed contract; peeraid: a method-owned peer network with its own optimizer; fair-ard: method state
@@ -124,8 +127,17 @@ def test_killed_cell_resumes_in_the_same_run_with_the_same_numbers(tmp_path, tea
     plugins_dir.mkdir()
     (plugins_dir / "killer.py").write_text(KILLER)
     suite = suite_file(tmp_path, [method])
-    budget = ["--set", "train.epochs=3", "--set", "eval.n_examples=6", "--set", "train.val_pgd_steps=2",
-              "--model-dir", str(teacher_dir), "--quiet"]
+    budget = [
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "eval.n_examples=6",
+        "--set",
+        "train.val_pgd_steps=2",
+        "--model-dir",
+        str(teacher_dir),
+        "--quiet",
+    ]
     results = tmp_path / "killed"
     args = ["--plugins-dir", str(plugins_dir), "run", suite, "--results", str(results), *budget]
     first = _subprocess_run(args, {"RKDBENCH_TEST_KILL_AFTER_EPOCH": "0"})
@@ -174,8 +186,15 @@ class BoomPlugin:
 def test_failed_cell_is_recorded_and_the_suite_goes_on(tmp_path, teacher_dir, register_plugin, capsys):
     register_plugin(BoomPlugin(), "boom-plugin")
     results = tmp_path / "results"
-    code = cli("run", suite_file(tmp_path, ["boom", "pgd-at"]), *TINY, "--results", str(results),
-               "--model-dir", str(teacher_dir))
+    code = cli(
+        "run",
+        suite_file(tmp_path, ["boom", "pgd-at"]),
+        *TINY,
+        "--results",
+        str(results),
+        "--model-dir",
+        str(teacher_dir),
+    )
     assert code == 1
     client, runs = runs_of(results)
     status = {r.data.tags["rkdbench.method"]: r for r in runs}

@@ -20,8 +20,13 @@ from rkdbench.config import load_protocol
 from rkdbench.evaluation import evaluate
 from rkdbench_plugins.attacks.apgd_ce import APGDCE
 
-CHEAP = {"eval.n_examples": 24, "eval.chunk_size": 10, "eval.batch_size": 8, "threat.eps": 0.1,
-         "eval.attacks": {"pgd20": {"attack": "pgd", "steps": 5}, "apgd": {"attack": "apgd-ce", "steps": 10}}}
+CHEAP = {
+    "eval.n_examples": 24,
+    "eval.chunk_size": 10,
+    "eval.batch_size": 8,
+    "threat.eps": 0.1,
+    "eval.attacks": {"pgd20": {"attack": "pgd", "steps": 5}, "apgd": {"attack": "apgd-ce", "steps": 10}},
+}
 
 # The child evaluates the saved model; every apgd chunk announces itself and then sleeps before it is saved,
 # so the parent can kill it while the second chunk is finished but not yet on disk.
@@ -60,8 +65,12 @@ def test_sigkill_mid_evaluation_resumes_with_the_uninterrupted_numbers(tiny_mlp,
     torch.save({"model": model.state_dict(), "x": x, "y": y, "overrides": CHEAP}, tmp_path / "saved.pt")
     (tmp_path / "child.py").write_text(CHILD)
     state = tmp_path / "killed"
-    child = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), str(state), str(tmp_path / "saved.pt")],
-                             stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    child = subprocess.Popen(
+        [sys.executable, str(tmp_path / "child.py"), str(state), str(tmp_path / "saved.pt")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         done = 0
         for line in child.stdout:  # chunk 0 is saved after its sleep; the kill lands in chunk 1's sleep
@@ -82,16 +91,20 @@ def test_sigkill_mid_evaluation_resumes_with_the_uninterrupted_numbers(tiny_mlp,
     resumed = evaluate(model, protocol, x, y, state_dir=state)
     assert calls == [10, 4]  # only the chunks the kill lost
     assert all(torch.equal(resumed.per_example[k], reference.per_example[k]) for k in reference.per_example)
-    assert {k: v for k, v in resumed.metrics.items() if not k.endswith("_seconds")} == \
-        {k: v for k, v in reference.metrics.items() if not k.endswith("_seconds")}
+    assert {k: v for k, v in resumed.metrics.items() if not k.endswith("_seconds")} == {
+        k: v for k, v in reference.metrics.items() if not k.endswith("_seconds")
+    }
 
 
-@pytest.mark.parametrize("free, per_example, expected", [
-    (16 * 2**30, 8 * 2**20, 1024),  # half of 16 GiB / 8 MiB = 1024 exactly
-    (16 * 2**30, 9 * 2**20, 512),  # 910 fit: the power of two below
-    (2**20, 2**20, 16),  # nothing fits: the floor
-    (2**40, 1, 4096),  # everything fits: the cap
-])
+@pytest.mark.parametrize(
+    "free, per_example, expected",
+    [
+        (16 * 2**30, 8 * 2**20, 1024),  # half of 16 GiB / 8 MiB = 1024 exactly
+        (16 * 2**30, 9 * 2**20, 512),  # 910 fit: the power of two below
+        (2**20, 2**20, 16),  # nothing fits: the floor
+        (2**40, 1, 4096),  # everything fits: the cap
+    ],
+)
 def test_batch_size_for_free_memory(free, per_example, expected):
     assert batch_size_for(free, per_example) == expected
 

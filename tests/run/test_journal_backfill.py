@@ -17,17 +17,21 @@ def journal_with(tmp_path, *entries) -> Journal:
 
 
 def test_epochs_without_journaled_metrics_are_missing(tmp_path):
-    journal = journal_with(tmp_path, {"op": "params", "run_id": "r", "params": {}},
-                           {"op": "metrics", "run_id": "r", "metrics": {"train.loss": 1.0}, "step": 0, "timestamp": 1},
-                           {"op": "metrics", "run_id": "other", "metrics": {"train.loss": 1.0}, "step": 1,
-                            "timestamp": 1})
+    journal = journal_with(
+        tmp_path,
+        {"op": "params", "run_id": "r", "params": {}},
+        {"op": "metrics", "run_id": "r", "metrics": {"train.loss": 1.0}, "step": 0, "timestamp": 1},
+        {"op": "metrics", "run_id": "other", "metrics": {"train.loss": 1.0}, "step": 1, "timestamp": 1},
+    )
     assert [h["epoch"] for h in journal.epochs_missing("r", HISTORY, "train.loss")] == [1, 2]
 
 
 def test_final_metrics_at_the_epochs_step_do_not_count_as_the_epoch(tmp_path):
-    journal = journal_with(tmp_path, {"op": "params", "run_id": "r", "params": {}},
-                           {"op": "metrics", "run_id": "r", "metrics": {"test.clean_acc": 0.9}, "step": 2,
-                            "timestamp": 1})
+    journal = journal_with(
+        tmp_path,
+        {"op": "params", "run_id": "r", "params": {}},
+        {"op": "metrics", "run_id": "r", "metrics": {"test.clean_acc": 0.9}, "step": 2, "timestamp": 1},
+    )
     assert [h["epoch"] for h in journal.epochs_missing("r", HISTORY, "train.loss")] == [0, 1, 2]
 
 

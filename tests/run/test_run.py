@@ -47,9 +47,11 @@ def counted(register_plugin):
 
 def _suite(tmp_path, seeds=(0, 1)) -> str:
     path = tmp_path / "counted.toml"
-    path.write_text('[suite]\nname = "counted"\nprotocol = "digits-linf"\nmethods = ["counted-pgd-at"]\n'
-                    f'students = ["cnn-tiny"]\nseeds = {list(seeds)}\n'
-                    '[suite.method_params.counted-pgd-at]\nattack_steps = 2\n')
+    path.write_text(
+        '[suite]\nname = "counted"\nprotocol = "digits-linf"\nmethods = ["counted-pgd-at"]\n'
+        f'students = ["cnn-tiny"]\nseeds = {list(seeds)}\n'
+        "[suite.method_params.counted-pgd-at]\nattack_steps = 2\n"
+    )
     return str(path)
 
 
@@ -93,20 +95,44 @@ def test_dry_run_and_training_build_no_further_method_object(tmp_path, counted, 
 
 
 def _trainer(workdir, **settings) -> Trainer:
-    protocol = load_protocol("digits-linf", {"train.epochs": 2, "train.batch_size": 16, "train.val_pgd_steps": 1,
-                                             **settings})
+    protocol = load_protocol(
+        "digits-linf", {"train.epochs": 2, "train.batch_size": 16, "train.val_pgd_steps": 1, **settings}
+    )
     generator = torch.Generator().manual_seed(1)
     pair = lambda n: (torch.rand(n, 3, 8, 8, generator=generator), torch.randint(0, 10, (n,), generator=generator))  # noqa: E731
     torch.manual_seed(0)
     student = rkdbench.create("architecture", "cnn-tiny", num_classes=10, in_channels=3)
-    return Trainer(TrainSetup(protocol, rkdbench.create("method", "pgd-at", attack_steps=1), student, {},
-                              Splits(pair(32), pair(8), pair(8), 10), 0, torch.device("cpu"), workdir))
+    return Trainer(
+        TrainSetup(
+            protocol,
+            rkdbench.create("method", "pgd-at", attack_steps=1),
+            student,
+            {},
+            Splits(pair(32), pair(8), pair(8), 10),
+            0,
+            torch.device("cpu"),
+            workdir,
+        )
+    )
 
 
-@pytest.mark.parametrize("settings, precision, channels_last, averaged", [
-    ({}, "fp32", False, False),
-    ({"train.precision": "bf16", "train.channels_last": "on", "train.swa_start": 1,
-      "eval.selections": ["last", "swa"]}, "bf16", True, True)])
+@pytest.mark.parametrize(
+    "settings, precision, channels_last, averaged",
+    [
+        ({}, "fp32", False, False),
+        (
+            {
+                "train.precision": "bf16",
+                "train.channels_last": "on",
+                "train.swa_start": 1,
+                "eval.selections": ["last", "swa"],
+            },
+            "bf16",
+            True,
+            True,
+        ),
+    ],
+)
 def test_fit_names_its_checkpoints_and_precision(tmp_path, settings, precision, channels_last, averaged):
     trainer = _trainer(tmp_path, **settings)
     assert not trainer.resumes
@@ -123,7 +149,7 @@ def test_fit_names_its_checkpoints_and_precision(tmp_path, settings, precision, 
     assert again.resumes and again.fit().resumed_from == 2  # nothing left to train: the same files, named again
 
 
-LOOSE_METHOD = '''
+LOOSE_METHOD = """
 import rkdbench
 
 Base = type(rkdbench.create("method", "pgd-at"))
@@ -136,9 +162,9 @@ class Loose(Base):
 @rkdbench.hookimpl
 def register_methods(register):
     register(Loose)
-'''
+"""
 
-WORKER = '''
+WORKER = """
 import pickle, sys
 from rkdbench.plugins import load_plugins_dir
 from rkdbench.run.cells import method_of
@@ -146,7 +172,7 @@ from rkdbench.run.cells import method_of
 cell = pickle.loads(open(sys.argv[2], "rb").read())  # as a worker gets it: before its plugins are loaded
 load_plugins_dir(sys.argv[1])
 print(type(method_of(cell)).__name__, cell.key)
-'''
+"""
 
 
 def test_a_loose_plugin_methods_cell_reaches_a_fresh_process(tmp_path):
@@ -164,12 +190,18 @@ def test_a_loose_plugin_methods_cell_reaches_a_fresh_process(tmp_path):
     load_plugins_dir(folder)
     try:
         suite = tmp_path / "loose.toml"
-        suite.write_text('[suite]\nname = "loose"\nprotocol = "digits-linf"\nmethods = ["loose-pgd-at"]\n'
-                         'students = ["cnn-tiny"]\nseeds = [0]\n')
+        suite.write_text(
+            '[suite]\nname = "loose"\nprotocol = "digits-linf"\nmethods = ["loose-pgd-at"]\n'
+            'students = ["cnn-tiny"]\nseeds = [0]\n'
+        )
         [cell] = expand_cells(load_suite(str(suite)))
         (tmp_path / "cell.pickle").write_bytes(pickle.dumps(cell))
-        done = subprocess.run([sys.executable, "-c", WORKER, str(folder), str(tmp_path / "cell.pickle")],
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", WORKER, str(folder), str(tmp_path / "cell.pickle")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.split() == ["Loose", cell.key]
     finally:

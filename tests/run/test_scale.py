@@ -33,15 +33,18 @@ PGD_ONLY = ["--set", 'eval.attacks={pgd={attack="pgd",steps=2,step_size=0.25}}',
 
 def suite_file(tmp_path: Path, name: str, seeds: list[int], methods: tuple[str, ...] = ("pgd-at",)) -> str:
     path = tmp_path / f"{name}.toml"
-    path.write_text(f'[suite]\nname = "{name}"\nprotocol = "digits-linf"\nmethods = {json.dumps(list(methods))}\n'
-                    f'students = ["cnn-tiny"]\nseeds = {json.dumps(seeds)}\n')
+    path.write_text(
+        f'[suite]\nname = "{name}"\nprotocol = "digits-linf"\nmethods = {json.dumps(list(methods))}\n'
+        f'students = ["cnn-tiny"]\nseeds = {json.dumps(seeds)}\n'
+    )
     return str(path)
 
 
 def rkdbench(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "rkdbench.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rkdbench.cli", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
 
 
 def cell_runs(uri: str):
@@ -73,11 +76,14 @@ def test_resources_change_neither_protocol_hash_nor_cell_key(tmp_path):
     assert [c.key for c in expand_cells(overridden)] == keys
 
 
-@pytest.mark.parametrize("toml, message", [
-    ("[resources]\ngpus_per_cell = -1\n", "resources.gpus_per_cell = -1 is not allowed; allowed: a number >= 0"),
-    ("[resources]\ncpus_per_cell = 0.5\n", "resources.cpus_per_cell = 0.5 is not allowed"),
-    ("[resources]\ngpu_per_cell = 1\n", "unknown field resources.gpu_per_cell (did you mean: gpus_per_cell"),
-])
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ("[resources]\ngpus_per_cell = -1\n", "resources.gpus_per_cell = -1 is not allowed; allowed: a number >= 0"),
+        ("[resources]\ncpus_per_cell = 0.5\n", "resources.cpus_per_cell = 0.5 is not allowed"),
+        ("[resources]\ngpu_per_cell = 1\n", "unknown field resources.gpu_per_cell (did you mean: gpus_per_cell"),
+    ],
+)
 def test_bad_resources_are_one_line(tmp_path, toml, message):
     path = tmp_path / "p.toml"
     path.write_text(Path(load_protocol("digits-linf").source).read_text() + "\n" + toml)
@@ -113,8 +119,16 @@ def test_executor_ray_without_ray_names_the_extra(tmp_path):
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text("raise ImportError('No module named ray (test stub)')\n")
     results = tmp_path / "results"
-    done = rkdbench("run", suite_file(tmp_path, "s", [0]), *TINY, "--results", str(results), "--executor", "ray",
-                    env={"PYTHONPATH": str(stub.parent)})
+    done = rkdbench(
+        "run",
+        suite_file(tmp_path, "s", [0]),
+        *TINY,
+        "--results",
+        str(results),
+        "--executor",
+        "ray",
+        env={"PYTHONPATH": str(stub.parent)},
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "pip install 'rkdbench[ray]'" in done.stderr
     assert not (results / "mlflow.db").exists()
@@ -123,8 +137,18 @@ def test_executor_ray_without_ray_names_the_extra(tmp_path):
 def test_unreachable_address_is_one_line_before_any_run(tmp_path):
     pytest.importorskip("ray")
     port, results = free_port(), tmp_path / "results"
-    done = rkdbench("run", suite_file(tmp_path, "s", [0]), *TINY, "--results", str(results), "--executor", "ray",
-                    "--address", f"127.0.0.1:{port}", timeout=120)
+    done = rkdbench(
+        "run",
+        suite_file(tmp_path, "s", [0]),
+        *TINY,
+        "--results",
+        str(results),
+        "--executor",
+        "ray",
+        "--address",
+        f"127.0.0.1:{port}",
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and f"127.0.0.1:{port}" in done.stderr
     assert not (results / "mlflow.db").exists()
@@ -132,12 +156,26 @@ def test_unreachable_address_is_one_line_before_any_run(tmp_path):
 
 def test_server_beyond_loopback_warns_that_nothing_authenticates(tmp_path):
     pytest.importorskip("psycopg2")
-    done = rkdbench("server", "--host", "0.0.0.0", "--backend-store-uri",
-                    f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/rkdbench", timeout=120)
+    done = rkdbench(
+        "server",
+        "--host",
+        "0.0.0.0",
+        "--backend-store-uri",
+        f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/rkdbench",
+        timeout=120,
+    )
     assert done.returncode == 2  # the unreachable store: nothing was started
     assert "listens on 0.0.0.0" in done.stderr and "unless MLflow's basic-auth app is enabled" in done.stderr
-    quiet = rkdbench("server", "--host", "0.0.0.0", "--app-name", "basic-auth", "--backend-store-uri",
-                     f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/rkdbench", timeout=120)
+    quiet = rkdbench(
+        "server",
+        "--host",
+        "0.0.0.0",
+        "--app-name",
+        "basic-auth",
+        "--backend-store-uri",
+        f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/rkdbench",
+        timeout=120,
+    )
     assert quiet.returncode == 2 and "warning" not in quiet.stderr
 
 
@@ -145,9 +183,18 @@ def test_server_with_unreachable_postgres_names_host_and_port(tmp_path):
     pytest.importorskip("psycopg2")
     port = free_port()
     artifacts, results = tmp_path / "artifacts", tmp_path / "results"
-    done = rkdbench("server", "--backend-store-uri", f"postgresql+psycopg2://postgres@127.0.0.1:{port}/rkdbench",
-                    "--artifacts-destination", str(artifacts), "--results", str(results), "--port", str(free_port()),
-                    timeout=120)
+    done = rkdbench(
+        "server",
+        "--backend-store-uri",
+        f"postgresql+psycopg2://postgres@127.0.0.1:{port}/rkdbench",
+        "--artifacts-destination",
+        str(artifacts),
+        "--results",
+        str(results),
+        "--port",
+        str(free_port()),
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and f"PostgreSQL at 127.0.0.1:{port}" in done.stderr
     assert not artifacts.exists() and not results.exists()
@@ -197,7 +244,7 @@ def run_finished(run, result):
     _record("finish", run)
 '''
 
-BROKEN = '''
+BROKEN = """
 import os
 from pathlib import Path
 from rkdbench import hookimpl
@@ -208,7 +255,7 @@ def run_started(run):
     with (Path({log!r}) / "attempts").open("a") as out:
         out.write(f"{{os.getpid()}}\\n")
     raise RuntimeError("observer bug (test)")
-'''
+"""
 
 
 def _plugins_dir(tmp_path: Path, name: str, source: str) -> tuple[Path, Path]:
@@ -222,9 +269,23 @@ def _plugins_dir(tmp_path: Path, name: str, source: str) -> tuple[Path, Path]:
 def test_ray_cells_overlap_and_a_dead_worker_resumes_in_the_same_run(tmp_path, ray_address):
     plugins, log = _plugins_dir(tmp_path, "observer", OBSERVER)
     results = tmp_path / "results"
-    done = rkdbench("--plugins-dir", str(plugins), "run", suite_file(tmp_path, "pair", [0, 1]), *TINY, *PGD_ONLY,
-                    "--set", "resources.gpus_per_cell=1", "--results", str(results), "--executor", "ray",
-                    "--address", ray_address, "--json")
+    done = rkdbench(
+        "--plugins-dir",
+        str(plugins),
+        "run",
+        suite_file(tmp_path, "pair", [0, 1]),
+        *TINY,
+        *PGD_ONLY,
+        "--set",
+        "resources.gpus_per_cell=1",
+        "--results",
+        str(results),
+        "--executor",
+        "ray",
+        "--address",
+        ray_address,
+        "--json",
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     summary = json_summary(done.stdout)
     assert [c["status"] for c in summary["cells"]] == ["finished", "finished"]
@@ -247,8 +308,21 @@ def test_ray_cells_overlap_and_a_dead_worker_resumes_in_the_same_run(tmp_path, r
 def test_ray_plugin_exception_fails_the_cell_once(tmp_path, ray_address):
     plugins, log = _plugins_dir(tmp_path, "broken", BROKEN)
     results = tmp_path / "results"
-    done = rkdbench("--plugins-dir", str(plugins), "run", suite_file(tmp_path, "one", [0]), *TINY, *PGD_ONLY,
-                    "--results", str(results), "--executor", "ray", "--address", ray_address, "--json")
+    done = rkdbench(
+        "--plugins-dir",
+        str(plugins),
+        "run",
+        suite_file(tmp_path, "one", [0]),
+        *TINY,
+        *PGD_ONLY,
+        "--results",
+        str(results),
+        "--executor",
+        "ray",
+        "--address",
+        ray_address,
+        "--json",
+    )
     assert done.returncode == 1, done.stderr[-4000:]
     cell = json_summary(done.stdout)["cells"][0]
     assert cell["status"] == "failed" and "RuntimeError: observer bug (test)" in cell["error"]
@@ -259,18 +333,38 @@ def test_ray_plugin_exception_fails_the_cell_once(tmp_path, ray_address):
 
 def test_ray_driver_prints_each_cell_start_and_end(tmp_path, ray_address):
     results = tmp_path / "results"
-    done = rkdbench("run", suite_file(tmp_path, "one", [0]), *TINY, *PGD_ONLY, "--results", str(results),
-                    "--executor", "ray", "--address", ray_address)
+    done = rkdbench(
+        "run",
+        suite_file(tmp_path, "one", [0]),
+        *TINY,
+        *PGD_ONLY,
+        "--results",
+        str(results),
+        "--executor",
+        "ray",
+        "--address",
+        ray_address,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "[1/1] start pgd-at / cnn-tiny / none / seed 0" in done.stdout
     assert "[1/1] finished pgd-at / cnn-tiny / none / seed 0" in done.stdout
     assert "suite: 1/1 cells (1 finished, 0 skipped, 0 failed)" in done.stdout
-    again = rkdbench("run", suite_file(tmp_path, "one", [0]), *TINY, *PGD_ONLY, "--results", str(results),
-                     "--executor", "ray", "--address", ray_address)
+    again = rkdbench(
+        "run",
+        suite_file(tmp_path, "one", [0]),
+        *TINY,
+        *PGD_ONLY,
+        "--results",
+        str(results),
+        "--executor",
+        "ray",
+        "--address",
+        ray_address,
+    )
     assert again.returncode == 0 and "[1/1] skipped" in again.stdout
 
 
-SLOW_AFTER_FIRST_EPOCH = '''
+SLOW_AFTER_FIRST_EPOCH = """
 import time
 from pathlib import Path
 from rkdbench import hookimpl
@@ -284,15 +378,29 @@ def epoch_finished(run, epoch, metrics):
         (LOG / "slept").touch()
         for _ in range(3000):  # Ctrl-C arrives here, after the epoch-0 checkpoint; short sleeps, as a training
             time.sleep(0.1)    # loop between batches: Ray's cancel interrupts Python code, not one long sleep
-'''
+"""
 
 
 def test_ray_ctrl_c_cancels_the_tasks_and_the_cell_resumes(tmp_path, ray_address):
     plugins, log = _plugins_dir(tmp_path, "slow", SLOW_AFTER_FIRST_EPOCH)
     results = tmp_path / "results"
-    command = [sys.executable, "-m", "rkdbench.cli", "--plugins-dir", str(plugins), "run",
-               suite_file(tmp_path, "one", [0]), *TINY, *PGD_ONLY, "--results", str(results), "--executor", "ray",
-               "--address", ray_address]
+    command = [
+        sys.executable,
+        "-m",
+        "rkdbench.cli",
+        "--plugins-dir",
+        str(plugins),
+        "run",
+        suite_file(tmp_path, "one", [0]),
+        *TINY,
+        *PGD_ONLY,
+        "--results",
+        str(results),
+        "--executor",
+        "ray",
+        "--address",
+        ray_address,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 300
@@ -318,24 +426,48 @@ def test_a_sqlite_store_is_refused_for_several_nodes_only():
     check_store_for_cluster("http://127.0.0.1:5000", 3, "10.0.0.1:6379")  # a tracking server serves every node
 
 
-@pytest.mark.skipif(os.environ.get("RKDBENCH_TEST_RAY_MULTINODE") != "1",
-                    reason="a second Ray node on this machine needs Ray's cluster mode, which binds the machine's "
-                           "network address; the CI keeps Ray on loopback (RKDBENCH_TEST_RAY_MULTINODE=1 runs it)")
+@pytest.mark.skipif(
+    os.environ.get("RKDBENCH_TEST_RAY_MULTINODE") != "1",
+    reason="a second Ray node on this machine needs Ray's cluster mode, which binds the machine's "
+    "network address; the CI keeps Ray on loopback (RKDBENCH_TEST_RAY_MULTINODE=1 runs it)",
+)
 def test_ray_sqlite_store_on_a_multi_node_cluster_is_refused(tmp_path, ray_address):
     """A second node (no CPUs, so it takes no task) joins the head: a sqlite store cannot serve both."""
     log = tmp_path / "node.log"
     with log.open("w") as out:
-        node = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--address", ray_address,
-                                 "--num-cpus", "0", "--block", "--disable-usage-stats"],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        node = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("ray")),
+                "start",
+                "--address",
+                ray_address,
+                "--num-cpus",
+                "0",
+                "--block",
+                "--disable-usage-stats",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 180
         while "Ray runtime started" not in log.read_text():
             assert node.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(1)
         results = tmp_path / "results"
-        done = rkdbench("run", suite_file(tmp_path, "one", [0]), *TINY, *PGD_ONLY, "--results", str(results),
-                        "--executor", "ray", "--address", ray_address)
+        done = rkdbench(
+            "run",
+            suite_file(tmp_path, "one", [0]),
+            *TINY,
+            *PGD_ONLY,
+            "--results",
+            str(results),
+            "--executor",
+            "ray",
+            "--address",
+            ray_address,
+        )
     finally:
         os.killpg(node.pid, signal.SIGTERM)
         try:
@@ -376,20 +508,35 @@ def test_every_command_against_the_tracking_server(tmp_path, tracking_server):
     table = pd.read_csv(__import__("io").StringIO(board.stdout))
     assert list(table["n"]) == [2]
     assert table["aa_mean"].iloc[0] == pytest.approx(
-        100 * sum(r.data.metrics["test.aa_acc"] for r in runs) / 2, abs=1e-3)
+        100 * sum(r.data.metrics["test.aa_acc"] for r in runs) / 2, abs=1e-3
+    )
 
-    compared = rkdbench("compare", cells[0]["run_id"], cells[1]["run_id"], "--results", str(results), "--json",
-                        env=env)
+    compared = rkdbench("compare", cells[0]["run_id"], cells[1]["run_id"], "--results", str(results), "--json", env=env)
     assert compared.returncode == 0, compared.stderr[-4000:]
     assert json.loads(compared.stdout)["n"] == 8
 
-    evaluated = rkdbench("evaluate", str(downloaded), "--architecture", "cnn-tiny", "--protocol", "digits-linf",
-                         "--n-examples", "8", "--results", str(results), env=env)
+    evaluated = rkdbench(
+        "evaluate",
+        str(downloaded),
+        "--architecture",
+        "cnn-tiny",
+        "--protocol",
+        "digits-linf",
+        "--n-examples",
+        "8",
+        "--results",
+        str(results),
+        env=env,
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-4000:]
-    evaluations = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                                     filter_string="tags.`rkdbench.kind` = 'evaluation'")
-    assert len(evaluations) == 1 and evaluations[0].data.metrics["test.clean_acc"] == \
-        runs[0 if runs[0].info.run_id == run_id else 1].data.metrics["test.clean_acc"]
+    evaluations = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], filter_string="tags.`rkdbench.kind` = 'evaluation'"
+    )
+    assert (
+        len(evaluations) == 1
+        and evaluations[0].data.metrics["test.clean_acc"]
+        == runs[0 if runs[0].info.run_id == run_id else 1].data.metrics["test.clean_acc"]
+    )
 
     ui = rkdbench("ui", "--results", str(results), env=env, timeout=120)
     assert ui.returncode == 0, ui.stderr[-4000:]

@@ -34,7 +34,7 @@ def test_paired_difference_ci_is_the_wald_interval_on_the_differences():
     a = np.array([1, 1, 1, 0, 1, 1, 1, 1, 0, 0], dtype=bool)
     b = np.array([0, 0, 0, 1, 1, 1, 1, 1, 0, 0], dtype=bool)
     difference, low, high = paired_difference_ci(a, b)
-    half = Z95 * math.sqrt(4 - 2 ** 2 / 10) / 10  # sqrt((n10 + n01) - (n10 - n01)^2 / n) / n
+    half = Z95 * math.sqrt(4 - 2**2 / 10) / 10  # sqrt((n10 + n01) - (n10 - n01)^2 / n) / n
     assert difference == pytest.approx(0.2)
     assert (low, high) == pytest.approx((0.2 - half, 0.2 + half))
     assert half == pytest.approx(Z95 * np.std(a.astype(int) - b.astype(int)) / math.sqrt(10))  # same thing
@@ -51,8 +51,11 @@ def _frame(aa: list[bool]) -> pd.DataFrame:
     n = len(aa)
     rows = []
     for selection in ("last", "best-val"):
-        rows.append(pd.DataFrame({"selection": selection, "index": range(n), "clean": [True] * n,
-                                  "pgd20": aa, "aa": aa, "worst": aa}))
+        rows.append(
+            pd.DataFrame(
+                {"selection": selection, "index": range(n), "clean": [True] * n, "pgd20": aa, "aa": aa, "worst": aa}
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -75,9 +78,11 @@ def store(tmp_path):
     experiment = tracker.experiment_id("digits-linf-test")
     a = [True] * 20 + [True] + [False] * 9 + [False] * 10
     b = [True] * 20 + [False] + [True] * 9 + [False] * 10
-    runs = {"A": _cell_run(tracker, experiment, "A", "hash-1", a, tmp_path),
-            "B": _cell_run(tracker, experiment, "B", "hash-1", b, tmp_path),
-            "C": _cell_run(tracker, experiment, "C", "hash-2", b, tmp_path)}
+    runs = {
+        "A": _cell_run(tracker, experiment, "A", "hash-1", a, tmp_path),
+        "B": _cell_run(tracker, experiment, "B", "hash-1", b, tmp_path),
+        "C": _cell_run(tracker, experiment, "C", "hash-2", b, tmp_path),
+    }
     return results, runs
 
 
@@ -96,7 +101,7 @@ def test_compare_reports_accuracies_interval_and_mcnemar(store, capsys):
     assert (report["n"], report["only_a"], report["only_b"]) == (40, 1, 9)
     assert report["accuracy_a"] == pytest.approx(21 / 40) and report["accuracy_b"] == pytest.approx(29 / 40)
     assert report["difference"] == pytest.approx(-0.2)
-    half = Z95 * math.sqrt(10 - 8 ** 2 / 40) / 40
+    half = Z95 * math.sqrt(10 - 8**2 / 40) / 40
     assert (report["ci_low"], report["ci_high"]) == pytest.approx((-0.2 - half, -0.2 + half))
     assert report["mcnemar_p"] == 0.021484375
     assert (report["attack"], report["selection"], report["protocol_hash"]) == ("aa", "last", "hash-1")

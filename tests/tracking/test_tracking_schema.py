@@ -18,8 +18,11 @@ TRACKING = PACKAGE / "tracking"
 # file:line and replacements is in the w11e notes) and removes it here. The test fails on a stale entry.
 NOT_YET_CONVERTED: set[str] = set()
 TAG_LITERAL = re.compile(r"(^|tags\.`?)rkdbench\.")
-TAG_NAMES = {value for name, value in vars(schema).items() if name.isupper() and isinstance(value, str)
-             and value.startswith(schema.PREFIX)}
+TAG_NAMES = {
+    value
+    for name, value in vars(schema).items()
+    if name.isupper() and isinstance(value, str) and value.startswith(schema.PREFIX)
+}
 
 
 def _module_path(text: str) -> bool:
@@ -32,8 +35,14 @@ def _module_path(text: str) -> bool:
 
 def _docstrings(tree: ast.AST) -> set[int]:
     nodes = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
-    return {id(node.body[0].value) for node in ast.walk(tree) if isinstance(node, nodes) and node.body
-            and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, nodes)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
 
 
 def offences(source: str) -> list[str]:
@@ -43,8 +52,13 @@ def offences(source: str) -> list[str]:
     found = []
     for node in ast.walk(tree):
         where = f"line {getattr(node, 'lineno', '?')}"
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings \
-                and TAG_LITERAL.search(node.value) and not _module_path(node.value):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+            and TAG_LITERAL.search(node.value)
+            and not _module_path(node.value)
+        ):
             found.append(f"{where}: tag spelled as a string {node.value[:40]!r}")
         elif isinstance(node, ast.Name) and node.id in ("TAG_PREFIX", "MlflowClient"):
             found.append(f"{where}: uses {node.id}")
@@ -60,74 +74,140 @@ def offences(source: str) -> list[str]:
 
 
 def test_only_the_tracking_package_spells_tags_and_touches_the_client():
-    modules = {str(path.relative_to(PACKAGE)): path for path in PACKAGE.rglob("*.py")
-               if TRACKING not in path.parents}
+    modules = {str(path.relative_to(PACKAGE)): path for path in PACKAGE.rglob("*.py") if TRACKING not in path.parents}
     bad = {name: found for name, path in modules.items() if (found := offences(path.read_text()))}
     unexpected = {name: found for name, found in bad.items() if name not in NOT_YET_CONVERTED}
     assert not unexpected, "use rkdbench.tracking (schema names, Tracker methods) instead:\n" + "\n".join(
-        f"rkdbench/{name}: {line}" for name, found in sorted(unexpected.items()) for line in found)
+        f"rkdbench/{name}: {line}" for name, found in sorted(unexpected.items()) for line in found
+    )
     stale = sorted(NOT_YET_CONVERTED - set(bad))
     assert not stale, f"converted (or gone): remove from NOT_YET_CONVERTED: {stale}"
 
 
-@pytest.mark.parametrize("source, expected", [
-    ('TAGS = {"rkdbench.kind": "cell"}', 1),
-    ('where = f"tags.`rkdbench.protocol` = \'{name}\'"', 1),
-    ('column = "tags.rkdbench.protocol_hash"', 1),
-    ('from .tracking import TAG_PREFIX\nname = f"{TAG_PREFIX}cell"', 2),
-    ('runs = tracker.client.search_runs([])', 1),
-    ('from mlflow.tracking import MlflowClient', 2),
-    ('import mlflow\nmlflow.set_tracking_uri(uri)', 1),
-    ('"""Reads the `rkdbench.cell` tag."""\nfrom .tracking import schema\nkey = tags[schema.CELL]', 0),
-    ('name = "rkdbench-headline"', 0),
-    ('command = [sys.executable, "-m", "rkdbench.cli", "run"]', 0),
-    ('tags = {"rkdbench.specialization": "unavailable"}', 1),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ('TAGS = {"rkdbench.kind": "cell"}', 1),
+        ("where = f\"tags.`rkdbench.protocol` = '{name}'\"", 1),
+        ('column = "tags.rkdbench.protocol_hash"', 1),
+        ('from .tracking import TAG_PREFIX\nname = f"{TAG_PREFIX}cell"', 2),
+        ("runs = tracker.client.search_runs([])", 1),
+        ("from mlflow.tracking import MlflowClient", 2),
+        ("import mlflow\nmlflow.set_tracking_uri(uri)", 1),
+        ('"""Reads the `rkdbench.cell` tag."""\nfrom .tracking import schema\nkey = tags[schema.CELL]', 0),
+        ('name = "rkdbench-headline"', 0),
+        ('command = [sys.executable, "-m", "rkdbench.cli", "run"]', 0),
+        ('tags = {"rkdbench.specialization": "unavailable"}', 1),
+    ],
+)
 def test_the_guard_sees_each_kind_of_offence(source, expected):
     assert len(offences(source)) == expected, offences(source)
 
 
 def test_filters_are_the_strings_earlier_versions_searched():
     assert schema.finished_cells() == "tags.`rkdbench.kind` = 'cell' and attributes.status = 'FINISHED'"
-    assert schema.finished_cells("digits-linf") == ("tags.`rkdbench.kind` = 'cell' and attributes.status = "
-                                                    "'FINISHED' and tags.`rkdbench.protocol` = 'digits-linf'")
+    assert schema.finished_cells("digits-linf") == (
+        "tags.`rkdbench.kind` = 'cell' and attributes.status = 'FINISHED' and tags.`rkdbench.protocol` = 'digits-linf'"
+    )
     assert schema.cell_runs("0123abcd0123abcd") == "tags.`rkdbench.cell` = '0123abcd0123abcd'"
     assert schema.all_cells() == "tags.`rkdbench.kind` = 'cell'"
     assert schema.all_cells("f00d") == "tags.`rkdbench.kind` = 'cell' and tags.`rkdbench.protocol_hash` = 'f00d'"
-    assert schema.finished_evaluations() == ("tags.`rkdbench.kind` = 'evaluation' and "
-                                             "attributes.status = 'FINISHED'")
+    assert schema.finished_evaluations() == ("tags.`rkdbench.kind` = 'evaluation' and attributes.status = 'FINISHED'")
     assert schema.leaderboard_runs("f00d", "best-val") == (
         "tags.`rkdbench.kind` = 'leaderboard' and tags.`rkdbench.protocol_hash` = 'f00d' and "
-        "tags.`rkdbench.selection` = 'best-val'")
+        "tags.`rkdbench.selection` = 'best-val'"
+    )
     assert schema.RKDBENCH_RUNS == "tags.`rkdbench.protocol` LIKE '%'"
     assert schema.runs_filter() == ""
 
 
 def test_tags_of_each_kind_are_the_names_earlier_versions_wrote():
     assert schema.PREFIX == "rkdbench." and schema.tag("best_val.flags") == "rkdbench.best_val.flags"
-    cell = schema.cell_tags(cell="k", protocol="p", protocol_hash="h", protocol_overrides="{}", method="ard",
-                            variant="ard[temperature=1.0]", student="s", teacher="t", seed=3, suite="u",
-                            plugin="rkdbench", extra_teachers={"aux": "t2"}, plugin_version="1", git_sha="abc")
-    assert cell == {"rkdbench.kind": "cell", "rkdbench.cell": "k", "rkdbench.protocol": "p",
-                    "rkdbench.protocol_hash": "h", "rkdbench.protocol_overrides": "{}", "rkdbench.method": "ard",
-                    "rkdbench.method_variant": "ard[temperature=1.0]", "rkdbench.student": "s",
-                    "rkdbench.teacher": "t", "rkdbench.seed": "3", "rkdbench.suite": "u", "rkdbench.plugin": "rkdbench",
-                    "rkdbench.teacher.aux": "t2", "rkdbench.plugin_version": "1", "rkdbench.git_sha": "abc"}
+    cell = schema.cell_tags(
+        cell="k",
+        protocol="p",
+        protocol_hash="h",
+        protocol_overrides="{}",
+        method="ard",
+        variant="ard[temperature=1.0]",
+        student="s",
+        teacher="t",
+        seed=3,
+        suite="u",
+        plugin="rkdbench",
+        extra_teachers={"aux": "t2"},
+        plugin_version="1",
+        git_sha="abc",
+    )
+    assert cell == {
+        "rkdbench.kind": "cell",
+        "rkdbench.cell": "k",
+        "rkdbench.protocol": "p",
+        "rkdbench.protocol_hash": "h",
+        "rkdbench.protocol_overrides": "{}",
+        "rkdbench.method": "ard",
+        "rkdbench.method_variant": "ard[temperature=1.0]",
+        "rkdbench.student": "s",
+        "rkdbench.teacher": "t",
+        "rkdbench.seed": "3",
+        "rkdbench.suite": "u",
+        "rkdbench.plugin": "rkdbench",
+        "rkdbench.teacher.aux": "t2",
+        "rkdbench.plugin_version": "1",
+        "rkdbench.git_sha": "abc",
+    }
     assert schema.training_tags("bf16", False) == {"rkdbench.precision": "bf16", "rkdbench.channels_last": "false"}
     assert schema.training_tags("fp32", True)["rkdbench.channels_last"] == "true"
-    evaluation = schema.evaluation_tags(protocol="p", protocol_hash="h", protocol_overrides="{}", model="T",
-                                        model_sha256="s", architecture="a", git_sha="g", flags_tag="flags", flags="")
-    assert evaluation == {"rkdbench.kind": "evaluation", "rkdbench.protocol": "p", "rkdbench.protocol_hash": "h",
-                          "rkdbench.protocol_overrides": "{}", "rkdbench.model": "T", "rkdbench.model_sha256": "s",
-                          "rkdbench.architecture": "a", "rkdbench.git_sha": "g", "rkdbench.flags": ""}
-    assert schema.evaluation_tags(protocol="p", protocol_hash="h", protocol_overrides="{}", model="T",
-                                  model_sha256="s", architecture="a", git_sha="g", flags_tag="flags", flags="",
-                                  teacher="T")["rkdbench.teacher"] == "T"
-    board = schema.leaderboard_tags(protocol="p", protocol_hash="h", selection="last", ranked_by="aa", rows=4,
-                                    digest="d", git_sha="g")
-    assert board == {"rkdbench.kind": "leaderboard", "rkdbench.protocol": "p", "rkdbench.protocol_hash": "h",
-                     "rkdbench.selection": "last", "rkdbench.ranked_by": "aa", "rkdbench.leaderboard_rows": "4",
-                     "rkdbench.leaderboard_sha256": "d", "rkdbench.git_sha": "g"}
+    evaluation = schema.evaluation_tags(
+        protocol="p",
+        protocol_hash="h",
+        protocol_overrides="{}",
+        model="T",
+        model_sha256="s",
+        architecture="a",
+        git_sha="g",
+        flags_tag="flags",
+        flags="",
+    )
+    assert evaluation == {
+        "rkdbench.kind": "evaluation",
+        "rkdbench.protocol": "p",
+        "rkdbench.protocol_hash": "h",
+        "rkdbench.protocol_overrides": "{}",
+        "rkdbench.model": "T",
+        "rkdbench.model_sha256": "s",
+        "rkdbench.architecture": "a",
+        "rkdbench.git_sha": "g",
+        "rkdbench.flags": "",
+    }
+    assert (
+        schema.evaluation_tags(
+            protocol="p",
+            protocol_hash="h",
+            protocol_overrides="{}",
+            model="T",
+            model_sha256="s",
+            architecture="a",
+            git_sha="g",
+            flags_tag="flags",
+            flags="",
+            teacher="T",
+        )["rkdbench.teacher"]
+        == "T"
+    )
+    board = schema.leaderboard_tags(
+        protocol="p", protocol_hash="h", selection="last", ranked_by="aa", rows=4, digest="d", git_sha="g"
+    )
+    assert board == {
+        "rkdbench.kind": "leaderboard",
+        "rkdbench.protocol": "p",
+        "rkdbench.protocol_hash": "h",
+        "rkdbench.selection": "last",
+        "rkdbench.ranked_by": "aa",
+        "rkdbench.leaderboard_rows": "4",
+        "rkdbench.leaderboard_sha256": "d",
+        "rkdbench.git_sha": "g",
+    }
     assert schema.experiment_tags("p", "h") == {"rkdbench.protocol": "p", "rkdbench.protocol_hash": "h"}
     assert set(schema.RUN_KINDS) == {"cell", "evaluation", "leaderboard"}
     assert schema.short_column("tags.rkdbench.method_variant") == "method_variant"
@@ -136,12 +216,20 @@ def test_tags_of_each_kind_are_the_names_earlier_versions_wrote():
 
 
 def test_protocol_params_flatten_and_round_trip():
-    data = {"protocol": {"dataset": "digits"}, "threat": {"eps": 0.3, "norm": "linf"},
-            "eval": {"attacks": {"pgd20": {"attack": "pgd", "steps": 20}}, "n_examples": 0}}
+    data = {
+        "protocol": {"dataset": "digits"},
+        "threat": {"eps": 0.3, "norm": "linf"},
+        "eval": {"attacks": {"pgd20": {"attack": "pgd", "steps": 20}}, "n_examples": 0},
+    }
     params = schema.protocol_params(data)
-    assert params == {"protocol.protocol.dataset": "digits", "protocol.threat.eps": 0.3,
-                      "protocol.threat.norm": "linf", "protocol.eval.attacks.pgd20.attack": "pgd",
-                      "protocol.eval.attacks.pgd20.steps": 20, "protocol.eval.n_examples": 0}
+    assert params == {
+        "protocol.protocol.dataset": "digits",
+        "protocol.threat.eps": 0.3,
+        "protocol.threat.norm": "linf",
+        "protocol.eval.attacks.pgd20.attack": "pgd",
+        "protocol.eval.attacks.pgd20.steps": 20,
+        "protocol.eval.n_examples": 0,
+    }
     assert schema.unflatten(params) == {"protocol": data}
     assert schema.unflatten(schema.flatten(data)) == data
     assert schema.param_text("x" * 7000) == "x" * schema.MAX_PARAM_LENGTH
@@ -156,8 +244,16 @@ def test_tracker_reads_what_it_wrote(tmp_path):
     assert tracker.experiment_tags(experiment)["rkdbench.protocol_hash"] == "h1"
     runs = {}
     for key, status in (("a", "FINISHED"), ("b", "FAILED")):
-        runs[key] = tracker.create_run(experiment, key, {schema.KIND: schema.RunKind.CELL, schema.CELL: key,
-                                                         schema.PROTOCOL: "digits-linf", schema.PROTOCOL_HASH: "h1"})
+        runs[key] = tracker.create_run(
+            experiment,
+            key,
+            {
+                schema.KIND: schema.RunKind.CELL,
+                schema.CELL: key,
+                schema.PROTOCOL: "digits-linf",
+                schema.PROTOCOL_HASH: "h1",
+            },
+        )
         for step in (0, 1):
             tracker.log_metrics(runs[key], {"val.pgd_acc": 0.5 + step}, step=step)
         tracker.finish(runs[key], status)
@@ -170,8 +266,9 @@ def test_tracker_reads_what_it_wrote(tmp_path):
     assert tracker.search_runs(schema.cell_runs("a"), experiment_ids=[]) == []
     frame = tracker.search_runs_frame(schema.finished_cells())
     assert list(frame["run_id"]) == [runs["a"]] and frame.at[0, schema.column(schema.CELL)] == "a"
-    assert [(m.step, m.value) for m in sorted(tracker.metric_history(runs["b"], "val.pgd_acc"),
-                                              key=lambda m: m.step)] == [(0, 0.5), (1, 1.5)]
+    assert [
+        (m.step, m.value) for m in sorted(tracker.metric_history(runs["b"], "val.pgd_acc"), key=lambda m: m.step)
+    ] == [(0, 0.5), (1, 1.5)]
     assert tracker.get_run(runs["a"]).data.tags[schema.CELL] == "a"
     assert tracker.get_run("0" * 32) is None
 

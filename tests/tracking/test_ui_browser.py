@@ -20,15 +20,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from test_leaderboard import _run  # the leaderboard tests' fabricated cell run
 
 from rkdbench.tracking import Tracker
 from rkdbench.ui import VIEW_ID, VIEW_NAME, VIEW_TAG, experiment_url, install_views
-from test_leaderboard import _run  # the leaderboard tests' fabricated cell run
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 PROTOCOL = "digits-linf"
-N_ROBUST = {"ard": 65, "rslad": 78, "pgd-at": 81}   # of the helper's 100 points: AutoAttack 0.65, 0.78, 0.81
-SERVER_START_S, PAGE_S = 180, 60                    # generous: the test machine is loaded
+N_ROBUST = {"ard": 65, "rslad": 78, "pgd-at": 81}  # of the helper's 100 points: AutoAttack 0.65, 0.78, 0.81
+SERVER_START_S, PAGE_S = 180, 60  # generous: the test machine is loaded
 
 
 def _require_browser() -> None:
@@ -75,9 +75,12 @@ def ui_server(chromium, store, tmp_path):
         port = sock.getsockname()[1]
     log_path = tmp_path / "ui.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "rkdbench.cli", "ui", "--results", str(store.results),
-                                 "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rkdbench.cli", "ui", "--results", str(store.results), "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         base, url = f"http://127.0.0.1:{port}", None
         deadline = time.monotonic() + SERVER_START_S
@@ -118,9 +121,18 @@ def browser(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1600,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1600,1000",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     try:
@@ -153,23 +165,25 @@ def _table(driver) -> dict[str, list[str]]:
 def test_ui_shows_runs_sorted_by_autoattack_with_headline_columns(chromium, ui_server, browser, tmp_path):
     url, log = ui_server
     assert url.startswith("http://127.0.0.1:") and f"viewStateShareKey={VIEW_ID}" in url, log
-    expected = sorted(N_ROBUST, key=N_ROBUST.get, reverse=True)            # AutoAttack accuracy, descending
+    expected = sorted(N_ROBUST, key=N_ROBUST.get, reverse=True)  # AutoAttack accuracy, descending
     names = [f"{method}-0" for method in expected]
     aa = [_js_number(N_ROBUST[method] / 100) for method in expected]
     name_col, aa_col = "attributes.`Run Name`", "metrics.`test.aa_acc`"
 
     def loaded(driver):
         table = _table(driver)
-        return (len(table.get(aa_col, [])) == len(table.get(name_col, [])) == len(names)
-                and all(name in cell for name, cell in zip(names, table.get(name_col, []))))
+        return len(table.get(aa_col, [])) == len(table.get(name_col, [])) == len(names) and all(
+            name in cell for name, cell in zip(names, table.get(name_col, []))
+        )
 
     from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(url)
     try:
-        WebDriverWait(browser, PAGE_S, poll_frequency=1,
-                      ignored_exceptions=(StaleElementReferenceException,)).until(loaded)
+        WebDriverWait(browser, PAGE_S, poll_frequency=1, ignored_exceptions=(StaleElementReferenceException,)).until(
+            loaded
+        )
     except TimeoutException:
         pass  # asserted below, with what the page shows
     time.sleep(1)  # let the grid settle before the screenshot
@@ -180,7 +194,7 @@ def test_ui_shows_runs_sorted_by_autoattack_with_headline_columns(chromium, ui_s
     assert table.get(aa_col) == aa, (shot, body)
     for metric in ("test.clean_acc", "test.pgd20_acc", "test.aa_acc"):
         assert f"metrics.`{metric}`" in table and metric in body, (metric, shot)
-    assert VIEW_NAME in body, (shot, body)                                  # the saved view is the one shown
+    assert VIEW_NAME in body, (shot, body)  # the saved view is the one shown
     assert shot.stat().st_size > 10_000
 
 
@@ -195,10 +209,11 @@ def test_headline_view_is_written_once(store):
     assert state["orderByKey"] == "metrics.`test.aa_acc`" and state["orderByAsc"] is False
     assert state["selectedColumns"][:3] == [f"metrics.`test.{label}_acc`" for label in ("clean", "pgd20", "aa")]
     assert install_views(store) == [(name, experiment_id)]
-    assert store.client.get_experiment(experiment_id).tags == tags                      # unchanged: a no-op
+    assert store.client.get_experiment(experiment_id).tags == tags  # unchanged: a no-op
     assert experiment_url("http://127.0.0.1:5000", experiment_id) == (
         f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-        f"&viewStateShareKey={VIEW_ID}")
+        f"&viewStateShareKey={VIEW_ID}"
+    )
 
 
 def test_without_a_saved_view_each_experiment_is_sorted_by_its_ranked_label(store):
@@ -208,4 +223,5 @@ def test_without_a_saved_view_each_experiment_is_sorted_by_its_ranked_label(stor
     [(name, experiment_id, label)] = sort_labels(store)
     assert (name, label) == (PROTOCOL, "aa")  # the built-in labels' final attack: AutoAttack
     assert sorted_url("http://h", experiment_id, label).endswith(
-        "&orderByKey=metrics.%60test.aa_acc%60&orderByAsc=false")
+        "&orderByKey=metrics.%60test.aa_acc%60&orderByAsc=false"
+    )

@@ -46,8 +46,9 @@ class _QueueConsole:
         self.queue.put(("say", self.worker, str(message)))
 
 
-def _worker(cells: list[Cell], options: RunOptions, index: int, workers: int, plugin_dirs: list[str],
-            queue: Any) -> None:
+def _worker(
+    cells: list[Cell], options: RunOptions, index: int, workers: int, plugin_dirs: list[str], queue: Any
+) -> None:
     import torch
 
     from ...plugins import load_plugins_dir
@@ -63,15 +64,35 @@ def _worker(cells: list[Cell], options: RunOptions, index: int, workers: int, pl
     options = dataclasses.replace(options, console=_QueueConsole(queue, index))
 
     def report(outcome: CellOutcome, seconds: float) -> None:
-        queue.put(("outcome", index, (outcome.cell.key, outcome.status, outcome.run_id, outcome.metrics,
-                                      outcome.error, outcome.resumed_from, seconds)))
+        queue.put(
+            (
+                "outcome",
+                index,
+                (
+                    outcome.cell.key,
+                    outcome.status,
+                    outcome.run_id,
+                    outcome.metrics,
+                    outcome.error,
+                    outcome.resumed_from,
+                    seconds,
+                ),
+            )
+        )
 
-    run_cells(cells, Tracker(options.results), options, report=report, start=index * len(cells) // workers,
-              worker=f" w{index + 1}")
+    run_cells(
+        cells,
+        Tracker(options.results),
+        options,
+        report=report,
+        start=index * len(cells) // workers,
+        worker=f" w{index + 1}",
+    )
 
 
-def run_local(cells: list[Cell], tracker: Tracker, options: RunOptions,
-              prepare: Callable[[list[Cell], Tracker, RunOptions], None]) -> list[CellOutcome]:
+def run_local(
+    cells: list[Cell], tracker: Tracker, options: RunOptions, prepare: Callable[[list[Cell], Tracker, RunOptions], None]
+) -> list[CellOutcome]:
     """The `--workers N` executor: prepare here (teachers built once), then run the cells on N processes."""
     prepare(cells, tracker, options)
     return run_local_cells(cells, options, options.workers)
@@ -81,11 +102,20 @@ def run_local_cells(cells: list[Cell], options: RunOptions, workers: int) -> lis
     context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state, no inherited MLflow clients
     queue = context.Queue()
     child_options = dataclasses.replace(options, console=None)
-    processes = [context.Process(target=_worker, args=(cells, child_options, i, workers, loaded_plugin_dirs(), queue),
-                                 name=f"rkdbench-worker-{i + 1}") for i in range(workers)]
-    say(options, f"{len(cells)} cells on {workers} local workers ({worker_threads(workers)} torch thread"
-                  f"{'s' if worker_threads(workers) != 1 else ''} each"
-                  f"{'' if 'OMP_NUM_THREADS' not in os.environ else ', OMP_NUM_THREADS=' + os.environ['OMP_NUM_THREADS']})")
+    processes = [
+        context.Process(
+            target=_worker,
+            args=(cells, child_options, i, workers, loaded_plugin_dirs(), queue),
+            name=f"rkdbench-worker-{i + 1}",
+        )
+        for i in range(workers)
+    ]
+    say(
+        options,
+        f"{len(cells)} cells on {workers} local workers ({worker_threads(workers)} torch thread"
+        f"{'s' if worker_threads(workers) != 1 else ''} each"
+        f"{'' if 'OMP_NUM_THREADS' not in os.environ else ', OMP_NUM_THREADS=' + os.environ['OMP_NUM_THREADS']})",
+    )
     for process in processes:
         process.start()
     by_key = {cell.key: cell for cell in cells}
@@ -124,6 +154,9 @@ def run_local_cells(cells: list[Cell], options: RunOptions, workers: int) -> lis
     for cell in cells:
         if cell.key not in outcomes:
             codes = ", ".join(str(p.exitcode) for p in processes)
-            outcomes[cell.key] = CellOutcome(cell, "failed", error=f"no worker reported this cell (worker exit codes "
-                                                                   f"{codes}); rerun the suite to resume it")
+            outcomes[cell.key] = CellOutcome(
+                cell,
+                "failed",
+                error=f"no worker reported this cell (worker exit codes {codes}); rerun the suite to resume it",
+            )
     return [outcomes[cell.key] for cell in cells]

@@ -36,9 +36,11 @@ __all__ = ["CellResources", "run_on_ray", "connect", "SERVER_HINT", "MAX_RETRIES
 MAX_RETRIES = 3  # system failures (a dead worker process or node) per cell; the cell's own errors are never retried
 MARKER_PREFIX = ".rkdbench-driver-"
 CANCEL_WAIT_S = 60.0  # how long Ctrl-C waits for cancelled cells to record KILLED
-SERVER_HINT = ("start a team tracking server on a machine every node reaches (`rkdbench server --host 0.0.0.0 "
-               "--backend-store-uri postgresql+psycopg2://USER@HOST:PORT/DB`) and set "
-               "MLFLOW_TRACKING_URI=http://SERVER:5000 for the driver")
+SERVER_HINT = (
+    "start a team tracking server on a machine every node reaches (`rkdbench server --host 0.0.0.0 "
+    "--backend-store-uri postgresql+psycopg2://USER@HOST:PORT/DB`) and set "
+    "MLFLOW_TRACKING_URI=http://SERVER:5000 for the driver"
+)
 ENV_PREFIXES = ("MLFLOW_", "RKDBENCH_")  # tracking URI and credentials, plugin filters, model/data dirs
 
 
@@ -52,15 +54,18 @@ class CellResources:
     @classmethod
     def of(cls, protocol_resources: ResourcesConfig, cluster_gpus: float) -> CellResources:
         gpus = protocol_resources.gpus_per_cell
-        return cls(gpus=(1.0 if cluster_gpus >= 1 else 0.0) if gpus is None else gpus, cpus=protocol_resources.cpus_per_cell)
+        return cls(
+            gpus=(1.0 if cluster_gpus >= 1 else 0.0) if gpus is None else gpus, cpus=protocol_resources.cpus_per_cell
+        )
 
 
 def _import_ray():
     try:
         import ray
     except ImportError as exc:
-        raise UserError(f"--executor ray needs Ray, which is not importable ({exc}); install the extra: "
-                        f"pip install 'rkdbench[ray]'") from None
+        raise UserError(
+            f"--executor ray needs Ray, which is not importable ({exc}); install the extra: pip install 'rkdbench[ray]'"
+        ) from None
     return ray
 
 
@@ -68,14 +73,18 @@ def _check_address_reachable(address: str) -> None:
     """A HOST:PORT that refuses connections fails in seconds here, not after Ray's long connection retries."""
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
-        raise UserError(f"--address {address!r}: expected auto or HOST:PORT of a Ray cluster's head (e.g. 10.0.0.1:6379)")
+        raise UserError(
+            f"--address {address!r}: expected auto or HOST:PORT of a Ray cluster's head (e.g. 10.0.0.1:6379)"
+        )
     host = host.removeprefix("ray://").strip("[]") or "127.0.0.1"
     try:
         with socket.create_connection((host, int(port)), timeout=5):
             pass
     except OSError as exc:
-        raise UserError(f"--address {address}: no Ray cluster answers at {host}:{port} ({exc.strerror or exc}); "
-                        f"start one with `ray start --head` or give its head's address") from None
+        raise UserError(
+            f"--address {address}: no Ray cluster answers at {host}:{port} ({exc.strerror or exc}); "
+            f"start one with `ray start --head` or give its head's address"
+        ) from None
 
 
 def _token_available() -> bool:
@@ -110,8 +119,9 @@ def _shared_env(tracking_uri: str) -> dict[str, str]:
     return env
 
 
-def _cell_task(cell, options, position: str, env: dict[str, str], plugin_dirs: list[str], marker: str,
-               threads: int, progress) -> Any:
+def _cell_task(
+    cell, options, position: str, env: dict[str, str], plugin_dirs: list[str], marker: str, threads: int, progress
+) -> Any:
     """In a Ray worker: the driver's environment and plugins, the shared-folder check, then `run_cell`."""
     os.environ.update(env)
     import torch
@@ -123,9 +133,13 @@ def _cell_task(cell, options, position: str, env: dict[str, str], plugin_dirs: l
     from ..options import CellOutcome
 
     if not (Path(options.results) / marker).is_file():
-        return CellOutcome(cell, "failed", error=f"results folder {options.results} is not visible on worker node "
-                                                 f"{socket.gethostname()} (no {marker}): --results must be a "
-                                                 f"filesystem shared by every node of the Ray cluster")
+        return CellOutcome(
+            cell,
+            "failed",
+            error=f"results folder {options.results} is not visible on worker node "
+            f"{socket.gethostname()} (no {marker}): --results must be a "
+            f"filesystem shared by every node of the Ray cluster",
+        )
     if threading.current_thread() is threading.main_thread():
         # Ray cancels a running task by simulating SIGINT, which Python ignores when the worker inherited SIGINT
         # as ignored (a head started in the background of a script): Ctrl-C would then leave the cell RUNNING.
@@ -164,15 +178,20 @@ def check_store_for_cluster(tracking_uri: str, alive_nodes: int, address: str) -
     """A sqlite store lives on one machine: refuse it for a cluster of several nodes (a local cluster has one;
     $RAY_ADDRESS may name a bigger one), with the command of the store to use instead."""
     if alive_nodes > 1 and tracking_uri.startswith("sqlite:"):
-        raise UserError(f"a sqlite store ({tracking_uri}) cannot be shared by the {alive_nodes} nodes of Ray cluster "
-                        f"{address}; {SERVER_HINT}")
+        raise UserError(
+            f"a sqlite store ({tracking_uri}) cannot be shared by the {alive_nodes} nodes of Ray cluster "
+            f"{address}; {SERVER_HINT}"
+        )
 
 
 def _connected_run(cells: list, tracker, options, prepare: Callable[[list, Any, Any], None]) -> list:
     ray = connect(options.address, log_to_driver=options.console is not None)
     try:
-        check_store_for_cluster(tracker.uri, sum(bool(n.get("Alive")) for n in ray.nodes()),
-                                options.address or os.environ.get("RAY_ADDRESS", ""))
+        check_store_for_cluster(
+            tracker.uri,
+            sum(bool(n.get("Alive")) for n in ray.nodes()),
+            options.address or os.environ.get("RAY_ADDRESS", ""),
+        )
         prepare(cells, tracker, options)
         return _run_tasks(ray, cells, tracker, options)
     finally:
@@ -188,8 +207,13 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
     results = Path(options.results).resolve()
     marker = f"{MARKER_PREFIX}{secrets.token_hex(8)}"
     (results / marker).write_text("written by the rkdbench driver; workers check that they see it\n")
-    worker_options = replace(options, results=results, console=None, model_dir=Path(options.model_dir).resolve(),
-                             data_dir=Path(options.data_dir).resolve() if options.data_dir else None)
+    worker_options = replace(
+        options,
+        results=results,
+        console=None,
+        model_dir=Path(options.model_dir).resolve(),
+        data_dir=Path(options.data_dir).resolve() if options.data_dir else None,
+    )
     cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
     env, plugin_dirs = _shared_env(tracker.uri), _plugin_dirs()
     task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_cell_task)
@@ -198,10 +222,14 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
     for i, cell in enumerate(cells):
         need = CellResources.of(cell.protocol.resources, cluster_gpus)
         ref = task.options(num_gpus=need.gpus, num_cpus=need.cpus).remote(
-            cell, worker_options, f"[{i + 1}/{len(cells)}]", env, plugin_dirs, marker, need.cpus, progress)
+            cell, worker_options, f"[{i + 1}/{len(cells)}]", env, plugin_dirs, marker, need.cpus, progress
+        )
         pending[ref] = i
-    say(options, f"[bold]ray[/]: {len(cells)} cells submitted to a cluster of {len(ray.nodes())} node(s), "
-                  f"{ray.cluster_resources().get('CPU', 0):g} CPUs, {cluster_gpus:g} GPUs")
+    say(
+        options,
+        f"[bold]ray[/]: {len(cells)} cells submitted to a cluster of {len(ray.nodes())} node(s), "
+        f"{ray.cluster_resources().get('CPU', 0):g} CPUs, {cluster_gpus:g} GPUs",
+    )
     outcomes: dict[int, Any] = {}
     seconds: list[float] = []  # each cell's time from its (last) start to its end; cells overlap
     start_times: dict[str, float] = {}
@@ -220,7 +248,10 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
                 say(options, _end_line(position, outcomes[i]))
                 say(options, f"[dim]{suite_status(list(outcomes.values()), len(cells), seconds)}[/]")
     except KeyboardInterrupt:
-        say(options, f"[yellow]interrupted: cancelling {len(pending)} Ray task(s); every cell resumes on the next run[/]")
+        say(
+            options,
+            f"[yellow]interrupted: cancelling {len(pending)} Ray task(s); every cell resumes on the next run[/]",
+        )
         for ref in pending:
             ray.cancel(ref)
         _wait_until_stopped(tracker, [cells[i] for i in pending.values()])
@@ -256,16 +287,25 @@ def _outcome(ray, ref, cell):
     try:
         return ray.get(ref)
     except Exception as exc:  # WorkerCrashedError, NodeDiedError, TaskCancelledError...
-        return CellOutcome(cell, "failed", error=f"Ray task ended without a result after {MAX_RETRIES} retries: "
-                                                  f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return CellOutcome(
+            cell,
+            "failed",
+            error=f"Ray task ended without a result after {MAX_RETRIES} retries: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+        )
 
 
 def _end_line(position: str, outcome) -> str:
     metrics = outcome.metrics
     protocol = outcome.cell.protocol
     ranked = ranked_accuracy(metrics, protocol.eval.attacks, "test.", protocol.eval.rank_by)
-    detail = (f"clean {metrics['test.clean_acc']:.1%}, {ranked[0]} {ranked[1]:.1%}"
-              if ranked and "test.clean_acc" in metrics else outcome.error)
+    detail = (
+        f"clean {metrics['test.clean_acc']:.1%}, {ranked[0]} {ranked[1]:.1%}"
+        if ranked and "test.clean_acc" in metrics
+        else outcome.error
+    )
     color = {"failed": "red", "finished": "bold"}.get(outcome.status, "dim")
-    return f"[{color}]{position} {outcome.status}[/] {outcome.cell.label}{': ' + detail if detail else ''}" \
-           f"{' [dim](run ' + outcome.run_id + ')[/]' if outcome.run_id else ''}"
+    return (
+        f"[{color}]{position} {outcome.status}[/] {outcome.cell.label}{': ' + detail if detail else ''}"
+        f"{' [dim](run ' + outcome.run_id + ')[/]' if outcome.run_id else ''}"
+    )

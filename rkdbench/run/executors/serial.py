@@ -27,16 +27,23 @@ POLL_SECONDS = 5.0  # how often a waiting worker looks at the cells others hold 
 RAN = ("finished", "failed", "undelivered")  # statuses whose wall time counts toward the suite's ETA
 
 
-def run_serial(cells: list[Cell], tracker: Tracker, options: RunOptions,
-               prepare: Callable[[list[Cell], Tracker, RunOptions], None]) -> list[CellOutcome]:
+def run_serial(
+    cells: list[Cell], tracker: Tracker, options: RunOptions, prepare: Callable[[list[Cell], Tracker, RunOptions], None]
+) -> list[CellOutcome]:
     """The executor of a plain `rkdbench run`: prepare, then this process's loop over every cell."""
     prepare(cells, tracker, options)
     return run_cells(cells, tracker, options)
 
 
-def run_cells(cells: list[Cell], tracker: Tracker, options: RunOptions,
-              report: Callable[[CellOutcome, float], None] | None = None, start: int = 0,
-              worker: str = "", poll_seconds: float | None = None) -> list[CellOutcome]:
+def run_cells(
+    cells: list[Cell],
+    tracker: Tracker,
+    options: RunOptions,
+    report: Callable[[CellOutcome, float], None] | None = None,
+    start: int = 0,
+    worker: str = "",
+    poll_seconds: float | None = None,
+) -> list[CellOutcome]:
     """Run `cells` (beginning at index `start`, wrapping around) and return one outcome per cell in their order.
     `report(outcome, seconds)` is called for each final outcome; without it the suite status line is printed."""
     if poll_seconds is None:
@@ -66,8 +73,11 @@ def run_cells(cells: list[Cell], tracker: Tracker, options: RunOptions,
     while held:
         if len(held) != said:  # once per change, not every poll: a held GPU cell can take hours
             said = len(held)
-            say(options, f"[dim]waiting for {said} cell{'s' if said != 1 else ''} held by other workers "
-                          f"(checking every {poll_seconds:g}s)[/]")
+            say(
+                options,
+                f"[dim]waiting for {said} cell{'s' if said != 1 else ''} held by other workers "
+                f"(checking every {poll_seconds:g}s)[/]",
+            )
         time.sleep(poll_seconds)
         waiting = []
         for cell in held:
@@ -99,8 +109,13 @@ def _after_wait(cell: Cell, tracker: Tracker, options: RunOptions, position: str
     if run is not None and run.info.status in ("FINISHED", "FAILED"):
         ended = "finished" if run.info.status == "FINISHED" else "failed"
         say(options, f"[dim]{position} {ended} by another worker: {cell.label} (run {run.info.run_id})[/]")
-        return CellOutcome(cell, "elsewhere", run.info.run_id, dict(run.data.metrics),
-                           error="" if ended == "finished" else "failed in another worker")
+        return CellOutcome(
+            cell,
+            "elsewhere",
+            run.info.run_id,
+            dict(run.data.metrics),
+            error="" if ended == "finished" else "failed in another worker",
+        )
     return _run_cell(cell, tracker, options, position)  # its holder died: take it over (or someone else did)
 
 
