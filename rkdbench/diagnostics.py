@@ -83,10 +83,11 @@ def _pgd_inputs(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, batc
 
 def sweep_attack(protocol: Protocol) -> dict[str, Any]:
     """The spec the eps sweep runs: the sweep stand-in declared by the attack of the label the protocol ranks by
-    (its `eval.rank_by`, else its last final attack, else its last attack)."""
+    (its `eval.rank_by` when that is an attack, else its last final attack, else its last attack)."""
     specs = protocol.eval.attacks
     plugins = attack_plugins(spec["attack"] for spec in specs.values())
-    label = rank_label(list(specs), specs, plugins, protocol.eval.rank_by)
+    rank_by = protocol.eval.rank_by if protocol.eval.rank_by in specs else None  # "clean" ranks, but is no attack
+    label = rank_label(list(specs), specs, plugins, rank_by)
     return plugins[specs[label]["attack"]].sweep_spec(specs[label])
 
 

@@ -415,3 +415,12 @@ def test_a_leaderboard_of_runs_that_describe_nothing_keeps_the_builtin_names():
         "zz",
         "AutoAttack",
     ]
+
+
+def test_the_eps_sweep_uses_an_attack_even_when_clean_accuracy_ranks():
+    from rkdbench.diagnostics import sweep_attack
+
+    assert sweep_attack(load_protocol("digits-linf")) == sweep_attack(
+        load_protocol("digits-linf", {"eval.rank_by": "clean"})
+    )
+    assert sweep_attack(load_protocol("digits-linf", {"eval.rank_by": "pgd20"}))["attack"] == "pgd"
