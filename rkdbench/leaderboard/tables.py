@@ -198,7 +198,8 @@ def build_tables(
                 joined,
                 ui_url,
                 int(runs.attrs.get(IGNORED, {}).get(protocol_hash, 0)),
-                display_names(attacks.specs, attacks.plugins),
+                # names of this table's labels only: a legacy label's name must not collide with a stored one's
+                display_names({k: v for k, v in attacks.specs.items() if k in labels}, attacks.plugins),
             )
         )
     return tables
