@@ -6,14 +6,13 @@ leaves the previous checkpoint intact; the `<file>.sha256` sidecar is written af
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import sha256_file, write_atomic
 from .errors import UserError
 
 __all__ = ["sha256_file", "save_atomic", "load_verified", "CheckpointError"]
@@ -23,34 +22,12 @@ class CheckpointError(UserError):
     """A checkpoint is missing, corrupt, not a torch file, or fails its sha256 check."""
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_atomic(obj: Any, path: str | os.PathLike[str]) -> str:
     """torch.save `obj` to `path` atomically, write `<path>.sha256`, and return the digest."""
     path = Path(path)
-    _write_atomic(path, lambda fh: torch.save(obj, fh))
+    write_atomic(path, lambda fh: torch.save(obj, fh))
     digest = sha256_file(path)
-    _write_atomic(path.with_name(path.name + ".sha256"), lambda fh: fh.write(f"{digest}  {path.name}\n".encode()))
+    write_atomic(path.with_name(path.name + ".sha256"), lambda fh: fh.write(f"{digest}  {path.name}\n".encode()))
     return digest
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import _write_atomic
+from .atomic import write_text_atomic
 
 __all__ = ["Journal", "JournaledTracker", "is_unreachable", "quick_http_failures", "JOURNAL_NAME"]
 
@@ -107,7 +107,7 @@ class Journal:
 
     def mark_delivered(self, count: int) -> None:
         self.delivered = count
-        _write_atomic(self.delivered_path, lambda fh: fh.write(f"{count}\n".encode()))
+        write_text_atomic(self.delivered_path, f"{count}\n")
 
     def discard_pending(self) -> int:
         """Drop what was never delivered (its run is gone from the store: a new run replaces it); how many."""
