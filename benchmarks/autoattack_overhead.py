@@ -19,20 +19,20 @@ import torch
 from torch import nn
 
 import rkdbench
-from rkdbench.attacks import preserved_rng
-from rkdbench.benchmarking import interleave, machine_line
+from rkdbench.attacks.base import preserved_rng
+from rkdbench.cost.benchmarking import interleave, machine_line
 
 
 def robust_model(teacher_dir: str | None):
     if teacher_dir:
-        from rkdbench.teachers import load_teacher
+        from rkdbench.teachers.load import load_teacher
 
         return load_teacher(rkdbench.create("teacher", "digits/Linf/rkdbench-cnn-large"), teacher_dir)
     import tempfile
     from pathlib import Path
 
     from rkdbench.config import load_protocol
-    from rkdbench.engine import Trainer, TrainSetup
+    from rkdbench.training.engine import Trainer, TrainSetup
 
     torch.manual_seed(0)
     protocol = load_protocol("digits-linf", {"train.epochs": 5})

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 
 from rkdbench import hookimpl
-from rkdbench.benchmarking import machine_line
-from rkdbench.calibration import Calibration, calibrate_cells, predict_cell
 from rkdbench.config import load_suite, parse_set
-from rkdbench.planning import expected_accuracy
+from rkdbench.cost.benchmarking import machine_line
+from rkdbench.cost.calibration import Calibration, calibrate_cells, predict_cell
+from rkdbench.cost.planning import expected_accuracy
 from rkdbench.plugins import get_registry, pm
 from rkdbench.run.cell import run_cell
 from rkdbench.run.cells import expand_cells

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 import rkdbench
-from rkdbench.benchmarking import interleave, machine_line
 from rkdbench.config import load_protocol
+from rkdbench.cost.benchmarking import interleave, machine_line
 from rkdbench.data import Splits
-from rkdbench.engine import Trainer, TrainSetup
+from rkdbench.training.engine import Trainer, TrainSetup
 
 
 def epoch_runner(method_name: str, compiled: bool, splits) -> Callable[[], None]:

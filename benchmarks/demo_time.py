@@ -33,15 +33,15 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
+import rkdbench.app.leaderboard as leaderboard_pipeline  # noqa: E402
 import rkdbench.cli as cli  # noqa: E402
-import rkdbench.engine as engine  # noqa: E402
-import rkdbench.evaluation as evaluation  # noqa: E402
-import rkdbench.leaderboard.pipeline as leaderboard_pipeline  # noqa: E402
+import rkdbench.evaluation.evaluate as evaluation  # noqa: E402
 import rkdbench.run.executors.serial as serial  # noqa: E402
 import rkdbench.run.prepare as prepare  # noqa: E402
 import rkdbench.run.selections as selections  # noqa: E402
 import rkdbench.run.train as train  # noqa: E402
 import rkdbench.tracking as tracking  # noqa: E402
+import rkdbench.training.engine as engine  # noqa: E402
 
 
 class PhaseClock:

@@ -9,7 +9,7 @@ budget says so. Rows:
   (a) an RSLAD training slice through the engine (ResNet-18 student, WRN-34-10 teacher with random weights,
       batch 128, synthetic CIFAR-shaped data on the GPU) in fp32, bf16, bf16 + channels_last and bf16 +
       channels_last + `train.compile`: samples/s over one timed epoch of `--steps` steps after a warm-up epoch
-      (which pays cuDNN autotuning and compilation), and achieved TFLOP/s (FLOPs counted by `rkdbench.cost`)
+      (which pays cuDNN autotuning and compilation), and achieved TFLOP/s (FLOPs counted by `rkdbench.cost.estimate`)
       against the device's peak (a small table of dense peaks by GPU name; fp32 convolutions run as TF32, PyTorch's
       cuDNN default, so fp32 is compared with the TF32 peak);
   (b) the same slice as an official repository writes it (torchvision CIFAR transforms on PIL images from an
@@ -39,11 +39,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import rkdbench
-from rkdbench.benchmarking import machine_line
 from rkdbench.config import Cell, Protocol, load_protocol
-from rkdbench.cost import forward_flops, training_passes
+from rkdbench.cost.benchmarking import machine_line
+from rkdbench.cost.estimate import forward_flops, training_passes
 from rkdbench.data import Splits
-from rkdbench.engine import Trainer, TrainSetup
+from rkdbench.training.engine import Trainer, TrainSetup
 
 # Dense tensor-core peaks in TFLOP/s (bf16, tf32) from the vendors' datasheets; first match on the device name wins.
 PEAKS = [
@@ -292,7 +292,8 @@ def official_samples_per_second(size: Size, device: torch.device) -> float:
 
 # ---- (c) AutoAttack -------------------------------------------------------------------------------------------
 def autoattack_model(size: Size, device: torch.device) -> tuple[nn.Module, str]:
-    from rkdbench.teachers import default_model_dir, load_teacher
+    from rkdbench.teachers.card import default_model_dir
+    from rkdbench.teachers.load import load_teacher
 
     card = rkdbench.create("teacher", "cifar10/Linf/AutoAttack-example-R18")
     bundled = load_teacher(card, default_model_dir(), device)  # found inside the installed pyautoattack wheel
@@ -317,7 +318,7 @@ def smooth_images(n: int, device: torch.device) -> torch.Tensor:
 def autoattack_rows(table: Table, size: Size, device: torch.device) -> None:
     from pyautoattack import AutoAttack
 
-    from rkdbench.attacks import predict, preserved_rng
+    from rkdbench.attacks.base import predict, preserved_rng
 
     model, name = autoattack_model(size, device)
     x = smooth_images(size.aa_points, device)
@@ -363,7 +364,7 @@ def autoattack_rows(table: Table, size: Size, device: torch.device) -> None:
 
 # ---- (d) the evaluation batch size ----------------------------------------------------------------------------
 def batch_size_rows(table: Table, size: Size, device: torch.device) -> None:
-    from rkdbench.batching import choose_batch_size
+    from rkdbench.evaluation.batching import choose_batch_size
 
     student, teacher = networks(size, device)
     for role, model in (("student", student.eval()), ("teacher", teacher)):

@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 
 import rkdbench
-from rkdbench.benchmarking import interleave_many, machine_line, ratio_summary
+from rkdbench.attacks.pgd import pgd
 from rkdbench.config import load_protocol
+from rkdbench.cost.benchmarking import interleave_many, machine_line, ratio_summary
 from rkdbench.data import Splits
-from rkdbench.engine import Trainer, TrainSetup
-from rkdbench.pgd import pgd
+from rkdbench.training.engine import Trainer, TrainSetup
 
 
 def engine_epoch(method_name: str, protocol, splits) -> tuple[Callable[[], object], dict[str, float]]:

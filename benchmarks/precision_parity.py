@@ -29,9 +29,9 @@ import torch
 import rkdbench
 from rkdbench.config import load_protocol
 from rkdbench.data import Splits, load_splits
-from rkdbench.engine import Trainer, TrainSetup
 from rkdbench.errors import ConfigError
-from rkdbench.evaluation import evaluate, test_points
+from rkdbench.evaluation.evaluate import evaluate, test_points
+from rkdbench.training.engine import Trainer, TrainSetup
 
 PRECISIONS = ("fp32", "bf16")
 

@@ -1,56 +1,75 @@
 """rkdbench: a benchmark harness for adversarially robust knowledge distillation.
 
-The public surface for users, plugin authors and tests: `hookimpl` (the pluggy marker), `list_components`
-and `create` (the registry, timm-style), and the method contract types (`Method`, `AttackSpec`, `Outputs`,
-`Progress`, `Losses`, `AttackResult`). Everything concrete (methods, networks, attacks, datasets, teachers)
-comes from plugins, the built-in ones included.
+This namespace is the one public API for users and plugin authors (like llm's single namespace): the pluggy marker
+`hookimpl`; the registry (`list_components`, `create`, timm-style); the method contracts (`Method`, the declarative
+one, and `StepMethod`, for methods that write their own training step) with their types (`Params`, `AttackSpec`,
+`Outputs`, `Progress`, `Losses`, `StepContext`, `StudentForwards`); loss primitives with every official reduction
+(`kl_div`, `soft_cross_entropy`, `reduce_per_example`); the attack base and helpers (`Attack`, `AttackResult`, `pgd`,
+`predict`, `attack_mode`, `preserved_rng`); dataset splits (`Splits`, `HeldOutDataset`, `uint8_splits`,
+`require_files`); `TeacherCard`; and the errors a plugin raises for bad input. The built-in plugins, the scaffold's
+template and the docs import only from here; every submodule is internal and free to move. Names load on first use,
+so `import rkdbench` stays torch-free for the parts that need no torch (leaderboards).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
+from .errors import ConfigError, UnknownComponentError, UserError, close_matches
 from .hookspecs import hookimpl
+from .plugins import create, list_components
 
 if TYPE_CHECKING:
-    from .contracts import AttackResult, AttackSpec, Losses, Method, Outputs, Progress
+    from .attacks.base import Attack, attack_mode, predict, preserved_rng
+    from .attacks.pgd import pgd
+    from .contracts.losses import KLReduction, ScalarReduction, kl_div, reduce_per_example, soft_cross_entropy
+    from .contracts.method import AttackResult, AttackSpec, Losses, Method, Outputs, PGDInit, Progress, StepContext
+    from .contracts.params import Params
+    from .contracts.student_passes import StudentForwards
+    from .data import HeldOutDataset, Splits, require_files, uint8_splits
+    from .teachers.card import TeacherCard
 
-# The contract types need torch; they load on first use so that torch-free parts (leaderboards) stay light.
-_CONTRACTS = frozenset({"Method", "AttackSpec", "AttackResult", "Outputs", "Progress", "Losses"})
+__version__ = "0.1.0"
+
+# name -> the internal module that defines it (loaded on first use: most of them import torch)
+_LAZY = {
+    **dict.fromkeys(
+        ["Method", "AttackSpec", "AttackResult", "Outputs", "Progress", "Losses", "StepContext", "PGDInit"],
+        "contracts.method",
+    ),
+    "Params": "contracts.params",
+    "StudentForwards": "contracts.student_passes",
+    **dict.fromkeys(
+        ["kl_div", "soft_cross_entropy", "reduce_per_example", "KLReduction", "ScalarReduction"], "contracts.losses"
+    ),
+    **dict.fromkeys(["Attack", "predict", "attack_mode", "preserved_rng"], "attacks.base"),
+    "pgd": "attacks.pgd",
+    **dict.fromkeys(["Splits", "HeldOutDataset", "require_files", "uint8_splits"], "data"),
+    "TeacherCard": "teachers.card",
+}
 
 __all__ = [
     "__version__",
     "hookimpl",
     "list_components",
     "create",
-    "Method",
-    "AttackSpec",
-    "AttackResult",
-    "Outputs",
-    "Progress",
-    "Losses",
+    "UserError",
+    "ConfigError",
+    "UnknownComponentError",
+    "close_matches",
+    *_LAZY,
 ]
-
-__version__ = "0.1.0"
-
-
-def list_components(kind: str, pattern: str = "*") -> list[str]:
-    """Names of the registered components of `kind` (method, architecture, attack, dataset, teacher)."""
-    from .plugins import get_registry
-
-    return get_registry().names(kind, pattern)
-
-
-def create(kind: str, name: str, **overrides: Any) -> Any:
-    """Instantiate a registered component by name with parameter overrides (unknown names list close matches)."""
-    from .plugins import get_registry
-
-    return get_registry().get(kind, name).instantiate(**overrides)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _CONTRACTS:
-        from . import contracts
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
-        return getattr(contracts, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -33,6 +33,8 @@ __all__ = [
     "load_plugins_dir",
     "loaded_plugin_dirs",
     "plugin_origin",
+    "list_components",
+    "create",
 ]
 
 ENTRY_POINT_GROUP = "rkdbench"
@@ -217,3 +219,13 @@ def reset(keep_plugins: bool = True) -> None:
 
 
 assert set(REGISTER_HOOKS) == set(KINDS)
+
+
+def list_components(kind: str, pattern: str = "*") -> list[str]:
+    """Names of the registered components of `kind` (method, architecture, attack, dataset, teacher)."""
+    return get_registry().names(kind, pattern)
+
+
+def create(kind: str, name: str, **overrides: Any) -> Any:
+    """Instantiate a registered component by name with parameter overrides (unknown names list close matches)."""
+    return get_registry().get(kind, name).instantiate(**overrides)

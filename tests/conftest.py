@@ -57,7 +57,7 @@ def _train_tiny_mlp(steps: int):
     import torch.nn.functional as F
     from torch import nn
 
-    from rkdbench.attacks import preserved_rng
+    from rkdbench.attacks.base import preserved_rng
 
     splits = rkdbench.create("dataset", "digits").load(None, 0)
     (x_train, y_train), (x_test, y_test) = splits.train, splits.test
@@ -92,7 +92,8 @@ def tiny_mlp():
 @pytest.fixture(scope="session")
 def teacher_dir(tmp_path_factory) -> Path:
     """A model dir holding the digits teacher, built by the harness with a tiny recipe (2 epochs, AA on 10 points)."""
-    from rkdbench.teachers import build_teacher, card_path
+    from rkdbench.teachers.build import build_teacher
+    from rkdbench.teachers.model_dir import card_path
 
     model_dir = tmp_path_factory.mktemp("models")
     card = rkdbench.create("teacher", TEACHER)

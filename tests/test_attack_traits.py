@@ -14,7 +14,8 @@ from mlflow.tracking import MlflowClient
 
 import rkdbench
 from rkdbench import hookimpl
-from rkdbench.attack_traits import (
+from rkdbench.attacks.base import Attack
+from rkdbench.attacks.traits import (
     attack_plugins,
     column_order,
     display_names,
@@ -24,12 +25,12 @@ from rkdbench.attack_traits import (
     ranked_accuracy,
     sanity_pairs,
 )
-from rkdbench.attacks import Attack
 from rkdbench.cli import main
 from rkdbench.config import load_protocol
 from rkdbench.errors import ConfigError
-from rkdbench.flags import sanity_flags
-from rkdbench.teachers import TeacherCard, card_path
+from rkdbench.evaluation.flags import sanity_flags
+from rkdbench.teachers.card import TeacherCard
+from rkdbench.teachers.model_dir import card_path
 from rkdbench.tracking import tracking_uri
 
 DIGITS = Path(rkdbench.__file__).parent / "configs" / "protocols" / "digits-linf.toml"
@@ -249,7 +250,7 @@ def test_the_declarations_module_imports_no_torch():
     import subprocess
     import sys
 
-    import rkdbench.attack_traits as traits
+    import rkdbench.attacks.traits as traits
 
     code = (
         "import importlib.util, sys; spec = importlib.util.spec_from_file_location('traits', sys.argv[1]); "
@@ -291,7 +292,7 @@ def test_the_declarations_module_imports_no_torch():
     ],
 )
 def test_table_order_is_the_leaderboards(order, labels, specs, expected):
-    from rkdbench.attack_traits import LEGACY_SPECS, table_order
+    from rkdbench.attacks.traits import LEGACY_SPECS, table_order
 
     specs = LEGACY_SPECS if specs is None else specs
     plugins = attack_plugins(spec["attack"] for spec in specs.values())
@@ -300,8 +301,8 @@ def test_table_order_is_the_leaderboards(order, labels, specs, expected):
 
 
 def test_ui_view_follows_the_declarations():
-    from rkdbench.attack_traits import attack_specs
-    from rkdbench.ui import view_state
+    from rkdbench.attacks.traits import attack_specs
+    from rkdbench.leaderboard.mlflow_view import view_state
 
     params = {
         "protocol.eval.attacks.fast.attack": "pgd",
@@ -418,7 +419,7 @@ def test_a_leaderboard_of_runs_that_describe_nothing_keeps_the_builtin_names():
 
 
 def test_the_eps_sweep_uses_an_attack_even_when_clean_accuracy_ranks():
-    from rkdbench.diagnostics import sweep_attack
+    from rkdbench.diagnostics.diagnose import sweep_attack
 
     assert sweep_attack(load_protocol("digits-linf")) == sweep_attack(
         load_protocol("digits-linf", {"eval.rank_by": "clean"})

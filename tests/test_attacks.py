@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import rkdbench
-from rkdbench.attacks import check_attack_inputs, predict, preserved_rng
+from rkdbench.attacks.base import check_attack_inputs, predict, preserved_rng
 from rkdbench.errors import ConfigError
 from rkdbench_plugins.attacks.pgd import margin_loss
 
@@ -153,7 +153,7 @@ def test_inputs_outside_the_unit_box_are_refused_naming_the_range(trained):
     with pytest.raises(ConfigError, match=r"\[0, 1\].*min 0, max 255"):
         rkdbench.create("attack", "autoattack", norm="Linf", eps=EPS).run(model, x * 255, y)
     from rkdbench.config import load_protocol
-    from rkdbench.evaluation import evaluate
+    from rkdbench.evaluation.evaluate import evaluate
 
     with pytest.raises(ConfigError, match="evaluation: inputs must be in"):
         evaluate(model, load_protocol("digits-linf"), x * 255, y)

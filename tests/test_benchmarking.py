@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rkdbench.benchmarking import Comparison, Timing, interleave, interleave_many, machine_line, ratio_summary
+from rkdbench.cost.benchmarking import Comparison, Timing, interleave, interleave_many, machine_line, ratio_summary
 
 
 def test_ratio_summary_is_median_min_max_of_pair_ratios():

@@ -12,7 +12,7 @@ import rkdbench
 from rkdbench import AttackSpec, Losses, Method, Progress
 from rkdbench.config import load_protocol
 from rkdbench.data import Splits
-from rkdbench.engine import Trainer, TrainSetup
+from rkdbench.training.engine import Trainer, TrainSetup
 
 
 def _trainer(method, tmp_path=None, epochs=1, seed=0, n=32):
@@ -170,7 +170,7 @@ def _equal(a, b) -> bool:
 
 def test_cost_estimate_counts_the_peer_at_the_students_flops():
     from rkdbench.config import load_suite
-    from rkdbench.cost import training_passes
+    from rkdbench.cost.estimate import training_passes
     from rkdbench.run.cells import expand_cells
 
     cell = next(c for c in expand_cells(load_suite("digits-all-quick")) if c.method == "peeraid")

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 import rkdbench
-from rkdbench.checkpoint import CheckpointError, load_verified, save_atomic
+from rkdbench.attacks.pgd import pgd, project
 from rkdbench.data import augment
-from rkdbench.pgd import pgd, project
+from rkdbench.training.checkpoint import CheckpointError, load_verified, save_atomic
 
 
 @pytest.mark.parametrize("norm, init", [("Linf", "uniform"), ("Linf", "gauss"), ("L2", "uniform")])

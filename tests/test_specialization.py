@@ -13,9 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import rkdbench
-from rkdbench.errors import ConfigError
-from rkdbench.pgd import pgd
-from rkdbench.specialization import (
+from rkdbench.attacks.pgd import pgd
+from rkdbench.diagnostics.specialization import (
     PearsonAccumulator,
     StageMatch,
     pair_stages,
@@ -24,6 +23,7 @@ from rkdbench.specialization import (
     stage_outputs,
     student_pgd_points,
 )
+from rkdbench.errors import ConfigError
 
 N = 64
 EPS, NORM = 0.1, "Linf"

@@ -11,7 +11,7 @@ from torch import nn
 import rkdbench
 from rkdbench.config import load_protocol
 from rkdbench.errors import ConfigError
-from rkdbench.swa import WeightAverage, recompute_batchnorm
+from rkdbench.training.swa import WeightAverage, recompute_batchnorm
 from test_contract_extensions import Interrupt, _equal, _kill_after_first_epoch
 
 
@@ -40,7 +40,7 @@ def test_batchnorm_statistics_are_the_cumulative_mean_over_one_pass():
 
 def _swa_trainer(workdir, epochs=3, swa_start=1):
     from rkdbench.data import Splits
-    from rkdbench.engine import Trainer, TrainSetup
+    from rkdbench.training.engine import Trainer, TrainSetup
 
     torch.manual_seed(0)
     protocol = load_protocol(

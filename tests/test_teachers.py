@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import rkdbench
-from rkdbench.checkpoint import CheckpointError
 from rkdbench.cli import main
 from rkdbench.errors import UserError
-from rkdbench.teachers import card_path, load_teacher, teacher_path
+from rkdbench.teachers.load import load_teacher
+from rkdbench.teachers.model_dir import card_path, teacher_path
+from rkdbench.training.checkpoint import CheckpointError
 
 TEACHER = "digits/Linf/rkdbench-cnn-large"
 
@@ -76,7 +77,7 @@ def test_prefixed_state_dicts_load_strictly(teacher_dir, tmp_path):
 def test_a_teacher_without_recipe_cannot_be_built(tmp_path):
     import dataclasses
 
-    from rkdbench.teachers import build_teacher
+    from rkdbench.teachers.build import build_teacher
 
     card = dataclasses.replace(rkdbench.create("teacher", TEACHER), recipe=None, source="https://example.org/x.pt")
     with pytest.raises(UserError, match="no build recipe"):
@@ -88,8 +89,9 @@ def test_a_natural_teacher_recipe_keeps_its_last_epoch_not_the_best_validation_p
     epoch; the natural teacher's recipe asks for the last one, and the saved weights are that checkpoint's."""
     import dataclasses
 
-    from rkdbench.checkpoint import load_verified
-    from rkdbench.teachers import build_teacher, read_measured_card
+    from rkdbench.teachers.build import build_teacher
+    from rkdbench.teachers.model_dir import read_measured_card
+    from rkdbench.training.checkpoint import load_verified
 
     card = rkdbench.create("teacher", "digits/Linf/rkdbench-cnn-large-standard")
     assert card.recipe["selection"] == "last" and "last epoch" in card.source
@@ -117,7 +119,7 @@ def test_a_natural_teacher_recipe_keeps_its_last_epoch_not_the_best_validation_p
 
 def test_a_recipe_selection_outside_the_choices_is_refused():
     from rkdbench.errors import ConfigError
-    from rkdbench.teachers import recipe_selection
+    from rkdbench.teachers.build import recipe_selection
 
     assert recipe_selection({}) == "best-val"
     with pytest.raises(ConfigError, match="selection = 'best' is not one of best-val, last"):
@@ -125,7 +127,7 @@ def test_a_recipe_selection_outside_the_choices_is_refused():
 
 
 def test_a_cached_teacher_built_from_another_recipe_is_stale(teacher_dir, tmp_path, capsys):
-    from rkdbench.teachers import card_path, teacher_status
+    from rkdbench.teachers.model_dir import card_path, teacher_status
 
     card = rkdbench.create("teacher", TEACHER)
     copy = tmp_path / "models"
@@ -147,7 +149,7 @@ def test_a_cached_teacher_built_from_another_recipe_is_stale(teacher_dir, tmp_pa
 def test_a_teacher_build_never_resumes_epochs_trained_under_another_recipe(tmp_path):
     import dataclasses
 
-    from rkdbench.teachers import build_teacher
+    from rkdbench.teachers.build import build_teacher
 
     card = rkdbench.create("teacher", TEACHER)
     tiny = dataclasses.replace(

@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from rkdbench.config import load_protocol
-from rkdbench.evaluation import evaluate
-from rkdbench.selection_metrics import per_class_frame, selection_metrics
-from rkdbench.transfer import TeacherProbe, transfer_metrics
-from rkdbench.worst_class import per_class_table, worst_class_metrics
+from rkdbench.evaluation.evaluate import evaluate
+from rkdbench.evaluation.selection_metrics import per_class_frame, selection_metrics
+from rkdbench.evaluation.transfer import TeacherProbe, transfer_metrics
+from rkdbench.evaluation.worst_class import per_class_table, worst_class_metrics
 
 T = torch.tensor
 

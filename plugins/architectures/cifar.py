@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rkdbench import hookimpl
-from rkdbench.errors import ConfigError
+from rkdbench import ConfigError, hookimpl
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -86,7 +85,7 @@ class CifarNet(nn.Module):
     """Runs the modules named in `trunk` in order, global-average-pools, and applies the `head` module; a net
     with `mean`/`std` buffers (DeepMind's) normalizes its input first.
 
-    `features` and `classifier` are read-only views for `rkdbench.specialization.stage_outputs` (the modules
+    `features` and `classifier` are read-only views for `rkdbench.diagnostics.specialization.stage_outputs` (the modules
     named in `stage_names`, and the head): properties, so they add no state-dict keys.
     """
 

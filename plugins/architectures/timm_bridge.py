@@ -13,8 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from rkdbench import hookimpl
-from rkdbench.errors import ConfigError, UnknownComponentError, close_matches
+from rkdbench import ConfigError, UnknownComponentError, close_matches, hookimpl
 
 __all__ = ["INSTALL_HINT", "make_timm"]
 

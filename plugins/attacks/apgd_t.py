@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rkdbench import hookimpl
-from rkdbench.errors import ConfigError
+from rkdbench import ConfigError, hookimpl
 from rkdbench_plugins.attacks.autoattack import AutoAttackComponent
 
 __all__ = ["APGDTargeted"]

@@ -22,10 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from rkdbench import hookimpl
-from rkdbench.attacks import Attack, attack_mode, predict, preserved_rng
-from rkdbench.contracts import AttackResult
-from rkdbench.errors import ConfigError
+from rkdbench import Attack, AttackResult, ConfigError, attack_mode, hookimpl, predict, preserved_rng
 
 __all__ = ["AutoAttackPlugin", "AutoAttackComponent"]
 

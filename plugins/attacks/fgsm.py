@@ -9,10 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rkdbench import hookimpl
-from rkdbench.attacks import Attack
-from rkdbench.contracts import AttackResult
-from rkdbench.pgd import pgd
+from rkdbench import Attack, AttackResult, hookimpl, pgd
 
 __all__ = ["FGSM"]
 

@@ -13,10 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rkdbench import hookimpl
-from rkdbench.attacks import Attack, predict
-from rkdbench.contracts import AttackResult
-from rkdbench.pgd import PGDInit, pgd
+from rkdbench import Attack, AttackResult, PGDInit, hookimpl, pgd, predict
 
 __all__ = ["PGD", "margin_loss"]
 

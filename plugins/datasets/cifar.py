@@ -19,9 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from rkdbench import hookimpl
-from rkdbench.data import HeldOutDataset, Splits, require_files, uint8_splits
-from rkdbench.errors import ConfigError
+from rkdbench import ConfigError, HeldOutDataset, Splits, hookimpl, require_files, uint8_splits
 
 __all__ = ["Cifar10", "Cifar100"]
 

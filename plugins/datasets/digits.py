@@ -11,8 +11,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from rkdbench import hookimpl
-from rkdbench.data import Splits
+from rkdbench import Splits, hookimpl
 
 __all__ = ["Digits"]
 

@@ -15,9 +15,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from rkdbench import hookimpl
-from rkdbench.data import HeldOutDataset, Splits, require_files, uint8_splits
-from rkdbench.errors import ConfigError
+from rkdbench import ConfigError, HeldOutDataset, Splits, hookimpl, require_files, uint8_splits
 
 __all__ = ["SVHN"]
 

@@ -25,8 +25,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.losses import ScalarReduction, kl_div
+from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, ScalarReduction, hookimpl, kl_div
 
 __all__ = ["AdvFunMatch", "AdvFunMatchParams", "function_kl"]
 

@@ -26,9 +26,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.errors import ConfigError
-from rkdbench.losses import soft_cross_entropy
+from rkdbench import AttackSpec, ConfigError, Losses, Method, Outputs, Progress, hookimpl, soft_cross_entropy
 
 __all__ = ["AKD", "AKDParams", "akd_target"]
 

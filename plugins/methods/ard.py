@@ -22,9 +22,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.losses import ScalarReduction, kl_div
-from rkdbench.student_passes import StudentForwards
+from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, ScalarReduction, StudentForwards, hookimpl, kl_div
 
 __all__ = ["ARD", "ARDParams"]
 

@@ -29,8 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.losses import kl_div
+from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl, kl_div
 
 __all__ = ["DGAD", "DGADParams", "swap_logits", "dgad_loss"]
 

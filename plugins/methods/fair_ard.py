@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import Losses, Outputs, Progress, hookimpl
-from rkdbench.losses import kl_div
+from rkdbench import Losses, Outputs, Progress, hookimpl, kl_div
 from rkdbench_plugins.methods.ard import ARD, ARDParams
 from rkdbench_plugins.methods.fair_weights import CLASS_WEIGHTS_DOC, ClassReweighting, FairParams
 

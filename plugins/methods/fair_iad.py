@@ -21,9 +21,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import Losses, Outputs, Progress, hookimpl
-from rkdbench.losses import kl_div
-from rkdbench.student_passes import StudentForwards
+from rkdbench import Losses, Outputs, Progress, StudentForwards, hookimpl, kl_div
 from rkdbench_plugins.methods.fair_ard import CITATION
 from rkdbench_plugins.methods.fair_weights import CLASS_WEIGHTS_DOC, ClassReweighting, FairParams
 from rkdbench_plugins.methods.iad import IAD, IADParams, begin_epoch, reliability

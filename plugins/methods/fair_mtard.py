@@ -18,8 +18,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from rkdbench import Losses, Outputs, Progress, hookimpl
-from rkdbench.losses import kl_div
+from rkdbench import Losses, Outputs, Progress, hookimpl, kl_div
 from rkdbench_plugins.methods.fair_ard import CITATION
 from rkdbench_plugins.methods.fair_rslad import rslad_per_example
 from rkdbench_plugins.methods.fair_weights import CLASS_WEIGHTS_DOC, ClassReweighting, FairParams

@@ -46,9 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.losses import kl_div
-from rkdbench.student_passes import StudentForwards
+from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, StudentForwards, hookimpl, kl_div
 
 __all__ = ["IAD", "IADParams", "IADII", "IADIIParams", "reliability", "begin_epoch"]
 

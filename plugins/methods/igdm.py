@@ -25,8 +25,18 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.losses import KLReduction, ScalarReduction, kl_div, reduce_per_example
+from rkdbench import (
+    AttackSpec,
+    KLReduction,
+    Losses,
+    Method,
+    Outputs,
+    Progress,
+    ScalarReduction,
+    hookimpl,
+    kl_div,
+    reduce_per_example,
+)
 
 __all__ = ["IGDM", "IGDMParams", "igdm_loss", "igdm_per_example", "igdm_ramp"]
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.losses import ScalarReduction, kl_div
+from rkdbench import Losses, Method, Outputs, Progress, ScalarReduction, hookimpl, kl_div
 
 __all__ = ["KD", "KDParams"]
 

@@ -40,9 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.errors import ConfigError
-from rkdbench.losses import ScalarReduction, kl_div
+from rkdbench import AttackSpec, ConfigError, Losses, Method, Outputs, Progress, ScalarReduction, hookimpl, kl_div
 from rkdbench_plugins.methods.rslad import rslad_kl
 
 __all__ = ["MTARD", "MTARDParams", "teacher_entropy", "eta_decay_epochs"]

@@ -34,8 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.losses import kl_div
+from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl, kl_div
 
 __all__ = ["PeerAiD", "PeerAiDParams", "fresh_copy", "peer_loss", "student_loss"]
 

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.student_passes import StudentForwards
+from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, StudentForwards, hookimpl
 
 __all__ = ["PGDAT", "PGDATParams"]
 

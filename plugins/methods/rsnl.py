@@ -30,8 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.losses import kl_div
+from rkdbench import Losses, Method, Outputs, Progress, hookimpl, kl_div
 
 __all__ = ["RSNL", "RSNLParams", "rsnl_loss", "strongest_wrong_margin"]
 

@@ -29,8 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.losses import kl_div
+from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl, kl_div
 from rkdbench_plugins.methods.igdm import igdm_per_example, igdm_ramp
 
 __all__ = ["SAAD", "SAADParams", "taylor_teacher", "renyi_entropy", "saad_weights", "saad_loss"]

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.losses import kl_div
+from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl, kl_div
 
 __all__ = ["TRADES", "TRADESParams"]
 

@@ -11,8 +11,7 @@ here and writes the result into the teacher's measured card. Checkpoints are nev
 
 from __future__ import annotations
 
-from rkdbench import hookimpl
-from rkdbench.teachers import TeacherCard
+from rkdbench import TeacherCard, hookimpl
 
 __all__ = ["ZOO", "AUTOATTACK_EXAMPLE", "CIFAR100_NATURAL"]
 

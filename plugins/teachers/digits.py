@@ -6,8 +6,7 @@ are fixed, like any released teacher's: changing a protocol's eps does not retra
 
 from __future__ import annotations
 
-from rkdbench import hookimpl
-from rkdbench.teachers import TeacherCard
+from rkdbench import TeacherCard, hookimpl
 
 __all__ = ["DIGITS_TEACHER", "DIGITS_NATURAL_TEACHER"]
 

@@ -1,4 +1,4 @@
-"""`rkdbench calibrate`: options to a `CalibrateRequest`, measured by rkdbench.run.dry_run.calibrate_suite."""
+"""`rkdbench calibrate`: options to a `CalibrateRequest`, measured by rkdbench.app.dry_run.calibrate_suite."""
 
 from __future__ import annotations
 
@@ -34,6 +34,6 @@ def calibrate(suite, sets, device, steps, points, redo) -> None:
     evaluation attack on this device; cached per device, torch version and thread count in
     $RKDBENCH_CALIBRATION_DIR (default ~/.cache/rkdbench/calibration). `rkdbench run SUITE --dry-run` then
     predicts each cell's wall time from it."""
-    from ..run.dry_run import CalibrateRequest, calibrate_suite
+    from ..app.dry_run import CalibrateRequest, calibrate_suite
 
     calibrate_suite(CalibrateRequest(suite, tuple(sets), device=device, steps=steps, points=points, redo=redo))

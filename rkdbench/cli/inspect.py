@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..run.pipeline import model_dir_path
+from ..teachers.card import model_dir_path
 from .options import DATA_DIR_HELP, DEVICE_OPTION, MODEL_DIR_HELP, RESULTS_HELP
 
 __all__ = ["compare", "evaluate_command", "ui"]
@@ -37,7 +37,7 @@ __all__ = ["compare", "evaluate_command", "ui"]
 def compare(run_a, run_b, results, attack, selection, as_json) -> None:
     """Compare two finished cells (MLflow run ids) on the same test points: both accuracies, the paired difference
     with a 95% Wald CI, and an exact McNemar test. Runs under different protocols are refused."""
-    from ..compare import compare_runs
+    from ..leaderboard.compare import compare_runs
 
     comparison = compare_runs(results, run_a, run_b, attack=attack, selection=selection)
     click.echo(json.dumps(comparison.to_dict(), indent=2) if as_json else comparison.render())
@@ -61,7 +61,7 @@ def evaluate_command(model, protocol, results, model_dir, n_examples, architectu
     """Evaluate MODEL (a teacher id, or a checkpoint file with --architecture) under a protocol's evaluation only:
     clean and every protocol attack on its first n test points, logged as an MLflow run of kind `evaluation`
     (never on the leaderboard); a teacher's measured card records the numbers. A killed evaluation resumes."""
-    from ..evaluate_cmd import evaluate_model
+    from ..app.evaluate import evaluate_model
 
     report = evaluate_model(
         model,
@@ -91,6 +91,6 @@ def ui(results, host, port, workers) -> None:
     """The MLflow UI on the results store, bound to 127.0.0.1 by default; prints each protocol's URL (runs sorted
     by AutoAttack accuracy, headline metrics as columns: the saved view `rkdbench: headline metrics`). Against a
     tracking server (MLFLOW_TRACKING_URI=http://...) it prints that server's URLs and starts nothing."""
-    from ..ui_launch import UiRequest, launch_ui
+    from ..app.ui import UiRequest, launch_ui
 
     sys.exit(launch_ui(UiRequest(results, host, port, workers)))

@@ -1,4 +1,4 @@
-"""`rkdbench leaderboard`: options to a `LeaderboardRequest`, built and written by rkdbench.leaderboard.pipeline."""
+"""`rkdbench leaderboard`: options to a `LeaderboardRequest`, built and written by rkdbench.app.leaderboard."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ __all__ = ["leaderboard"]
 def leaderboard(results, protocol, fmt, selection, out, log_to_mlflow, model_dir, ui_url, references) -> None:
     """Leaderboards from the MLflow store, one per protocol hash: method x student x teacher, mean ± std over seeds,
     ranked by AutoAttack, with paired ties, the teacher gap, reported numbers, cost, flags and run links."""
-    from ..leaderboard.pipeline import LeaderboardRequest, print_leaderboards
+    from ..app.leaderboard import LeaderboardRequest, print_leaderboards
 
     print_leaderboards(
         LeaderboardRequest(

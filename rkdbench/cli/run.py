@@ -1,4 +1,4 @@
-"""`rkdbench run` and `rkdbench demo`: options to a `SuiteRequest`, run by rkdbench.run.pipeline."""
+"""`rkdbench run` and `rkdbench demo`: options to a `SuiteRequest`, run by rkdbench.app.run."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def run(
     """Run SUITE (a built-in name such as digits-quick, or a path to a suite .toml). Finished cells are
     skipped, interrupted ones resume from their last checkpoint in the same MLflow run. --dry-run lists the
     cells with their estimated cost and the teacher files that are missing."""
-    from ..run.pipeline import SuiteRequest, run_suite_request
+    from ..app.run import SuiteRequest, run_suite_request
 
     sys.exit(
         run_suite_request(
@@ -120,7 +120,7 @@ def demo(sets, results, model_dir, data_dir, device, quiet, as_json, suite, lead
     """The embedded digits suite end to end, offline: build the teacher (once), train PGD-AT, ARD and RSLAD
     students, evaluate with PGD-20 and AutoAttack on the suite's test points, record in MLflow, and print a
     compact leaderboard (the full one is written under the results folder)."""
-    from ..run.pipeline import SuiteRequest, run_suite_request
+    from ..app.run import SuiteRequest, run_suite_request
 
     sys.exit(
         run_suite_request(

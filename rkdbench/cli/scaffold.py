@@ -1,5 +1,5 @@
 """Plugins and their authors: `rkdbench plugins` (what is registered), `rkdbench new-plugin` (a package to start
-from, rkdbench.scaffold) and `rkdbench method-docs` (each method's page, rkdbench.method_docs)."""
+from, rkdbench.app.scaffold) and `rkdbench method-docs` (each method's page, rkdbench.app.method_docs)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def plugins(as_json: bool) -> None:
 @click.option("--out", default="docs/methods", show_default=True, help="Folder for one Markdown page per method.")
 def method_docs(out) -> None:
     """Write each registered method's page (formula, source, defaults, attack) generated from its code."""
-    from ..method_docs import write_method_pages
+    from ..app.method_docs import write_method_pages
 
     for path in write_method_pages(Path(out)):
         click.echo(f"wrote {path}")
@@ -64,6 +64,6 @@ def method_docs(out) -> None:
 def new_plugin(name: str, parent: str, method: str | None) -> None:
     """Scaffold a pip-installable method plugin in DIR/NAME/: pyproject.toml with the entry point, a working
     RSLAD-like method to edit, its unit test, a README and a digits suite running it next to pgd-at."""
-    from ..scaffold import new_plugin as scaffold_new_plugin
+    from ..app.scaffold import new_plugin as scaffold_new_plugin
 
     click.echo(scaffold_new_plugin(Path(parent), name, method))

@@ -64,7 +64,7 @@ def server(results, backend_store_uri, artifacts_destination, host, port, app_na
     """The team tracking server: checks the store, creates or migrates its schema once (`mlflow db upgrade`), then
     runs `mlflow server` with proxied artifacts. Workers set MLFLOW_TRACKING_URI=http://HOST:PORT; every command
     (run, leaderboard, compare, evaluate, ui) then reads and writes through it (docs/scale.md)."""
-    from ..server import ServerRequest, serve
+    from ..app.server import ServerRequest, serve
 
     serve(
         ServerRequest(Path(results), backend_store_uri, artifacts_destination, host, port, app_name, workers),

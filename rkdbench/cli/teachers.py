@@ -1,4 +1,5 @@
-"""`rkdbench teachers`: list, show, verify, fetch and build teacher checkpoints (rkdbench.teachers does the work)."""
+"""`rkdbench teachers`: list, show, verify, fetch and build teacher checkpoints (rkdbench.teachers does the
+work)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import click
 
-from ..run.pipeline import model_dir_path
+from ..teachers.card import model_dir_path
 from .options import DATA_DIR_HELP, MODEL_DIR_HELP
 
 __all__ = ["teachers"]
@@ -27,8 +28,8 @@ def teachers() -> None:
 @MODEL_DIR_OPTION
 def teachers_list(model_dir) -> None:
     """Every registered teacher with its availability in the model dir."""
-    from .. import create, list_components
-    from ..teachers import teacher_status
+    from ..plugins import create, list_components
+    from ..teachers.model_dir import teacher_status
 
     folder = model_dir_path(model_dir)
     for name in list_components("teacher"):
@@ -43,8 +44,8 @@ def teachers_show(teacher, model_dir) -> None:
     """The model card, and the measured card if the teacher was built or evaluated here."""
     from dataclasses import asdict
 
-    from .. import create
-    from ..teachers import read_measured_card, teacher_path, teacher_status
+    from ..plugins import create
+    from ..teachers.model_dir import read_measured_card, teacher_path, teacher_status
 
     card = create("teacher", teacher)
     folder = model_dir_path(model_dir)
@@ -67,8 +68,8 @@ def teachers_show(teacher, model_dir) -> None:
 @MODEL_DIR_OPTION
 def teachers_verify(teacher, model_dir) -> None:
     """Load the checkpoint (sha256, strict keys) and count its parameters."""
-    from .. import create
-    from ..teachers import load_teacher
+    from ..plugins import create
+    from ..teachers.load import load_teacher
 
     model = load_teacher(create("teacher", teacher), model_dir_path(model_dir))
     click.echo(f"{teacher}: ok, {_parameter_count(model)}")
@@ -80,9 +81,9 @@ def teachers_verify(teacher, model_dir) -> None:
 def teachers_fetch(teacher, model_dir) -> None:
     """Download a zoo teacher into the model dir with the optional robustbench package (needs a network),
     then load it once: strict keys, and its sha256 recorded for every later load."""
-    from .. import create
-    from ..robustbench_bridge import fetch_teacher
-    from ..teachers import load_teacher
+    from ..plugins import create
+    from ..teachers.load import load_teacher
+    from ..teachers.robustbench_bridge import fetch_teacher
 
     card = create("teacher", teacher)
     folder = model_dir_path(model_dir)
@@ -101,12 +102,12 @@ def teachers_fetch(teacher, model_dir) -> None:
 @click.option("--data-dir", default=None, help=DATA_DIR_HELP)
 def teachers_build(teacher, model_dir, n_examples, device, data_dir) -> None:
     """Train a harness teacher from its recipe, evaluate it, and cache it with its measured card."""
-    from .. import create
     from ..console import make_console
-    from ..engine import pick_device
+    from ..plugins import create
     from ..run.options import RunOptions
     from ..run.progress import epoch_progress
-    from ..teachers import build_teacher
+    from ..teachers.build import build_teacher
+    from ..training.engine import pick_device
 
     options = RunOptions(console=make_console())
     measured = build_teacher(

@@ -16,10 +16,10 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..attacks import check_threat
 from ..errors import ConfigError, close_matches
 from .fields import Check, Section, above, at_least, optional, required
 from .files import canonical_hash, read_toml, resolve_path
+from .threat import check_threat
 
 __all__ = [
     "HeaderConfig",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..plugins import get_registry
 from .fields import Check, Section, optional, required
 from .files import canonical_hash, read_toml, resolve_path
 from .protocol import Protocol, load_protocol
@@ -161,8 +162,6 @@ def load_suite(name_or_path: str, cli_set: dict[str, Any] | None = None) -> Suit
 def _check_method_params(source: str, from_file: dict[str, dict[str, Any]], merged: dict[str, dict[str, Any]]) -> None:
     """Every method parameter the suite file or `--set` gives, checked against the method's declaration now, so a
     bad name, type or choice stops the run before anything is trained."""
-    from ..plugins import get_registry  # the registry loads plugins: only when a suite sets method parameters
-
     registry = get_registry()
     for method, params in merged.items():
         method_cls = registry.get("method", method).obj

@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..counting import counted_frame
 from ..tracking import Tracker, schema
+from ..tracking.counting import counted_frame
 
 __all__ = ["collect_runs", "per_example_loader", "config_loader", "history_loader", "IGNORED"]
 

@@ -1,6 +1,6 @@
 """Leaderboard columns beyond the accuracies: the training precision of each row (with a mark wherever a table
 mixes bf16 and fp32 rows), the worst-class accuracy of each attack (shown next to AutoAttack's average) and the
-student-to-teacher adversarial transferability of each attack (`rkdbench.transfer`). Runs logged before these
+student-to-teacher adversarial transferability of each attack (`rkdbench.evaluation.transfer`). Runs logged before these
 metrics existed simply leave the columns empty, or absent when no run of the table has them.
 """
 

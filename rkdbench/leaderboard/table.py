@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..references import Reference
+from .references import Reference
 
 __all__ = ["Table", "TIE_LEVEL", "DIAGNOSTICS", "COSTS"]
 

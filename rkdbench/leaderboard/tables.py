@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..attack_traits import (
+from ..attacks.traits import (
     ATTACK_PARAM,
     attack_plugins,
     display_names,
@@ -25,12 +25,12 @@ from ..attack_traits import (
     stored_specs,
     table_order,
 )
-from ..compare import mcnemar_exact
-from ..flags import FLAG_TAGS
-from ..references import Reference, join_references, load_references
-from ..teacher_accuracy import TeacherAccuracies, evaluation_key
+from ..evaluation.flags import FLAG_TAGS
+from ..teachers.accuracy import TeacherAccuracies, evaluation_key
 from .collect import IGNORED
 from .columns import mean_std, row_cells
+from .compare import mcnemar_exact
+from .references import Reference, join_references, load_references
 from .table import COSTS, DIAGNOSTICS, Table
 
 __all__ = ["build_tables", "SELECTION_PREFIX"]

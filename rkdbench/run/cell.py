@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Cell, to_toml
-from ..journal import JournaledTracker
-from ..lease import CellLease
 from ..plugins import get_registry
 from ..tracking import Tracker, git_sha, schema
+from ..tracking.journal import JournaledTracker
+from .lease import CellLease
 from .options import CellOutcome, RunOptions
 from .progress import say
 from .train import train_and_evaluate

@@ -12,33 +12,13 @@ that process has loaded its plugins: `method_of` builds it there, once per cell.
 
 from __future__ import annotations
 
-import copy
-from typing import Any
-
 from ..cell_values import NO_TEACHER
 from ..config import Cell, Suite
-from ..contracts import Method
+from ..contracts.build import build_method
 from ..errors import ConfigError
 from ..plugins import get_registry
 
-__all__ = ["Cell", "NO_TEACHER", "expand_cells", "build_method", "method_of", "fresh_method"]
-
-
-def build_method(name: str, overrides: dict[str, Any]) -> Method:
-    """The one place a cell's method is instantiated: the registered method `name` with `overrides`."""
-    return get_registry().get("method", name).instantiate(**overrides)
-
-
-def method_of(cell: Cell) -> Method:
-    """The cell's method object, as built; built here once when the cell came from another process."""
-    if cell.built_method is None:
-        object.__setattr__(cell, "built_method", build_method(cell.method, cell.method_overrides))  # a cache field
-    return cell.built_method
-
-
-def fresh_method(cell: Cell) -> Method:
-    """A copy of the cell's method object for a run of training steps, which may change its state."""
-    return copy.deepcopy(method_of(cell))
+__all__ = ["Cell", "NO_TEACHER", "expand_cells"]
 
 
 def _check_components(suite: Suite) -> list[str]:

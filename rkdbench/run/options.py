@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Cell
-from ..teachers import default_model_dir
+from ..teachers.card import default_model_dir
 
 __all__ = ["RunOptions", "CellOutcome", "RunContext"]
 

@@ -3,20 +3,15 @@ need must be in the model dir (built from its recipe, once, when `--build-teache
 
 from __future__ import annotations
 
-from ..attack_traits import format_accuracies
+from ..attacks.traits import format_accuracies
 from ..config import Cell
-from ..engine import pick_device
 from ..errors import MissingTeacherError
 from ..plugins import get_registry
-from ..teachers import (
-    TeacherCard,
-    build_teacher,
-    missing_teacher_message,
-    stale_recipe,
-    stale_teacher_message,
-    teacher_path,
-)
+from ..teachers.build import build_teacher
+from ..teachers.card import TeacherCard
+from ..teachers.model_dir import missing_teacher_message, stale_recipe, stale_teacher_message, teacher_path
 from ..tracking import Tracker
+from ..training.engine import pick_device
 from .cells import NO_TEACHER
 from .options import RunOptions
 from .progress import epoch_progress, say

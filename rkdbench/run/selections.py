@@ -10,14 +10,15 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
-from ..attacks import preserved_rng
-from ..checkpoint import load_verified
+from ..attacks.base import preserved_rng
 from ..config import Cell
-from ..engine import TrainOutcome
-from ..evaluation import Evaluation, evaluate, test_points
-from ..selection_metrics import per_class_frame, selection_metrics
-from ..teachers import load_teacher, teacher_path
-from ..transfer import TeacherProbe
+from ..evaluation.evaluate import Evaluation, evaluate, test_points
+from ..evaluation.selection_metrics import per_class_frame, selection_metrics
+from ..evaluation.transfer import TeacherProbe
+from ..teachers.load import load_teacher
+from ..teachers.model_dir import teacher_path
+from ..training.checkpoint import load_verified
+from ..training.engine import TrainOutcome
 from .options import RunOptions
 from .prepare import teacher_card
 
@@ -108,7 +109,7 @@ def reference_teacher(cell: Cell, teachers: dict, options: RunOptions, device) -
 def specialization(cell: Cell, student, teacher, splits) -> dict[str, float]:
     """Teacher-student neuron correlation of the final student against its reference teacher (`reference_teacher`),
     on clean test points and the student's PGD points."""
-    from ..specialization import specialization_report
+    from ..diagnostics.specialization import specialization_report
 
     protocol = cell.protocol
     if teacher is None:

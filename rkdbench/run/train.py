@@ -9,19 +9,18 @@ from pathlib import Path
 
 import torch
 
-from .. import create
 from ..config import Cell
+from ..contracts.build import fresh_method
 from ..data import load_splits
-from ..engine import Trainer, TrainSetup, pick_device
 from ..errors import ConfigError
-from ..evaluation import test_points
-from ..flags import FLAG_TAGS, join_flags
-from ..journal import JournaledTracker
-from ..plugins import pm
-from ..teachers import load_teacher
+from ..evaluation.evaluate import test_points
+from ..evaluation.flags import FLAG_TAGS, join_flags
+from ..evaluation.transfer import TeacherProbe
+from ..plugins import create, pm
+from ..teachers.load import load_teacher
 from ..tracking import schema
-from ..transfer import TeacherProbe
-from .cells import fresh_method
+from ..tracking.journal import JournaledTracker
+from ..training.engine import Trainer, TrainSetup, pick_device
 from .options import CellOutcome, RunContext, RunOptions
 from .prepare import teacher_card
 from .progress import epoch_progress, say
@@ -97,7 +96,7 @@ def train_and_evaluate(
         tracker.set_tags(run_id, {schema.TRANSFERABILITY: f"unavailable: {unavailable}"})
     metrics, per_example, flags = evaluate_selections(student, trained, cell, splits, device, workdir, probe)
     if protocol.eval.diagnostics:
-        from ..diagnostics import diagnose
+        from ..diagnostics.diagnose import diagnose
 
         diagnostics = diagnose(
             student, protocol, *test_points(protocol, splits.test), batch_size=int(metrics["test.batch_size"])

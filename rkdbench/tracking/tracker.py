@@ -90,7 +90,7 @@ class Tracker:
 
     def find_run(self, experiment_id: str, cell_key: str):
         """The run that counts for this cell (`counting`: the newest FINISHED one, else the newest), or None."""
-        from ..counting import counted_runs
+        from .counting import counted_runs
 
         runs = self.client.search_runs(
             [experiment_id], filter_string=schema.cell_runs(cell_key), order_by=schema.NEWEST_FIRST, max_results=100

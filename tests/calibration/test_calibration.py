@@ -9,7 +9,9 @@ import json
 import pytest
 import torch
 
-from rkdbench.calibration import (
+from rkdbench.cli import main
+from rkdbench.config import load_suite
+from rkdbench.cost.calibration import (
     Calibration,
     Linear,
     attack_key,
@@ -19,8 +21,6 @@ from rkdbench.calibration import (
     predict_cell,
     train_key,
 )
-from rkdbench.cli import main
-from rkdbench.config import load_suite
 from rkdbench.run.cells import expand_cells
 
 CPU = torch.device("cpu")

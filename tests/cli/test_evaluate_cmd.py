@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
 
 import rkdbench
-from rkdbench.attacks import preserved_rng
-from rkdbench.checkpoint import save_atomic
+from rkdbench.attacks.base import preserved_rng
 from rkdbench.cli import main
 from rkdbench.config import load_protocol, to_toml
 from rkdbench.leaderboard import collect_runs
-from rkdbench.teachers import card_path, teacher_path
+from rkdbench.teachers.model_dir import card_path, teacher_path
 from rkdbench.tracking import Tracker, tracking_uri
+from rkdbench.training.checkpoint import save_atomic
 
 TEACHER = "digits/Linf/rkdbench-cnn-large"
 

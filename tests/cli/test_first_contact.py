@@ -21,7 +21,7 @@ from rkdbench.leaderboard import COSTS, Table
 from rkdbench.leaderboard.formats import to_markdown
 from rkdbench.leaderboard.shown import teacher_gap_note
 from rkdbench.leaderboard.terminal import to_terminal
-from rkdbench.teacher_accuracy import evaluation_key, teacher_accuracies
+from rkdbench.teachers.accuracy import evaluation_key, teacher_accuracies
 
 TEACHER = "digits/Linf/rkdbench-cnn-large"  # the harness teacher that tests/conftest.py builds
 

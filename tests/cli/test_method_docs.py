@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import rkdbench
-from rkdbench.method_docs import render_method_page
+from rkdbench.app.method_docs import render_method_page
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "methods"
 

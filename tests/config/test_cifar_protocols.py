@@ -18,12 +18,12 @@ from torch import nn
 import rkdbench
 from rkdbench.cli import main
 from rkdbench.config import builtin_names, load_protocol, load_suite
-from rkdbench.cost import forward_flops, training_passes
+from rkdbench.cost.estimate import forward_flops, training_passes
 from rkdbench.data import Splits
-from rkdbench.engine import Trainer, TrainSetup, gpu_features
 from rkdbench.run.cells import expand_cells
 from rkdbench.run.options import CellOutcome
 from rkdbench.run.progress import suite_status
+from rkdbench.training.engine import Trainer, TrainSetup, gpu_features
 
 
 def cli(*args: str) -> int:

@@ -12,8 +12,8 @@ import torch
 import rkdbench
 from rkdbench.config import builtin_names, canonical_hash, load_protocol
 from rkdbench.data import Splits
-from rkdbench.engine import Trainer, TrainSetup
 from rkdbench.errors import ConfigError
+from rkdbench.training.engine import Trainer, TrainSetup
 
 # The hashes of the shipped protocols before `train.compile` existed. A protocol file changed on purpose
 # changes its hash (and its cells): update the entry then, never to make a schema change pass.

@@ -26,7 +26,7 @@ from rkdbench.config import (
     parse_set,
 )
 from rkdbench.config.fields import Section, at_least, choices_of, optional, required
-from rkdbench.contracts import AttackSpec
+from rkdbench.contracts.method import AttackSpec
 from rkdbench.errors import ConfigError
 from rkdbench.plugins import get_registry
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 from rkdbench.config import builtin_names, load_protocol, load_suite
-from rkdbench.engine import gpu_features
 from rkdbench.run.cells import expand_cells
+from rkdbench.training.engine import gpu_features
 
 CUDA = torch.device("cuda")
 

@@ -15,17 +15,17 @@ import pandas as pd
 import pytest
 from mlflow.entities import Metric
 
-from rkdbench import list_components
 from rkdbench.cli import main
-from rkdbench.compare import mcnemar_exact
 from rkdbench.config import builtin_names
 from rkdbench.errors import ConfigError
 from rkdbench.leaderboard import build_tables, collect_runs, config_loader, history_loader, per_example_loader, render
+from rkdbench.leaderboard.compare import mcnemar_exact
 from rkdbench.leaderboard.plots import pareto_front
 from rkdbench.leaderboard.publish import file_name, publish
+from rkdbench.leaderboard.references import load_references
 from rkdbench.leaderboard.shown import shown
-from rkdbench.references import load_references
-from rkdbench.teacher_accuracy import evaluation_key, teacher_accuracies
+from rkdbench.plugins import list_components
+from rkdbench.teachers.accuracy import evaluation_key, teacher_accuracies
 from rkdbench.tracking import Tracker
 
 N = 100

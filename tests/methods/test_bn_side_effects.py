@@ -13,7 +13,7 @@ from torch import nn
 import rkdbench
 from rkdbench.config import load_protocol
 from rkdbench.data import Splits
-from rkdbench.engine import Trainer, TrainSetup
+from rkdbench.training.engine import Trainer, TrainSetup
 
 N = 8
 
@@ -149,7 +149,7 @@ def test_train_mode_forwards_per_step_with_the_official_ten_step_attack(tmp_path
 
 def test_the_dry_run_cost_counts_the_side_effect_passes():
     from rkdbench.config import load_suite
-    from rkdbench.cost import training_passes
+    from rkdbench.cost.estimate import training_passes
     from rkdbench.run.cells import expand_cells
 
     suite = load_suite("digits-quick")

@@ -58,7 +58,7 @@ def test_one_engine_step(cls, overrides):
     torch.manual_seed(0)
     from rkdbench.config import load_protocol
     from rkdbench.data import Splits
-    from rkdbench.engine import Trainer, TrainSetup
+    from rkdbench.training.engine import Trainer, TrainSetup
 
     protocol = load_protocol("digits-linf", {"train.lr": 0.01})
     x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))

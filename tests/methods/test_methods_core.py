@@ -108,7 +108,7 @@ def test_one_step_lowers_the_methods_own_loss(name):
     torch.manual_seed(0)
     from rkdbench.config import load_protocol
     from rkdbench.data import Splits
-    from rkdbench.engine import Trainer, TrainSetup
+    from rkdbench.training.engine import Trainer, TrainSetup
 
     protocol = load_protocol("digits-linf", {"train.lr": 0.001})
     x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))

@@ -158,7 +158,7 @@ def test_the_engine_hands_the_protocols_milestones_to_the_method(tmp_path):
     import rkdbench
     from rkdbench.config import load_protocol
     from rkdbench.data import Splits
-    from rkdbench.engine import Trainer, TrainSetup
+    from rkdbench.training.engine import Trainer, TrainSetup
 
     seen = []
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from rkdbench import Progress
-from rkdbench.contracts import StepContext
+from rkdbench.contracts.method import StepContext
 from rkdbench_plugins.methods.rsnl import RSNL, rsnl_loss, strongest_wrong_margin
 
 Z_S = torch.tensor([[2.0, 1.0, -1.0], [0.0, 3.0, 1.0]])

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import rkdbench
-from rkdbench.checkpoint import CheckpointError
+from rkdbench.diagnostics.specialization import specialization, stage_outputs
 from rkdbench.errors import ConfigError, UnknownComponentError
-from rkdbench.specialization import specialization, stage_outputs
-from rkdbench.teachers import load_weights
+from rkdbench.teachers.load import load_weights
+from rkdbench.training.checkpoint import CheckpointError
 from rkdbench_plugins.architectures import cifar
 
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")

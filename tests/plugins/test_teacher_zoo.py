@@ -10,19 +10,13 @@ import pytest
 import torch
 
 import rkdbench
-from rkdbench.checkpoint import CheckpointError
 from rkdbench.cli import main
 from rkdbench.errors import ConfigError, MissingTeacherError
-from rkdbench.robustbench_bridge import fetch_teacher
-from rkdbench.teachers import (
-    LogitEnsemble,
-    TeacherCard,
-    bundled_path,
-    load_teacher,
-    read_measured_card,
-    teacher_path,
-    teacher_status,
-)
+from rkdbench.teachers.card import TeacherCard
+from rkdbench.teachers.load import LogitEnsemble, load_teacher
+from rkdbench.teachers.model_dir import bundled_path, read_measured_card, teacher_path, teacher_status
+from rkdbench.teachers.robustbench_bridge import fetch_teacher
+from rkdbench.training.checkpoint import CheckpointError
 from rkdbench_plugins.teachers.cifar import ZOO
 
 EXAMPLE = "cifar10/Linf/AutoAttack-example-R18"

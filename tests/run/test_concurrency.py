@@ -18,9 +18,9 @@ from mlflow.tracking import MlflowClient
 
 import rkdbench
 from rkdbench.cli import main
-from rkdbench.journal import JournaledTracker
-from rkdbench.lease import CellLease
+from rkdbench.run.lease import CellLease
 from rkdbench.tracking import Tracker, tracking_uri
+from rkdbench.tracking.journal import JournaledTracker
 from tracking_server import MlflowServer
 
 TINY = ["--set", "train.epochs=2", "--set", "eval.n_examples=6", "--set", "train.val_pgd_steps=2"]
@@ -103,7 +103,7 @@ def child_env(**extra: str) -> dict[str, str]:
 
 HOLDER = """
 import sys, time
-from rkdbench.lease import CellLease
+from rkdbench.run.lease import CellLease
 lease = CellLease(sys.argv[1])
 print("held" if lease.acquire() else "busy", flush=True)
 time.sleep(600)
@@ -517,7 +517,7 @@ def test_a_worker_killed_while_holding_a_cell_is_taken_over_in_the_same_run(tmp_
 def test_counting_keeps_the_newest_finished_run_of_each_cell_key():
     from types import SimpleNamespace
 
-    from rkdbench.counting import counted_frame, counted_runs, ignored_note
+    from rkdbench.tracking.counting import counted_frame, counted_runs, ignored_note
 
     def run(run_id, cell, status, start):
         return SimpleNamespace(

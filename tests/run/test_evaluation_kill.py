@@ -14,10 +14,10 @@ import textwrap
 import pytest
 import torch
 
-from rkdbench import batching
-from rkdbench.batching import CPU_BATCH_SIZE, batch_size_for, choose_batch_size, eval_batch_size
 from rkdbench.config import load_protocol
-from rkdbench.evaluation import evaluate
+from rkdbench.evaluation import batching
+from rkdbench.evaluation.batching import CPU_BATCH_SIZE, batch_size_for, choose_batch_size, eval_batch_size
+from rkdbench.evaluation.evaluate import evaluate
 from rkdbench_plugins.attacks.apgd_ce import APGDCE
 
 CHEAP = {
@@ -35,7 +35,7 @@ CHILD = textwrap.dedent("""
     from torch import nn
     import rkdbench
     from rkdbench.config import load_protocol
-    from rkdbench.evaluation import evaluate
+    from rkdbench.evaluation.evaluate import evaluate
     from rkdbench_plugins.attacks.apgd_ce import APGDCE
 
     torch.set_num_threads(1)

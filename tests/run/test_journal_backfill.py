@@ -4,7 +4,7 @@ never backfilled, since its metrics are already in MLflow."""
 
 from __future__ import annotations
 
-from rkdbench.journal import Journal
+from rkdbench.tracking.journal import Journal
 
 HISTORY = [{"epoch": e, "train.loss": 1.0 / (e + 1), "val.clean_acc": 0.5} for e in range(3)]
 

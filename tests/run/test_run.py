@@ -12,9 +12,10 @@ import torch
 
 import rkdbench
 from rkdbench.config import load_protocol, load_suite
+from rkdbench.contracts.build import fresh_method, method_of
 from rkdbench.data import Splits
-from rkdbench.engine import Trainer, TrainSetup
-from rkdbench.run.cells import expand_cells, fresh_method, method_of
+from rkdbench.run.cells import expand_cells
+from rkdbench.training.engine import Trainer, TrainSetup
 
 TINY = ["--set", "train.epochs=1", "--set", "eval.n_examples=6", "--set", "train.val_pgd_steps=1"]
 
@@ -167,7 +168,7 @@ def register_methods(register):
 WORKER = """
 import pickle, sys
 from rkdbench.plugins import load_plugins_dir
-from rkdbench.run.cells import method_of
+from rkdbench.contracts.build import method_of
 
 cell = pickle.loads(open(sys.argv[2], "rb").read())  # as a worker gets it: before its plugins are loaded
 load_plugins_dir(sys.argv[1])

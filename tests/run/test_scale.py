@@ -546,7 +546,7 @@ def test_every_command_against_the_tracking_server(tmp_path, tracking_server):
 def test_server_upgrades_the_schema_once(postgres_uri):
     from sqlalchemy import create_engine, inspect
 
-    from rkdbench.server import upgrade_schema
+    from rkdbench.app.server import upgrade_schema
 
     upgrade_schema(postgres_uri)
     engine = create_engine(postgres_uri)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from rkdbench.cli import main
-from rkdbench.compare import mcnemar_exact, paired_difference_ci
+from rkdbench.leaderboard.compare import mcnemar_exact, paired_difference_ci
 from rkdbench.tracking import Tracker
 
 Z95 = 1.959963984540054

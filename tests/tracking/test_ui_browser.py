@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from test_leaderboard import _run  # the leaderboard tests' fabricated cell run
 
+from rkdbench.leaderboard.mlflow_view import VIEW_ID, VIEW_NAME, VIEW_TAG, experiment_url, install_views
 from rkdbench.tracking import Tracker
-from rkdbench.ui import VIEW_ID, VIEW_NAME, VIEW_TAG, experiment_url, install_views
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 PROTOCOL = "digits-linf"
@@ -218,7 +218,7 @@ def test_headline_view_is_written_once(store):
 
 def test_without_a_saved_view_each_experiment_is_sorted_by_its_ranked_label(store):
     """A read-only store gets sorted URLs instead of views: the label each experiment ranks by, from its runs."""
-    from rkdbench.ui import sort_labels, sorted_url
+    from rkdbench.leaderboard.mlflow_view import sort_labels, sorted_url
 
     [(name, experiment_id, label)] = sort_labels(store)
     assert (name, label) == (PROTOCOL, "aa")  # the built-in labels' final attack: AutoAttack

@@ -51,8 +51,8 @@ def _worker(
 ) -> None:
     import torch
 
+    from ...contracts.build import method_of
     from ...plugins import load_plugins_dir
-    from ..cells import method_of
     from .serial import run_cells
 
     if "OMP_NUM_THREADS" not in os.environ:

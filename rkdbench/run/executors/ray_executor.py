@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ...attack_traits import ranked_accuracy
+from ...attacks.traits import ranked_accuracy
 from ...config import ResourcesConfig
 from ...errors import UserError
 
@@ -126,10 +126,10 @@ def _cell_task(
     os.environ.update(env)
     import torch
 
+    from ...contracts.build import method_of
     from ...plugins import load_plugins_dir
     from ...tracking import Tracker
     from ..cell import run_cell
-    from ..cells import method_of
     from ..options import CellOutcome
 
     if not (Path(options.results) / marker).is_file():

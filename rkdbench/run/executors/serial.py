@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 
 from ...config import Cell
-from ...journal import is_unreachable
-from ...lease import CellLease
 from ...tracking import Tracker
+from ...tracking.journal import is_unreachable
 from ..cell import protocol_experiment, run_cell
+from ..lease import CellLease
 from ..options import CellOutcome, RunOptions
 from ..progress import say, suite_status
 

@@ -1,0 +1,230 @@
+"""Running a suite for `rkdbench run` and `rkdbench demo`: check the options, load the suite, then either price it
+(`--dry-run`, rkdbench.app.dry_run) or say what it is evaluated on, run its cells, print the summary table (or a JSON
+summary), the leaderboard when asked, and one line per failed cell. Returns the exit code: 1 when a cell failed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError, UserError
+from ..teachers.card import model_dir_path
+
+__all__ = ["SuiteRequest", "run_suite_request", "parse_shard", "evaluation_line", "model_dir_path"]
+
+
+@dataclass(frozen=True)
+class SuiteRequest:
+    """Everything `rkdbench run`/`demo` were asked: the suite (name or path) and its `--set` overrides, the stores
+    (None: the defaults), what to print, how cells are executed, and `leaderboard_dir` (None: no leaderboard)."""
+
+    suite: str
+    sets: tuple[str, ...] = ()
+    results: str = "rkdbench-results"
+    model_dir: str | None = None
+    data_dir: str | None = None
+    device: str | None = None
+    quiet: bool = False
+    as_json: bool = False
+    build_teachers: bool = False
+    dry_run: bool = False
+    workers: int = 1
+    shard: str = "1/1"
+    gpu_tflops: float | None = None
+    executor: str = "local"
+    address: str | None = None
+    leaderboard_dir: str | None = None
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """`I/N` (1-based I) -> (I-1, N); cells are dealt round-robin so shards get a similar mix of methods."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise ConfigError(f"--shard {value!r}: expected I/N with 1 <= I <= N, e.g. 1/2 and 2/2 on two machines")
+    return int(match[1]) - 1, int(match[2])
+
+
+def evaluation_line(suite) -> str:
+    """What the suite's numbers are measured on, said before anything runs."""
+
+    def described(spec: dict) -> str:
+        return " ".join(
+            [
+                spec["attack"],
+                *([str(spec["version"])] if "version" in spec else []),
+                *([f"{spec['steps']} steps"] if "steps" in spec else []),
+            ]
+        )
+
+    cfg = suite.protocol.eval
+    attacks = ", ".join(f"{label} ({described(spec)})" for label, spec in cfg.attacks.items())
+    points = f"the first {cfg.n_examples} test points (a fixed subset)" if cfg.n_examples else "every test point"
+    return (
+        f"suite {suite.name} under protocol {suite.protocol.experiment_name}: evaluated with clean, {attacks} on "
+        f"{points}; checkpoints: {', '.join(cfg.selections)}"
+    )
+
+
+def _check_executor(request: SuiteRequest) -> None:
+    if request.address is not None and request.executor != "ray":
+        raise UserError(
+            f"--address {request.address} is for --executor ray (the default executor, local, runs cells here)"
+        )
+    if request.workers > 1 and request.executor != "local":
+        raise ConfigError(
+            f"--workers {request.workers} starts local worker processes; with --executor "
+            f"{request.executor} the protocol's [resources] (cpus_per_cell, gpus_per_cell) set how many "
+            f"cells run at once"
+        )
+
+
+def run_suite_request(request: SuiteRequest) -> int:
+    """Run (or with `dry_run`, price) the suite; returns the exit code (1 when a cell failed or was not logged)."""
+    from ..config import load_suite, parse_set
+    from ..console import make_console
+    from ..run.cells import expand_cells
+    from ..run.executor import run_suite
+    from ..run.options import RunOptions
+
+    _check_executor(request)
+    suite = load_suite(request.suite, parse_set(list(request.sets)))
+    index, count = parse_shard(request.shard)
+    if count > 1:
+        click.echo(
+            "rkdbench: note: --shard is deprecated: N plain `rkdbench run SUITE` processes on one --results "
+            "store share the cells (or use --workers N)",
+            err=True,
+        )
+    console = make_console(request.quiet or request.as_json)
+    if request.dry_run:
+        from .dry_run import DryRunRequest, print_dry_run
+
+        print_dry_run(
+            DryRunRequest(
+                suite,
+                expand_cells(suite)[index::count],
+                model_dir_path(request.model_dir),
+                gpu_tflops=request.gpu_tflops,
+                device=request.device,
+                as_json=request.as_json,
+            )
+        )
+        return 0
+    options = RunOptions(
+        results=Path(request.results),
+        model_dir=model_dir_path(request.model_dir),
+        build_teachers=request.build_teachers,
+        device=request.device,
+        console=console,
+        shard=(index, count),
+        workers=request.workers,
+        data_dir=Path(request.data_dir) if request.data_dir else None,
+        executor=request.executor,
+        address=request.address,
+    )
+    if console is not None:
+        console.print(evaluation_line(suite))
+    started = time.perf_counter()
+    outcomes = run_suite(suite, options)
+    elapsed = time.perf_counter() - started
+    if console is not None:
+        _print_summary(console, suite, outcomes, elapsed)
+    if request.as_json:
+        _echo_json_summary(request.results, suite, outcomes, elapsed)
+    if request.leaderboard_dir is not None:
+        from . import pipeline as leaderboard_pipeline
+
+        leaderboard_pipeline.print_leaderboards(
+            leaderboard_pipeline.LeaderboardRequest(
+                request.results,
+                "terminal",
+                protocol=suite.protocol.name,
+                out=request.leaderboard_dir,
+                only_hash=suite.protocol.hash,
+                model_dir=request.model_dir,
+                n_points=suite.protocol.eval.n_examples or None,
+            )
+        )
+    return _report_failures(outcomes)
+
+
+def _print_summary(console, suite, outcomes: list, elapsed: float) -> None:
+    """One row per cell: variant, student, seed, teachers, status, clean accuracy and the accuracy the protocol
+    ranks by (headed by its attack's name: AutoAttack for the built-in protocols), run id."""
+    from rich.table import Table
+
+    from ..attacks.traits import attack_plugins, ranked_accuracy, ranked_column
+
+    specs, rank_by = suite.protocol.eval.attacks, suite.protocol.eval.rank_by
+    plugins = attack_plugins(str(spec.get("attack", "")) for spec in specs.values())
+    ranked_name = (ranked_column(specs, rank_by, plugins) or ("", ""))[1]
+    summary = Table(title=f"suite {suite.name}: {len(outcomes)} cells in {elapsed:.0f}s")
+    for column in ("method / student / seed", "teacher", "status", "clean", ranked_name, "run"):
+        summary.add_column(column, no_wrap=column == "run")
+    for o in outcomes:  # the teacher's dataset/threat prefix is the protocol's: its name is enough here
+        ranked = ranked_accuracy(o.metrics, specs, "test.", rank_by, plugins)
+        summary.add_row(
+            f"{o.cell.variant} / {o.cell.student} / seed {o.cell.seed}",
+            " + ".join(t.rsplit("/", 1)[-1] for t in [o.cell.teacher, *o.cell.extra_teachers.values()]),
+            o.status,
+            f"{o.metrics['test.clean_acc']:.1%}" if "test.clean_acc" in o.metrics else "",
+            f"{ranked[1]:.1%}" if ranked else "",
+            o.run_id[:8],
+        )
+    console.print(summary)
+    if suite.protocol.eval.n_examples:
+        console.print(
+            f"Evaluated on the first {suite.protocol.eval.n_examples} test points "
+            f"(a fixed subset, set by suite {suite.name})."
+        )
+
+
+def _echo_json_summary(results: str, suite, outcomes: list, elapsed: float) -> None:
+    from ..tracking import Tracker
+    from ..tracking.counting import ignored_duplicates
+
+    click.echo(
+        json.dumps(
+            {
+                "suite": suite.name,
+                "protocol": suite.protocol.experiment_name,
+                "protocol_hash": suite.protocol.hash,
+                "seconds": round(elapsed, 1),
+                "ignored_runs": ignored_duplicates(Tracker(results), suite.protocol.hash),
+                "cells": [
+                    {
+                        "key": o.cell.key,
+                        "label": o.cell.label,
+                        "status": o.status,
+                        "run_id": o.run_id,
+                        "metrics": o.metrics,
+                        "error": o.error,
+                    }
+                    for o in outcomes
+                ],
+            },
+            indent=2,
+            sort_keys=True,
+        )
+    )
+
+
+def _report_failures(outcomes: list) -> int:
+    """One stderr line per cell that failed or was not logged; the exit code (1 when there was one)."""
+    failed = [o for o in outcomes if o.status in ("failed", "undelivered")]
+    for o in failed:
+        if o.status == "undelivered":
+            click.echo(f"rkdbench: cell not logged: {o.cell.label}: {o.error}", err=True)
+        else:
+            click.echo(
+                f"rkdbench: cell failed: {o.cell.label}: {o.error}"
+                + (f" (traceback in run {o.run_id})" if o.run_id else ""),
+                err=True,
+            )
+    return 1 if failed else 0
