@@ -36,7 +36,7 @@ import torch  # noqa: E402
 import rkdbench.app.leaderboard as leaderboard_pipeline  # noqa: E402
 import rkdbench.cli as cli  # noqa: E402
 import rkdbench.evaluation.evaluate as evaluation  # noqa: E402
-import rkdbench.run.executors.serial as serial  # noqa: E402
+import rkdbench.run.loop as loop  # noqa: E402
 import rkdbench.run.prepare as prepare  # noqa: E402
 import rkdbench.run.selections as selections  # noqa: E402
 import rkdbench.run.train as train  # noqa: E402
@@ -89,7 +89,7 @@ class PhaseClock:
 
 def instrument(clock: PhaseClock) -> None:
     clock.wrap(prepare, "build_teacher", "train", context="teacher")
-    clock.wrap(serial, "run_cell", "train", context=lambda cell, *a, **k: f"cell {cell.variant}")
+    clock.wrap(loop, "run_cell", "train", context=lambda cell, *a, **k: f"cell {cell.variant}")
     clock.wrap(engine, "robust_accuracy", "validation (PGD-10 per epoch)")
     clock.wrap(evaluation, "attack_result", lambda model, protocol, spec, *a, **k: f"evaluation: {spec['attack']}")
     clock.wrap(evaluation, "predict", "evaluation: clean")

@@ -1,14 +1,16 @@
 """rkdbench: a benchmark harness for adversarially robust knowledge distillation.
 
 This namespace is the one public API for users and plugin authors (like llm's single namespace): the pluggy marker
-`hookimpl`; the registry (`list_components`, `create`, timm-style); the method contracts (`Method`, the declarative
-one, and `StepMethod`, for methods that write their own training step) with their types (`Params`, `AttackSpec`,
-`Outputs`, `Progress`, `Losses`, `StepContext`, `StudentForwards`); loss primitives with every official reduction
-(`kl_div`, `soft_cross_entropy`, `reduce_per_example`); the attack base and helpers (`Attack`, `AttackResult`, `pgd`,
-`predict`, `attack_mode`, `preserved_rng`); dataset splits (`Splits`, `HeldOutDataset`, `uint8_splits`,
-`require_files`); `TeacherCard`; and the errors a plugin raises for bad input. The built-in plugins, the scaffold's
-template and the docs import only from here; every submodule is internal and free to move. Names load on first use,
-so `import rkdbench` stays torch-free for the parts that need no torch (leaderboards).
+`hookimpl`; the registry (`list_components`, `create`, timm-style); the method contracts (`Method`, the declarative one,
+and `StepMethod`, for methods that write their own training step) with their types (`Params`, `AttackSpec`, `Outputs`,
+`Progress`, `Losses`, `StepContext`, `StudentForwards`); loss primitives with every official reduction (`kl_div`,
+`soft_cross_entropy`, `reduce_per_example`); the attack base and helpers (`Attack`, `AttackResult`, `pgd`, `predict`,
+`attack_mode`, `preserved_rng`); dataset splits (`Splits`, `HeldOutDataset`, `uint8_splits`, `require_files`);
+`TeacherCard`; the executor contract (`Executor`, `executor_option`, `RunOptions`, `CellOutcome`) with the exactly-once
+building blocks executors run cells with (`run_cells` in this process, `run_remote_cell` and its helpers in other
+processes or on other machines); and the errors a plugin raises for bad input. The built-in plugins, the scaffold's
+template and the docs import only from here; every submodule is internal and free to move. Names load on first use, so
+`import rkdbench` stays torch-free for the parts that need no torch (leaderboards).
 """
 
 from __future__ import annotations
@@ -18,17 +20,34 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, UnknownComponentError, UserError, close_matches
 from .hookspecs import hookimpl
-from .plugins import create, list_components
+from .plugins import create, list_components, loaded_plugin_dirs
 
 if TYPE_CHECKING:
     from .attacks.base import Attack, attack_mode, predict, preserved_rng
     from .attacks.pgd import pgd
+    from .config import Cell
+    from .config.fields import at_least
     from .contracts.losses import KLReduction, ScalarReduction, kl_div, reduce_per_example, soft_cross_entropy
     from .contracts.method import AttackResult, AttackSpec, Losses, Method, Outputs, PGDInit, Progress, StepContext
     from .contracts.params import Params
     from .contracts.student_passes import StudentForwards
     from .data import HeldOutDataset, Splits, require_files, uint8_splits
+    from .run.executor import Executor, executor_option
+    from .run.loop import run_cells
+    from .run.options import CellOutcome, RunOptions
+    from .run.progress import say, suite_status
+    from .run.remote import (
+        CellResources,
+        check_store_for_cluster,
+        end_line,
+        ensure_experiments,
+        prepare_worker,
+        remote_setup,
+        run_remote_cell,
+        wait_until_stopped,
+    )
     from .teachers.card import TeacherCard
+    from .tracking import Tracker
 
 __version__ = "0.1.0"
 
@@ -47,6 +66,26 @@ _LAZY = {
     "pgd": "attacks.pgd",
     **dict.fromkeys(["Splits", "HeldOutDataset", "require_files", "uint8_splits"], "data"),
     "TeacherCard": "teachers.card",
+    "Cell": "config",
+    "at_least": "config.fields",
+    **dict.fromkeys(["Executor", "executor_option"], "run.executor"),
+    "run_cells": "run.loop",
+    **dict.fromkeys(["CellOutcome", "RunOptions"], "run.options"),
+    **dict.fromkeys(["say", "suite_status"], "run.progress"),
+    **dict.fromkeys(
+        [
+            "CellResources",
+            "check_store_for_cluster",
+            "end_line",
+            "ensure_experiments",
+            "prepare_worker",
+            "remote_setup",
+            "run_remote_cell",
+            "wait_until_stopped",
+        ],
+        "run.remote",
+    ),
+    "Tracker": "tracking",
 }
 
 __all__ = [
@@ -83,6 +122,25 @@ __all__ = [
     "require_files",
     "uint8_splits",
     "TeacherCard",
+    "Executor",
+    "executor_option",
+    "RunOptions",
+    "CellOutcome",
+    "Cell",
+    "Tracker",
+    "at_least",
+    "loaded_plugin_dirs",
+    "run_cells",
+    "say",
+    "suite_status",
+    "CellResources",
+    "check_store_for_cluster",
+    "end_line",
+    "ensure_experiments",
+    "prepare_worker",
+    "remote_setup",
+    "run_remote_cell",
+    "wait_until_stopped",
 ]
 
 

@@ -40,6 +40,11 @@ class RkdbenchSpec:
         """Register teachers: `register(TeacherCard)` with a RobustBench-style id `<dataset>/<threat>/<name>`."""
 
     @hookspec
+    def register_executors(self, register: Callable[..., None]) -> None:
+        """Register executors: `register(ExecutorClass)`, a `rkdbench.Executor` subclass with a `name`, typed `Options`
+        (they become `rkdbench run` options) and `run(cells, tracker, options, prepare)`."""
+
+    @hookspec
     def register_commands(self, cli: Any) -> None:
         """Add CLI subcommands to the `rkdbench` click group `cli`."""
 

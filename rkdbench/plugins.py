@@ -44,6 +44,7 @@ REGISTER_HOOKS = {
     "attack": "register_attacks",
     "dataset": "register_datasets",
     "teacher": "register_teachers",
+    "executor": "register_executors",
 }
 
 pm = pluggy.PluginManager("rkdbench")

@@ -1,6 +1,6 @@
 """The one registry of components (timm's pattern): kind -> name -> `Component`, with the plugin that gave it.
 
-Every kind (method, architecture, attack, dataset, teacher) lives here; lookups of unknown names raise an
+Every kind (method, architecture, attack, dataset, teacher, executor) lives here; lookups of unknown names raise an
 error listing close matches, and a second registration of a name is refused with both plugins named.
 A name ending in `:` is a family (`timm:`): `get(kind, "timm:resnet50")` returns a component whose object is
 the family's factory with `"resnet50"` bound as its first argument, so open-ended model zoos need no listing.
@@ -18,7 +18,7 @@ from .errors import DuplicateComponentError, UnknownComponentError, close_matche
 
 __all__ = ["KINDS", "Component", "Registry"]
 
-KINDS = ("method", "architecture", "attack", "dataset", "teacher")
+KINDS = ("method", "architecture", "attack", "dataset", "teacher", "executor")
 
 
 @dataclass(frozen=True)

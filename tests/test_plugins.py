@@ -177,7 +177,7 @@ def test_plugins_dir_loads_loose_files(tmp_path):
 def test_every_hook_is_documented_with_its_signature():
     docs = (ROOT / "docs" / "plugins.md").read_text()
     hooks = [name for name, _ in inspect.getmembers(hookspecs.RkdbenchSpec, inspect.isfunction)]
-    assert len(hooks) == 9
+    assert len(hooks) == 10
     for name in hooks:
         signature = str(inspect.signature(getattr(hookspecs.RkdbenchSpec, name))).replace("self, ", "")
         signature = re.sub(r" -> None$", "", signature.replace("'", ""))

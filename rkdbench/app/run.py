@@ -8,37 +8,34 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import click
 
-from ..errors import ConfigError, UserError
-from ..teachers.card import model_dir_path
+from ..errors import ConfigError
+from ..run.options import RunOptions
 
-__all__ = ["SuiteRequest", "run_suite_request", "parse_shard", "evaluation_line", "model_dir_path"]
+__all__ = ["SuiteRequest", "run_suite_request", "parse_shard", "evaluation_line"]
 
 
 @dataclass(frozen=True)
 class SuiteRequest:
-    """Everything `rkdbench run`/`demo` were asked: the suite (name or path) and its `--set` overrides, the stores
-    (None: the defaults), what to print, how cells are executed, and `leaderboard_dir` (None: no leaderboard)."""
+    """Everything `rkdbench run`/`demo` were asked, built once by the command and passed down as is: the suite (name
+    or path) and its `--set` overrides, the run's `RunOptions` (stores, device, teacher builds, shard), the executor
+    and the options given for it on the command line (the rest come from the settings file or its defaults), what
+    to print, and `leaderboard_dir` (None: no leaderboard)."""
 
     suite: str
     sets: tuple[str, ...] = ()
-    results: str = "rkdbench-results"
-    model_dir: str | None = None
-    data_dir: str | None = None
-    device: str | None = None
+    options: RunOptions = field(default_factory=RunOptions)
+    executor: str = "local"
+    executor_options: Mapping[str, Any] = field(default_factory=dict)
     quiet: bool = False
     as_json: bool = False
-    build_teachers: bool = False
     dry_run: bool = False
-    workers: int = 1
-    shard: str = "1/1"
     gpu_tflops: float | None = None
-    executor: str = "local"
-    address: str | None = None
     leaderboard_dir: str | None = None
 
 
@@ -71,30 +68,16 @@ def evaluation_line(suite) -> str:
     )
 
 
-def _check_executor(request: SuiteRequest) -> None:
-    if request.address is not None and request.executor != "ray":
-        raise UserError(
-            f"--address {request.address} is for --executor ray (the default executor, local, runs cells here)"
-        )
-    if request.workers > 1 and request.executor != "local":
-        raise ConfigError(
-            f"--workers {request.workers} starts local worker processes; with --executor "
-            f"{request.executor} the protocol's [resources] (cpus_per_cell, gpus_per_cell) set how many "
-            f"cells run at once"
-        )
-
-
 def run_suite_request(request: SuiteRequest) -> int:
     """Run (or with `dry_run`, price) the suite; returns the exit code (1 when a cell failed or was not logged)."""
     from ..config import load_suite, parse_set
     from ..console import make_console
     from ..run.cells import expand_cells
-    from ..run.executor import run_suite
-    from ..run.options import RunOptions
+    from ..run.executor import build_executor, run_suite
 
-    _check_executor(request)
+    executor = build_executor(request.executor, request.executor_options)
     suite = load_suite(request.suite, parse_set(list(request.sets)))
-    index, count = parse_shard(request.shard)
+    index, count = request.options.shard
     if count > 1:
         click.echo(
             "rkdbench: note: --shard is deprecated: N plain `rkdbench run SUITE` processes on one --results "
@@ -109,45 +92,34 @@ def run_suite_request(request: SuiteRequest) -> int:
             DryRunRequest(
                 suite,
                 expand_cells(suite)[index::count],
-                model_dir_path(request.model_dir),
+                request.options.model_dir,
                 gpu_tflops=request.gpu_tflops,
-                device=request.device,
+                device=request.options.device,
                 as_json=request.as_json,
             )
         )
         return 0
-    options = RunOptions(
-        results=Path(request.results),
-        model_dir=model_dir_path(request.model_dir),
-        build_teachers=request.build_teachers,
-        device=request.device,
-        console=console,
-        shard=(index, count),
-        workers=request.workers,
-        data_dir=Path(request.data_dir) if request.data_dir else None,
-        executor=request.executor,
-        address=request.address,
-    )
+    options = replace(request.options, console=console)
     if console is not None:
         console.print(evaluation_line(suite))
     started = time.perf_counter()
-    outcomes = run_suite(suite, options)
+    outcomes = run_suite(suite, options, executor)
     elapsed = time.perf_counter() - started
     if console is not None:
         _print_summary(console, suite, outcomes, elapsed)
     if request.as_json:
-        _echo_json_summary(request.results, suite, outcomes, elapsed)
+        _echo_json_summary(options.results, suite, outcomes, elapsed)
     if request.leaderboard_dir is not None:
-        from . import pipeline as leaderboard_pipeline
+        from . import leaderboard as leaderboard_pipeline
 
         leaderboard_pipeline.print_leaderboards(
             leaderboard_pipeline.LeaderboardRequest(
-                request.results,
+                str(options.results),
                 "terminal",
                 protocol=suite.protocol.name,
                 out=request.leaderboard_dir,
                 only_hash=suite.protocol.hash,
-                model_dir=request.model_dir,
+                model_dir=str(options.model_dir),
                 n_points=suite.protocol.eval.n_examples or None,
             )
         )

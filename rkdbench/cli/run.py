@@ -7,16 +7,17 @@ from pathlib import Path
 
 import click
 
+from .executors import ExecutorCommand, given_executor_options
 from .options import COMMON_RUN_OPTIONS, with_options
 
-__all__ = ["run", "demo", "DEMO_WORKERS"]
+__all__ = ["run", "demo", "DEMO_WORKERS", "run_options"]
 
 # one worker: on 2 cores the demo meets its time goals serially (README); `--workers 2` was measured 1.21x
 # faster on a short digits-quick, not worth two more processes importing torch on a first contact
 DEMO_WORKERS = 1
 
 
-@click.command()
+@click.command(cls=ExecutorCommand)
 @click.argument("suite")
 @with_options(COMMON_RUN_OPTIONS)
 @click.option("--build-teachers", is_flag=True, help="Build missing harness teachers (e.g. the digits teacher) first.")
@@ -24,14 +25,6 @@ DEMO_WORKERS = 1
     "--dry-run",
     is_flag=True,
     help="List the cells (keys, estimated passes, FLOPs, GPU-hours) and missing teachers, and exit.",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Worker processes on this machine sharing the cells (each with cpu_count/N torch threads unless "
-    "OMP_NUM_THREADS is set). Separate `rkdbench run` processes on one store share them as well.",
 )
 @click.option(
     "--shard",
@@ -47,20 +40,6 @@ DEMO_WORKERS = 1
     default=None,
     help="Sustained GPU throughput for --dry-run's GPU-hour estimate (default 40).",
 )
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: this process (or --workers N processes on this machine); ray: one Ray task per cell, "
-    "with the protocol's [resources] (extra rkdbench[ray]; see docs/scale.md).",
-)
-@click.option(
-    "--address",
-    default=None,
-    metavar="auto|HOST:PORT",
-    help="With --executor ray: the Ray cluster to join (default: start a local one sized to this machine).",
-)
 def run(
     suite: str,
     sets,
@@ -72,35 +51,28 @@ def run(
     as_json,
     build_teachers,
     dry_run,
-    workers,
     shard,
     gpu_tflops,
     executor,
-    address,
+    **executor_values,
 ) -> None:
     """Run SUITE (a built-in name such as digits-quick, or a path to a suite .toml). Finished cells are
     skipped, interrupted ones resume from their last checkpoint in the same MLflow run. --dry-run lists the
     cells with their estimated cost and the teacher files that are missing."""
-    from ..app.run import SuiteRequest, run_suite_request
+    from ..app.run import SuiteRequest, parse_shard, run_suite_request
 
     sys.exit(
         run_suite_request(
             SuiteRequest(
                 suite,
                 tuple(sets),
-                results,
-                model_dir=model_dir,
-                data_dir=data_dir,
-                device=device,
+                run_options(results, model_dir, data_dir, device, build_teachers, parse_shard(shard)),
+                executor=executor,
+                executor_options=given_executor_options(click.get_current_context(), executor_values),
                 quiet=quiet,
                 as_json=as_json,
-                build_teachers=build_teachers,
                 dry_run=dry_run,
-                workers=workers,
-                shard=shard,
                 gpu_tflops=gpu_tflops,
-                executor=executor,
-                address=address,
             )
         )
     )
@@ -127,15 +99,33 @@ def demo(sets, results, model_dir, data_dir, device, quiet, as_json, suite, lead
             SuiteRequest(
                 suite,
                 tuple(sets),
-                results,
-                model_dir=model_dir,
-                data_dir=data_dir,
-                device=device,
+                run_options(results, model_dir, data_dir, device, build_teachers=True),
+                executor_options={"workers": DEMO_WORKERS},
                 quiet=quiet,
                 as_json=as_json,
-                build_teachers=True,
-                workers=DEMO_WORKERS,
                 leaderboard_dir=leaderboard_dir if leaderboard_dir is not None else str(Path(results) / "leaderboards"),
             )
         )
+    )
+
+
+def run_options(
+    results: str,
+    model_dir: str | None,
+    data_dir: str | None,
+    device: str | None,
+    build_teachers: bool,
+    shard: tuple[int, int] = (0, 1),
+):
+    """The `RunOptions` of the common run options (`--model-dir` absent: $RKDBENCH_MODEL_DIR or the default)."""
+    from ..run.options import RunOptions
+    from ..teachers.card import model_dir_path
+
+    return RunOptions(
+        results=Path(results),
+        model_dir=model_dir_path(model_dir),
+        data_dir=Path(data_dir) if data_dir else None,
+        device=device,
+        build_teachers=build_teachers,
+        shard=shard,
     )

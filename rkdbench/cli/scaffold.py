@@ -1,9 +1,9 @@
-"""Plugins and their authors: `rkdbench plugins` (what is registered), `rkdbench new-plugin` (a package to start
-from, rkdbench.app.scaffold) and `rkdbench method-docs` (each method's page, rkdbench.app.method_docs)."""
+"""Plugins and their authors: `rkdbench plugins` (what is registered, rkdbench.app.plugins), `rkdbench new-plugin` (a
+package to start from, rkdbench.app.scaffold) and `rkdbench method-docs` (each method's page, rkdbench.app.method_docs).
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -15,29 +15,9 @@ __all__ = ["plugins", "method_docs", "new_plugin"]
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:
     """Every registered component (kind, name, plugin, distribution, version, status) and broken plugins."""
-    from ..plugins import broken_plugins, get_registry
+    from ..app.plugins import print_plugins
 
-    rows = [
-        {"kind": c.kind, "name": c.name, "plugin": c.plugin, "dist": c.dist, "version": c.version, "status": "ok"}
-        for c in get_registry().all()
-    ]
-    rows += [
-        {
-            "kind": "plugin",
-            "name": b.plugin,
-            "plugin": b.plugin,
-            "dist": b.dist,
-            "version": "",
-            "status": f"broken: {b.error}",
-        }
-        for b in broken_plugins()
-    ]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    width = max(len(r["name"]) for r in rows) if rows else 10
-    for r in rows:
-        click.echo(f"{r['kind']:<13}{r['name']:<{width + 2}}{r['plugin']:<22}{r['dist']} {r['version']}  {r['status']}")
+    print_plugins(as_json)
 
 
 @click.command("method-docs")

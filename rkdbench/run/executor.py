@@ -1,47 +1,155 @@
-"""Running a suite: expand its cells, pick an executor, and let it prepare and run them.
-
-An executor is the seam where cells meet workers: a function `(cells, tracker, options, prepare)` that calls
-`prepare(cells, tracker, options)` (store and teachers) once before any cell starts, runs every cell through
-`run.cell.run_cell` (exactly-once by itself: its lease and journal) and returns one `CellOutcome` per cell, in
-the cells' order. `executors.serial` is this process's loop, `executors.local` runs `--workers N` such loops as
-processes, and `executors.ray_executor` runs one Ray task per cell (it connects to the cluster before it
-prepares, so a missing Ray or an unreachable `--address` fails before teachers are built).
+"""Executors: where a suite's cells run. An executor is a component like a method: a subclass of `Executor`
+registered by a plugin's `register_executors(register)` hook; the built-ins (`serial`, `local`, `ray`, `slurm` in
+plugins/executors/) are registered through the same entry-point group a third party uses (hydra's launcher plugins
+are the model). An executor declares typed `Options` (a frozen dataclass whose fields, declared with
+`executor_option`, become options of `rkdbench run`), `check`s its input before anything runs (one line, exit 2),
+says how many cells it runs at once (`parallelism`, for the suite's ETA), and `run`s the cells: it calls `prepare`
+once before any cell starts (store and teachers), runs every cell through `run_cell` (or the in-process loop
+`run_cells`), which are exactly-once by themselves (the cell's lease and journal), and returns one `CellOutcome` per
+cell in the cells' order. Options come from the command line, else from the user's settings file (`[executor.NAME]`
+tables of `$RKDBENCH_CONFIG`, default `~/.config/rkdbench/config.toml`), else the declared defaults.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import abc
+import dataclasses
+import os
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 from ..config import Cell, Suite
+from ..config.fields import Rule, check_value
+from ..config.files import read_toml
+from ..contracts.params import build_params
+from ..errors import ConfigError, UserError, close_matches
+from ..plugins import get_registry
 from ..tracking import Tracker
 from .cells import expand_cells
 from .options import CellOutcome, RunOptions
 from .prepare import prepare
 
-__all__ = ["Executor", "Prepare", "run_suite", "pick_executor"]
+__all__ = [
+    "Executor",
+    "NoOptions",
+    "Prepare",
+    "executor_option",
+    "option_help",
+    "settings_path",
+    "build_executor",
+    "run_suite",
+]
 
 Prepare = Callable[[list[Cell], Tracker, RunOptions], None]
-Executor = Callable[[list[Cell], Tracker, RunOptions, Prepare], list[CellOutcome]]
 
 
-def pick_executor(options: RunOptions) -> Executor:
-    """`--workers N` (N > 1): local processes; `--executor ray`: Ray tasks; else this process."""
-    if options.workers > 1:
-        from .executors.local import run_local
-
-        return run_local
-    if options.executor == "ray":
-        from .executors.ray_executor import run_on_ray
-
-        return run_on_ray
-    from .executors.serial import run_serial
-
-    return run_serial
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of an executor that has none."""
 
 
-def run_suite(suite: Suite, options: RunOptions) -> list[CellOutcome]:
-    """Run every cell (validated and prepared first); failures are recorded and the suite goes on. Any number of
-    processes may run one suite on one store: they share the cells (`run_cell` is exactly-once)."""
+def executor_option(default: Any, help: str, *, rule: Rule | None = None, metavar: str | None = None) -> Any:
+    """One field of an executor's `Options`: its default, the `--help` line of the `rkdbench run` option it becomes,
+    and optionally a rule its value must keep (`rkdbench.config.fields.at_least(1)`) and the option's metavar."""
+    return dataclasses.field(default=default, metadata={"help": help, "rule": rule, "metavar": metavar})
+
+
+def option_help(field: dataclasses.Field) -> str:
+    return field.metadata.get("help", "")
+
+
+class Executor(abc.ABC):
+    """Base of executors: set `name`, `description` and `Options`, implement `run`."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""  # one line: what `--executor NAME` does, shown in `rkdbench run --help`
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, **options: Any) -> None:
+        owner = f"executor {self.name!r}"
+        self.options = build_params(self.Options, options, owner=owner)
+        hints = typing.get_type_hints(self.Options)
+        for field in dataclasses.fields(self.Options):
+            rule = field.metadata.get("rule")
+            if rule is not None and field.name in options:
+                check_value(
+                    f"{owner} option --{field.name.replace('_', '-')}", options[field.name], hints[field.name], rule
+                )
+
+    def check(self, cells: list[Cell], options: RunOptions) -> None:  # noqa: B027 (optional, not abstract)
+        """Refuse what cannot run before anything starts (a missing program, an unreachable cluster): raise a
+        `UserError` of one line. Default: nothing to check."""
+
+    def parallelism(self, cells: list[Cell], options: RunOptions) -> int:
+        """How many cells run at once (the suite's ETA divides by it). Default: one."""
+        return 1
+
+    @abc.abstractmethod
+    def run(self, cells: list[Cell], tracker: Tracker, options: RunOptions, prepare: Prepare) -> list[CellOutcome]:
+        """Run the cells; `prepare(cells, tracker, options)` once before any starts; one outcome per cell, in order."""
+
+
+def settings_path() -> Path:
+    """The user's settings file: `$RKDBENCH_CONFIG`, else `~/.config/rkdbench/config.toml` (read when present)."""
+    return Path(os.environ.get("RKDBENCH_CONFIG") or Path.home() / ".config" / "rkdbench" / "config.toml")
+
+
+def _settings(name: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The `[executor.NAME]` table of the settings file (empty when the file or table is absent)."""
+    path = settings_path()
+    if not path.is_file():
+        if "RKDBENCH_CONFIG" in os.environ:
+            raise UserError(f"RKDBENCH_CONFIG={path}: no such file")
+        return {}
+    table = read_toml(path).get("executor", {})
+    executors = get_registry().names("executor")
+    unknown = sorted(set(table) - set(executors))
+    if unknown:
+        raise ConfigError(
+            f"{path}: [executor.{unknown[0]}] names no executor{close_matches(unknown[0], executors)}; "
+            f"executors: {', '.join(executors)}"
+        )
+    values = dict(table.get(name, {}))
+    for key in values:
+        if key not in fields:
+            raise ConfigError(
+                f"{path}: [executor.{name}] {key}: no such option{close_matches(key, fields)}; "
+                f"allowed: {', '.join(fields) or '(none)'}"
+            )
+    return values
+
+
+def build_executor(name: str, given: Mapping[str, Any] | None = None) -> Executor:
+    """The executor `name` with the options given on the command line (option name -> value, for any executor's
+    option), over its `[executor.NAME]` settings, over its defaults. An option of another executor is one line."""
+    component = get_registry().get("executor", name)
+    fields = {f.name: f for f in dataclasses.fields(component.obj.Options)}
+    given = dict(given or {})
+    foreign = [key for key in given if key not in fields]
+    if foreign:
+        owners = [
+            other
+            for other in get_registry().names("executor")
+            if foreign[0] in {f.name for f in dataclasses.fields(get_registry().get("executor", other).obj.Options)}
+        ]
+        takes = ", ".join(f"--{f.replace('_', '-')}" for f in fields) or "no options"
+        raise UserError(
+            f"--{foreign[0].replace('_', '-')} is an option of --executor {' / '.join(owners) or '?'}, not of "
+            f"--executor {name} (which takes {takes})"
+        )
+    try:
+        return component.instantiate(**{**_settings(name, fields), **given})
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace(f"executor {name!r} parameter", f"--executor {name} option")) from None
+
+
+def run_suite(suite: Suite, options: RunOptions, executor: Executor) -> list[CellOutcome]:
+    """Run every cell (validated, checked by the executor, and prepared first); failures are recorded and the suite
+    goes on. Any number of processes may run one suite on one store: they share the cells (`run_cell`)."""
     index, count = options.shard
     cells = expand_cells(suite)[index::count]
-    return pick_executor(options)(cells, Tracker(options.results), options, prepare)
+    executor.check(cells, options)
+    return executor.run(cells, Tracker(options.results), options, prepare)

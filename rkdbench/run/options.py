@@ -1,6 +1,7 @@
-"""What a run is asked and what it answers: `RunOptions` (results store, model and data folders, executor and
-workers, console), `CellOutcome` (one cell's status, run id and metrics) and `RunContext` (what the observer
-hooks `run_started`, `epoch_finished` and `run_finished` see)."""
+"""What a run is asked and what it answers: `RunOptions` (the results store, model and data folders, device, teacher
+builds, shard, and the console progress goes to), `CellOutcome` (one cell's status, run id and metrics) and
+`RunContext` (what the observer hooks `run_started`, `epoch_finished` and `run_finished` see). Where cells run, and
+with which options, is the executor's (`rkdbench.run.executor`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ..teachers.card import default_model_dir
 __all__ = ["RunOptions", "CellOutcome", "RunContext"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOptions:
     results: Path = Path("rkdbench-results")
     model_dir: Path = field(default_factory=default_model_dir)
@@ -23,9 +24,6 @@ class RunOptions:
     console: Any = None  # a rich Console, or None for silence
     data_dir: Path | None = None  # None: $RKDBENCH_DATA_DIR or ~/.cache/rkdbench/data (protocols' data_root wins)
     shard: tuple[int, int] = (0, 1)  # (index, count): deprecated; N workers on one store share the work
-    workers: int = 1  # local worker processes (`executors.local`); 1: this process runs the cells
-    executor: str = "local"  # local: this process (or `workers` processes); ray: one Ray task per cell
-    address: str | None = None  # the Ray cluster (auto or HOST:PORT); None: a local cluster sized to the machine
 
 
 @dataclass

@@ -66,9 +66,10 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f}m" if seconds >= 60 else f"{seconds:.0f}s"
 
 
-def suite_status(outcomes: list, total: int, seconds: list[float]) -> str:
+def suite_status(outcomes: list, total: int, seconds: list[float], parallel: int = 1) -> str:
     """One line after each cell: counts by status, time spent, and an ETA from the mean time of the cells that
-    ran (an estimate: methods differ in cost, so it is least accurate early in a mixed suite)."""
+    ran, with `parallel` cells running at once (an estimate: methods differ in cost, so it is least accurate early
+    in a mixed suite)."""
     counts = {status: sum(o.status == status for o in outcomes) for status in STATUSES}
     remaining = total - len(outcomes)
     extra = "".join(
@@ -81,5 +82,6 @@ def suite_status(outcomes: list, total: int, seconds: list[float]) -> str:
         f"{counts['failed']} failed{extra}), {_minutes(sum(seconds))} spent"
     )
     if remaining and seconds:
-        line += f", ~{_minutes(sum(seconds) / len(seconds) * remaining)} to go for {remaining} more"
+        rounds = -(-remaining // max(1, min(parallel, remaining)))  # ceil: cells still to run, `parallel` at a time
+        line += f", ~{_minutes(sum(seconds) / len(seconds) * rounds)} to go for {remaining} more"
     return line

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from rkdbench.config import ResourcesConfig, load_protocol, load_suite
 from rkdbench.errors import ConfigError, UserError
 from rkdbench.run.cells import expand_cells
-from rkdbench.run.executors.ray_executor import check_store_for_cluster
+from rkdbench.run.remote import check_store_for_cluster
 from services import free_port
 
 pytestmark = pytest.mark.slow
@@ -92,7 +92,7 @@ def test_bad_resources_are_one_line(tmp_path, toml, message):
 
 
 def test_cell_resources_default_to_one_gpu_when_the_cluster_has_gpus():
-    from rkdbench.run.executors.ray_executor import CellResources
+    from rkdbench.run.remote import CellResources
 
     assert CellResources.of(ResourcesConfig(), cluster_gpus=8) == CellResources(gpus=1.0, cpus=1)
     assert CellResources.of(ResourcesConfig(), cluster_gpus=0) == CellResources(gpus=0.0, cpus=1)
@@ -100,12 +100,13 @@ def test_cell_resources_default_to_one_gpu_when_the_cluster_has_gpus():
 
 
 def test_a_worker_that_cannot_see_the_results_folder_fails_its_cell_naming_the_path(tmp_path):
-    from rkdbench.run.executors.ray_executor import _cell_task
     from rkdbench.run.options import RunOptions
+    from rkdbench.run.remote import RemoteSetup, run_remote_cell
 
     cell = expand_cells(load_suite(suite_file(tmp_path, "s", [0])))[0]
     results = tmp_path / "results-on-the-driver-only"
-    outcome = _cell_task(cell, RunOptions(results=results), "[1/1]", {}, [], ".rkdbench-driver-0123", 1, None)
+    setup = RemoteSetup({}, [], ".rkdbench-driver-0123")
+    outcome = run_remote_cell(cell, RunOptions(results=results), "[1/1]", setup, 1)
     assert outcome.status == "failed" and outcome.run_id == ""
     assert f"results folder {results} is not visible on worker node" in outcome.error
     assert "shared by every node" in outcome.error and "\n" not in outcome.error

@@ -1,4 +1,5 @@
-"""One worker's loop over a suite's cells: a pass in which cells held by other workers are passed over, then a
+"""One worker's loop over a suite's cells, in this process (the `serial` and `local` executors' loop, and every
+`--workers` process's): a pass in which cells held by other workers are passed over, then a
 wait for those: each ends when another worker finished (or failed) it, or when its holder is gone and this
 worker takes it over (resuming from the checkpoint in the same run). Every cell gets exactly one outcome.
 
@@ -13,26 +14,18 @@ import os
 import time
 from collections.abc import Callable
 
-from ...config import Cell
-from ...tracking import Tracker
-from ...tracking.journal import is_unreachable
-from ..cell import protocol_experiment, run_cell
-from ..lease import CellLease
-from ..options import CellOutcome, RunOptions
-from ..progress import say, suite_status
+from ..config import Cell
+from ..tracking import Tracker
+from ..tracking.journal import is_unreachable
+from .cell import protocol_experiment, run_cell
+from .lease import CellLease
+from .options import CellOutcome, RunOptions
+from .progress import say, suite_status
 
-__all__ = ["run_serial", "run_cells", "RAN", "POLL_SECONDS"]
+__all__ = ["run_cells", "RAN", "POLL_SECONDS"]
 
 POLL_SECONDS = 5.0  # how often a waiting worker looks at the cells others hold ($RKDBENCH_WAIT_POLL_SECONDS)
 RAN = ("finished", "failed", "undelivered")  # statuses whose wall time counts toward the suite's ETA
-
-
-def run_serial(
-    cells: list[Cell], tracker: Tracker, options: RunOptions, prepare: Callable[[list[Cell], Tracker, RunOptions], None]
-) -> list[CellOutcome]:
-    """The executor of a plain `rkdbench run`: prepare, then this process's loop over every cell."""
-    prepare(cells, tracker, options)
-    return run_cells(cells, tracker, options)
 
 
 def run_cells(

@@ -1,4 +1,5 @@
-"""`rkdbench run SUITE --workers N`: N worker processes on this machine share one store and the suite's cells.
+"""`--executor local` (the default): this process runs the cells, or with `--workers N`, N worker processes on this
+machine share one store and the suite's cells.
 
 Each worker is the `serial` loop in a fresh (spawned) process, starting at its own offset in the cell list so
 workers rarely contend for a lease; the cells' leases and journals make every cell exactly-once, as for N
@@ -14,16 +15,24 @@ import dataclasses
 import multiprocessing
 import os
 import queue as queue_module
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from ...config import Cell
-from ...plugins import loaded_plugin_dirs
-from ...tracking import Tracker
-from ..options import CellOutcome, RunOptions
-from ..progress import say, suite_status
+from rkdbench import (
+    CellOutcome,
+    Executor,
+    Tracker,
+    at_least,
+    executor_option,
+    hookimpl,
+    loaded_plugin_dirs,
+    prepare_worker,
+    run_cells,
+    say,
+    suite_status,
+)
 
-__all__ = ["run_local", "run_local_cells", "worker_threads"]
+__all__ = ["Local", "LocalOptions", "run_local_cells", "worker_threads"]
 
 # When two workers report one cell, the one that did the work wins; `elsewhere` only stands when no worker of
 # this executor ended the cell (another process did).
@@ -46,21 +55,35 @@ class _QueueConsole:
         self.queue.put(("say", self.worker, str(message)))
 
 
-def _worker(
-    cells: list[Cell], options: RunOptions, index: int, workers: int, plugin_dirs: list[str], queue: Any
-) -> None:
-    import torch
+@dataclass(frozen=True)
+class LocalOptions:
+    workers: int = executor_option(
+        1,
+        "Worker processes on this machine sharing the cells (each with cpu_count/N torch threads unless "
+        "OMP_NUM_THREADS is set). Separate `rkdbench run` processes on one store share them as well.",
+        rule=at_least(1),
+    )
 
-    from ...contracts.build import method_of
-    from ...plugins import load_plugins_dir
-    from .serial import run_cells
 
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(worker_threads(workers))
-    for folder in plugin_dirs:
-        load_plugins_dir(folder)
-    for cell in cells:  # they came without their method objects: built here, now that the plugins are loaded
-        method_of(cell)
+class Local(Executor):
+    name = "local"
+    description = "this process (or --workers N processes on this machine)"
+    Options = LocalOptions
+
+    def parallelism(self, cells, options) -> int:
+        return self.options.workers
+
+    def run(self, cells, tracker, options, prepare):
+        """Prepare here (teachers built once), then run the cells in this process or on N worker processes."""
+        prepare(cells, tracker, options)
+        if self.options.workers == 1:
+            return run_cells(cells, tracker, options)
+        return run_local_cells(cells, options, self.options.workers)
+
+
+def _worker(cells: list, options: Any, index: int, workers: int, plugin_dirs: list[str], queue: Any) -> None:
+    # the cells came without their method objects: built in prepare_worker, now that the plugins are loaded
+    prepare_worker(cells, plugin_dirs, None if "OMP_NUM_THREADS" in os.environ else worker_threads(workers))
     options = dataclasses.replace(options, console=_QueueConsole(queue, index))
 
     def report(outcome: CellOutcome, seconds: float) -> None:
@@ -90,15 +113,7 @@ def _worker(
     )
 
 
-def run_local(
-    cells: list[Cell], tracker: Tracker, options: RunOptions, prepare: Callable[[list[Cell], Tracker, RunOptions], None]
-) -> list[CellOutcome]:
-    """The `--workers N` executor: prepare here (teachers built once), then run the cells on N processes."""
-    prepare(cells, tracker, options)
-    return run_local_cells(cells, options, options.workers)
-
-
-def run_local_cells(cells: list[Cell], options: RunOptions, workers: int) -> list[CellOutcome]:
+def run_local_cells(cells: list, options: Any, workers: int) -> list[CellOutcome]:
     context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state, no inherited MLflow clients
     queue = context.Queue()
     child_options = dataclasses.replace(options, console=None)
@@ -143,7 +158,7 @@ def run_local_cells(cells: list[Cell], options: RunOptions, workers: int) -> lis
                 seconds.append(spent)
             if status != "elsewhere" and previous is None:
                 counted.append(outcome)
-                say(options, f"[dim]{suite_status(counted, len(cells), seconds)}[/]")
+                say(options, f"[dim]{suite_status(counted, len(cells), seconds, workers)}[/]")
     except KeyboardInterrupt:
         for process in processes:  # the workers got the same Ctrl-C: each marks its cell KILLED, resumable
             process.join(timeout=30)
@@ -160,3 +175,8 @@ def run_local_cells(cells: list[Cell], options: RunOptions, workers: int) -> lis
                 error=f"no worker reported this cell (worker exit codes {codes}); rerun the suite to resume it",
             )
     return [outcomes[cell.key] for cell in cells]
+
+
+@hookimpl
+def register_executors(register):
+    register(Local)

@@ -1,0 +1,177 @@
+"""What executors whose cells run in other processes or on other machines (local workers, Ray tasks, Slurm array
+tasks) share, so each of them is only its scheduler's glue. On the driver, `remote_setup` writes a marker file into
+the results folder and gathers what a worker needs to act like the driver (the `MLFLOW_*`/`RKDBENCH_*` environment,
+the `--plugins-dir` folders, absolute paths); in the worker, `run_remote_cell` applies it, checks that the worker sees
+the driver's results folder (a cluster needs a shared filesystem), loads the plugins, rebuilds the cell's method
+object (cells travel without it) and runs the cell through the exactly-once `run_cell`. `check_store_for_cluster`
+refuses a sqlite store on a multi-node cluster with the command of the store to use instead; `CellResources` is
+what one cell asks a scheduler for, from the protocol's `[resources]`; `end_line` is the line printed as a cell ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..attacks.traits import ranked_accuracy
+from ..config import Cell, ResourcesConfig
+from ..contracts.build import method_of
+from ..errors import UserError
+from ..plugins import load_plugins_dir, loaded_plugin_dirs
+from ..tracking import Tracker
+from .cell import protocol_experiment, run_cell
+from .options import CellOutcome, RunOptions
+
+__all__ = [
+    "SERVER_HINT",
+    "MARKER_PREFIX",
+    "CellResources",
+    "RemoteSetup",
+    "check_store_for_cluster",
+    "ensure_experiments",
+    "remote_setup",
+    "prepare_worker",
+    "run_remote_cell",
+    "wait_until_stopped",
+    "end_line",
+]
+
+MARKER_PREFIX = ".rkdbench-driver-"
+ENV_PREFIXES = ("MLFLOW_", "RKDBENCH_")  # tracking URI and credentials, plugin filters, model/data dirs
+SERVER_HINT = (
+    "start a team tracking server on a machine every node reaches (`rkdbench server --host 0.0.0.0 "
+    "--backend-store-uri postgresql+psycopg2://USER@HOST:PORT/DB`) and set "
+    "MLFLOW_TRACKING_URI=http://SERVER:5000 for the driver"
+)
+
+
+@dataclass(frozen=True)
+class CellResources:
+    """What one cell asks the scheduler for; `cpus` is also torch's intra-op thread count in the worker."""
+
+    gpus: float
+    cpus: int
+
+    @classmethod
+    def of(cls, protocol_resources: ResourcesConfig, cluster_gpus: float) -> CellResources:
+        gpus = protocol_resources.gpus_per_cell
+        return cls(
+            gpus=(1.0 if cluster_gpus >= 1 else 0.0) if gpus is None else gpus, cpus=protocol_resources.cpus_per_cell
+        )
+
+
+@dataclass(frozen=True)
+class RemoteSetup:
+    """What a worker needs to act like the driver: its environment, plugin folders and the results marker's name."""
+
+    env: dict[str, str]
+    plugin_dirs: list[str]
+    marker: str
+
+
+def check_store_for_cluster(tracking_uri: str, alive_nodes: int, cluster: str) -> None:
+    """A sqlite store lives on one machine: refuse it for a cluster of several nodes, with the store to use instead."""
+    if alive_nodes > 1 and tracking_uri.startswith("sqlite:"):
+        raise UserError(
+            f"a sqlite store ({tracking_uri}) cannot be shared by the {alive_nodes} nodes of {cluster}; {SERVER_HINT}"
+        )
+
+
+def ensure_experiments(tracker: Tracker, cells: list[Cell]) -> None:
+    """Create each protocol's experiment once, on the driver, rather than raced by the first workers."""
+    for protocol in {cell.protocol.experiment_name: cell.protocol for cell in cells}.values():
+        protocol_experiment(tracker, protocol)
+
+
+def remote_setup(tracker: Tracker, options: RunOptions) -> tuple[RemoteSetup, RunOptions]:
+    """On the driver: write the results marker and return the setup plus the options a worker runs with (absolute
+    paths, no console). Remove `options.results / setup.marker` when the cells have ended."""
+    results = Path(options.results).resolve()
+    marker = f"{MARKER_PREFIX}{secrets.token_hex(8)}"
+    (results / marker).write_text("written by the rkdbench driver; workers check that they see it\n")
+    env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
+    env["MLFLOW_TRACKING_URI"] = tracker.uri
+    worker_options = dataclasses.replace(
+        options,
+        results=results,
+        console=None,
+        model_dir=Path(options.model_dir).resolve(),
+        data_dir=Path(options.data_dir).resolve() if options.data_dir else None,
+    )
+    return RemoteSetup(env, loaded_plugin_dirs(), marker), worker_options
+
+
+def prepare_worker(cells: list[Cell], plugin_dirs: list[str], threads: int | None) -> None:
+    """In a fresh worker process: torch's thread count (unless None), the driver's `--plugins-dir` folders, and the
+    cells' method objects (built here, now that their plugins are loaded)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    for folder in plugin_dirs:
+        load_plugins_dir(folder)
+    for cell in cells:
+        method_of(cell)
+
+
+def run_remote_cell(
+    cell: Cell,
+    options: RunOptions,
+    position: str,
+    setup: RemoteSetup,
+    threads: int,
+    on_start: Callable[[], None] | None = None,
+) -> CellOutcome:
+    """In a worker: the driver's environment, the shared-folder check, plugins, then the exactly-once `run_cell`."""
+    os.environ.update(setup.env)
+    if not (Path(options.results) / setup.marker).is_file():
+        return CellOutcome(
+            cell,
+            "failed",
+            error=f"results folder {options.results} is not visible on worker node {socket.gethostname()} (no "
+            f"{setup.marker}): --results must be a filesystem shared by every node of the cluster",
+        )
+    if threading.current_thread() is threading.main_thread():
+        # a scheduler cancels a running task by simulating SIGINT, which Python ignores when the worker inherited
+        # SIGINT as ignored (a head started in the background of a script): Ctrl-C would leave the cell RUNNING
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if on_start is not None:
+        on_start()
+    prepare_worker([cell], setup.plugin_dirs, threads)
+    return run_cell(cell, Tracker(options.results), options, position)
+
+
+def wait_until_stopped(tracker: Tracker, cells: list[Cell], timeout: float) -> None:
+    """A cancelled task can end before its worker has run `run_cell`'s KILLED bookkeeping; leaving then would end
+    the job with the runs still RUNNING, so wait (bounded) until none of them is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [tracker.find_run(protocol_experiment(tracker, cell.protocol), cell.key) for cell in cells]
+        if not any(run is not None and run.info.status == "RUNNING" for run in runs):
+            return
+        time.sleep(0.5)
+
+
+def end_line(position: str, outcome: CellOutcome) -> str:
+    """The line printed when a cell ends: status, label, clean and ranked accuracy (or the error), run id."""
+    metrics = outcome.metrics
+    protocol = outcome.cell.protocol
+    ranked = ranked_accuracy(metrics, protocol.eval.attacks, "test.", protocol.eval.rank_by)
+    detail = (
+        f"clean {metrics['test.clean_acc']:.1%}, {ranked[0]} {ranked[1]:.1%}"
+        if ranked and "test.clean_acc" in metrics
+        else outcome.error
+    )
+    color = {"failed": "red", "finished": "bold"}.get(outcome.status, "dim")
+    return (
+        f"[{color}]{position} {outcome.status}[/] {outcome.cell.label}{': ' + detail if detail else ''}"
+        f"{' [dim](run ' + outcome.run_id + ')[/]' if outcome.run_id else ''}"
+    )
