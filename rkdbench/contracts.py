@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from torch import Tensor
 
 from .errors import ConfigError, close_matches
 from .pgd import PGDInit
+
+if TYPE_CHECKING:
+    from .tuning.space import Distribution
 
 __all__ = [
     "FORWARD_PASSES",
@@ -165,7 +169,16 @@ class Method:
     extra_augment: ClassVar[str | None] = None  # an `rkdbench.data.AUGMENTATIONS` name applied after the protocol's
     attack: ClassVar[AttackSpec | None] = AttackSpec()  # None: trains on clean inputs only
     Params: ClassVar[type] = Params
+    # the tuning search space over `Params` fields (`rkdbench.tuning.space`), checked when the class is defined
+    space: ClassVar[Mapping[str, Distribution]] = {}
     version: ClassVar[str] = "1"  # bump when the method's maths changes: it is part of the cell key
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.space:
+            from .tuning.space import check_method_space  # here: rkdbench.config imports attacks, which imports us
+
+            check_method_space(cls)
 
     def __init__(self, **overrides: Any) -> None:
         self.params, self.attack = self.resolve_params(overrides)

@@ -30,6 +30,7 @@ from torch import Tensor
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.losses import ScalarReduction, kl_div
 from rkdbench.student_passes import StudentForwards
+from rkdbench.tuning import Choice, Uniform
 
 __all__ = ["AdaAD", "AdaADParams"]
 
@@ -50,6 +51,7 @@ class AdaAD(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "t_adv"})
     Params = AdaADParams
+    space = {"alpha": Uniform(0.5, 1.0), "kl_reduction": Choice("mean", "batchmean")}
     attack = AttackSpec(needs=frozenset({"s_adv", "t_adv"}), init="gauss", bn="eval", steps=10, step_size=0.25)
 
     def configure_needs(self, params: AdaADParams) -> frozenset[str]:

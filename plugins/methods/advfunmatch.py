@@ -27,6 +27,7 @@ from torch import Tensor
 
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.losses import ScalarReduction, kl_div
+from rkdbench.tuning import Choice, LogUniform
 
 __all__ = ["AdvFunMatch", "AdvFunMatchParams", "function_kl"]
 
@@ -58,6 +59,11 @@ class AdvFunMatch(Method):
     needs = frozenset({"s_adv", "t_adv"})
     extra_augment = "strong"
     Params = AdvFunMatchParams
+    space = {
+        "temperature": LogUniform(0.5, 10.0),
+        "kl_reduction": Choice("batchmean", "mean"),
+        "kl_direction": Choice("teacher||student", "student||teacher"),
+    }
     attack = AttackSpec(needs=frozenset({"s_adv", "t_adv"}), init="uniform", bn="eval", steps=10, step_size=0.25)
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:

@@ -29,6 +29,7 @@ from torch import Tensor
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.errors import ConfigError
 from rkdbench.losses import soft_cross_entropy
+from rkdbench.tuning import Uniform
 
 __all__ = ["AKD", "AKDParams", "akd_target"]
 
@@ -55,6 +56,7 @@ class AKD(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "t_adv"})
     Params = AKDParams
+    space = {"alpha": Uniform(0.5, 1.0)}
     attack = AttackSpec(needs=frozenset({"s_adv"}), init="uniform", bn="eval", steps=7, step_size=0.25)
 
     def configure_teacher_roles(self, params: AKDParams) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ from torch import Tensor
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.losses import ScalarReduction, kl_div
 from rkdbench.student_passes import StudentForwards
+from rkdbench.tuning import Choice, LogUniform, Uniform
 
 __all__ = ["ARD", "ARDParams"]
 
@@ -42,6 +43,11 @@ class ARD(Method):
     citation = "Goldblum et al., AAAI 2020"
     teacher_roles = ("robust",)
     Params = ARDParams
+    space = {
+        "temperature": LogUniform(1.0, 50.0),
+        "alpha": Uniform(0.5, 1.0),
+        "kl_reduction": Choice("mean", "batchmean"),
+    }
     attack = AttackSpec(needs=frozenset({"s_adv"}), init="uniform", bn="train", steps=10, step_size=0.25)
 
     def configure_needs(self, params: ARDParams) -> frozenset[str]:

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.losses import kl_div
+from rkdbench.tuning import LogUniform
 
 __all__ = ["DGAD", "DGADParams", "swap_logits", "dgad_loss"]
 
@@ -102,6 +103,7 @@ class DGAD(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_nat", "s_adv", "t_nat", "t_adv"})
     Params = DGADParams
+    space = {"beta": LogUniform(0.1, 10.0)}
     attack = AttackSpec(needs=frozenset({"s_adv", "t_adv"}), init="gauss", bn="eval", steps=10, step_size=0.25)
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:

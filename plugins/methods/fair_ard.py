@@ -18,6 +18,7 @@ from torch import Tensor
 
 from rkdbench import Losses, Outputs, Progress, hookimpl
 from rkdbench.losses import kl_div
+from rkdbench.tuning import Uniform
 from rkdbench_plugins.methods.ard import ARD, ARDParams
 from rkdbench_plugins.methods.fair_weights import CLASS_WEIGHTS_DOC, ClassReweighting, FairParams
 
@@ -40,6 +41,7 @@ class FairARD(ClassReweighting, ARD):
     name = "fair-ard"
     citation = CITATION
     Params = FairARDParams
+    space = {**ARD.space, "fair_beta": Uniform(0.0, 4.0)}
 
     def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses:
         p = self.params

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from rkdbench import Losses, Outputs, Progress, hookimpl
 from rkdbench.losses import kl_div
+from rkdbench.tuning import Uniform
 from rkdbench_plugins.methods.fair_ard import CITATION
 from rkdbench_plugins.methods.fair_rslad import rslad_per_example
 from rkdbench_plugins.methods.fair_weights import CLASS_WEIGHTS_DOC, ClassReweighting, FairParams
@@ -41,6 +42,7 @@ class FairMTARD(ClassReweighting, MTARD):
     name = "fair-mtard"
     citation = CITATION
     Params = FairMTARDParams
+    space = {**MTARD.space, "fair_beta": Uniform(0.0, 4.0)}
     _weights: Tensor | None = None
 
     def configure_teacher_roles(self, params: FairMTARDParams) -> tuple[str, ...]:

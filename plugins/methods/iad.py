@@ -49,6 +49,7 @@ from torch import Tensor
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.losses import kl_div
 from rkdbench.student_passes import StudentForwards
+from rkdbench.tuning import LogUniform, Uniform
 
 __all__ = ["IAD", "IADParams", "IADII", "IADIIParams", "reliability", "begin_epoch"]
 
@@ -100,6 +101,7 @@ class IAD(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "s_nat", "t_nat", "t_adv"})
     Params = IADParams
+    space = {"temperature": LogUniform(0.5, 10.0), "alpha_kd": Uniform(0.5, 1.0), "beta": LogUniform(0.01, 1.0)}
     attack = ATTACK
 
     def student_forwards(self, progress: Progress) -> StudentForwards | None:
@@ -139,6 +141,12 @@ class IADII(Method):
     teacher_roles = ("robust", "natural")
     needs = frozenset({"s_adv", "s_nat", "t_adv", "natural:t_adv"})
     Params = IADIIParams
+    space = {
+        "temperature": LogUniform(0.5, 10.0),
+        "alpha1": Uniform(0.25, 0.6),  # alpha1 + alpha2 <= 1: the CE term's weight 1 - alpha1 - alpha2 stays >= 0
+        "alpha2": Uniform(0.1, 0.4),
+        "beta": LogUniform(0.01, 1.0),
+    }
     attack = ATTACK
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:

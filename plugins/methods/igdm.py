@@ -27,6 +27,7 @@ from torch import Tensor
 
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.losses import KLReduction, ScalarReduction, kl_div, reduce_per_example
+from rkdbench.tuning import Choice, LogUniform
 
 __all__ = ["IGDM", "IGDMParams", "igdm_loss", "igdm_per_example", "igdm_ramp"]
 
@@ -64,6 +65,7 @@ class IGDM(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "t_adv", "s_mir", "t_mir"})
     Params = IGDMParams
+    space = {"alpha": LogUniform(0.1, 30.0), "kl_reduction": Choice("batchmean", "mean")}
     attack = AttackSpec(needs=frozenset({"s_adv", "t_adv"}), init="gauss", bn="eval", steps=10, step_size=0.25)
 
     def configure_needs(self, params: IGDMParams) -> frozenset[str]:

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from rkdbench import Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.losses import ScalarReduction, kl_div
+from rkdbench.tuning import Choice, LogUniform, Uniform
 
 __all__ = ["KD", "KDParams"]
 
@@ -34,6 +35,11 @@ class KD(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_nat", "t_nat"})
     Params = KDParams
+    space = {
+        "temperature": LogUniform(1.0, 20.0),
+        "alpha": Uniform(0.5, 1.0),
+        "kl_reduction": Choice("batchmean", "mean"),
+    }
     attack = None
 
     def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
+from rkdbench.tuning import LogUniform
 
 __all__ = ["MART", "MARTParams"]
 
@@ -35,6 +36,7 @@ class MART(Method):
     citation = "Wang et al., 'Improving Adversarial Robustness Requires Revisiting Misclassified Examples', ICLR 2020"
     needs = frozenset({"s_nat", "s_adv"})
     Params = MARTParams
+    space = {"beta": LogUniform(0.5, 20.0)}
     attack = AttackSpec(needs=frozenset({"s_adv"}), init="gauss", bn="eval", steps=10, step_size=0.007 / 0.031)
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:

@@ -43,6 +43,7 @@ from torch import Tensor
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.errors import ConfigError
 from rkdbench.losses import ScalarReduction, kl_div
+from rkdbench.tuning import Choice, LogUniform, Uniform
 from rkdbench_plugins.methods.rslad import rslad_kl
 
 __all__ = ["MTARD", "MTARDParams", "teacher_entropy", "eta_decay_epochs"]
@@ -97,6 +98,11 @@ class MTARD(Method):
     teacher_roles = ("robust", "natural")
     needs = frozenset({"s_adv", "s_nat", "t_adv", "natural:t_nat"})
     Params = MTARDParams
+    space = {
+        "eta": LogUniform(0.0025, 0.25),
+        "w_nat_init": Uniform(0.25, 0.75),
+        "kl_reduction": Choice("mean", "batchmean"),
+    }
     attack = AttackSpec(needs=frozenset({"s_adv"}), init="gauss", bn="eval", steps=10, step_size=0.25)
 
     def __init__(self, **overrides) -> None:

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.losses import kl_div
+from rkdbench.tuning import LogUniform
 
 __all__ = ["PeerAiD", "PeerAiDParams", "fresh_copy", "peer_loss", "student_loss"]
 
@@ -90,6 +91,7 @@ class PeerAiD(Method):
     teacher_roles = ()
     needs = frozenset({"s_adv", "s_nat"})  # documentation: training_step runs its own passes
     Params = PeerAiDParams
+    space = {"tau": LogUniform(1.0, 20.0), "gamma2": LogUniform(0.01, 1.0), "lambda3": LogUniform(0.1, 10.0)}
     attack = AttackSpec(needs=frozenset({"s_adv"}), init="gauss", bn="eval", steps=10, step_size=0.25)
 
     def build_networks(self, student: nn.Module) -> dict[str, nn.Module]:

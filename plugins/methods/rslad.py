@@ -19,6 +19,7 @@ from torch import Tensor
 
 from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
 from rkdbench.losses import ScalarReduction, kl_div
+from rkdbench.tuning import Choice, LogUniform, Uniform
 
 __all__ = ["RSLAD", "RSLADParams", "rslad_kl"]
 
@@ -44,6 +45,12 @@ class RSLAD(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "s_nat", "t_nat"})
     Params = RSLADParams
+    space = {
+        "adv_weight": Uniform(0.5, 1.0),
+        "nat_weight": Uniform(0.0, 0.5),
+        "temperature": LogUniform(0.5, 10.0),
+        "kl_reduction": Choice("mean", "batchmean"),
+    }
     attack = AttackSpec(needs=frozenset({"s_adv", "t_nat"}), init="gauss", bn="eval", steps=10, step_size=0.25)
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:
