@@ -5,14 +5,16 @@ heartbeat that turns a killed worker's trial into a retried one.
 results store. `open_storage` returns Optuna's `RDBStorage` with a heartbeat (a running trial whose worker stops
 beating for `grace` seconds is failed and re-queued with the same values, `RetryHeartbeatStaleTrialCallback`). A new
 sqlite file is built beside its place and renamed into it under the results store's lock (`tracking.store.store_lock`),
-so concurrent workers never race the schema's creation and a kill never leaves half a database. Storage that cannot
-be reached, or whose schema this Optuna cannot read, is one `UserError` line.
+so a kill never leaves half a database; on PostgreSQL a server-side advisory lock serializes the creation of Optuna's
+tables (`storage_lock`): two workers at once otherwise fail on a fresh database. Storage that cannot be reached, or
+whose schema this Optuna cannot read, is one `UserError` line.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from .samplers import optuna_experimental
 __all__ = ["STUDY_DB", "STORAGE_ENV", "Heartbeat", "study_storage_url", "open_storage", "shown_url", "storage_lock"]
 
 STUDY_DB = "optuna.db"
+ADVISORY_KEY = 0x726B6462656E6368  # "rkdbench": the PostgreSQL advisory lock of study databases
 STORAGE_ENV = "RKDBENCH_STUDY_STORAGE"
 SCHEMES = ("sqlite:///", "postgresql://", "postgresql+")
 
@@ -66,12 +69,27 @@ def shown_url(url: str) -> str:
 
 
 def storage_lock(url: str) -> Any:
-    """What serializes a study's creation: the results store's lock for sqlite; PostgreSQL's own uniqueness of study
-    names (and the duplicate rule of `study.claim`) for a server."""
-    from contextlib import nullcontext
-
+    """What serializes the creation of a study database's schema and of a study: the results store's lock for sqlite,
+    a PostgreSQL advisory lock for a server (held by a connection, so a killed holder releases it)."""
     database = sqlite_path(url)
-    return store_lock(database.parent) if database is not None else nullcontext()
+    return store_lock(database.parent) if database is not None else _advisory_lock(url)
+
+
+@contextmanager
+def _advisory_lock(url: str) -> Iterator[None]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_KEY})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
+    finally:
+        engine.dispose()
 
 
 def _create_sqlite(database: Path) -> None:
@@ -103,7 +121,8 @@ def open_storage(url: str, heartbeat: Heartbeat = Heartbeat()) -> Any:
     try:
         if database is not None:
             _create_sqlite(database)
-        with optuna_experimental():
+        # a fresh server database: the first worker creates Optuna's tables, the others wait and find them
+        with optuna_experimental(), _advisory_lock(url) if database is None else nullcontext():
             return RDBStorage(
                 url,
                 # sqlite: wait for a busy database instead of failing at once (workers and heartbeats write often)

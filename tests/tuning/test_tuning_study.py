@@ -114,7 +114,7 @@ def test_open_study_records_the_sampler_and_enqueues_trial_0_once(tmp_path):
     assert again.study_name == study.study_name == identity().name
     attrs = again.user_attrs
     assert attrs["rkdbench.sampler"] == {
-        "class": "QMCSampler",
+        "class": "NumberedQMCSampler",
         "qmc_type": "sobol",
         "scramble": False,
         "seed": 0,

@@ -75,6 +75,7 @@ def test_two_workers_finish_exactly_the_budget_and_trial_0_is_the_recipe(tmp_pat
     complete = _complete(trials)
     assert len(complete) == budget  # not one more, whatever the race at the end
     assert len({origin(t) for t in complete}) == budget
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == budget  # no Sobol point drawn twice
     assert all(t.state == TrialState.COMPLETE or t.user_attrs.get(VERDICT) for t in trials)  # the rest ran nothing
     zero = min(trials, key=lambda t: t.number)
     assert zero.number == 0 and origin(zero) == DEFAULTS_ORIGIN and zero.params == DEFAULTS
