@@ -1,10 +1,11 @@
 """The types plugin authors program against: `Outputs`, `Progress`, `Losses`, `AttackSpec`, `AttackResult`,
 and the `Method` base class with its declarative contract.
 
-A method declares which forward passes it `needs`, an `AttackSpec` for its training attack, and typed
-`Params` (a dataclass whose defaults equal the official code); it implements two pure tensor functions,
-`attack_objective(out, y)` (per-example, maximized by PGD) and `loss(out, y, progress)`. The engine runs
-the loop. Methods that do not fit override `training_step` and keep state in `self.state`. A method that trains a
+A method declares which forward passes it `needs`, an `AttackSpec` for its training attack, typed
+`Params` (a dataclass whose defaults equal the official code) and, optionally, the `space` of those params that
+`rkdbench tune` searches (checked when the class is defined, `rkdbench.tuning.checks`); it implements two pure
+tensor functions, `attack_objective(out, y)` (per-example, maximized by PGD) and `loss(out, y, progress)`. The engine
+runs the loop. Methods that do not fit override `training_step` and keep state in `self.state`. A method that trains a
 network of its own (PeerAiD's peer) returns it from `build_networks(student)`: the engine gives it an optimizer
 and a scheduler, steps them with the student's, and checkpoints all three with the cell; `configure_optimizer`
 overrides the protocol's optimizer settings for the method (Fair-ARD's Nesterov SGD).
@@ -176,7 +177,7 @@ class Method:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.space:
-            from .tuning.space import check_method_space  # here: rkdbench.config imports attacks, which imports us
+            from .tuning.checks import check_method_space  # here: rkdbench.config imports attacks, which imports us
 
             check_method_space(cls)
 

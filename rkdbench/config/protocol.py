@@ -253,7 +253,7 @@ def _split_tune(source: str, raw: dict[str, Any], overrides: dict[str, Any], whe
 
 
 def _parse_tune(where: str, table: Any) -> TuneConfig:
-    from ..tuning.space import parse_space  # here: tuning.space imports config.fields, which loads this module
+    from ..tuning.checks import parse_space  # here: tuning.checks imports config.fields, which loads this module
 
     tune: TuneConfig = TuneConfig.parse(where, table)
     check_objective(f"{where}: tune.objective", tune.objective)

@@ -1,28 +1,22 @@
 """Search spaces declared, not hard-coded: `LogUniform`, `Uniform`, `IntRange` and `Choice` over named parameters.
 
 A method declares its own space next to its `Params` (`space = {"temperature": LogUniform(0.5, 10)}`), a protocol a
-space shared by every method in `[tune.space]` (`"train.lr" = {log_uniform = [0.01, 0.5]}`). Each distribution is
-checked against the declaration of the parameter it ranges over, with the checkers that already validate every value
-(`config.fields.check_value` for protocol fields, `contracts.build_params` for method parameters): the name exists
-(close matches otherwise), the type fits (a float range over a float, an int range over an int, choices over anything
-with a fixed set of values), both bounds and every choice are allowed values, a log range stays above 0, and the
-default (trial 0, the official recipe) lies inside. Every refusal is one `ConfigError` line naming the declaration,
-the parameter, the value and what is allowed. `to_optuna()` gives Optuna's distribution (imported only then).
+space shared by every method in `[tune.space]` (`"train.lr" = {log_uniform = [0.01, 0.5]}`, the forms of
+`TOML_FORMS`). A distribution knows its TOML form, whether it contains a value, Optuna's distribution (`to_optuna`,
+Optuna imported only then), how to draw from an Optuna trial (`suggest`), and what it must be checked for against the
+declaration of the parameter it ranges over (`check`; the declarations and the checks of whole spaces are in
+`checks.py`). `space_hash` is a space's identity, part of its study's name.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import types
-import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from ..config.fields import Section, check_value, choices_of
 from ..config.files import canonical_hash
 from ..errors import ConfigError, close_matches
 
@@ -33,17 +27,11 @@ __all__ = [
     "IntRange",
     "Choice",
     "Space",
-    "Declaration",
+    "TOML_FORMS",
+    "TOML_EXAMPLE",
     "parse_distribution",
-    "parse_space",
-    "check_space",
-    "check_contains",
-    "section_declarations",
-    "method_declarations",
-    "check_method_space",
     "space_hash",
     "describe_space",
-    "TOML_FORMS",
 ]
 
 Value = bool | int | float | str | None  # what Optuna's categorical distribution can hold
@@ -83,8 +71,9 @@ class Distribution(ABC):
     def __str__(self) -> str:
         return f"{self.key} [{', '.join(_literal(a) for a in self.args())}]"
 
-    def check(self, what: str, declaration: Declaration) -> None:
-        """ConfigError unless every value this distribution can give is an allowed value of `declaration`."""
+    def check(self, what: str, declaration: Any) -> None:
+        """ConfigError unless every value this distribution can give is an allowed value of `declaration` (a
+        `checks.Declaration`)."""
         self._check_shape(what)
         if self.value_type is not None:
             if declaration.choices:
@@ -93,7 +82,7 @@ class Distribution(ABC):
             if self.value_type not in declaration.kinds:
                 raise ConfigError(
                     f"{what} = {self}: {_NOUNS[self.value_type]} range over a parameter of type "
-                    f"{declaration.type_name}; allowed: {_allowed_forms(declaration)}"
+                    f"{declaration.type_name}; allowed: {declaration.forms}"
                 )
         for role, value in self._checked_values():
             declaration.validate(f"{what} = {self}: {role}", value)
@@ -268,14 +257,14 @@ TOML_FORMS: dict[str, Callable[[list[Any]], Distribution]] = {
     "log_int": lambda a: IntRange(*a, log=True),
     "choice": lambda a: Choice(*a),
 }
-_EXAMPLE = "{log_uniform = [0.01, 0.5]}"
+TOML_EXAMPLE = "{log_uniform = [0.01, 0.5]}"
 
 
 def parse_distribution(what: str, raw: Any) -> Distribution:
     """A distribution from its TOML form, e.g. `{log_uniform = [0.01, 0.5]}`; ConfigError on anything else."""
     forms = ", ".join(TOML_FORMS)
     if not isinstance(raw, dict) or len(raw) != 1:
-        raise ConfigError(f"{what} = {raw!r} is not allowed; allowed: a table with one of {forms}, e.g. {_EXAMPLE}")
+        raise ConfigError(f"{what} = {raw!r} is not allowed; allowed: a table with one of {forms}, e.g. {TOML_EXAMPLE}")
     [(key, args)] = raw.items()
     if key not in TOML_FORMS:
         raise ConfigError(f"{what}: unknown distribution {key!r}{close_matches(key, TOML_FORMS)}; allowed: {forms}")
@@ -283,140 +272,6 @@ def parse_distribution(what: str, raw: Any) -> Distribution:
     if not isinstance(args, list) or (ranged and len(args) != 2):
         raise ConfigError(f"{what} = {raw!r}: {key} takes {'[low, high]' if ranged else 'a list of values'}")
     return TOML_FORMS[key](args)
-
-
-@dataclass(frozen=True)
-class Declaration:
-    """What a tunable parameter allows: its annotation, its default, and the one function that validates a value
-    (the same checker that validates it when set by hand)."""
-
-    hint: Any
-    default: Any
-    validate: Callable[[str, Any], Any]  # (what, value) -> the value, or a ConfigError naming `what`
-
-    @property
-    def choices(self) -> tuple[Any, ...]:
-        return choices_of(self.hint)
-
-    @property
-    def kinds(self) -> set[type]:
-        """The Python types the annotation accepts (an `int` literal is an int, `float | None` is float and None)."""
-        return _kinds(self.hint)
-
-    @property
-    def type_name(self) -> str:
-        return " | ".join(sorted(k.__name__ for k in self.kinds)) or str(self.hint)
-
-
-def _kinds(hint: Any) -> set[type]:
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return {type(c) for c in typing.get_args(hint)}
-    if origin in (typing.Union, types.UnionType):
-        return set().union(*(_kinds(a) for a in typing.get_args(hint)))
-    return {origin or hint} if isinstance(origin or hint, type) else set()
-
-
-def _allowed_forms(declaration: Declaration) -> str:
-    kinds = declaration.kinds
-    forms = [f for f, k in (("log_uniform/uniform", float), ("int/log_int", int)) if k in kinds]
-    return ", ".join([*forms, "choice"])
-
-
-def section_declarations(section: type[Section]) -> dict[str, Declaration]:
-    """The declarations of a protocol table's fields: validated by `check_value` with the field's rule."""
-    hints = typing.get_type_hints(section)
-    declared: dict[str, Declaration] = {}
-    for name, f in section.fields().items():
-        rule = f.metadata.get("rule")
-        default = f.default if f.default is not dataclasses.MISSING else None
-        declared[name] = Declaration(
-            hints[name], default, lambda what, value, h=hints[name], r=rule: check_value(what, value, h, r)
-        )
-    return declared
-
-
-def method_declarations(method_cls: type) -> dict[str, Declaration]:
-    """The declarations of a method's `Params` fields, validated by `contracts.build_params` (name, type, `Literal`
-    choices, the dataclass's own checks) plus a field's `rule` where it declares one (`optional(1.0, above(0))`)."""
-    from ..contracts import build_params
-
-    params_cls = method_cls.Params
-    if not dataclasses.is_dataclass(params_cls):
-        return {}
-    hints = typing.get_type_hints(params_cls)
-    owner = f"method {method_cls.name!r}"
-
-    def validator(name: str, rule: Any) -> Callable[[str, Any], Any]:
-        def validate(what: str, value: Any) -> Any:
-            try:
-                built = getattr(build_params(params_cls, {name: value}, owner=owner), name)
-            except ConfigError as exc:
-                raise ConfigError(f"{what}: {exc}") from None
-            return built if rule is None else check_value(what, built, hints[name], rule)
-
-        return validate
-
-    declared: dict[str, Declaration] = {}
-    for f in dataclasses.fields(params_cls):
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        declared[f.name] = Declaration(hints[f.name], default, validator(f.name, f.metadata.get("rule")))
-    return declared
-
-
-def check_space(where: str, space: Mapping[str, Any], declarations: Mapping[str, Declaration]) -> None:
-    """ConfigError unless every entry names a declared parameter and fits its declaration."""
-    for name, dist in space.items():
-        if name not in declarations:
-            allowed = ", ".join(declarations) or "(none)"
-            raise ConfigError(f"{where}: no parameter {name!r}{close_matches(name, declarations)}; allowed: {allowed}")
-        if not isinstance(dist, Distribution):
-            raise ConfigError(
-                f"{where}: {name} = {dist!r} is not a distribution; allowed: LogUniform, Uniform, IntRange, Choice"
-            )
-        dist.check(f"{where}: {name}", declarations[name])
-
-
-def check_contains(where: str, space: Space, values: Mapping[str, Any], what: str = "the default") -> None:
-    """ConfigError unless each value (trial 0: the official recipe) lies inside its distribution."""
-    for name, dist in space.items():
-        if not dist.contains(values.get(name)):
-            raise ConfigError(
-                f"{where}: {name} = {dist} does not contain {what} {values.get(name)!r}: trial 0 (the official recipe) "
-                "must lie inside the space; widen the range"
-            )
-
-
-def check_method_space(method_cls: type) -> None:
-    """A method class's `space`: every entry a declared parameter of its `Params`, fitting it, containing its default
-    (called when the class is defined, so a bad space is reported as the plugin's error)."""
-    where = f"{method_cls.__module__}.{method_cls.__qualname__}.space (method {method_cls.name!r})"
-    declarations = method_declarations(method_cls)
-    check_space(where, method_cls.space, declarations)
-    check_contains(where, method_cls.space, {name: declarations[name].default for name in method_cls.space})
-
-
-def parse_space(where: str, table: Any, tables: Mapping[str, type[Section]]) -> dict[str, Distribution]:
-    """`[tune.space]` of a protocol: `"<table>.<field>" = {form = [...]}` over the fields of `tables`, checked."""
-    if not isinstance(table, dict):
-        raise ConfigError(f'{where} must be a table of "<table>.<field>" = {_EXAMPLE}')
-    space: dict[str, Distribution] = {}
-    declarations = {
-        f"{prefix}.{name}": declaration
-        for prefix, section in tables.items()
-        for name, declaration in section_declarations(section).items()
-    }
-    for name, raw in table.items():
-        if name not in declarations:
-            raise ConfigError(
-                f"{where}: no tunable field {name!r}{close_matches(name, declarations)}; allowed: fields of "
-                f'{", ".join(f"[{t}]" for t in tables)} written "<table>.<field>", e.g. "train.lr"'
-            )
-        space[name] = parse_distribution(f"{where} {name}", raw)
-    check_space(where, space, declarations)
-    return space
 
 
 def space_hash(space: Space) -> str:

@@ -34,8 +34,9 @@ from ..config.files import canonical_hash
 from ..config.protocol import SECTIONS, TUNABLE
 from ..errors import ConfigError
 from .budget import check_budget
+from .checks import check_contains
 from .samplers import make_pruner, make_sampler, optuna_experimental, sampler_record
-from .space import Space, check_contains, space_hash
+from .space import Space, space_hash
 
 __all__ = [
     "ORIGIN",

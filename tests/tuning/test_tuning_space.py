@@ -13,7 +13,8 @@ from rkdbench import Method
 from rkdbench.config.protocol import TUNABLE
 from rkdbench.errors import ConfigError
 from rkdbench.tuning import Choice, IntRange, LogUniform, Uniform
-from rkdbench.tuning.space import check_contains, parse_distribution, parse_space, space_hash
+from rkdbench.tuning.checks import check_contains, parse_space
+from rkdbench.tuning.space import parse_distribution, space_hash
 
 WHERE = "p.toml: [tune.space]"
 
