@@ -25,6 +25,7 @@ or skip: a kill neither loses a trial nor counts it twice.
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -261,11 +262,25 @@ class _RanNothing(Exception):
     """A trial turned away by `claim`: it ends FAILED with its verdict and runs nothing."""
 
 
-def _objective(trial: Any, space: Space, budget: int, evaluate: Callable[[TrialRun], float]) -> float:
+class _Quiet(logging.Filter):
+    """Drops Optuna's two warnings (one with a traceback) about a trial `claim` turned away: an expected outcome of
+    workers racing for the last trials, recorded on the trial itself (`VERDICT`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numbers: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message.startswith(f"Trial {n} failed ") for n in self.numbers)
+
+
+def _objective(trial: Any, space: Space, budget: int, evaluate: Callable[[TrialRun], float], quiet: _Quiet) -> float:
     trials = trial.study.get_trials(deepcopy=False)
     verdict = claim(trials, trial.number, budget)
     if verdict is not Verdict.RUN:
         trial.set_user_attr(VERDICT, verdict.value)
+        quiet.numbers.add(trial.number)
         raise _RanNothing(f"trial {trial.number} runs nothing: {verdict.value} (budget {budget})")
     # every value is drawn before anything runs, so a retry of this trial has them all and maps to the same cell
     params = {name: space[name].suggest(trial, name) for name in sorted(space)}
@@ -297,21 +312,29 @@ def run_trials(
         return tallied.waiting == 0 and tallied.free(budget) <= 0
 
     def stop_when_full(study: Any, _trial: Any) -> None:
-        if full(tally(study.get_trials(deepcopy=False))):
+        tallied = tally(study.get_trials(deepcopy=False))
+        if tallied.finished >= budget or full(tallied):
             study.stop()
 
-    def objective(trial: Any) -> float:
-        return _objective(trial, space, budget, evaluate)
+    quiet = _Quiet()
 
-    while True:
-        _fail_stale_trials(study)
-        tallied = tally(study.get_trials(deepcopy=False))
-        if tallied.finished >= budget or (full(tallied) and not wait):
-            return tallied
-        if full(tallied):
-            time.sleep(poll)
-            continue
-        study.optimize(objective, catch=(_RanNothing,), callbacks=[stop_when_full], gc_after_trial=False)
+    def objective(trial: Any) -> float:
+        return _objective(trial, space, budget, evaluate, quiet)
+
+    optuna_log = logging.getLogger("optuna.study._optimize")  # where Optuna reports a failed trial
+    optuna_log.addFilter(quiet)
+    try:
+        while True:
+            _fail_stale_trials(study)
+            tallied = tally(study.get_trials(deepcopy=False))
+            if tallied.finished >= budget or (full(tallied) and not wait):
+                return tallied
+            if full(tallied):
+                time.sleep(poll)
+                continue
+            study.optimize(objective, catch=(_RanNothing,), callbacks=[stop_when_full], gc_after_trial=False)
+    finally:
+        optuna_log.removeFilter(quiet)
 
 
 def _fail_stale_trials(study: Any) -> None:

@@ -293,3 +293,25 @@ def test_a_study_on_postgresql(postgres_uri):
     study = open_study(open_storage(postgres_uri, Heartbeat(1, 2)), identity(), DEFAULTS, storage_lock(postgres_uri))
     assert run_trials(study, SPACE, 3, score).finished == 3
     assert [t.params for t in study.get_trials()][0] == DEFAULTS
+
+
+def test_trials_turned_away_run_nothing_and_log_no_failure(caplog):
+    study = optuna.create_study(direction="maximize")
+    space = {"train.lr": LogUniform(0.01, 0.25)}
+    run_trials(study, space, 1, lambda run: 0.5)  # trial 0 is drawn: no trial 0 was enqueued in this bare study
+    first = study.trials[0]
+    copy = create_trial(
+        state=TrialState.WAITING, params=first.params, distributions=first.distributions, user_attrs={ORIGIN: "0"}
+    )
+    study.add_trial(copy)  # a doubled retry of trial 0
+    optuna.logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING", logger="optuna"):
+            assert run_trials(study, space, 1, lambda run: 0.5).finished == 1  # the budget is met: nothing popped
+            assert study.trials[1].state == TrialState.WAITING
+            evaluated = []
+            assert run_trials(study, space, 2, lambda run: evaluated.append(run.number) or 0.7).finished == 2
+    finally:
+        optuna.logging.disable_propagation()
+    assert study.trials[1].state == TrialState.FAIL and study.trials[1].user_attrs[VERDICT] == "duplicate"
+    assert evaluated == [2] and not [r for r in caplog.records if "failed" in r.getMessage()]
