@@ -27,6 +27,7 @@ from .samplers import optuna_experimental
 __all__ = ["STUDY_DB", "STORAGE_ENV", "Heartbeat", "study_storage_url", "open_storage", "shown_url", "storage_lock"]
 
 STUDY_DB = "optuna.db"
+EXTRAS = {"optuna": "tune", "psycopg2": "server"}  # the package a storage needs -> the extra that installs it
 ADVISORY_KEY = 0x726B6462656E6368  # "rkdbench": the PostgreSQL advisory lock of study databases
 STORAGE_ENV = "RKDBENCH_STUDY_STORAGE"
 SCHEMES = ("sqlite:///", "postgresql://", "postgresql+")
@@ -115,10 +116,10 @@ def _create_sqlite(database: Path) -> None:
 def open_storage(url: str, heartbeat: Heartbeat = Heartbeat()) -> Any:
     """Optuna's `RDBStorage` on `url` with the heartbeat and the retry of stale trials; a sqlite file is created
     atomically first. UserError when the storage is unreachable or its schema is not this Optuna's."""
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-
     database = sqlite_path(url)
     try:
+        from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
         if database is not None:
             _create_sqlite(database)
         # a fresh server database: the first worker creates Optuna's tables, the others wait and find them
@@ -134,8 +135,9 @@ def open_storage(url: str, heartbeat: Heartbeat = Heartbeat()) -> Any:
                 ),
             )
     except ModuleNotFoundError as exc:
+        extra = EXTRAS.get((exc.name or "").split(".")[0], "tune")
         raise UserError(
-            f"study storage {shown_url(url)} needs the {exc.name} package (pip install 'rkdbench[server]')"
+            f"study storage {shown_url(url)} needs the {exc.name} package (pip install 'rkdbench[{extra}]')"
         ) from None
     except Exception as exc:  # sqlalchemy's OperationalError, Optuna's schema RuntimeError, an unwritable folder
         reason = " ".join(str(exc).split())[:300]

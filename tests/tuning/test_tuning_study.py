@@ -6,6 +6,7 @@ unreachable storage)."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import optuna
 import pytest
@@ -315,3 +316,10 @@ def test_trials_turned_away_run_nothing_and_log_no_failure(caplog):
         optuna.logging.disable_propagation()
     assert study.trials[1].state == TrialState.FAIL and study.trials[1].user_attrs[VERDICT] == "duplicate"
     assert evaluated == [2] and not [r for r in caplog.records if "failed" in r.getMessage()]
+
+
+def test_a_missing_optuna_names_the_extra_and_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna.storages", None)  # as if the `tune` extra were not installed
+    with pytest.raises(UserError, match=r"needs the optuna.storages package \(pip install 'rkdbench\[tune\]'\)"):
+        open_storage(study_storage_url(tmp_path / "res"))
+    assert not (tmp_path / "res").exists()
