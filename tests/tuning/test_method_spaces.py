@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 import rkdbench
-from rkdbench.config import load_protocol
+from rkdbench.config import builtin_names, load_protocol, load_suite
 from rkdbench.method_docs import render_method_page
 from rkdbench.plugins import get_registry
 from rkdbench.tuning import Choice
@@ -57,3 +57,14 @@ def test_trades_and_mart_search_beta(name):
 def test_the_docs_page_shows_the_space():
     assert "| `temperature` | `log_uniform [1, 50]` (default `30.0`) |" in render_method_page("ard")
     assert "declares no `space`" in render_method_page("pgd-at")
+
+
+@pytest.mark.parametrize("suite_name", builtin_names("suites"))
+def test_every_shipped_suites_settings_lie_inside_the_spaces(suite_name):
+    """Trial 0 of every study a shipped suite can start is inside its space (e.g. MART's beta = 5 on CIFAR, IGDM's
+    alpha = 20 and PeerAiD's gamma2 = 1 on CIFAR-100)."""
+    suite = load_suite(suite_name)
+    for method in suite.methods:
+        cls = get_registry().get("method", method).obj
+        params, _ = cls.resolve_params(suite.method_params.get(method, {}))
+        trial_zero(suite.protocol, dataclasses.asdict(params), study_space(suite.protocol, cls))
