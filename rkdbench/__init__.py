@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .attacks.pgd import pgd
     from .config import Cell
     from .config.fields import at_least
+    from .config.space import Choice, IntRange, LogUniform, Uniform
     from .contracts.losses import KLReduction, ScalarReduction, kl_div, reduce_per_example, soft_cross_entropy
     from .contracts.method import AttackResult, AttackSpec, Losses, Method, Outputs, PGDInit, Progress, StepContext
     from .contracts.params import Params
@@ -66,6 +67,7 @@ _LAZY = {
     "pgd": "attacks.pgd",
     **dict.fromkeys(["Splits", "HeldOutDataset", "require_files", "uint8_splits"], "data"),
     "TeacherCard": "teachers.card",
+    **dict.fromkeys(["LogUniform", "Uniform", "IntRange", "Choice"], "config.space"),
     "Cell": "config",
     "at_least": "config.fields",
     **dict.fromkeys(["Executor", "executor_option"], "run.executor"),
@@ -122,6 +124,10 @@ __all__ = [
     "require_files",
     "uint8_splits",
     "TeacherCard",
+    "LogUniform",
+    "Uniform",
+    "IntRange",
+    "Choice",
     "Executor",
     "executor_option",
     "RunOptions",

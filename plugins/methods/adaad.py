@@ -27,7 +27,19 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, ScalarReduction, StudentForwards, hookimpl, kl_div
+from rkdbench import (
+    AttackSpec,
+    Choice,
+    Losses,
+    Method,
+    Outputs,
+    Progress,
+    ScalarReduction,
+    StudentForwards,
+    Uniform,
+    hookimpl,
+    kl_div,
+)
 
 __all__ = ["AdaAD", "AdaADParams"]
 
@@ -48,6 +60,7 @@ class AdaAD(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "t_adv"})
     Params = AdaADParams
+    space = {"alpha": Uniform(0.5, 1.0), "kl_reduction": Choice("mean", "batchmean")}
     attack = AttackSpec(needs=frozenset({"s_adv", "t_adv"}), init="gauss", bn="eval", steps=10, step_size=0.25)
 
     def configure_needs(self, params: AdaADParams) -> frozenset[str]:

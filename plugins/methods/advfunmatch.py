@@ -25,7 +25,18 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, ScalarReduction, hookimpl, kl_div
+from rkdbench import (
+    AttackSpec,
+    Choice,
+    LogUniform,
+    Losses,
+    Method,
+    Outputs,
+    Progress,
+    ScalarReduction,
+    hookimpl,
+    kl_div,
+)
 
 __all__ = ["AdvFunMatch", "AdvFunMatchParams", "function_kl"]
 
@@ -57,6 +68,11 @@ class AdvFunMatch(Method):
     needs = frozenset({"s_adv", "t_adv"})
     extra_augment = "strong"
     Params = AdvFunMatchParams
+    space = {
+        "temperature": LogUniform(0.5, 10.0),
+        "kl_reduction": Choice("batchmean", "mean"),
+        "kl_direction": Choice("teacher||student", "student||teacher"),
+    }
     attack = AttackSpec(needs=frozenset({"s_adv", "t_adv"}), init="uniform", bn="eval", steps=10, step_size=0.25)
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:

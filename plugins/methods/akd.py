@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, ConfigError, Losses, Method, Outputs, Progress, hookimpl, soft_cross_entropy
+from rkdbench import AttackSpec, ConfigError, Losses, Method, Outputs, Progress, Uniform, hookimpl, soft_cross_entropy
 
 __all__ = ["AKD", "AKDParams", "akd_target"]
 
@@ -53,6 +53,7 @@ class AKD(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "t_adv"})
     Params = AKDParams
+    space = {"alpha": Uniform(0.5, 1.0)}
     attack = AttackSpec(needs=frozenset({"s_adv"}), init="uniform", bn="eval", steps=7, step_size=0.25)
 
     def configure_teacher_roles(self, params: AKDParams) -> tuple[str, ...]:

@@ -22,7 +22,20 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, ScalarReduction, StudentForwards, hookimpl, kl_div
+from rkdbench import (
+    AttackSpec,
+    Choice,
+    LogUniform,
+    Losses,
+    Method,
+    Outputs,
+    Progress,
+    ScalarReduction,
+    StudentForwards,
+    Uniform,
+    hookimpl,
+    kl_div,
+)
 
 __all__ = ["ARD", "ARDParams"]
 
@@ -40,6 +53,11 @@ class ARD(Method):
     citation = "Goldblum et al., AAAI 2020"
     teacher_roles = ("robust",)
     Params = ARDParams
+    space = {
+        "temperature": LogUniform(1.0, 50.0),
+        "alpha": Uniform(0.5, 1.0),
+        "kl_reduction": Choice("mean", "batchmean"),
+    }
     attack = AttackSpec(needs=frozenset({"s_adv"}), init="uniform", bn="train", steps=10, step_size=0.25)
 
     def configure_needs(self, params: ARDParams) -> frozenset[str]:

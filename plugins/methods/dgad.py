@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl, kl_div
+from rkdbench import AttackSpec, LogUniform, Losses, Method, Outputs, Progress, hookimpl, kl_div
 
 __all__ = ["DGAD", "DGADParams", "swap_logits", "dgad_loss"]
 
@@ -101,6 +101,7 @@ class DGAD(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_nat", "s_adv", "t_nat", "t_adv"})
     Params = DGADParams
+    space = {"beta": LogUniform(0.1, 10.0)}
     attack = AttackSpec(needs=frozenset({"s_adv", "t_adv"}), init="gauss", bn="eval", steps=10, step_size=0.25)
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import Losses, Outputs, Progress, hookimpl, kl_div
+from rkdbench import Losses, Outputs, Progress, Uniform, hookimpl, kl_div
 from rkdbench_plugins.methods.ard import ARD, ARDParams
 from rkdbench_plugins.methods.fair_weights import CLASS_WEIGHTS_DOC, ClassReweighting, FairParams
 
@@ -39,6 +39,7 @@ class FairARD(ClassReweighting, ARD):
     name = "fair-ard"
     citation = CITATION
     Params = FairARDParams
+    space = {**ARD.space, "fair_beta": Uniform(0.0, 4.0)}
 
     def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses:
         p = self.params

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import Losses, Outputs, Progress, StudentForwards, hookimpl, kl_div
+from rkdbench import Losses, Outputs, Progress, StudentForwards, Uniform, hookimpl, kl_div
 from rkdbench_plugins.methods.fair_ard import CITATION
 from rkdbench_plugins.methods.fair_weights import CLASS_WEIGHTS_DOC, ClassReweighting, FairParams
 from rkdbench_plugins.methods.iad import IAD, IADParams, begin_epoch, reliability
@@ -40,6 +40,7 @@ class FairIAD(ClassReweighting, IAD):
     name = "fair-iad"
     citation = CITATION
     Params = FairIADParams
+    space = {**IAD.space, "fair_beta": Uniform(0.0, 4.0)}
 
     def student_forwards(self, progress: Progress) -> StudentForwards | None:
         return StudentForwards(("s_adv", "s_nat", "s_adv")) if self.params.bn_side_effects else None

@@ -18,7 +18,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from rkdbench import Losses, Outputs, Progress, hookimpl, kl_div
+from rkdbench import Losses, Outputs, Progress, Uniform, hookimpl, kl_div
 from rkdbench_plugins.methods.fair_ard import CITATION
 from rkdbench_plugins.methods.fair_rslad import rslad_per_example
 from rkdbench_plugins.methods.fair_weights import CLASS_WEIGHTS_DOC, ClassReweighting, FairParams
@@ -40,6 +40,7 @@ class FairMTARD(ClassReweighting, MTARD):
     name = "fair-mtard"
     citation = CITATION
     Params = FairMTARDParams
+    space = {**MTARD.space, "fair_beta": Uniform(0.0, 4.0)}
     _weights: Tensor | None = None
 
     def configure_teacher_roles(self, params: FairMTARDParams) -> tuple[str, ...]:

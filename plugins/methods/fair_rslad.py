@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import Losses, Outputs, Progress, hookimpl
+from rkdbench import Losses, Outputs, Progress, Uniform, hookimpl
 from rkdbench_plugins.methods.fair_ard import CITATION
 from rkdbench_plugins.methods.fair_weights import CLASS_WEIGHTS_DOC, ClassReweighting, FairParams
 from rkdbench_plugins.methods.rslad import RSLAD, RSLADParams
@@ -43,6 +43,7 @@ class FairRSLAD(ClassReweighting, RSLAD):
     name = "fair-rslad"
     citation = CITATION
     Params = FairRSLADParams
+    space = {**RSLAD.space, "fair_beta": Uniform(0.0, 4.0)}
 
     def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses:
         p = self.params

@@ -46,7 +46,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, StudentForwards, hookimpl, kl_div
+from rkdbench import (
+    AttackSpec,
+    LogUniform,
+    Losses,
+    Method,
+    Outputs,
+    Progress,
+    StudentForwards,
+    Uniform,
+    hookimpl,
+    kl_div,
+)
 
 __all__ = ["IAD", "IADParams", "IADII", "IADIIParams", "reliability", "begin_epoch"]
 
@@ -98,6 +109,7 @@ class IAD(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "s_nat", "t_nat", "t_adv"})
     Params = IADParams
+    space = {"temperature": LogUniform(0.5, 10.0), "alpha_kd": Uniform(0.5, 1.0), "beta": LogUniform(0.01, 1.0)}
     attack = ATTACK
 
     def student_forwards(self, progress: Progress) -> StudentForwards | None:
@@ -137,6 +149,12 @@ class IADII(Method):
     teacher_roles = ("robust", "natural")
     needs = frozenset({"s_adv", "s_nat", "t_adv", "natural:t_adv"})
     Params = IADIIParams
+    space = {
+        "temperature": LogUniform(0.5, 10.0),
+        "alpha1": Uniform(0.25, 0.6),  # alpha1 + alpha2 <= 1: the CE term's weight 1 - alpha1 - alpha2 stays >= 0
+        "alpha2": Uniform(0.1, 0.4),
+        "beta": LogUniform(0.01, 1.0),
+    }
     attack = ATTACK
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:

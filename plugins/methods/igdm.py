@@ -27,7 +27,9 @@ from torch import Tensor
 
 from rkdbench import (
     AttackSpec,
+    Choice,
     KLReduction,
+    LogUniform,
     Losses,
     Method,
     Outputs,
@@ -74,6 +76,7 @@ class IGDM(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "t_adv", "s_mir", "t_mir"})
     Params = IGDMParams
+    space = {"alpha": LogUniform(0.1, 30.0), "kl_reduction": Choice("batchmean", "mean")}
     attack = AttackSpec(needs=frozenset({"s_adv", "t_adv"}), init="gauss", bn="eval", steps=10, step_size=0.25)
 
     def configure_needs(self, params: IGDMParams) -> frozenset[str]:

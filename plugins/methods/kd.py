@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import Losses, Method, Outputs, Progress, ScalarReduction, hookimpl, kl_div
+from rkdbench import Choice, LogUniform, Losses, Method, Outputs, Progress, ScalarReduction, Uniform, hookimpl, kl_div
 
 __all__ = ["KD", "KDParams"]
 
@@ -33,6 +33,11 @@ class KD(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_nat", "t_nat"})
     Params = KDParams
+    space = {
+        "temperature": LogUniform(1.0, 20.0),
+        "alpha": Uniform(0.5, 1.0),
+        "kl_reduction": Choice("batchmean", "mean"),
+    }
     attack = None
 
     def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
+from rkdbench import AttackSpec, LogUniform, Losses, Method, Outputs, Progress, hookimpl
 
 __all__ = ["MART", "MARTParams"]
 
@@ -35,6 +35,7 @@ class MART(Method):
     citation = "Wang et al., 'Improving Adversarial Robustness Requires Revisiting Misclassified Examples', ICLR 2020"
     needs = frozenset({"s_nat", "s_adv"})
     Params = MARTParams
+    space = {"beta": LogUniform(0.5, 20.0)}
     attack = AttackSpec(needs=frozenset({"s_adv"}), init="gauss", bn="eval", steps=10, step_size=0.007 / 0.031)
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:

@@ -40,7 +40,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, ConfigError, Losses, Method, Outputs, Progress, ScalarReduction, hookimpl, kl_div
+from rkdbench import (
+    AttackSpec,
+    Choice,
+    ConfigError,
+    LogUniform,
+    Losses,
+    Method,
+    Outputs,
+    Progress,
+    ScalarReduction,
+    Uniform,
+    hookimpl,
+    kl_div,
+)
 from rkdbench_plugins.methods.rslad import rslad_kl
 
 __all__ = ["MTARD", "MTARDParams", "teacher_entropy", "eta_decay_epochs"]
@@ -95,6 +108,11 @@ class MTARD(Method):
     teacher_roles = ("robust", "natural")
     needs = frozenset({"s_adv", "s_nat", "t_adv", "natural:t_nat"})
     Params = MTARDParams
+    space = {
+        "eta": LogUniform(0.0025, 0.25),
+        "w_nat_init": Uniform(0.25, 0.75),
+        "kl_reduction": Choice("mean", "batchmean"),
+    }
     attack = AttackSpec(needs=frozenset({"s_adv"}), init="gauss", bn="eval", steps=10, step_size=0.25)
 
     def __init__(self, **overrides) -> None:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl, kl_div
+from rkdbench import AttackSpec, LogUniform, Losses, Method, Outputs, Progress, hookimpl, kl_div
 
 __all__ = ["PeerAiD", "PeerAiDParams", "fresh_copy", "peer_loss", "student_loss"]
 
@@ -89,6 +89,7 @@ class PeerAiD(Method):
     teacher_roles = ()
     needs = frozenset({"s_adv", "s_nat"})  # documentation: training_step runs its own passes
     Params = PeerAiDParams
+    space = {"tau": LogUniform(1.0, 20.0), "gamma2": LogUniform(0.01, 1.0), "lambda3": LogUniform(0.1, 10.0)}
     attack = AttackSpec(needs=frozenset({"s_adv"}), init="gauss", bn="eval", steps=10, step_size=0.25)
 
     def build_networks(self, student: nn.Module) -> dict[str, nn.Module]:

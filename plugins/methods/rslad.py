@@ -17,7 +17,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, ScalarReduction, hookimpl, kl_div
+from rkdbench import (
+    AttackSpec,
+    Choice,
+    LogUniform,
+    Losses,
+    Method,
+    Outputs,
+    Progress,
+    ScalarReduction,
+    Uniform,
+    hookimpl,
+    kl_div,
+)
 
 __all__ = ["RSLAD", "RSLADParams", "rslad_kl"]
 
@@ -43,6 +55,12 @@ class RSLAD(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "s_nat", "t_nat"})
     Params = RSLADParams
+    space = {
+        "adv_weight": Uniform(0.5, 1.0),
+        "nat_weight": Uniform(0.0, 0.5),
+        "temperature": LogUniform(0.5, 10.0),
+        "kl_reduction": Choice("mean", "batchmean"),
+    }
     attack = AttackSpec(needs=frozenset({"s_adv", "t_nat"}), init="gauss", bn="eval", steps=10, step_size=0.25)
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import Losses, Method, Outputs, Progress, hookimpl, kl_div
+from rkdbench import LogUniform, Losses, Method, Outputs, Progress, hookimpl, kl_div
 
 __all__ = ["RSNL", "RSNLParams", "rsnl_loss", "strongest_wrong_margin"]
 
@@ -83,6 +83,12 @@ class RSNL(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_nat", "t_nat"})  # documentation only: the custom training_step computes its own passes
     Params = RSNLParams
+    space = {
+        "lambda_kd": LogUniform(0.1, 10.0),
+        "temperature": LogUniform(1.0, 20.0),
+        "lambda_conf": LogUniform(0.05, 5.0),
+        "lambda_grad": LogUniform(1e-4, 1e-2),
+    }
     attack = None
 
     def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses:

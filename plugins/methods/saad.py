@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl, kl_div
+from rkdbench import AttackSpec, LogUniform, Losses, Method, Outputs, Progress, hookimpl, kl_div
 from rkdbench_plugins.methods.igdm import igdm_per_example, igdm_ramp
 
 __all__ = ["SAAD", "SAADParams", "taylor_teacher", "renyi_entropy", "saad_weights", "saad_loss"]
@@ -97,6 +97,11 @@ class SAAD(Method):
     teacher_roles = ("robust",)
     needs = frozenset({"s_adv", "s_mir", "s_nat", "t_nat", "t_adv", "t_mir"})  # documentation: training_step runs them
     Params = SAADParams
+    space = {
+        "lambda_inner": LogUniform(0.1, 10.0),
+        "igdm_alpha": LogUniform(0.1, 30.0),
+        "entropy_scale": LogUniform(0.5, 50.0),
+    }
     attack = AttackSpec(needs=frozenset({"s_adv"}), init="gauss", bn="eval", steps=10, step_size=0.25)
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl, kl_div
+from rkdbench import AttackSpec, LogUniform, Losses, Method, Outputs, Progress, hookimpl, kl_div
 
 __all__ = ["TRADES", "TRADESParams"]
 
@@ -30,6 +30,7 @@ class TRADES(Method):
     citation = "Zhang et al., 'Theoretically Principled Trade-off between Robustness and Accuracy', ICML 2019"
     needs = frozenset({"s_nat", "s_adv"})
     Params = TRADESParams
+    space = {"beta": LogUniform(0.5, 20.0)}
     attack = AttackSpec(needs=frozenset({"s_adv", "s_nat"}), init="gauss", bn="eval", steps=10, step_size=0.007 / 0.031)
 
     def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
 """Method documentation pages generated from the code itself: the module's docstring (formula, source,
-deviations), the citation, the official defaults of `Params`, the training attack, the forward passes and
-the teacher roles. `docs/methods/<name>.md` is this text; a test keeps the two identical.
+deviations), the citation, the official defaults of `Params`, the tuning space, the training attack, the forward
+passes and the teacher roles. `docs/methods/<name>.md` is this text; a test keeps the two identical.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 __all__ = ["render_method_page", "write_method_pages"]
 
 
-def _table(rows: list[tuple[str, str]]) -> str:
-    lines = ["| field | value |", "| --- | --- |"]
+def _table(rows: list[tuple[str, str]], header: tuple[str, str] = ("field", "value")) -> str:
+    lines = [f"| {header[0]} | {header[1]} |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines)
 
@@ -62,7 +62,32 @@ def render_method_page(name: str) -> str:
             _table(params),
             "",
         ]
-    return "\n".join(parts)
+    return "\n".join([*parts, *_space_section(cls, method.params)])
+
+
+def _space_section(cls: type, params: object) -> list[str]:
+    """The method's tuning space (`Method.space`) with each parameter's default, trial 0 of every study."""
+    from ..config.space import describe_space
+
+    if not cls.space:
+        return [
+            "## Tuning space",
+            "",
+            "The method declares no `space`: `rkdbench tune` searches only the protocol's shared `[tune.space]`.",
+            "",
+        ]
+    rows = [
+        (f"`{name}`", f"`{dist}` (default `{getattr(params, name)!r}`)") for name, dist in describe_space(cls.space)
+    ]
+    return [
+        "## Tuning space",
+        "",
+        "`rkdbench tune` searches these parameters besides the protocol's shared `[tune.space]`; trial 0 is the "
+        "official recipe (the defaults).",
+        "",
+        _table(rows, ("parameter", "distribution")),
+        "",
+    ]
 
 
 def write_method_pages(out_dir: Path) -> list[Path]:

@@ -82,21 +82,21 @@ def to_toml(data: dict[str, Any]) -> str:
             return "[" + ", ".join(value(x) for x in v) + "]"
         return json.dumps(str(v))
 
+    def key(k: str) -> str:  # a bare key, else quoted (`"train.lr"` in [tune.space] is one key, not two)
+        return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
+
     lines: list[str] = []
 
     def table(prefix: str, node: dict[str, Any]) -> None:
         scalars = {k: v for k, v in node.items() if not isinstance(v, dict)}
         if prefix and scalars:
             lines.append(f"[{prefix}]")
-        lines.extend(
-            f"{json.dumps(k) if not k.replace('_', '').replace('-', '').isalnum() else k} = {value(v)}"
-            for k, v in scalars.items()
-        )
+        lines.extend(f"{key(k)} = {value(v)}" for k, v in scalars.items())
         if scalars:
             lines.append("")
         for k, v in node.items():
             if isinstance(v, dict):
-                table(f"{prefix}.{k}" if prefix else k, v)
+                table(f"{prefix}.{key(k)}" if prefix else key(k), v)
 
     table("", data)
     return "\n".join(lines)

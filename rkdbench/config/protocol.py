@@ -7,12 +7,15 @@ there. Readers use the typed attributes: `protocol.header` ([protocol]), `protoc
 `protocol.data` is the canonical nested table (as written, overrides applied, no defaults added): the protocol hash, the
 cell key and the logged params are computed over it, so a new optional field changes no existing hash. `[resources]`
 (how much hardware a cell asks a scheduler for) is kept out of `data`: where a cell runs never changes what it computes.
+So is `[tune]` (`protocol.tune`: the defaults of `rkdbench tune` and the search space shared by every method), which
+says how configurations are searched, not what a cell computes: a trial's sampled values enter its cell as overrides.
 Every error names the file, the field, the bad value and what is allowed, before anything is trained.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +23,7 @@ from ..errors import ConfigError, close_matches
 from .fields import Check, Section, above, at_least, optional, required
 from .files import canonical_hash, read_toml, resolve_path
 from .threat import check_threat
+from .tune import DEFAULT_OBJECTIVE, PrunerName, SamplerName, check_objective, parse_space
 
 __all__ = [
     "HeaderConfig",
@@ -28,6 +32,8 @@ __all__ = [
     "TrainConfig",
     "EvalConfig",
     "ResourcesConfig",
+    "TuneConfig",
+    "TUNABLE",
     "Protocol",
     "load_protocol",
 ]
@@ -110,7 +116,25 @@ class ResourcesConfig(Section):
     cpus_per_cell: int = optional(1, at_least(1, "also torch's thread count in the worker"))
 
 
-# TOML table -> (Protocol attribute, section); [resources] is apart (not hashed)
+@dataclass(frozen=True, kw_only=True)
+class TuneConfig(Section):
+    """[tune]: how `rkdbench tune` searches on this protocol (its options override these); never hashed. `space` holds
+    `"<table>.<field>" = {log_uniform = [low, high]}` entries (`rkdbench.config.space.TOML_FORMS`) over `TUNABLE`
+    fields, typed `Distribution`s once loaded."""
+
+    table = "tune"
+    sampler: SamplerName = optional("qmc")
+    seed: int = optional(0, at_least(0, "the sampler's seed and the trials' training seed"))
+    objective: str = optional(DEFAULT_OBJECTIVE)  # checked by `tuning.objective.check_objective`
+    pruner: PrunerName = optional("none")
+    budget: int | None = optional(None, at_least(1, "finished trials per method"))  # None: `--budget` must say
+    space: dict[str, Any] = field(default_factory=dict)
+
+
+# the tables whose fields a protocol's [tune.space] may search: [protocol], [threat] and [eval] fix what is measured
+TUNABLE: dict[str, type[Section]] = {"train": TrainConfig, "data": DataConfig}
+
+# TOML table -> (Protocol attribute, section); [resources] and [tune] are apart (not hashed)
 SECTIONS: dict[str, tuple[str, type[Section]]] = {
     "protocol": ("header", HeaderConfig),
     "threat": ("threat", ThreatConfig),
@@ -129,6 +153,7 @@ class Protocol:
     source: str
     overrides: dict[str, Any]
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     header: HeaderConfig = field(init=False, repr=False, compare=False)
     threat: ThreatConfig = field(init=False, repr=False, compare=False)
     inputs: DataConfig = field(init=False, repr=False, compare=False)
@@ -152,7 +177,7 @@ class Protocol:
 def _parse_sections(where: str, data: dict[str, Any]) -> dict[str, Section]:
     for table in data:
         if table not in SECTIONS:
-            names = [*SECTIONS, "resources"]
+            names = [*SECTIONS, "resources", "tune"]
             raise ConfigError(
                 f"{where}: unknown section [{table}]{close_matches(table, names)}; allowed: {', '.join(names)}"
             )
@@ -183,6 +208,7 @@ def load_protocol(name_or_path: str, overrides: dict[str, Any] | None = None, wh
     source = str(path)
     overrides = dict(overrides or {})
     resources = _split_resources(source, raw, overrides, where)
+    tune = _split_tune(source, raw, overrides, where)
     _parse_sections(source, raw)  # the file itself is valid before any override applies
     data = copy.deepcopy(raw)
     _apply_protocol_overrides(data, overrides, where)
@@ -191,7 +217,9 @@ def load_protocol(name_or_path: str, overrides: dict[str, Any] | None = None, wh
     check_threat(threat.norm, threat.eps, where=f"{source}: threat")
     _validate_eval_attacks(source, evaluation)
     _validate_swa(source, train, evaluation)
-    return Protocol(name=data["protocol"]["name"], data=data, source=source, overrides=overrides, resources=resources)
+    return Protocol(
+        name=data["protocol"]["name"], data=data, source=source, overrides=overrides, resources=resources, tune=tune
+    )
 
 
 def _split_resources(source: str, raw: dict[str, Any], overrides: dict[str, Any], where: str) -> ResourcesConfig:
@@ -203,6 +231,30 @@ def _split_resources(source: str, raw: dict[str, Any], overrides: dict[str, Any]
         table[dotted.partition(".")[2]] = overrides.pop(dotted)
         ResourcesConfig.parse(where, table)
     return ResourcesConfig.parse(source, table)
+
+
+def _split_tune(source: str, raw: dict[str, Any], overrides: dict[str, Any], where: str) -> TuneConfig:
+    """Take [tune] out of the TOML and `tune.*` out of the overrides (both in place; `tune.space.train.lr = {...}`
+    sets one space entry), validated, with the space typed."""
+    table = raw.pop("tune", {})
+    _parse_tune(source, table)  # the file itself is valid before any override applies
+    table = copy.deepcopy(table)
+    dotted = [k for k in overrides if k.split(".")[0] == "tune"]
+    for key in dotted:
+        name, _, entry = key.partition(".")[2].partition(".")
+        if entry and name == "space":
+            table.setdefault("space", {})[entry] = overrides.pop(key)
+        elif entry:
+            raise ConfigError(f"{where}: {key}: tune.{name} is not a table; allowed: tune.<field> or tune.space.<name>")
+        else:
+            table[name] = overrides.pop(key)
+    return _parse_tune(f"{source} (after {where})" if dotted else source, table)
+
+
+def _parse_tune(where: str, table: Any) -> TuneConfig:
+    tune: TuneConfig = TuneConfig.parse(where, table)
+    check_objective(f"{where}: tune.objective", tune.objective)
+    return dataclasses.replace(tune, space=parse_space(f"{where}: [tune.space]", tune.space, TUNABLE))
 
 
 def _validate_swa(where: str, train: TrainConfig, evaluation: EvalConfig) -> None:

@@ -1,10 +1,11 @@
 """The types plugin authors program against: `Outputs`, `Progress`, `Losses`, `AttackSpec`, `AttackResult`,
 and the `Method` base class with its declarative contract.
 
-A method declares which forward passes it `needs`, an `AttackSpec` for its training attack, and typed
-`Params` (a dataclass whose defaults equal the official code); it implements two pure tensor functions,
-`attack_objective(out, y)` (per-example, maximized by PGD) and `loss(out, y, progress)`. The engine runs
-the loop. Methods that do not fit override `training_step` and keep state in `self.state`. A method that trains a
+A method declares which forward passes it `needs`, an `AttackSpec` for its training attack, typed
+`Params` (a dataclass whose defaults equal the official code) and, optionally, the `space` of those params that
+`rkdbench tune` searches (checked when the class is defined, `rkdbench.contracts.space`); it implements two pure
+tensor functions, `attack_objective(out, y)` (per-example, maximized by PGD) and `loss(out, y, progress)`. The engine
+runs the loop. Methods that do not fit override `training_step` and keep state in `self.state`. A method that trains a
 network of its own (PeerAiD's peer) returns it from `build_networks(student)`: the engine gives it an optimizer
 and a scheduler, steps them with the student's, and checkpoints all three with the cell; `configure_optimizer`
 overrides the protocol's optimizer settings for the method (Fair-ARD's Nesterov SGD).
@@ -14,13 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from torch import Tensor
 
 from ..errors import ConfigError
 from .params import Params, build_params, check_param
+
+if TYPE_CHECKING:
+    from ..config.space import Distribution
 
 __all__ = [
     "FORWARD_PASSES",
@@ -161,7 +166,16 @@ class Method:
     extra_augment: ClassVar[str | None] = None  # an `rkdbench.data.AUGMENTATIONS` name applied after the protocol's
     attack: ClassVar[AttackSpec | None] = AttackSpec()  # None: trains on clean inputs only
     Params: ClassVar[type] = Params
+    # the tuning search space over `Params` fields (`rkdbench.config.space`), checked when the class is defined
+    space: ClassVar[Mapping[str, Distribution]] = {}
     version: ClassVar[str] = "1"  # bump when the method's maths changes: it is part of the cell key
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.space:
+            from .space import check_method_space  # here: it imports this module's Params checker
+
+            check_method_space(cls)
 
     def __init__(self, **overrides: Any) -> None:
         self.params, self.attack = self.resolve_params(overrides)
