@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .contracts.losses import KLReduction, ScalarReduction, kl_div, reduce_per_example, soft_cross_entropy
     from .contracts.method import AttackResult, AttackSpec, Losses, Method, Outputs, PGDInit, Progress, StepContext
     from .contracts.params import Params
+    from .contracts.step_method import StepMethod
     from .contracts.student_passes import StudentForwards
     from .data import HeldOutDataset, Splits, require_files, uint8_splits
     from .teachers.card import TeacherCard
@@ -38,6 +39,7 @@ _LAZY = {
         ["Method", "AttackSpec", "AttackResult", "Outputs", "Progress", "Losses", "StepContext", "PGDInit"],
         "contracts.method",
     ),
+    "StepMethod": "contracts.step_method",
     "Params": "contracts.params",
     "StudentForwards": "contracts.student_passes",
     **dict.fromkeys(
@@ -59,6 +61,7 @@ __all__ = [
     "UnknownComponentError",
     "close_matches",
     "Method",
+    "StepMethod",
     "Params",
     "AttackSpec",
     "AttackResult",
