@@ -2,13 +2,14 @@
 
 This namespace is the one public API for users and plugin authors (like llm's single namespace): the pluggy marker
 `hookimpl`; the registry (`list_components`, `create`, timm-style); the method contracts (`Method`, the declarative
-one, and `StepMethod`, for methods that write their own training step) with their types (`Params`, `AttackSpec`,
-`Outputs`, `Progress`, `Losses`, `StepContext`, `StudentForwards`); loss primitives with every official reduction
+one, and `StepMethod`, for methods that write their own training step) with their types (`AttackSpec`, `Outputs`,
+`Progress`, `Losses`, `StepContext`, `StudentForwards`); loss primitives with every official reduction
 (`kl_div`, `soft_cross_entropy`, `reduce_per_example`); the attack base and helpers (`Attack`, `AttackResult`, `pgd`,
 `predict`, `attack_mode`, `preserved_rng`); dataset splits (`Splits`, `HeldOutDataset`, `uint8_splits`,
 `require_files`); `TeacherCard`; and the errors a plugin raises for bad input. The built-in plugins, the scaffold's
-template and the docs import only from here; every submodule is internal and free to move. Names load on first use,
-so `import rkdbench` stays torch-free for the parts that need no torch (leaderboards).
+template and the docs import only from here, and every name here is used by one of them (tests/test_public_api.py);
+every submodule is internal and free to move, except `rkdbench.pytest_plugin`, which a plugin's conftest activates.
+Names load on first use, so `import rkdbench` stays torch-free for the parts that need no torch (leaderboards).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from .attacks.pgd import pgd
     from .contracts.losses import KLReduction, ScalarReduction, kl_div, reduce_per_example, soft_cross_entropy
     from .contracts.method import AttackResult, AttackSpec, Losses, Method, Outputs, PGDInit, Progress, StepContext
-    from .contracts.params import Params
     from .contracts.step_method import StepMethod
     from .contracts.student_passes import StudentForwards
     from .data import HeldOutDataset, Splits, require_files, uint8_splits
@@ -40,7 +40,6 @@ _LAZY = {
         "contracts.method",
     ),
     "StepMethod": "contracts.step_method",
-    "Params": "contracts.params",
     "StudentForwards": "contracts.student_passes",
     **dict.fromkeys(
         ["kl_div", "soft_cross_entropy", "reduce_per_example", "KLReduction", "ScalarReduction"], "contracts.losses"
@@ -52,7 +51,6 @@ _LAZY = {
 }
 
 __all__ = [
-    "__version__",
     "hookimpl",
     "list_components",
     "create",
@@ -62,7 +60,6 @@ __all__ = [
     "close_matches",
     "Method",
     "StepMethod",
-    "Params",
     "AttackSpec",
     "AttackResult",
     "Outputs",
