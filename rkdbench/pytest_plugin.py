@@ -172,7 +172,9 @@ def run_contract(
     return ContractRun(built, y, attack_outputs, objective, outputs, losses)
 
 
-def tiny_net(architecture: str = "cnn-tiny", *, num_classes: int = CLASSES, in_channels: int = 1, seed: int = 0):
+def tiny_net(
+    architecture: str = "cnn-tiny", *, num_classes: int = CLASSES, in_channels: int = 1, seed: int = 0
+) -> nn.Module:
     """A registered network for 8x8 digits, initialized from `seed` (the global RNG is left as it was)."""
     with preserved_rng():
         torch.manual_seed(seed)
@@ -190,7 +192,7 @@ class StepRun:
     trainer: Trainer
 
     def check(self) -> None:
-        """A finite scalar total whose backward reaches every trainable student parameter group."""
+        """A finite scalar total whose backward reaches the student's parameters."""
         _check_total(self.losses)
         self.losses.total.backward()
         student = self.trainer.s.student
@@ -246,9 +248,9 @@ def build_tiny_teacher(
     """Build the registered teacher `name` into `model_dir` from its recipe with `recipe_set` on top (a small
     training), on the CPU, and record it under the card's own recipe hash, so runs take it as current."""
     card = teacher_card(name)
-    if card.recipe is None:
-        raise ValueError(f"teacher {name!r} has no build recipe: put its checkpoint in the model dir instead")
-    small = dataclasses.replace(card, recipe={**card.recipe, "set": {**card.recipe.get("set", {}), **recipe_set}})
+    small = card  # without a recipe, build_teacher says where its checkpoint goes
+    if card.recipe is not None:
+        small = dataclasses.replace(card, recipe={**card.recipe, "set": {**card.recipe.get("set", {}), **recipe_set}})
     build_teacher(small, model_dir, torch.device("cpu"), n_examples=n_examples, eval_set=dict(eval_set or {}))
     write_measured_card(
         card, model_dir, {**(read_measured_card(card, model_dir) or {}), "recipe_hash": card.recipe_hash}
