@@ -1,16 +1,18 @@
 """rkdbench: a benchmark harness for adversarially robust knowledge distillation.
 
 This namespace is the one public API for users and plugin authors (like llm's single namespace): the pluggy marker
-`hookimpl`; the registry (`list_components`, `create`, timm-style); the method contracts (`Method`, the declarative one,
-and `StepMethod`, for methods that write their own training step) with their types (`Params`, `AttackSpec`, `Outputs`,
-`Progress`, `Losses`, `StepContext`, `StudentForwards`); loss primitives with every official reduction (`kl_div`,
-`soft_cross_entropy`, `reduce_per_example`); the attack base and helpers (`Attack`, `AttackResult`, `pgd`, `predict`,
-`attack_mode`, `preserved_rng`); dataset splits (`Splits`, `HeldOutDataset`, `uint8_splits`, `require_files`);
-`TeacherCard`; the executor contract (`Executor`, `executor_option`, `RunOptions`, `CellOutcome`) with the exactly-once
-building blocks executors run cells with (`run_cells` in this process, `run_remote_cell` and its helpers in other
-processes or on other machines); and the errors a plugin raises for bad input. The built-in plugins, the scaffold's
-template and the docs import only from here; every submodule is internal and free to move. Names load on first use, so
-`import rkdbench` stays torch-free for the parts that need no torch (leaderboards).
+`hookimpl`; the registry (`list_components`, `create`, timm-style); the method contracts (`Method`, the declarative
+one, and `StepMethod`, for methods that write their own training step) with their types (`AttackSpec`, `Outputs`,
+`Progress`, `Losses`, `StepContext`, `StudentForwards`) and the distributions of a method's search space (`LogUniform`,
+`Uniform`, `IntRange`, `Choice`); loss primitives with every official reduction (`kl_div`, `soft_cross_entropy`,
+`reduce_per_example`); the attack base and helpers (`Attack`, `AttackResult`, `pgd`, `predict`, `attack_mode`,
+`preserved_rng`); dataset splits (`Splits`, `HeldOutDataset`, `uint8_splits`, `require_files`); `TeacherCard`; the
+executor contract (`Executor`, `executor_option`, `RunOptions`, `CellOutcome`) with the exactly-once building blocks
+executors run cells with (`run_cells` in this process, `run_remote_cell` and its helpers in other processes or on
+other machines); and the errors a plugin raises for bad input. The built-in plugins, the scaffold's template and the
+docs import only from here, and every name here is used by one of them (tests/test_public_api.py); every submodule is
+internal and free to move, except `rkdbench.pytest_plugin`, which a plugin's conftest activates. Names load on first
+use, so `import rkdbench` stays torch-free for the parts that need no torch (leaderboards).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from .config.space import Choice, IntRange, LogUniform, Uniform
     from .contracts.losses import KLReduction, ScalarReduction, kl_div, reduce_per_example, soft_cross_entropy
     from .contracts.method import AttackResult, AttackSpec, Losses, Method, Outputs, PGDInit, Progress, StepContext
-    from .contracts.params import Params
+    from .contracts.step_method import StepMethod
     from .contracts.student_passes import StudentForwards
     from .data import HeldOutDataset, Splits, require_files, uint8_splits
     from .run.executor import Executor, executor_option
@@ -58,7 +60,7 @@ _LAZY = {
         ["Method", "AttackSpec", "AttackResult", "Outputs", "Progress", "Losses", "StepContext", "PGDInit"],
         "contracts.method",
     ),
-    "Params": "contracts.params",
+    "StepMethod": "contracts.step_method",
     "StudentForwards": "contracts.student_passes",
     **dict.fromkeys(
         ["kl_div", "soft_cross_entropy", "reduce_per_example", "KLReduction", "ScalarReduction"], "contracts.losses"
@@ -91,7 +93,6 @@ _LAZY = {
 }
 
 __all__ = [
-    "__version__",
     "hookimpl",
     "list_components",
     "create",
@@ -100,7 +101,7 @@ __all__ = [
     "UnknownComponentError",
     "close_matches",
     "Method",
-    "Params",
+    "StepMethod",
     "AttackSpec",
     "AttackResult",
     "Outputs",

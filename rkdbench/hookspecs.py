@@ -20,7 +20,7 @@ hookimpl = pluggy.HookimplMarker("rkdbench")
 class RkdbenchSpec:
     @hookspec
     def register_methods(self, register: Callable[..., None]) -> None:
-        """Register training methods: `register(MethodClass)`; the class has a `name` attribute."""
+        """Register training methods: `register(cls)`, a `Method` or `StepMethod` subclass with a `name` attribute."""
 
     @hookspec
     def register_architectures(self, register: Callable[..., None]) -> None:

@@ -3,8 +3,6 @@ digits teacher built once per test session with the harness's own `build_teacher
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,8 @@ import torch
 import rkdbench
 from rkdbench import plugins
 from services import postgres_uri, ray_address, tracking_server  # noqa: F401  (fixtures: PostgreSQL, server, Ray)
+
+pytest_plugins = ["rkdbench.pytest_plugin"]  # the fixtures plugin authors get: the suite uses them too
 
 TEACHER = "digits/Linf/rkdbench-cnn-large"
 
@@ -34,21 +34,9 @@ def _clean_environment(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def register_plugin():
+def register_plugin(rkdbench_register):
     """Register a temporary plugin object (module or class with hookimpls); unregistered afterwards."""
-    names = []
-
-    def register(obj, name):
-        plugins.pm.register(obj, name=name)
-        names.append(name)
-        plugins.reset(keep_plugins=True)
-        return obj
-
-    yield register
-    for name in names:
-        if plugins.pm.has_plugin(name):
-            plugins.pm.unregister(name=name)
-    plugins.reset(keep_plugins=True)
+    return rkdbench_register
 
 
 def _train_tiny_mlp(steps: int):
@@ -92,14 +80,14 @@ def tiny_mlp():
 @pytest.fixture(scope="session")
 def teacher_dir(tmp_path_factory) -> Path:
     """A model dir holding the digits teacher, built by the harness with a tiny recipe (2 epochs, AA on 10 points)."""
-    from rkdbench.teachers.build import build_teacher
-    from rkdbench.teachers.model_dir import card_path
+    from rkdbench.pytest_plugin import build_tiny_teacher  # here: imported by `pytest_plugins` first, for its asserts
 
     model_dir = tmp_path_factory.mktemp("models")
-    card = rkdbench.create("teacher", TEACHER)
-    small = dataclasses.replace(card, recipe={**card.recipe, "set": {**card.recipe["set"], "train.epochs": 2}})
-    build_teacher(small, model_dir, torch.device("cpu"), n_examples=10)
-    # the small build stands in for the card's own recipe, so it is not reported stale
-    measured_card = card_path(card, model_dir)
-    measured_card.write_text(json.dumps({**json.loads(measured_card.read_text()), "recipe_hash": card.recipe_hash}))
+    build_tiny_teacher(TEACHER, model_dir, recipe_set={"train.epochs": 2}, n_examples=10)
     return model_dir
+
+
+@pytest.fixture(scope="session")
+def rkdbench_teacher_dir(teacher_dir) -> Path:
+    """The pytest plugin's `rkdbench_cell` trains with the session's one digits teacher."""
+    return teacher_dir

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import rkdbench
-from rkdbench import AttackSpec, Losses, Method, Progress
+from rkdbench import AttackSpec, Losses, Method, Progress, StepMethod
 from rkdbench.config import load_protocol
 from rkdbench.data import Splits
 from rkdbench.training.engine import Trainer, TrainSetup
@@ -89,7 +89,18 @@ def test_mirror_pass_of_an_extra_teacher_role_is_allowed_and_unknown_passes_are_
         type("Bad", (Mirror,), {"name": "bad", "needs": frozenset({"s_adv", "t_mirror"})})()
 
 
-class Owner(Method):
+def test_the_engine_dispatches_on_the_contract_not_on_attribute_names():
+    class Declarative(Mirror):
+        def training_step(self, batch, ctx):  # a Method's attribute of that name is not its contract
+            raise AssertionError("the engine ran a declarative method's training_step")
+
+    method = Declarative()
+    trainer, x, y = _trainer(method)
+    losses = trainer.training_step(x, y, Progress(0, 1))
+    assert method.seen.s_mir is not None and losses.total.requires_grad  # the engine ran `loss`
+
+
+class Owner(StepMethod):
     """A method with a second trainable network that learns from the student's adversarial points."""
 
     name = "owner-probe"

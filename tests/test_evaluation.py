@@ -261,7 +261,7 @@ def test_a_cell_logs_its_flags_diagnostics_and_resumable_evaluation(tmp_path):
     from mlflow.tracking import MlflowClient
 
     from rkdbench.config import load_suite
-    from rkdbench.run.executor import run_suite
+    from rkdbench.run.executor import build_executor, run_suite
     from rkdbench.run.options import RunOptions
     from rkdbench.tracking import tracking_uri
 
@@ -280,9 +280,8 @@ def test_a_cell_logs_its_flags_diagnostics_and_resumable_evaluation(tmp_path):
         "eval.attacks": {"pgd20": {"attack": "pgd", "steps": 3}},
     }
     results = tmp_path / "results"
-    [outcome] = run_suite(
-        load_suite(str(suite_path), overrides), RunOptions(results=results, model_dir=tmp_path / "models")
-    )
+    options = RunOptions(results=results, model_dir=tmp_path / "models")
+    [outcome] = run_suite(load_suite(str(suite_path), overrides), options, build_executor("serial"))
     assert outcome.status == "finished", outcome.error
     run = MlflowClient(tracking_uri(results)).get_run(outcome.run_id)
     assert "rkdbench.flags" in run.data.tags and "rkdbench.best_val.flags" not in run.data.tags

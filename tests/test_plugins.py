@@ -86,6 +86,55 @@ def test_temporary_plugin_registers_and_unregisters(register_plugin):
     assert "toy" not in rkdbench.list_components("method")
 
 
+class ToyStep(rkdbench.StepMethod):
+    name = "toy-step"
+
+    def training_step(self, batch, ctx):
+        return ctx.student(batch[0]).mean()
+
+
+def test_both_method_contracts_register_list_and_build(register_plugin):
+    class Both:
+        @rkdbench.hookimpl
+        def register_methods(self, register):
+            register(ToyMethod)
+            register(ToyStep)
+
+    register_plugin(Both(), "both-contracts")
+    result = CliRunner().invoke(cli, ["plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    assert rows["toy"]["status"] == rows["toy-step"]["status"] == "ok"
+    assert rows["toy-step"]["plugin"] == "both-contracts"
+    assert isinstance(rkdbench.create("method", "toy"), rkdbench.Method)
+    step = rkdbench.create("method", "toy-step")
+    assert isinstance(step, rkdbench.StepMethod) and not isinstance(step, rkdbench.Method)
+
+
+def test_a_method_without_its_contract_cannot_be_built():
+    class NoLoss(rkdbench.Method):
+        name = "no-loss"
+        attack = None
+
+    class NoObjective(rkdbench.Method):
+        name = "no-objective"
+
+        def loss(self, out, y, progress):
+            return out.s_adv.mean()
+
+    class NoStep(rkdbench.StepMethod):
+        name = "no-step"
+
+    with pytest.raises(TypeError, match="loss"):
+        NoLoss()
+    with pytest.raises(TypeError, match="'no-objective' has a training attack but no attack_objective"):
+        NoObjective()
+    with pytest.raises(TypeError, match="training_step"):
+        NoStep()
+    NoObjective.attack = None  # without a training attack the objective is never asked for
+    assert NoObjective().attack is None
+
+
 def test_duplicate_name_is_an_error_naming_both_plugins(register_plugin, monkeypatch):
     class Clash:
         @rkdbench.hookimpl

@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rkdbench import AttackSpec, LogUniform, Losses, Method, Outputs, Progress, hookimpl, kl_div
+from rkdbench import AttackSpec, LogUniform, Losses, StepContext, StepMethod, hookimpl, kl_div
 
 __all__ = ["PeerAiD", "PeerAiDParams", "fresh_copy", "peer_loss", "student_loss"]
 
@@ -81,7 +80,7 @@ def student_loss(s_adv: Tensor, s_nat: Tensor, p_adv: Tensor, y: Tensor, p: Peer
     )
 
 
-class PeerAiD(Method):
+class PeerAiD(StepMethod):
     name = "peeraid"
     citation = (
         "Jung, Jang, Song, Lee, 'PeerAiD: Improving Adversarial Distillation from a Specialized Peer Tutor', CVPR 2024"
@@ -95,13 +94,7 @@ class PeerAiD(Method):
     def build_networks(self, student: nn.Module) -> dict[str, nn.Module]:
         return {"peer": fresh_copy(student)}
 
-    def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:
-        raise NotImplementedError("peeraid's attack targets the peer's prediction: see training_step")
-
-    def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses:
-        raise NotImplementedError("peeraid trains through training_step")
-
-    def training_step(self, batch: tuple[Tensor, Tensor], ctx: Any) -> Losses:
+    def training_step(self, batch: tuple[Tensor, Tensor], ctx: StepContext) -> Losses:
         x, y = batch
         p, student, peer = self.params, ctx.student, ctx.networks["peer"]
         n = x.shape[0]

@@ -14,8 +14,8 @@ flattens the margin's input gradient. It trains on **clean** inputs only (no att
 Weights unknown [U]: defaults lambda_kd = 1, tau = 4, lambda_conf = 0.5, lambda_grad = 1e-3 are **inferred**
 starting points (METHODS.md), to be swept on the validation split.
 
-The method overrides `training_step(batch, ctx)` (the gradient term needs the input gradient of the student's
-own forward pass); the maths is the pure function `rsnl_loss(z_s, z_t, input_grad, y, ...)`.
+The method is a `StepMethod` and writes its own `training_step(batch, ctx)` (the gradient term needs the input
+gradient of the student's own forward pass); the maths is the pure function `rsnl_loss(z_s, z_t, input_grad, y, ...)`.
 Note: the input gradient is taken of the batch sum of margins; with the student's BatchNorm in train mode that
 sum also carries the (small) cross-example terms through the batch statistics, as in common double-backprop
 implementations.
@@ -24,13 +24,12 @@ implementations.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import LogUniform, Losses, Method, Outputs, Progress, hookimpl, kl_div
+from rkdbench import LogUniform, Losses, StepContext, StepMethod, hookimpl, kl_div
 
 __all__ = ["RSNL", "RSNLParams", "rsnl_loss", "strongest_wrong_margin"]
 
@@ -77,7 +76,7 @@ def rsnl_loss(
     )
 
 
-class RSNL(Method):
+class RSNL(StepMethod):
     name = "rsnl"
     citation = "Guo, Xu, He, Shi, Xu, Tao, 'Robust Student Network Learning', IEEE TNNLS 2019 (arXiv 1807.11158)"
     teacher_roles = ("robust",)
@@ -91,10 +90,7 @@ class RSNL(Method):
     }
     attack = None
 
-    def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses:
-        raise NotImplementedError("rsnl trains through training_step (it needs the input gradient)")
-
-    def training_step(self, batch: tuple[Tensor, Tensor], ctx: Any) -> Losses:
+    def training_step(self, batch: tuple[Tensor, Tensor], ctx: StepContext) -> Losses:
         x, y = batch
         x_in = x.detach().clone().requires_grad_(True)
         z_s = ctx.student(x_in)

@@ -23,13 +23,12 @@ a protocol option (`train.swa_start`, the `swa` selection next to the raw studen
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkdbench import AttackSpec, LogUniform, Losses, Method, Outputs, Progress, hookimpl, kl_div
+from rkdbench import AttackSpec, LogUniform, Losses, StepContext, StepMethod, hookimpl, kl_div
 from rkdbench_plugins.methods.igdm import igdm_per_example, igdm_ramp
 
 __all__ = ["SAAD", "SAADParams", "taylor_teacher", "renyi_entropy", "saad_weights", "saad_loss"]
@@ -91,7 +90,7 @@ def saad_loss(
     return Losses(total=per_example.mean(), parts=parts)
 
 
-class SAAD(Method):
+class SAAD(StepMethod):
     name = "saad"
     citation = "Lee & Chung, 'Sample-wise Adaptive Adversarial Distillation', TMLR 2026 (arXiv 2512.10275)"
     teacher_roles = ("robust",)
@@ -104,13 +103,7 @@ class SAAD(Method):
     }
     attack = AttackSpec(needs=frozenset({"s_adv"}), init="gauss", bn="eval", steps=10, step_size=0.25)
 
-    def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:
-        raise NotImplementedError("saad's attack needs x and the teacher's input gradient: see training_step")
-
-    def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses:
-        raise NotImplementedError("saad trains through training_step")
-
-    def training_step(self, batch: tuple[Tensor, Tensor], ctx: Any) -> Losses:
+    def training_step(self, batch: tuple[Tensor, Tensor], ctx: StepContext) -> Losses:
         x, y = batch
         p, student, teacher = self.params, ctx.student, ctx.teacher
         n = x.shape[0]

@@ -1,6 +1,7 @@
 """Method documentation pages generated from the code itself: the module's docstring (formula, source,
-deviations), the citation, the official defaults of `Params`, the tuning space, the training attack, the forward
-passes and the teacher roles. `docs/methods/<name>.md` is this text; a test keeps the two identical.
+deviations), the citation, which contract it implements (`Method` or `StepMethod`), the official defaults of
+`Params`, the tuning space, the training attack, the forward passes and the teacher roles. `docs/methods/<name>.md` is
+this text; a test keeps the two identical.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import dataclasses
 import inspect
 import sys
 from pathlib import Path
+
+from ..contracts.step_method import StepMethod
 
 __all__ = ["render_method_page", "write_method_pages"]
 
@@ -49,7 +52,12 @@ def render_method_page(name: str) -> str:
         ("teacher roles", ", ".join(f"`{r}`" for r in method.teacher_roles) or "none"),
         ("training attack", attack),
         ("extra augmentation", f"`{cls.extra_augment}`" if cls.extra_augment else "none"),
-        ("custom training step", "yes" if hasattr(cls, "training_step") else "no"),
+        (
+            "contract",
+            "`StepMethod` (its own `training_step`)"
+            if issubclass(cls, StepMethod)
+            else "`Method` (declarative: `attack_objective` and `loss`)",
+        ),
     ]
     parts = [f"# `{name}`", "", module_doc, "", "## Contract", "", _table(facts), ""]
     if params:

@@ -1,10 +1,11 @@
 """`rkdbench new-plugin`: write a pip-installable method plugin package from the templates below.
 
-The package (`pyproject.toml` with one `rkdbench` entry point, `src/<module>/method.py`, a unit test against
-hand-computed values, a README and a digits suite) holds a working RSLAD-like distillation method written
-only against the public API, so that a new author starts from code that trains, is tested and reaches the
-leaderboard, and only has to change the formula. `method.py` has no relative imports because
-`--plugins-dir src/<module>` loads it as a loose file; `__init__.py` registers nothing for the same reason.
+The package (`pyproject.toml` with one `rkdbench` entry point, `src/<module>/method.py`, tests against
+hand-computed values and through rkdbench's pytest plugin (activated in `tests/conftest.py`), a README and a digits
+suite) holds a working RSLAD-like distillation method written only against the public API (`from rkdbench import
+...`), so that a new author starts from code that trains, is tested and reaches the leaderboard, and only has to
+change the formula. `method.py` has no relative imports because `--plugins-dir src/<module>` loads it as a loose
+file; `__init__.py` registers nothing for the same reason.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def scaffold_plugin(parent: Path, names: PluginNames) -> list[Path]:
         "suite.toml": SUITE,
         f"src/{names.module}/__init__.py": INIT,
         f"src/{names.module}/method.py": METHOD,
+        "tests/conftest.py": CONFTEST,
         "tests/test_method.py": TEST,
     }
     written = []
@@ -159,8 +161,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # Absolute imports only: this file is also loaded on its own by `rkdbench --plugins-dir`.
-from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl
-from rkdbench.contracts.losses import kl_div
+from rkdbench import AttackSpec, Losses, Method, Outputs, Progress, hookimpl, kl_div
 
 __all__ = ["${cls}", "${cls}Params"]
 
@@ -205,8 +206,16 @@ def register_methods(register):
     register(${cls})
 '''
 
+CONFTEST = '''\
+"""Activates rkdbench's pytest plugin: the `rkdbench_*` fixtures the tests use (see rkdbench's docs/plugins.md)."""
+
+pytest_plugins = ["rkdbench.pytest_plugin"]
+'''
+
 TEST = '''\
-"""The method's two functions on small fixed logits against values worked out by hand, and its registration."""
+"""The method's two functions on small fixed logits against values worked out by hand; its contract on random
+logits, one engine training step and one tiny digits cell end to end (the `rkdbench_*` fixtures of rkdbench's pytest
+plugin, activated in conftest.py); and its registration through the installed entry point."""
 
 from __future__ import annotations
 
@@ -216,8 +225,8 @@ from importlib.metadata import PackageNotFoundError, distribution
 import pytest
 import torch
 
-import rkdbench
-from rkdbench import Outputs, Progress
+from rkdbench import Outputs, Progress, create, list_components
+from ${module} import method as plugin
 from ${module}.method import ${cls}
 
 # Two classes keep the arithmetic by hand: a uniform teacher T = (1/2, 1/2) and a student S = (3/4, 1/4)
@@ -249,24 +258,49 @@ def test_loss_weights_the_batch_mean_kls():
     assert weighted.total.item() == pytest.approx(adv, abs=1e-6)
 
 
+@pytest.fixture
+def registered(rkdbench_register):
+    """The plugin registered in-process for one test, as its entry point registers it once installed."""
+    rkdbench_register(plugin)
+
+
+def test_contract_on_random_logits(registered, rkdbench_contract):
+    run = rkdbench_contract("${method}", nat_weight=0.0)  # built by name with overrides, as a cell builds it
+    run.check()  # a per-example objective, a finite loss whose gradient reaches the student
+    assert run.losses.total.item() == pytest.approx(5 / 6 * run.losses.parts["kl_adv"].item(), rel=1e-5)
+
+
+def test_one_engine_training_step(registered, rkdbench_step):
+    step = rkdbench_step("${method}")  # the engine's step on tiny networks and random inputs
+    step.check()
+    assert step.passes["teacher_forward"] > 0  # T(x) is in `needs`, so the teacher ran
+
+
+def test_one_tiny_cell_end_to_end(registered, rkdbench_cell):
+    metrics = rkdbench_cell("${method}")  # 1 epoch on digits, PGD-5 on 8 test points, a throwaway MLflow store
+    assert 0.0 <= metrics["test.pgd_acc"] <= metrics["test.clean_acc"] <= 1.0
+    assert {"train.kl_adv", "train.kl_nat"} <= set(metrics)  # the loss's parts are logged
+
+
 def test_rkdbench_finds_the_installed_method():
     try:
         distribution("${name}")
     except PackageNotFoundError:
         pytest.skip("${name} is not pip-installed: its entry point is what registers the method (pip install -e .)")
-    assert "${method}" in rkdbench.list_components("method")
-    assert isinstance(rkdbench.create("method", "${method}", adv_weight=1.0), ${cls})
+    assert "${method}" in list_components("method")
+    assert isinstance(create("method", "${method}", adv_weight=1.0), ${cls})
 '''
 
 README = """\
 # ${name}
 
 The `${method}` robust knowledge-distillation method as an rkdbench plugin. The
-formula lives in `src/${module}/method.py`; its unit test in `tests/test_method.py`.
+formula lives in `src/${module}/method.py`; its tests in `tests/test_method.py` (they use the fixtures of
+rkdbench's pytest plugin, which `tests/conftest.py` activates).
 
 ```bash
 pip install -e .                         # registers the entry point, so rkdbench finds `${method}`
-pytest                                   # the unit tests (the registration test runs once installed)
+pytest                                   # the tests (the registration test runs once installed)
 rkdbench run suite.toml --build-teachers # ${method} next to pgd-at on the digits protocol
 ```
 

@@ -14,23 +14,23 @@ from typing import Any
 
 from ..config import Cell
 from ..plugins import get_registry
-from .method import Method
+from .method import MethodBase
 
 __all__ = ["build_method", "method_of", "fresh_method"]
 
 
-def build_method(name: str, overrides: dict[str, Any]) -> Method:
+def build_method(name: str, overrides: dict[str, Any]) -> MethodBase:
     """The one place a cell's method is instantiated: the registered method `name` with `overrides`."""
     return get_registry().get("method", name).instantiate(**overrides)
 
 
-def method_of(cell: Cell) -> Method:
+def method_of(cell: Cell) -> MethodBase:
     """The cell's method object, as built; built here once when the cell came from another process."""
     if cell.built_method is None:
         object.__setattr__(cell, "built_method", build_method(cell.method, cell.method_overrides))  # a cache field
     return cell.built_method
 
 
-def fresh_method(cell: Cell) -> Method:
+def fresh_method(cell: Cell) -> MethodBase:
     """A copy of the cell's method object for a run of training steps, which may change its state."""
     return copy.deepcopy(method_of(cell))

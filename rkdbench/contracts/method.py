@@ -1,18 +1,20 @@
-"""The types plugin authors program against: `Outputs`, `Progress`, `Losses`, `AttackSpec`, `AttackResult`,
-and the `Method` base class with its declarative contract.
+"""The types plugin authors program against (`Outputs`, `Progress`, `Losses`, `AttackSpec`, `AttackResult`,
+`StepContext`), `MethodBase`, what both method contracts share, and `Method`, the declarative contract.
 
-A method declares which forward passes it `needs`, an `AttackSpec` for its training attack, typed
-`Params` (a dataclass whose defaults equal the official code) and, optionally, the `space` of those params that
-`rkdbench tune` searches (checked when the class is defined, `rkdbench.contracts.space`); it implements two pure
-tensor functions, `attack_objective(out, y)` (per-example, maximized by PGD) and `loss(out, y, progress)`. The engine
-runs the loop. Methods that do not fit override `training_step` and keep state in `self.state`. A method that trains a
-network of its own (PeerAiD's peer) returns it from `build_networks(student)`: the engine gives it an optimizer
-and a scheduler, steps them with the student's, and checkpoints all three with the cell; `configure_optimizer`
-overrides the protocol's optimizer settings for the method (Fair-ARD's Nesterov SGD).
+A method declares which forward passes it `needs`, an `AttackSpec` for its training attack, typed `Params` (a
+dataclass whose defaults equal the official code) and, optionally, the `space` of those params that `rkdbench tune`
+searches (checked when the class is defined, `rkdbench.contracts.space`). A `Method` implements two pure tensor
+functions, `attack_objective(out, y)` (per-example, maximized by PGD) and `loss(out, y, progress)`, and the engine runs
+the loop; a method that does not fit is a `StepMethod` (rkdbench.contracts.step_method) and writes its own
+`training_step`. Either keeps adaptive state in `self.state`. A method that trains a network of its own (PeerAiD's
+peer) returns it from `build_networks(student)`: the engine gives it an optimizer and a scheduler, steps them with the
+student's, and checkpoints all three with the cell; `configure_optimizer` overrides the protocol's optimizer settings
+for the method (Fair-ARD's Nesterov SGD).
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import typing
 from collections.abc import Mapping
@@ -34,6 +36,7 @@ __all__ = [
     "Losses",
     "AttackSpec",
     "AttackResult",
+    "MethodBase",
     "Method",
     "Params",
     "StepContext",
@@ -135,10 +138,10 @@ class AttackResult:
 
 @dataclass
 class StepContext:
-    """What a method that overrides `training_step(batch, ctx)` gets: the networks, where training is, the
+    """What a `StepMethod`'s `training_step(batch, ctx)` gets: the networks, where training is, the
     threat model, `attack(x, y, objective)` running PGD with the method's AttackSpec on any objective,
     `count(...)` to report the forward/backward passes the step made (they appear as the run's cost), and the
-    method's own trainable `networks` (from `Method.build_networks`; the engine steps their optimizers after the
+    method's own trainable `networks` (from `build_networks`; the engine steps their optimizers after the
     step's `total.backward()`, so a loss that reaches them trains them)."""
 
     student: Any
@@ -156,8 +159,10 @@ class StepContext:
         return next(iter(self.teachers.values()), None)
 
 
-class Method:
-    """Base class of training methods. Subclasses set the class attributes and implement the two functions."""
+class MethodBase:
+    """What both method contracts share: the class attributes, typed params and the training attack, teacher roles
+    and forward passes, state, own networks, the optimizer override and the cell key's `describe`. A plugin
+    subclasses `Method` or `StepMethod`, never this."""
 
     name: ClassVar[str] = ""
     citation: ClassVar[str] = ""
@@ -233,21 +238,8 @@ class Method:
     def uses_teacher(self) -> bool:
         return bool(self.teacher_roles)
 
-    def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:
-        """Per-example value the training attack maximizes."""
-        raise NotImplementedError
-
-    def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses | Tensor:
-        """The outer loss on the outputs in `needs`."""
-        raise NotImplementedError
-
     def on_step_end(self, losses: Losses, progress: Progress) -> None:
         """Hook for adaptive state (MTARD's weights); default: nothing."""
-
-    def student_forwards(self, progress: Progress) -> Any:
-        """The official order of the student's train-mode forwards in this step, BatchNorm-only passes included
-        (a `rkdbench.contracts.student_passes.StudentForwards`); None: S(x) then S(x'), only the passes in `needs`."""
-        return None
 
     def build_networks(self, student: Any) -> dict[str, Any]:
         """Trainable networks the method owns besides the student (name -> `nn.Module`), built once per cell
@@ -270,6 +262,29 @@ class Method:
         if self.attack is not None:
             described.update({name: getattr(self.attack, field) for name, field in ATTACK_OVERRIDES.items()})
         return described
+
+
+class Method(MethodBase, abc.ABC):
+    """The declarative contract: the engine computes the forward passes in `needs`, runs the training attack on
+    `attack_objective` (required when `attack` is not None) and steps on `loss`."""
+
+    def __init__(self, **overrides: Any) -> None:
+        super().__init__(**overrides)
+        if self.attack is not None and type(self).attack_objective is Method.attack_objective:
+            raise TypeError(f"method {self.name!r} has a training attack but no attack_objective")
+
+    def attack_objective(self, out: Outputs, y: Tensor) -> Tensor:
+        """Per-example value the training attack maximizes."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def loss(self, out: Outputs, y: Tensor, progress: Progress) -> Losses | Tensor:
+        """The outer loss on the outputs in `needs`."""
+
+    def student_forwards(self, progress: Progress) -> Any:
+        """The official order of the student's train-mode forwards in this step, BatchNorm-only passes included
+        (a `rkdbench.StudentForwards`); None: S(x) then S(x'), only the passes in `needs`."""
+        return None
 
 
 def as_losses(value: Losses | Tensor) -> Losses:

@@ -16,20 +16,24 @@ from .cells import NO_TEACHER
 from .options import RunOptions
 from .progress import epoch_progress, say
 
-__all__ = ["prepare", "teacher_card"]
+__all__ = ["prepare", "teacher_card", "needed_teachers"]
 
 
 def teacher_card(name: str) -> TeacherCard:
     return get_registry().get("teacher", name).obj
 
 
+def needed_teachers(cells: list[Cell]) -> list[str]:
+    """The teacher ids the cells train with, every role's, sorted."""
+    return sorted(
+        {c.teacher for c in cells if c.teacher != NO_TEACHER} | {t for c in cells for t in c.extra_teachers.values()}
+    )
+
+
 def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
     """Everything that can fail before training: the tracking store, and teachers (built if allowed)."""
     tracker.check_reachable()
-    needed = {c.teacher for c in cells if c.teacher != NO_TEACHER} | {
-        t for c in cells for t in c.extra_teachers.values()
-    }
-    for name in sorted(needed):
+    for name in needed_teachers(cells):
         card = teacher_card(name)
         path = teacher_path(card, options.model_dir)
         stale = path.is_file() and stale_recipe(card, options.model_dir)

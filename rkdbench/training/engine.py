@@ -1,9 +1,10 @@
-"""The training engine: one readable loop that runs any method's declarative contract.
+"""The training engine: one readable loop that runs either method contract.
 
-Per batch: augment on the device, compute the constants the attack needs (teacher on clean x under
-`inference_mode`, the student's clean output in the attack's BN mode), run PGD on the method's
+Per batch: augment on the device; for a declarative `Method`, compute the constants the attack needs (teacher on
+clean x under `inference_mode`, the student's clean output in the attack's BN mode), run PGD on the method's
 `attack_objective` with the method's init / BN mode / steps / step size, compute exactly the forward
-passes in `method.needs`, and step on `method.loss`. No host synchronisation inside the epoch. After each
+passes in `method.needs`, and step on `method.loss`; a `StepMethod`'s `training_step` does all of that itself with
+a `StepContext`. No host synchronisation inside the epoch. After each
 epoch: validation clean / PGD accuracy on the held-out split (never the test set), an atomic checkpoint
 with everything needed to resume bit-for-bit (model, optimizer, scheduler, RNG states, method state,
 best-val record, MLflow run id), and the `on_epoch` callback.
@@ -21,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from ..attacks.pgd import pgd
-from ..contracts.method import TEACHER_PASSES, Losses, Outputs, Progress, StepContext, as_losses
+from ..contracts.method import TEACHER_PASSES, Losses, Method, Outputs, Progress, StepContext, as_losses
+from ..contracts.step_method import StepMethod
 from ..contracts.student_passes import run_after_step, run_before_step
 from ..data import augment
 from .checkpoint import load_verified, save_atomic
@@ -190,8 +192,8 @@ class Trainer:
             self.counter.teacher_backward += n * spec.steps
         return x_adv
 
-    def _attack(self, x: Tensor, y: Tensor, t_nat: Tensor | None) -> Tensor:
-        method, student, teacher = self.s.method, self.s.student, self.teacher
+    def _attack(self, method: Method, x: Tensor, y: Tensor, t_nat: Tensor | None) -> Tensor:
+        student, teacher = self.s.student, self.teacher
         spec = method.attack
         assert spec is not None
         s_nat = None
@@ -219,11 +221,10 @@ class Trainer:
         return logits.clone()  # inference tensors cannot enter autograd graphs
 
     def training_step(self, x: Tensor, y: Tensor, progress: Progress) -> Losses:
-        method, student, teacher = self.s.method, self.s.student, self.teacher
-        custom = getattr(method, "training_step", None)
-        if custom is not None:
+        method = self.s.method
+        if isinstance(method, StepMethod):
             ctx = StepContext(
-                student=student,
+                student=self.s.student,
                 teachers=self.s.teachers,
                 progress=progress,
                 eps=self.threat.eps,
@@ -232,13 +233,19 @@ class Trainer:
                 count=self._count,
                 networks=self.networks,
             )
-            return as_losses(custom((x, y), ctx))
+            return as_losses(method.training_step((x, y), ctx))
+        if not isinstance(method, Method):
+            raise TypeError(f"method {method.name!r} subclasses neither rkdbench.Method nor rkdbench.StepMethod")
+        return self._declarative_step(method, x, y, progress)
+
+    def _declarative_step(self, method: Method, x: Tensor, y: Tensor, progress: Progress) -> Losses:
+        student, teacher = self.s.student, self.teacher
         needs = method.needs
         attack_needs = method.attack.needs if method.attack is not None else frozenset()
         t_nat = None
         if teacher is not None and ("t_nat" in needs or "t_nat" in attack_needs):
             t_nat = self._teacher_logits(teacher, x)
-        x_adv = self._attack(x, y, t_nat) if method.attack is not None else None
+        x_adv = self._attack(method, x, y, t_nat) if method.attack is not None else None
         out = Outputs(t_nat=t_nat if "t_nat" in needs else None)
         self._plan = method.student_forwards(progress)  # BatchNorm-only passes of the official loop, if any
         passes = run_before_step(student, self._plan, needs, x, x_adv, self._count)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from ..attacks.base import predict
 from ..attacks.pgd import pgd
 from ..config import Protocol, TrainConfig
-from ..contracts.method import Method
+from ..contracts.method import MethodBase
 from ..data import Splits
 
 __all__ = [
@@ -79,7 +79,7 @@ class TrainSetup:
     """Everything one cell's training needs; `splits` are already on `device`."""
 
     protocol: Protocol
-    method: Method
+    method: MethodBase  # a `Method` or a `StepMethod`
     student: nn.Module
     teachers: dict[str, nn.Module]  # role -> frozen teacher; the method's first role is the primary
     splits: Splits

@@ -1,5 +1,6 @@
-"""`rkdbench new-plugin`: the scaffolded package's own tests pass, its method trains through `--plugins-dir`
-to a FINISHED MLflow run and a leaderboard row, and bad or taken names are one-line errors (exit 2)."""
+"""`rkdbench new-plugin`: the scaffolded package's own tests (by hand, and through the fixtures of rkdbench's pytest
+plugin, which its conftest activates) pass, its method trains through `--plugins-dir` to a FINISHED MLflow run and
+a leaderboard row, and bad or taken names are one-line errors (exit 2)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def test_scaffold_writes_the_package_and_its_tests_pass(tmp_path, capsys):
         "suite.toml",
         "src/fancy_kd/__init__.py",
         "src/fancy_kd/method.py",
+        "tests/conftest.py",
         "tests/test_method.py",
     }
     project = tomllib.loads((pkg / "pyproject.toml").read_text())
@@ -58,13 +60,18 @@ def test_scaffold_writes_the_package_and_its_tests_pass(tmp_path, capsys):
     assert suite["methods"] == ["fancy", "pgd-at"] and suite["protocol"] == "digits-linf"
     method_source = (pkg / "src/fancy_kd/method.py").read_text()
     assert "from ." not in method_source and 'name = "fancy"' in method_source  # loadable as a loose file
+    assert (pkg / "tests/conftest.py").read_text().endswith('pytest_plugins = ["rkdbench.pytest_plugin"]\n')
+    tests_source = (pkg / "tests/test_method.py").read_text()
+    for fixture in ("rkdbench_register", "rkdbench_contract", "rkdbench_step", "rkdbench_cell"):
+        assert f"{fixture}(" in tests_source, fixture  # the generated tests use the pytest plugin's fixtures
     readme = (pkg / "README.md").read_text()
     for command in ("pip install -e .", "pytest", "rkdbench run suite.toml", "--plugins-dir src/fancy_kd"):
         assert command in readme
 
     # The generated tests, as a user runs them (`pytest` in the package; its pyproject puts src/ on the path).
     # The package is not pip-installed here (no network builds in tests), so its registration test must skip,
-    # saying why; the two hand-computed-value tests must pass.
+    # saying why; the two hand-computed-value tests and the three through the fixtures (contract on random logits,
+    # one engine step, one tiny cell with a teacher built small) must pass.
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"],
         cwd=pkg,
@@ -74,7 +81,7 @@ def test_scaffold_writes_the_package_and_its_tests_pass(tmp_path, capsys):
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 passed, 1 skipped" in done.stdout, done.stdout
+    assert "5 passed, 1 skipped" in done.stdout, done.stdout
     assert "fancy-kd is not pip-installed" in done.stdout
 
 
