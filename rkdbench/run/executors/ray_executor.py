@@ -27,9 +27,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ...attacks.traits import ranked_accuracy
+from ...attacks.traits import CLEAN, ranked_accuracy
 from ...config import ResourcesConfig
 from ...errors import UserError
+from ...tracking.schema import metric_key, selection_split
 
 __all__ = ["CellResources", "run_on_ray", "connect", "SERVER_HINT", "MAX_RETRIES"]
 
@@ -298,11 +299,11 @@ def _outcome(ray, ref, cell):
 def _end_line(position: str, outcome) -> str:
     metrics = outcome.metrics
     protocol = outcome.cell.protocol
-    ranked = ranked_accuracy(metrics, protocol.eval.attacks, "test.", protocol.eval.rank_by)
+    split = selection_split("last")
+    clean = metric_key(split, CLEAN)
+    ranked = ranked_accuracy(metrics, protocol.eval.attacks, split, protocol.eval.rank_by)
     detail = (
-        f"clean {metrics['test.clean_acc']:.1%}, {ranked[0]} {ranked[1]:.1%}"
-        if ranked and "test.clean_acc" in metrics
-        else outcome.error
+        f"clean {metrics[clean]:.1%}, {ranked[0]} {ranked[1]:.1%}" if ranked and clean in metrics else outcome.error
     )
     color = {"failed": "red", "finished": "bold"}.get(outcome.status, "dim")
     return (
