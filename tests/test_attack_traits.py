@@ -5,6 +5,7 @@ its declared choices fails when the suite loads, on one line, with exit code 2, 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 from pathlib import Path
@@ -21,12 +22,13 @@ from rkdbench.attacks.traits import (
     display_names,
     final_label,
     format_accuracies,
+    plugins_of,
     rank_label,
     ranked_accuracy,
     sanity_pairs,
 )
 from rkdbench.cli import main
-from rkdbench.config import load_protocol
+from rkdbench.config import AttackEntry, attack_entries, load_protocol
 from rkdbench.errors import ConfigError
 from rkdbench.evaluation.flags import sanity_flags
 from rkdbench.teachers.card import TeacherCard
@@ -65,7 +67,7 @@ def protocol_file(tmp_path: Path, extra: str = "", name: str = "digits-other-lab
 
 def test_builtin_declarations_give_the_builtin_names_order_and_rank():
     specs = load_protocol("cifar10-linf-8").eval.attacks
-    plugins = attack_plugins(spec["attack"] for spec in specs.values())
+    plugins = plugins_of(specs)
     shown_before = {"pgd20": "PGD-20", "cw": "CW", "aa": "AutoAttack"}  # the leaderboard's names before declarations
 
     assert {label: name for label, name in display_names(specs, plugins).items() if label in specs} == shown_before
@@ -77,11 +79,13 @@ def test_builtin_declarations_give_the_builtin_names_order_and_rank():
 
 def test_display_names_follow_the_options_and_never_collide():
     plugins = attack_plugins(["pgd", "autoattack"])
-    specs = {
-        "fast": {"attack": "pgd", "steps": 5},
-        "a": {"attack": "autoattack"},
-        "b": {"attack": "autoattack", "version": "plus"},
-    }
+    specs = attack_entries(
+        {
+            "fast": {"attack": "pgd", "steps": 5},
+            "a": {"attack": "autoattack"},
+            "b": {"attack": "autoattack", "version": "plus"},
+        }
+    )
     names = display_names(specs, plugins)
     assert names["fast"] == "PGD-5" and (names["a"], names["b"]) == ("a", "b")  # two AutoAttacks: their labels
 
@@ -107,12 +111,14 @@ class Plugin:
 
 def test_sanity_flags_follow_the_declared_order(register_plugin):
     register_plugin(Plugin(), "test-attack-traits")
-    specs = {
-        "p": {"attack": "pgd"},
-        "s": {"attack": "test-stronger"},
-        "aa": {"attack": "autoattack"},
-        "u": {"attack": "test-undeclared"},
-    }
+    specs = attack_entries(
+        {
+            "p": {"attack": "pgd"},
+            "s": {"attack": "test-stronger"},
+            "aa": {"attack": "autoattack"},
+            "u": {"attack": "test-undeclared"},
+        }
+    )
     metrics = {"clean_acc": 0.9, "p_acc": 0.5, "aa_acc": 0.45, "s_acc": 0.47, "u_acc": 0.95}
     # `st` above `aa` is flagged; the undeclared attack, above clean, is compared with nothing
     assert sanity_flags(metrics, specs, {}) == ["st>aa"]
@@ -148,9 +154,9 @@ def test_option_choices_come_from_one_declaration():
 
 
 def test_format_accuracies_never_crashes_on_missing_labels():
-    specs = {"fast": {"attack": "pgd", "steps": 5}, "strong": {"attack": "autoattack"}}
-    assert ranked_accuracy({"test.strong_acc": 0.25}, specs, prefix="test.") == ("AutoAttack", 0.25)
-    assert ranked_accuracy({"test.strong_acc": 0.25}, specs, prefix="test.", rank_by="fast") is None
+    specs = attack_entries({"fast": {"attack": "pgd", "steps": 5}, "strong": {"attack": "autoattack"}})
+    assert ranked_accuracy({"test.strong_acc": 0.25}, specs, split="test") == ("AutoAttack", 0.25)
+    assert ranked_accuracy({"test.strong_acc": 0.25}, specs, split="test", rank_by="fast") is None
     text = format_accuracies({"clean_acc": 0.9, "fast_acc": 0.5, "strong_acc": None, "extra_acc": 0.25}, specs)
     assert text == "clean 90.0%, PGD-5 50.0%, AutoAttack n/a, extra 25.0%"
 
@@ -171,6 +177,90 @@ def test_a_bad_attack_option_fails_at_load_on_one_line(tmp_path, capsys):
     assert not (results / "mlruns").exists() or not MlflowClient(tracking_uri(results)).search_runs(
         [e.experiment_id for e in MlflowClient(tracking_uri(results)).search_experiments()]
     )
+
+
+def test_attack_entries_are_checked_against_their_plugins_naming_file_label_option_and_value(tmp_path):
+    from rkdbench.attacks.entries import check_attack_entries
+
+    path = protocol_file(tmp_path, extra="stepz = 7")
+    protocol = load_protocol(str(path))  # typed without loading a plugin: the options are checked apart
+    assert protocol.eval.attacks["fast"] == AttackEntry("fast", "pgd", {"steps": 5, "stepz": 7})
+    with pytest.raises(ConfigError) as error:
+        check_attack_entries(protocol)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{path}: eval.attacks.fast: attack 'pgd' has no parameter")
+    for part in ("'stepz'", "(given 7)", "did you mean: steps", "allowed: init, kappa, loss, restarts"):
+        assert part in message, (part, message)
+    unknown = load_protocol(str(protocol_file(tmp_path, name="unknown")), {"eval.attacks.fast.attack": "pgdd"})
+    with pytest.raises(ConfigError, match=r"unknown\.toml: eval\.attacks\.fast: unknown attack 'pgdd' \(did you mean"):
+        check_attack_entries(unknown)
+    check_attack_entries(load_protocol("cifar10-linf-8"))  # the built-ins pass
+
+
+@pytest.mark.parametrize(
+    "attacks, message",
+    [
+        ({"clean": {"attack": "pgd"}}, "eval.attacks.clean is not allowed as a label"),
+        ({"worst_class_x": {"attack": "pgd"}}, "eval.attacks.worst_class_x is not allowed as a label"),
+        ({"fast": {"steps": 5}}, "eval.attacks.fast must be a table with an `attack` plugin name"),
+        ({}, r"\[eval.attacks\] must name at least one attack"),
+    ],
+)
+def test_a_malformed_attack_entry_is_refused_when_the_protocol_loads(attacks, message):
+    with pytest.raises(ConfigError, match=r"digits-linf\.toml \(after --set\): " + message):
+        load_protocol("digits-linf", {"eval.attacks": attacks})
+
+
+def test_legacy_labels_are_the_plugins_declarations_never_inherited():
+    from rkdbench.attacks.traits import legacy_specs
+
+    assert legacy_specs() == {
+        "aa": AttackEntry("aa", "autoattack"),
+        "cw": AttackEntry("cw", "cw"),
+        "pgd20": AttackEntry("pgd20", "pgd", {"steps": 20}),
+    }
+    pgd = attack_plugins(["pgd"])["pgd"]
+    relabelled = type("Relabelled", (pgd,), {"name": "relabelled"})  # a subclass answers to none of its parent's
+    assert legacy_specs({"relabelled": relabelled}) == {}
+    assert legacy_specs({"relabelled": type("Other", (pgd,), {"legacy_labels": {"p7": {"steps": 7}}})}) == {
+        "p7": AttackEntry("p7", "relabelled", {"steps": 7})
+    }
+
+
+def _string_constants(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every string constant of a module outside its docstrings."""
+    tree = ast.parse(source)
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, kinds) and node.body and isinstance(node.body[0], ast.Expr)
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+def test_the_host_spells_no_attack_plugin_name_or_label():
+    """The labels the built-in protocols give their attacks, those attacks' plugin names and the labels' metric names
+    appear in no host module: the plugins declare them (`AttackTraits.legacy_labels`), protocols and references.toml
+    hold them as data. `pgd` is also the host's own PGD primitive (`rkdbench.pgd`), so it is left out."""
+    from rkdbench.attacks.traits import legacy_specs
+
+    legacy = legacy_specs()
+    names = ({*legacy} | {entry.attack for entry in legacy.values()}) - {"pgd"}
+    assert names == {"aa", "pgd20", "cw", "autoattack"}
+    package = Path(rkdbench.__file__).parent
+    found = [
+        f"{path.relative_to(package)}:{line}: {text!r}"
+        for path in sorted(package.rglob("*.py"))
+        for line, text in _string_constants(path.read_text())
+        if text in names or any(text.startswith(f"{name}_acc") for name in names)
+    ]
+    assert not found, "the host spells attack plugins' names or labels:\n" + "\n".join(found)
+    assert _string_constants('"""Doc: "aa"."""\nx = {"aa": 1}\ny = f"aa_acc"') == [(2, "aa"), (3, "aa_acc")]
 
 
 TEACHER = "digits/Linf/test-other-labels"
@@ -246,18 +336,16 @@ def test_other_labels_run_a_cell_build_the_teacher_and_the_leaderboard(tmp_path,
 
 
 def test_the_declarations_module_imports_no_torch():
-    """The leaderboard and the UI read the declarations: the module itself must load without torch."""
+    """The leaderboard and the UI read the declarations: the module, with the attack entries and the tracking schema
+    it reads, must load without torch (and without the `Attack` base)."""
     import subprocess
     import sys
 
-    import rkdbench.attacks.traits as traits
-
     code = (
-        "import importlib.util, sys; spec = importlib.util.spec_from_file_location('traits', sys.argv[1]); "
-        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'rkdbench')))"
+        "import sys, rkdbench.attacks.traits; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m == 'rkdbench.attacks.base'))"
     )
-    out = subprocess.run([sys.executable, "-c", code, traits.__file__], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
@@ -292,10 +380,10 @@ def test_the_declarations_module_imports_no_torch():
     ],
 )
 def test_table_order_is_the_leaderboards(order, labels, specs, expected):
-    from rkdbench.attacks.traits import LEGACY_SPECS, table_order
+    from rkdbench.attacks.traits import legacy_specs, table_order
 
-    specs = LEGACY_SPECS if specs is None else specs
-    plugins = attack_plugins(spec["attack"] for spec in specs.values())
+    specs = legacy_specs() if specs is None else attack_entries(specs)
+    plugins = plugins_of(specs)
     assert table_order(order, labels, specs, plugins) == expected
     assert final_label(expected, specs, plugins) == expected[-1]
 
@@ -312,12 +400,15 @@ def test_ui_view_follows_the_declarations():
         "protocol.train.epochs": "1",
     }
     specs = attack_specs(params)
-    assert specs == {
-        "fast": {"attack": "pgd", "steps": "5"},
-        "strong": {"attack": "autoattack"},
-        "cw": {"attack": "cw"},
-    }
-    state = view_state({"test.clean_acc", "test.fast_acc", "test.strong.apgd-ce_acc", "test.worst_acc"}, specs)
+    assert specs == attack_entries(
+        {
+            "fast": {"attack": "pgd", "steps": "5"},
+            "strong": {"attack": "autoattack"},
+            "cw": {"attack": "cw"},
+        }
+    )
+    measured = {"test.clean_acc", "test.fast_acc", "test.strong.apgd-ce_acc", "test.worst_acc"}
+    state = view_state({*measured, "test.worst_class_strong_acc"}, specs)  # worst-class accuracies are no attacks
     assert state["orderByKey"] == "metrics.`test.strong_acc`"
     assert state["selectedColumns"][:4] == [
         f"metrics.`test.{label}_acc`" for label in ("clean", "fast", "cw", "strong")
@@ -424,4 +515,4 @@ def test_the_eps_sweep_uses_an_attack_even_when_clean_accuracy_ranks():
     assert sweep_attack(load_protocol("digits-linf")) == sweep_attack(
         load_protocol("digits-linf", {"eval.rank_by": "clean"})
     )
-    assert sweep_attack(load_protocol("digits-linf", {"eval.rank_by": "pgd20"}))["attack"] == "pgd"
+    assert sweep_attack(load_protocol("digits-linf", {"eval.rank_by": "pgd20"})).attack == "pgd"

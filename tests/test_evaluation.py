@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from rkdbench.config import load_protocol
+from rkdbench.config import attack_entries, load_protocol
 from rkdbench.diagnostics.diagnose import EPS_MULTIPLIERS, diagnose, expected_calibration_error
 from rkdbench.errors import ConfigError
 from rkdbench.evaluation.evaluate import chunk_bounds, evaluate
@@ -127,7 +127,7 @@ def test_builtin_protocol_keeps_its_hash():
     assert (protocol.eval.chunk_size, protocol.eval.diagnostics) == (0, False)  # the declared defaults
 
 
-SPECS = {"pgd20": {"attack": "pgd"}, "aa": {"attack": "autoattack"}, "sq": {"attack": "square"}}
+SPECS = attack_entries({"pgd20": {"attack": "pgd"}, "aa": {"attack": "autoattack"}, "sq": {"attack": "square"}})
 
 
 def _specs(*labels: str) -> dict:

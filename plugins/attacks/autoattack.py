@@ -57,6 +57,7 @@ class AutoAttackPlugin(Attack):
     final = True  # the reference evaluation of robust accuracy: leaderboards rank by it
     sanity_rank = 2  # an ensemble that starts with a stronger PGD: never more robust than PGD
     flag_code = "aa"
+    legacy_labels = {"aa": {}}  # the built-in protocols' label, and the references' `aa`
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)  # version and attack names are checked against their `Literal` choices there

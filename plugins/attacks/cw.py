@@ -26,6 +26,7 @@ class CW(PGD):
     display = "CW"
     sanity_rank = None  # another loss than PGD's: no order between the two is guaranteed
     flag_code = ""
+    legacy_labels = {"cw": {}}
 
 
 @hookimpl

@@ -41,6 +41,7 @@ class PGD(Attack):
     display = "PGD-{steps}"
     sanity_rank = 1  # a white-box first-order attack: must not leave more points robust than clean accuracy
     flag_code = "pgd"
+    legacy_labels = {"pgd20": {"steps": 20}}  # the built-in protocols' PGD-20, and the references' `pgd20`
 
     @classmethod
     def passes_per_point(cls, options: Mapping[str, Any], robust_fraction: float) -> tuple[float, float]:

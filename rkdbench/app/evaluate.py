@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
+from ..attacks.entries import check_attack_entries
 from ..config import Protocol, canonical_hash, load_protocol
 from ..data import load_splits
 from ..errors import ConfigError, UserError
@@ -50,7 +51,10 @@ class EvaluationReport:
     def summary(self) -> str:
         """One line: every accuracy, the points, the protocol, the run, and the flags if any."""
         m = self.evaluation.metrics
-        accs = ", ".join(f"{k[:-4]} {v:.1%}" for k, v in m.items() if k.endswith("_acc") and "." not in k)
+        keys = {name: schema.parse_metric_key(name) for name in m}
+        accs = ", ".join(
+            f"{key.label} {m[name]:.1%}" for name, key in keys.items() if key is not None and key.is_accuracy
+        )
         flags = f"; flags: {join_flags(self.evaluation.flags)}" if self.evaluation.flags else ""
         return (
             f"{self.model}: {accs} on {self.n_examples} test points (protocol {self.protocol.name}, hash "
@@ -107,6 +111,7 @@ def evaluate_model(
 
     overrides = {} if n_examples is None else {"eval.n_examples": n_examples}
     protocol = load_protocol(protocol_ref, overrides, where="--n-examples")
+    check_attack_entries(protocol)
     splits = load_splits(protocol, data_dir)
     loaded = load_model(ref, protocol, model_dir, architecture, splits.num_classes, splits.input_shape[0])
     tracker = Tracker(results)
@@ -144,8 +149,9 @@ def evaluate_model(
         }
     )
     tracker.log_params(run_id, params)
-    metrics = {f"test.{k}": v for k, v in evaluation.metrics.items()}
-    metrics.update({"test.n_examples": float(len(y)), "test.seconds": seconds})
+    split = schema.selection_split("last")
+    metrics = schema.with_split(split, evaluation.metrics)
+    metrics.update({schema.TEST_N_EXAMPLES: float(len(y)), schema.metric_key(split, "seconds", kind=""): seconds})
     tracker.log_metrics(run_id, metrics)
     frame = pd.DataFrame({k: v.numpy() for k, v in evaluation.per_example.items()})
     frame.insert(0, "index", range(len(frame)))

@@ -50,17 +50,18 @@ def parse_shard(value: str) -> tuple[int, int]:
 def evaluation_line(suite) -> str:
     """What the suite's numbers are measured on, said before anything runs."""
 
-    def described(spec: dict) -> str:
+    def described(entry) -> str:
+        options = entry.options
         return " ".join(
             [
-                spec["attack"],
-                *([str(spec["version"])] if "version" in spec else []),
-                *([f"{spec['steps']} steps"] if "steps" in spec else []),
+                entry.attack,
+                *([str(options["version"])] if "version" in options else []),
+                *([f"{options['steps']} steps"] if "steps" in options else []),
             ]
         )
 
     cfg = suite.protocol.eval
-    attacks = ", ".join(f"{label} ({described(spec)})" for label, spec in cfg.attacks.items())
+    attacks = ", ".join(f"{label} ({described(entry)})" for label, entry in cfg.attacks.items())
     points = f"the first {cfg.n_examples} test points (a fixed subset)" if cfg.n_examples else "every test point"
     return (
         f"suite {suite.name} under protocol {suite.protocol.experiment_name}: evaluated with clean, {attacks} on "
@@ -131,21 +132,24 @@ def _print_summary(console, suite, outcomes: list, elapsed: float) -> None:
     ranks by (headed by its attack's name: AutoAttack for the built-in protocols), run id."""
     from rich.table import Table
 
-    from ..attacks.traits import attack_plugins, ranked_accuracy, ranked_column
+    from ..attacks.traits import CLEAN, plugins_of, ranked_accuracy, ranked_column
+    from ..tracking.schema import metric_key, selection_split
 
     specs, rank_by = suite.protocol.eval.attacks, suite.protocol.eval.rank_by
-    plugins = attack_plugins(str(spec.get("attack", "")) for spec in specs.values())
+    plugins = plugins_of(specs)
+    split = selection_split("last")
+    clean = metric_key(split, CLEAN)
     ranked_name = (ranked_column(specs, rank_by, plugins) or ("", ""))[1]
     summary = Table(title=f"suite {suite.name}: {len(outcomes)} cells in {elapsed:.0f}s")
     for column in ("method / student / seed", "teacher", "status", "clean", ranked_name, "run"):
         summary.add_column(column, no_wrap=column == "run")
     for o in outcomes:  # the teacher's dataset/threat prefix is the protocol's: its name is enough here
-        ranked = ranked_accuracy(o.metrics, specs, "test.", rank_by, plugins)
+        ranked = ranked_accuracy(o.metrics, specs, split, rank_by, plugins)
         summary.add_row(
             f"{o.cell.variant} / {o.cell.student} / seed {o.cell.seed}",
             " + ".join(t.rsplit("/", 1)[-1] for t in [o.cell.teacher, *o.cell.extra_teachers.values()]),
             o.status,
-            f"{o.metrics['test.clean_acc']:.1%}" if "test.clean_acc" in o.metrics else "",
+            f"{o.metrics[clean]:.1%}" if clean in o.metrics else "",
             f"{ranked[1]:.1%}" if ranked else "",
             o.run_id[:8],
         )

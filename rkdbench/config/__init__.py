@@ -5,11 +5,13 @@ The typed API: `load_protocol(name)` returns a `Protocol` whose sections are fro
 `protocol.header.dataset` for [protocol], `protocol.resources.cpus_per_cell`); each field is declared once in
 `config/protocol.py` (type, default, allowed values). `protocol.data` is the canonical table that identities hash
 (`protocol.hash`, `Cell.key`, logged params), never read for values. Modules: `fields` (the declaration machinery),
-`files` (TOML in and out, hashing), `protocol`, `suite`.
+`files` (TOML in and out, hashing), `attack_entry` (`protocol.eval.attacks`: label -> `AttackEntry`), `protocol`,
+`suite`.
 """
 
 from __future__ import annotations
 
+from .attack_entry import AttackEntry, attack_entries
 from .fields import Section
 from .files import builtin_names, canonical_hash, flatten, parse_set, read_toml, resolve_path, to_toml
 from .protocol import (
@@ -45,4 +47,6 @@ __all__ = [
     "EvalConfig",
     "ResourcesConfig",
     "SuiteTable",
+    "AttackEntry",
+    "attack_entries",
 ]

@@ -4,7 +4,8 @@ default (or `required()`) and its allowed values; `Section.parse` turns a TOML t
 The annotation is the type and, for a fixed set of choices, the allowed values (`Literal["sgd", "adam"]`); a bound
 (`at_least(1)`) or a custom `Check` narrows it further. A field with a default is optional: absent from the file means
 the default, and nothing is added to the table (so adding an optional field changes no protocol hash). Values are
-converted once here (an int where a float is declared becomes a float, a TOML list a tuple), so readers never re-cast.
+converted once here (an int where a float is declared becomes a float, a TOML list a tuple, and a field's `convert`
+builds a typed value such as the attack entries from its checked table), so readers never re-cast.
 Every refusal is one `ConfigError` naming the file, the field, the value and what is allowed, with close matches.
 """
 
@@ -62,9 +63,12 @@ def above(bound: float, note: str = "") -> Bound:
     return Bound(bound, strict=True, note=note)
 
 
-def required(rule: Rule | None = None) -> Any:
-    """A field the table must give."""
-    return dataclasses.field(metadata={"rule": rule})
+Convert = Callable[[str, Any], Any]  # (where, the checked value) -> the typed value, or a ConfigError
+
+
+def required(rule: Rule | None = None, convert: Convert | None = None) -> Any:
+    """A field the table must give; `convert` builds its typed value (e.g. `AttackEntry`s from tables)."""
+    return dataclasses.field(metadata={"rule": rule, "convert": convert})
 
 
 def optional(default: Any, rule: Rule | None = None) -> Any:
@@ -173,6 +177,9 @@ class Section:
                     f"allowed in [{cls.table}]: {', '.join(fields)}"
                 )
             typed[key] = check_value(f"{where}: {cls.table}.{key}", value, hints[key], fields[key].metadata.get("rule"))
+            convert = fields[key].metadata.get("convert")
+            if convert is not None:
+                typed[key] = convert(where, typed[key])
         missing = [k for k in cls.required_fields() if k not in values]
         if missing and require:
             raise ConfigError(f"{where}: missing field(s) {', '.join(f'{cls.table}.{k}' for k in missing)}")

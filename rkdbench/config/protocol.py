@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import ConfigError, close_matches
+from .attack_entry import AttackEntry, parse_attack_entries
 from .fields import Check, Section, above, at_least, optional, required
 from .files import canonical_hash, read_toml, resolve_path
 from .threat import check_threat
@@ -101,7 +102,7 @@ class EvalConfig(Section):
     selections: tuple[Selection, ...] = required(
         Check(lambda v: "last" in v, "a list of 'last', 'best-val' and 'swa', containing 'last'")
     )
-    attacks: dict[str, dict[str, Any]] = required()  # label -> {attack = plugin name, options...}
+    attacks: dict[str, AttackEntry] = required(convert=parse_attack_entries)  # label -> its attack and options
     chunk_size: int = optional(0, at_least(0, "0 = all test points in one chunk"))
     diagnostics: bool = optional(False)
     rank_by: str | None = optional(None)  # the label that ranks the leaderboard: one of `attacks` or "clean"
@@ -215,7 +216,7 @@ def load_protocol(name_or_path: str, overrides: dict[str, Any] | None = None, wh
     typed = _parse_sections(f"{source} (after {where})" if overrides else source, data)
     threat, train, evaluation = typed["threat"], typed["train"], typed["eval"]
     check_threat(threat.norm, threat.eps, where=f"{source}: threat")
-    _validate_eval_attacks(source, evaluation)
+    _validate_rank_by(source, evaluation)
     _validate_swa(source, train, evaluation)
     return Protocol(
         name=data["protocol"]["name"], data=data, source=source, overrides=overrides, resources=resources, tune=tune
@@ -268,12 +269,7 @@ def _validate_swa(where: str, train: TrainConfig, evaluation: EvalConfig) -> Non
         raise ConfigError(f"{where}: train.swa_start = {start} must be below train.epochs = {train.epochs}")
 
 
-def _validate_eval_attacks(where: str, evaluation: EvalConfig) -> None:
-    if not evaluation.attacks:
-        raise ConfigError(f"{where}: [eval.attacks] must name at least one attack")
-    for label, spec in evaluation.attacks.items():
-        if not isinstance(spec, dict) or not isinstance(spec.get("attack"), str):
-            raise ConfigError(f"{where}: eval.attacks.{label} must be a table with an `attack` plugin name")
+def _validate_rank_by(where: str, evaluation: EvalConfig) -> None:
     labels = ["clean", *evaluation.attacks]
     if evaluation.rank_by is not None and evaluation.rank_by not in labels:
         raise ConfigError(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import ConfigError, close_matches
+from ..tracking.schema import DIAGNOSTICS_SPLIT, EVALUATION_SPLITS, VAL_CLEAN_ACC, VAL_PGD_ACC, parse_metric_key
 from .fields import Section, check_value, choices_of
 from .space import TOML_EXAMPLE, Distribution, Space, parse_distribution
 
@@ -30,7 +31,7 @@ __all__ = [
     "Objective",
     "OBJECTIVES",
     "DEFAULT_OBJECTIVE",
-    "TEST_SPLIT_PREFIXES",
+    "TEST_SPLITS",
     "check_objective",
     "SamplerName",
     "PrunerName",
@@ -142,16 +143,16 @@ class Objective:
 
 
 OBJECTIVES: dict[str, Objective] = {
-    "val.pgd_acc": Objective("val.pgd_acc", "robust accuracy under the protocol's validation PGD, last epoch"),
-    "val.clean_acc": Objective("val.clean_acc", "clean validation accuracy, last epoch"),
+    VAL_PGD_ACC: Objective(VAL_PGD_ACC, "robust accuracy under the protocol's validation PGD, last epoch"),
+    VAL_CLEAN_ACC: Objective(VAL_CLEAN_ACC, "clean validation accuracy, last epoch"),
 }
 
 
-DEFAULT_OBJECTIVE = "val.pgd_acc"
+DEFAULT_OBJECTIVE = VAL_PGD_ACC
 
 
 # metric families measured on the test split: the evaluated selections (run/selections.py) and the diagnostics
-TEST_SPLIT_PREFIXES = ("test.", "best_val.", "swa.", "diag.")
+TEST_SPLITS = (*EVALUATION_SPLITS, DIAGNOSTICS_SPLIT)
 
 
 def check_objective(what: str, name: Any) -> Objective:
@@ -159,7 +160,8 @@ def check_objective(what: str, name: Any) -> Objective:
     allowed = ", ".join(f"{n} ({o.description})" for n, o in OBJECTIVES.items())
     if not isinstance(name, str):
         raise ConfigError(f"{what} = {name!r} is not allowed; allowed: {allowed}")
-    if name.startswith(TEST_SPLIT_PREFIXES):
+    key = parse_metric_key(name)
+    if key is not None and key.split in TEST_SPLITS:
         raise ConfigError(
             f"{what} = {name!r} is measured on the test split, which tuning never reads; allowed: {allowed}"
         )

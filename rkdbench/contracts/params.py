@@ -31,7 +31,9 @@ def build_params(params_cls: type, overrides: dict[str, Any], owner: str, also_a
         if key not in fields:
             names = sorted([*fields, *also_allowed])
             allowed = ", ".join(names) or "(none)"
-            raise ConfigError(f"{owner} has no parameter {key!r}{close_matches(key, names)}; allowed: {allowed}")
+            raise ConfigError(
+                f"{owner} has no parameter {key!r} (given {value!r}){close_matches(key, names)}; allowed: {allowed}"
+            )
         values[key] = check_param(value, fields[key].default, hints[key], f"{owner} parameter {key!r}")
     return params_cls(**values)
 

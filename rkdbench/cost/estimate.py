@@ -21,10 +21,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..attacks.traits import attack_plugins, option_values
+from ..attacks.traits import option_values, plugins_of
 from ..config import Cell
 from ..contracts.method import Progress
 from ..data import Splits
+from ..tracking.schema import parse_metric_key
 
 __all__ = ["CellCost", "estimate_cell", "forward_flops", "training_passes", "DEFAULT_GPU_TFLOPS"]
 
@@ -93,7 +94,8 @@ def training_passes(cell: Cell, input_shape: tuple[int, ...], num_classes: int) 
         )
         trainer.training_step(x, y, Progress(epochs - 1, epochs, 0, 1))
         trainer.after_step()
-    return {k.removeprefix("cost."): v / n for k, v in trainer.counter.as_dict().items()}
+    counted = {parse_metric_key(name): value for name, value in trainer.counter.as_dict().items()}
+    return {key.in_split: value / n for key, value in counted.items() if key is not None}
 
 
 def _eval_passes(cell: Cell, n_test: int, robust_fraction: float) -> tuple[float, float]:
@@ -101,10 +103,10 @@ def _eval_passes(cell: Cell, n_test: int, robust_fraction: float) -> tuple[float
     evaluation = cell.protocol.eval
     n = evaluation.n_examples or n_test
     forwards, backwards = float(n), 0.0  # the clean pass
-    plugins = attack_plugins(spec["attack"] for spec in evaluation.attacks.values())
-    for spec in evaluation.attacks.values():
-        plugin = plugins[spec["attack"]]
-        passes = plugin.passes_per_point(option_values(plugin, spec), robust_fraction)
+    plugins = plugins_of(evaluation.attacks)
+    for entry in evaluation.attacks.values():
+        plugin = plugins[entry.attack]
+        passes = plugin.passes_per_point(option_values(plugin, entry.options), robust_fraction)
         if passes is not None:  # an attack that declares no cost is priced at zero
             forwards, backwards = forwards + n * passes[0], backwards + n * passes[1]
     selections = len(evaluation.selections)

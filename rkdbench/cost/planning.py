@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
-from ..attacks.traits import ranked_accuracy
-from ..config import Cell
+from ..attacks.traits import CLEAN, legacy_specs, ranked_accuracy
+from ..config import Cell, attack_entries
+from ..tracking.schema import metric_key
 from .calibration import Calibration, Prediction, predict_cell
 
 __all__ = ["DEFAULT_ACCURACY", "CellPlan", "expected_accuracy", "plan_cells", "format_seconds"]
@@ -41,21 +42,20 @@ def expected_accuracy(cell: Cell, model_dir: Path) -> tuple[tuple[float, float],
     if teacher:
         card = create("teacher", teacher)
         for source, numbers in (("measured", read_measured_card(card, model_dir) or {}), ("reported", card.reported)):
-            robust = _robust_accuracy(numbers)
-            if "clean_acc" in numbers and robust is not None:
-                scale = 100.0 if numbers["clean_acc"] > 1 else 1.0  # reported cards are in percent
-                return (numbers["clean_acc"] / scale, robust / scale), f"teacher {teacher} ({source})"
+            robust, clean = _robust_accuracy(numbers), numbers.get(metric_key(None, CLEAN))
+            if clean is not None and robust is not None:
+                scale = 100.0 if clean > 1 else 1.0  # reported cards are in percent
+                return (clean / scale, robust / scale), f"teacher {teacher} ({source})"
     return DEFAULT_ACCURACY, "default"
 
 
 def _robust_accuracy(numbers: dict[str, Any]) -> float | None:
-    """A teacher card's robust accuracy: a measured card names the attacks it ran (`attacks`) and gives the one
-    its protocol ranks by (`attack_traits.ranked_accuracy`); a reported card (a plugin's published numbers) has
-    `aa_acc`, its AutoAttack accuracy."""
-    if "attacks" in numbers:
-        ranked = ranked_accuracy(numbers, numbers["attacks"])
-        return None if ranked is None else ranked[1]
-    return numbers.get("aa_acc")
+    """A teacher card's robust accuracy: the one its protocol ranks by (`attack_traits.ranked_accuracy`). A
+    measured card names the attacks it ran (`attacks`); a reported card (a plugin's published numbers) uses the
+    labels the attack plugins declare for the built-in protocols (`legacy_specs`: its final attack's)."""
+    specs = attack_entries(numbers["attacks"]) if "attacks" in numbers else legacy_specs()
+    ranked = ranked_accuracy(numbers, specs)
+    return None if ranked is None else ranked[1]
 
 
 def plan_cells(

@@ -9,7 +9,6 @@ be trusted off and on the attack. Everything runs with the protocol's eval seed 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,11 +16,12 @@ from torch import Tensor, nn
 
 from ..attacks.base import predict, preserved_rng
 from ..attacks.pgd import pgd
-from ..attacks.traits import attack_plugins, rank_label
+from ..attacks.traits import AttackEntry, plugins_of, rank_label, sweep_entry
 from ..config import Protocol
 from ..evaluation.batching import eval_batch_size
 from ..evaluation.evaluate import run_attack
 from ..evaluation.flags import eps_flags
+from ..tracking.schema import DIAG_ECE_ADV, DIAG_ECE_CLEAN, metric_key
 
 __all__ = ["EPS_MULTIPLIERS", "Diagnostics", "expected_calibration_error", "sweep_attack", "eps_sweep", "diagnose"]
 
@@ -81,14 +81,14 @@ def _pgd_inputs(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, batc
     return torch.cat(batches) if batches else x.clone()
 
 
-def sweep_attack(protocol: Protocol) -> dict[str, Any]:
-    """The spec the eps sweep runs: the sweep stand-in declared by the attack of the label the protocol ranks by
+def sweep_attack(protocol: Protocol) -> AttackEntry:
+    """The entry the eps sweep runs: the sweep stand-in declared by the attack of the label the protocol ranks by
     (its `eval.rank_by` when that is an attack, else its last final attack, else its last attack)."""
     specs = protocol.eval.attacks
-    plugins = attack_plugins(spec["attack"] for spec in specs.values())
+    plugins = plugins_of(specs)
     rank_by = protocol.eval.rank_by if protocol.eval.rank_by in specs else None  # "clean" ranks, but is no attack
     label = rank_label(list(specs), specs, plugins, rank_by)
-    return plugins[specs[label]["attack"]].sweep_spec(specs[label])
+    return sweep_entry(specs[label], plugins)
 
 
 def eps_sweep(
@@ -104,10 +104,10 @@ def eps_sweep(
     eps = protocol.threat.eps
     batch_size = batch_size or eval_batch_size(protocol, model, x)
     correct = (predict(model, x, batch_size) == y).cpu()
-    spec = sweep_attack(protocol)
+    entry = sweep_attack(protocol)
     return {
         m: float(
-            (run_attack(model, protocol, spec, x, y, eps=m * eps, batch_size=batch_size)[0] & correct).float().mean()
+            (run_attack(model, protocol, entry, x, y, eps=m * eps, batch_size=batch_size)[0] & correct).float().mean()
         )
         for m in multipliers
     }
@@ -123,8 +123,8 @@ def diagnose(model: nn.Module, protocol: Protocol, x: Tensor, y: Tensor, batch_s
         x_adv = _pgd_inputs(model, protocol, x, y, batch_size)
         sweep = eps_sweep(model, protocol, x, y, batch_size=batch_size)
     metrics = {
-        "diag.ece_clean": expected_calibration_error(_logits(model, x, batch_size), y),
-        "diag.ece_adv": expected_calibration_error(_logits(model, x_adv, batch_size), y),
+        DIAG_ECE_CLEAN: expected_calibration_error(_logits(model, x, batch_size), y),
+        DIAG_ECE_ADV: expected_calibration_error(_logits(model, x_adv, batch_size), y),
     }
-    metrics.update({f"diag.eps_x{m:g}_acc": acc for m, acc in sweep.items()})
+    metrics.update({metric_key("diag", f"eps_x{m:g}"): acc for m, acc in sweep.items()})
     return Diagnostics(metrics=metrics, flags=eps_flags(sweep))

@@ -22,8 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from ..attacks.base import check_attack_inputs, predict, preserved_rng
-from ..config import Protocol, canonical_hash
+from ..attacks.traits import CLEAN, WORST
+from ..config import AttackEntry, Protocol, canonical_hash
 from ..plugins import get_registry
+from ..tracking.schema import SECONDS, metric_key
 from ..training.checkpoint import CheckpointError, load_verified, save_atomic
 from .batching import eval_batch_size
 from .flags import sanity_flags
@@ -62,7 +64,7 @@ def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
 def run_attack(
     model: nn.Module,
     protocol: Protocol,
-    spec: dict[str, Any],
+    entry: AttackEntry,
     x: Tensor,
     y: Tensor,
     *,
@@ -72,14 +74,14 @@ def run_attack(
     """One `[eval.attacks]` entry on (x, y) with the protocol's threat and seed (or another `eps`) and the batch
     size `eval_batch_size` resolved: the attack's own robust flags (on the CPU), its info, and the seconds it
     took. The global RNG is restored."""
-    result, seconds = attack_result(model, protocol, spec, x, y, batch_size=batch_size, eps=eps)
+    result, seconds = attack_result(model, protocol, entry, x, y, batch_size=batch_size, eps=eps)
     return result.robust.cpu(), result.info, seconds
 
 
 def attack_result(
     model: nn.Module,
     protocol: Protocol,
-    spec: dict[str, Any],
+    entry: AttackEntry,
     x: Tensor,
     y: Tensor,
     *,
@@ -90,15 +92,14 @@ def attack_result(
     from ..plugins import create
 
     threat, seed = protocol.threat, protocol.eval.seed
-    params = {k: v for k, v in spec.items() if k != "attack"}
     attack = create(
         "attack",
-        spec["attack"],
+        entry.attack,
         norm=threat.norm,
         eps=threat.eps if eps is None else float(eps),
         seed=seed,
         batch_size=batch_size,
-        **params,
+        **entry.options,
     )
     with preserved_rng():
         # a plugin that draws from the global RNG starts every chunk from the same state, so a chunk's result
@@ -174,13 +175,13 @@ def _attack_in_chunks(
     """One `[eval.attacks]` entry over every chunk, each read back from `state_dir` when saved there for this
     very evaluation, else attacked (and saved): the robust flags, the merged info, the attack seconds, and the
     `probe`'s per-example values on each chunk's adversarial points (saved with the chunk)."""
-    spec = protocol.eval.attacks[label]
-    component = get_registry().get("attack", spec["attack"])
-    # the canonical tables (`protocol.data`), so that chunks saved before keep their keys
+    entry = protocol.eval.attacks[label]
+    component = get_registry().get("attack", entry.attack)
+    # the tables as written (`protocol.data`, `entry.table`), so that chunks saved before keep their keys
     identity = {
         "digest": digest,
         "label": label,
-        "spec": spec,
+        "spec": entry.table,
         "threat": protocol.data["threat"],
         "seed": protocol.eval.seed,
         "batch_size": batch_size,
@@ -197,7 +198,7 @@ def _attack_in_chunks(
         record = None if path is None else _load_chunk(path, key)
         if record is None:
             result, chunk_seconds = attack_result(
-                model, protocol, spec, x[start:end], y[start:end], batch_size=batch_size
+                model, protocol, entry, x[start:end], y[start:end], batch_size=batch_size
             )
             record = {
                 "key": key,
@@ -234,8 +235,8 @@ def evaluate(
     batch_size = eval_batch_size(protocol, model, x, None if state_dir is None else Path(state_dir) / "batch_size.json")
     check_attack_inputs(model, x, batch_size, owner="evaluation")
     correct = (predict(model, x, batch_size) == y).cpu()
-    per_example = {"clean": correct}
-    metrics = {"clean_acc": float(correct.float().mean())}
+    per_example = {CLEAN: correct}
+    metrics = {metric_key(None, CLEAN): float(correct.float().mean())}
     worst = correct.clone()
     info: dict[str, Any] = {}
     digest = "" if state_dir is None else _digest(model, x, y)
@@ -248,16 +249,19 @@ def evaluate(
             robust &= correct  # a point misclassified clean is never counted robust
             per_example[label] = robust
             worst &= robust
-            metrics[f"{label}_acc"] = float(robust.float().mean())
-            metrics[f"{label}_seconds"] = seconds
+            metrics[metric_key(None, label)] = float(robust.float().mean())
+            metrics[metric_key(None, label, SECONDS)] = seconds
             # AutoAttack's robust accuracy after each of its stages (from its logger): where the points fell
             metrics.update(
-                {f"{label}.{stage}_acc": value for stage, value in info[label].get("per_attack", {}).items()}
+                {
+                    metric_key(None, label, stage=stage): value
+                    for stage, value in info[label].get("per_attack", {}).items()
+                }
             )
-    per_example["worst"] = worst
+    per_example[WORST] = worst
     if probe is not None:
         per_example["teacher_clean"] = probe.clean(x, y)
-    metrics["worst_acc"] = float(worst.float().mean())
+    metrics[metric_key(None, WORST)] = float(worst.float().mean())
     return Evaluation(
         metrics=metrics,
         per_example=per_example,

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from ..attacks.traits import CLEAN, attack_plugins, sanity_pairs
+from ..attacks.traits import CLEAN, AttackEntry, attack_plugins, plugins_of, sanity_pairs
+from ..tracking.schema import metric_key
 
 __all__ = [
     "WARNING_CODES",
@@ -65,7 +66,7 @@ def black_box_attacks() -> frozenset[str]:
 
 def sanity_flags(
     metrics: Mapping[str, float],
-    specs: Mapping[str, Mapping[str, Any]],
+    specs: Mapping[str, AttackEntry],
     infos: Mapping[str, Mapping[str, Any]],
     black_box: Collection[str] | None = None,
     plugins: Mapping[str, type] | None = None,
@@ -76,13 +77,13 @@ def sanity_flags(
     (`black-box<white-box`). `metrics` holds `clean_acc` and `<label>_acc`; `specs` is `[eval.attacks]`;
     `black_box` defaults to the registered black-box attacks, `plugins` (name -> class) to the registered ones."""
     black_box = black_box_attacks() if black_box is None else frozenset(black_box)
-    plugins = attack_plugins(spec["attack"] for spec in specs.values()) if plugins is None else plugins
-    accuracy = {label: metrics[f"{label}_acc"] for label in specs if f"{label}_acc" in metrics}
+    plugins = plugins_of(specs) if plugins is None else plugins
+    accuracy = {label: metrics[metric_key(None, label)] for label in specs if metric_key(None, label) in metrics}
 
     def of(attack: str) -> list[float]:
         if attack == CLEAN:
-            return [metrics["clean_acc"]] if "clean_acc" in metrics else []
-        return [acc for label, acc in accuracy.items() if specs[label]["attack"] == attack]
+            return [metrics[metric_key(None, CLEAN)]] if metric_key(None, CLEAN) in metrics else []
+        return [acc for label, acc in accuracy.items() if specs[label].attack == attack]
 
     flags = warning_flags(infos)
     flags += [
@@ -90,8 +91,8 @@ def sanity_flags(
         for strong, weak, code in sanity_pairs(specs, plugins)
         if of(strong) and of(weak) and max(of(strong)) > min(of(weak))
     ]
-    black = [acc for label, acc in accuracy.items() if specs[label]["attack"] in black_box]
-    white = [acc for label, acc in accuracy.items() if specs[label]["attack"] not in black_box]
+    black = [acc for label, acc in accuracy.items() if specs[label].attack in black_box]
+    white = [acc for label, acc in accuracy.items() if specs[label].attack not in black_box]
     if black and white and min(black) < min(white) - BLACK_BOX_MARGIN:
         flags.append("black-box<white-box")
     return _unique(flags)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import pandas as pd
 from torch import Tensor
 
+from ..config.attack_entry import RESERVED_LABELS
+from ..tracking.schema import metric_key
 from .evaluate import Evaluation
 from .transfer import transfer_metrics
 from .worst_class import per_class_table, worst_class_metrics
@@ -19,13 +21,13 @@ __all__ = ["selection_metrics", "per_class_frame", "accuracy_labels"]
 
 def accuracy_labels(evaluation: Evaluation) -> list[str]:
     """The evaluated correctness columns: `clean`, each attack label in the protocol's order, `worst`."""
-    return [name for name in evaluation.per_example if f"{name}_acc" in evaluation.metrics]
+    return [name for name in evaluation.per_example if metric_key(None, name) in evaluation.metrics]
 
 
 def selection_metrics(evaluation: Evaluation, y: Tensor) -> dict[str, float]:
     """`worst_class_<label>_acc` / `_class` for every accuracy column, and the transferability metrics."""
     labels = accuracy_labels(evaluation)
-    attacks = [label for label in labels if label not in ("clean", "worst")]
+    attacks = [label for label in labels if label not in RESERVED_LABELS]
     return {
         **worst_class_metrics(evaluation.per_example, y, labels),
         **transfer_metrics(evaluation.per_example, y, attacks),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from ..attacks.base import predict
+from ..tracking.schema import MEASURE_TAS, MEASURE_TAS_CLEAN, MEASURE_TEACHER_ADV_ACC, attack_measure_key
 
 __all__ = ["TeacherProbe", "transfer_metrics", "PRED_COLUMNS"]
 
@@ -74,7 +75,8 @@ def transfer_metrics(per_example: dict[str, Tensor], y: Tensor, labels: list[str
         s1 = per_example[f"{label}.student_pred"] == y
         t1 = per_example[f"{label}.teacher_pred"] == y
         both_fooled = ~s1 & ~t1
-        metrics[f"transferability.{label}"] = _ratio(both_fooled, ~s1)
-        metrics[f"transferability_clean.{label}"] = _ratio(both_fooled & s0 & t0, ~s1 & s0 & t0)
-        metrics[f"teacher_adv_acc.{label}"] = float(t1.float().mean()) if len(y) else float("nan")
+        metrics[attack_measure_key(MEASURE_TAS, label)] = _ratio(both_fooled, ~s1)
+        metrics[attack_measure_key(MEASURE_TAS_CLEAN, label)] = _ratio(both_fooled & s0 & t0, ~s1 & s0 & t0)
+        teacher_adv_acc = float(t1.float().mean()) if len(y) else float("nan")
+        metrics[attack_measure_key(MEASURE_TEACHER_ADV_ACC, label)] = teacher_adv_acc
     return metrics

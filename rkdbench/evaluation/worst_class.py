@@ -14,6 +14,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from ..tracking.schema import CLASS, metric_key
+
 __all__ = ["per_class_table", "worst_class_metrics"]
 
 
@@ -37,6 +39,6 @@ def worst_class_metrics(per_example: dict[str, Tensor], y: Tensor, labels: list[
     for label in labels:
         rates = table[f"{label}_correct"] / table["n"]
         worst = int(rates.to_numpy().argmin())  # the first (lowest-index) class on ties
-        metrics[f"worst_class_{label}_acc"] = float(rates.iloc[worst])
-        metrics[f"worst_class_{label}_class"] = float(table["class"].iloc[worst])
+        metrics[metric_key(None, label, worst_class=True)] = float(rates.iloc[worst])
+        metrics[metric_key(None, label, CLASS, worst_class=True)] = float(table["class"].iloc[worst])
     return metrics

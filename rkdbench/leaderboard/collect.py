@@ -66,7 +66,7 @@ def config_loader(tracker: Tracker) -> Callable[[str], dict[str, Any] | None]:
     return _artifact_loader(tracker, "config.toml", lambda path: tomllib.loads(path.read_text()))
 
 
-def history_loader(tracker: Tracker, metric: str = "val.pgd_acc") -> Callable[[str], list[tuple[int, float]]]:
+def history_loader(tracker: Tracker, metric: str = schema.VAL_PGD_ACC) -> Callable[[str], list[tuple[int, float]]]:
     """A run's per-epoch values of `metric` as (step, value), sorted by step; the last value logged per step."""
 
     def load(run_id: str) -> list[tuple[int, float]]:

@@ -6,13 +6,20 @@ metrics existed simply leave the columns empty, or absent when no run of the tab
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
+
+from ..tracking.schema import MEASURE_TAS, attack_measure_key, metric_column, metric_key
 
 __all__ = ["row_cells", "run_precision", "mixes_precisions", "mean_std", "PRECISION_MARK"]
 
 PRECISION_MARK = "†"
-# frame column prefix -> the metric (after the selection prefix) it averages, `{}` being the attack label
-PER_ATTACK = {"worst_class_{}": "worst_class_{}_acc", "tas_{}": "transferability.{}"}
+# frame column, `{}` being the attack label -> the metric it averages, of (split, label)
+PER_ATTACK: dict[str, Callable[[str, str], str]] = {
+    "worst_class_{}": lambda split, label: metric_key(split, label, worst_class=True),
+    "tas_{}": lambda split, label: attack_measure_key(MEASURE_TAS, label, split),
+}
 
 
 def mean_std(values: pd.Series) -> tuple[float, float]:
@@ -35,13 +42,13 @@ def run_precision(run: pd.Series) -> str:
     return {"cuda": "bf16", "cpu": "fp32"}.get(str(device).split(":")[0], "")
 
 
-def row_cells(group: pd.DataFrame, prefix: str, labels: list[str]) -> dict[str, float | str]:
+def row_cells(group: pd.DataFrame, split: str, labels: list[str]) -> dict[str, float | str]:
     """The row's `precision` (seeds' precisions joined by "+" when they differ) and, per attack label with the
     metric in some run, `worst_class_<label>` / `tas_<label>` mean and std in %."""
     cells: dict[str, float | str] = {"precision": "+".join(sorted({run_precision(run) for _, run in group.iterrows()}))}
     for label in labels:
         for key, metric in PER_ATTACK.items():
-            column = f"metrics.{prefix}{metric.format(label)}"
+            column = metric_column(metric(split, label))
             if column in group and group[column].notna().any():
                 name = key.format(label)
                 cells[f"{name}_mean"], cells[f"{name}_std"] = mean_std(group[column].astype(float) * 100)

@@ -135,10 +135,10 @@ def _load(tracker: Tracker, run_id: str, selection: str) -> tuple[Any, pd.DataFr
 def _ranked_label(run, columns: Sequence[str]) -> str:
     """The label the runs' leaderboard ranks by (`attack_traits.rank_label`), among the per-example columns: the
     protocol's `eval.rank_by`, else its final attack (AutoAttack), else its last attack, else clean."""
-    from ..attacks.traits import CLEAN, attack_plugins, rank_label, stored_specs, table_order
+    from ..attacks.traits import CLEAN, plugins_of, rank_label, stored_specs, table_order
 
     specs = stored_specs(run.data.params)
-    plugins = attack_plugins(str(spec.get("attack", "")) for spec in specs.values())
+    plugins = plugins_of(specs)
     labels = table_order([], {c for c in columns if c in specs or c == CLEAN}, specs, plugins)
     rank_by = run.data.params.get(schema.PROTOCOL_PARAMS + "eval.rank_by")
     return rank_label(labels, specs, plugins, rank_by if rank_by in labels else None) if labels else CLEAN

@@ -17,12 +17,11 @@ otherwise opens an experiment on its GenAI traces overview. Older MLflow ignores
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
-from ..attacks.traits import CLEAN, LEGACY_SPECS, attack_plugins, attack_specs, column_order, rank_label
+from ..attacks.traits import CLEAN, WORST, AttackEntry, attack_specs, column_order, legacy_specs, plugins_of, rank_label
 from ..tracking import Tracker, schema
 
 __all__ = [
@@ -41,42 +40,50 @@ VIEW_NAME = "rkdbench: headline metrics"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_ID}"
 KIND_TAG, KIND_TRAINING = "mlflow.experimentKind", "custom_model_development"
 TAG_COLUMNS = ("method_variant", "student", "teacher", "seed", "flags")
-_ATTACK_METRIC = re.compile(r"^test\.([^.]+)_acc$")
+SPLIT = schema.selection_split("last")  # the headline view shows the last checkpoint's evaluation
 RANK_BY = schema.PROTOCOL_PARAMS + "eval.rank_by"  # the protocol's optional choice of the label that ranks
 
 
 def _column(kind: str, key: str) -> str:
-    """MLflow's canonical column key: kind and the backquoted name (`metrics.`test.aa_acc``)."""
+    """MLflow's canonical column key: kind and the backquoted name (`metrics.`test.pgd20_acc``)."""
     return f"{kind}.`{key}`"
 
 
+def _test_labels(metric_keys: Iterable[str]) -> set[str]:
+    """The labels of the accuracies among `metric_keys` of the last checkpoint (`test.<label>_acc`): AutoAttack
+    stages and worst-class accuracies left out."""
+    keys = (schema.parse_metric_key(name) for name in metric_keys)
+    return {key.label for key in keys if key is not None and key.split == SPLIT and key.is_accuracy}
+
+
 def _labels(
-    metric_keys: set[str], specs: Mapping[str, Mapping[str, str]], rank_by: str | None = None
+    metric_keys: set[str], specs: Mapping[str, AttackEntry], rank_by: str | None = None
 ) -> tuple[list[str], str]:
     """(attack labels in table order, the label to sort by): every label of the protocol (shown even before it
     has a metric) or with a `test.<label>_acc` metric, ordered by what the attacks declare (final ones last);
-    `test.worst_acc` and AutoAttack stages left out."""
-    labels = ({m.group(1) for key in metric_keys if (m := _ATTACK_METRIC.match(key))} | set(specs)) - {"worst", CLEAN}
-    plugins = attack_plugins(str(spec.get("attack", "")) for spec in specs.values())
+    `test.worst_acc`, worst-class accuracies and AutoAttack stages left out."""
+    labels = (_test_labels(metric_keys) | set(specs)) - {WORST, CLEAN}
+    plugins = plugins_of(specs)
     ordered = column_order(labels, specs, plugins)
     return ordered, rank_label(ordered, specs, plugins, rank_by) if ordered else CLEAN
 
 
 def view_state(
     metric_keys: set[str] = frozenset(),
-    specs: Mapping[str, Mapping[str, str]] | None = None,
+    specs: Mapping[str, AttackEntry] | None = None,
     rank_by: str | None = None,
 ) -> dict:
     """The saved view's state: the accuracy the protocol ranks by (`rank_by`, its `eval.rank_by`, else its final
     attack's: AutoAttack) descending, clean and every attack's `test.<label>_acc`, and the cell tags as columns.
     `specs`: the protocol's `[eval.attacks]` (`attack_specs` of a run's params)."""
     labels, sort_label = _labels(set(metric_keys), specs or {}, rank_by)
-    columns = [_column("metrics", f"test.{label}_acc") for label in [CLEAN, *labels]]
+    columns = [_column("metrics", schema.metric_key(SPLIT, label)) for label in [CLEAN, *labels]]
     columns += [_column("tags", schema.tag(name)) for name in TAG_COLUMNS]
-    return {"orderByKey": _column("metrics", f"test.{sort_label}_acc"), "orderByAsc": False, "selectedColumns": columns}
+    order_by = _column("metrics", schema.metric_key(SPLIT, sort_label))
+    return {"orderByKey": order_by, "orderByAsc": False, "selectedColumns": columns}
 
 
-def _rkdbench_experiments(tracker: Tracker) -> list[tuple[str, str, set[str], dict[str, dict[str, str]], str | None]]:
+def _rkdbench_experiments(tracker: Tracker) -> list[tuple[str, str, set[str], dict[str, AttackEntry], str | None]]:
     """(name, id, metric keys, attack specs, rank label) of every active experiment with at least one rkdbench run."""
     found = []
     for experiment_id, name in tracker.experiments().items():
@@ -84,7 +91,8 @@ def _rkdbench_experiments(tracker: Tracker) -> list[tuple[str, str, set[str], di
         if runs:
             keys = {key for run in runs for key in run.data.metrics}
             # runs logged before the protocol was among their params: their labels mean what they meant then
-            legacy = {label: spec for label, spec in LEGACY_SPECS.items() if f"test.{label}_acc" in keys}
+            measured = _test_labels(keys)
+            legacy = {label: entry for label, entry in legacy_specs().items() if label in measured}
             specs = {**legacy, **{label: spec for run in runs for label, spec in attack_specs(run.data.params).items()}}
             rank_by = next((r.data.params[RANK_BY] for r in runs if RANK_BY in r.data.params), None)
             found.append((name, experiment_id, keys, specs, rank_by))
@@ -144,7 +152,7 @@ def sort_labels(tracker: Tracker) -> list[tuple[str, str, str]]:
 def sorted_url(base: str, experiment_id: str, sort_label: str) -> str:
     """Without a saved view (a read-only store): the runs table sorted by `sort_label`'s accuracy (the label the
     protocol ranks by: `view_state(...)["orderByKey"]`); columns as last chosen in this browser."""
-    key = quote(_column("metrics", f"test.{sort_label}_acc"), safe="")
+    key = quote(_column("metrics", schema.metric_key(SPLIT, sort_label)), safe="")
     return (
         f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
         f"&orderByKey={key}&orderByAsc=false"

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from ..cell_values import NO_TEACHER
+from ..tracking import schema
 from .table import Table
 
 __all__ = ["SIZE", "DPI", "SAVE", "pareto_front", "pareto_figure", "cost_figure", "val_curves_figure", "figures"]
@@ -23,7 +24,7 @@ __all__ = ["SIZE", "DPI", "SAVE", "pareto_front", "pareto_figure", "cost_figure"
 SIZE = (6.4, 4.8)
 DPI = 100
 SAVE = {"dpi": DPI, "format": "png", "metadata": {"Software": None}}  # fixed size; no "Software: matplotlib x.y"
-VAL_METRIC = "val.pgd_acc"
+VAL_METRIC = schema.VAL_PGD_ACC
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

@@ -182,4 +182,4 @@ def teacher_gap_note(table: Table) -> str | None:
 
 def reference_notes(table: Table) -> list[str]:
     """One line per published number joined into the table: whose row, provenance tag, citation, source."""
-    return [f"{r.method} / {r.student} / {r.teacher}: AA {r.aa:.2f} {r.provenance}" for r in table.references]
+    return [f"{r.method} / {r.student} / {r.teacher}: AA {r.reported:.2f} {r.provenance}" for r in table.references]

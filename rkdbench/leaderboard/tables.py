@@ -18,24 +18,34 @@ import pandas as pd
 
 from ..attacks.traits import (
     ATTACK_PARAM,
-    attack_plugins,
+    WORST,
+    AttackEntry,
     display_names,
     final_label,
+    plugins_of,
     rank_label,
     stored_specs,
     table_order,
 )
+from ..config import attack_entries
 from ..evaluation.flags import FLAG_TAGS
 from ..teachers.accuracy import TeacherAccuracies, evaluation_key
+from ..tracking.schema import (
+    TRAIN_SECONDS,
+    metric_column,
+    metric_key,
+    metric_of_column,
+    parse_metric_key,
+    selection_split,
+)
 from .collect import IGNORED
 from .columns import mean_std, row_cells
 from .compare import mcnemar_exact
 from .references import Reference, join_references, load_references
 from .table import COSTS, DIAGNOSTICS, Table
 
-__all__ = ["build_tables", "SELECTION_PREFIX"]
+__all__ = ["build_tables"]
 
-SELECTION_PREFIX = {"last": "test.", "best-val": "best_val.", "swa": "swa."}
 GROUP = ["method_variant", "student", "teacher"]
 RANK_BY = "params.protocol.eval.rank_by"  # the protocol's `eval.rank_by` among the runs' params
 
@@ -46,7 +56,7 @@ class Attacks:
     (`[eval.attacks]`), the plugins' declarations and the protocol's `eval.rank_by`."""
 
     order: list[str]
-    specs: dict[str, dict[str, Any]]
+    specs: dict[str, AttackEntry]
     plugins: dict[str, type]
     rank_by: str | None
 
@@ -56,28 +66,25 @@ def _attacks(runs: pd.DataFrame, first: pd.Series, config: dict[str, Any] | None
     config.toml artifact); runs stored with neither keep what the built-in protocols' labels meant."""
     evaluation = config.get("eval", {}) if config else {}
     if isinstance(evaluation.get("attacks"), dict):
-        order, specs = list(evaluation["attacks"]), dict(evaluation["attacks"])
-        rank_by = evaluation.get("rank_by")
+        specs = attack_entries(evaluation["attacks"])
+        order, rank_by = list(specs), evaluation.get("rank_by")
     else:
         params = {str(c): v for c, v in first.items() if isinstance(v, str)}  # a param absent from this run: NaN
         order, specs = [], stored_specs(params, prefix="params." + ATTACK_PARAM)
         rank_by = runs[RANK_BY].dropna().iloc[0] if RANK_BY in runs and runs[RANK_BY].notna().any() else None
-    plugins = attack_plugins(str(spec.get("attack", "")) for spec in specs.values())
-    return Attacks(order, specs, plugins, None if rank_by is None else str(rank_by))
+    return Attacks(order, specs, plugins_of(specs), None if rank_by is None else str(rank_by))
 
 
-def _attack_labels(runs: pd.DataFrame, prefix: str, attacks: Attacks) -> list[str]:
-    """Labels with a metric: clean first, then the protocol's order (unknown ones after), final attacks last."""
+def _attack_labels(runs: pd.DataFrame, split: str, attacks: Attacks) -> list[str]:
+    """Labels with a metric: clean first, then the protocol's order (unknown ones after), final attacks last;
+    AutoAttack's stages (`aa.apgd-ce_acc`), worst-class accuracies and the worst case are no attacks."""
+    keys = {column: parse_metric_key(metric_of_column(column) or "") for column in runs.columns}
     labels = {
-        c[len("metrics." + prefix) : -4]
-        for c in runs.columns
-        if c.startswith("metrics." + prefix)
-        and c.endswith("_acc")
-        and runs[c].notna().any()
-        and "." not in c[len("metrics." + prefix) :]
-    }  # `aa.apgd-ce_acc` are stages, not attacks
-    labels = {label for label in labels if label != "worst" and not label.startswith("worst_class_")}
-    return table_order(attacks.order, labels, attacks.specs, attacks.plugins)
+        key.label
+        for column, key in keys.items()
+        if key is not None and key.split == split and key.is_accuracy and runs[column].notna().any()
+    }
+    return table_order(attacks.order, labels - {WORST}, attacks.specs, attacks.plugins)
 
 
 def _union_flags(values: pd.Series) -> str:
@@ -102,23 +109,24 @@ def _device(group: pd.DataFrame) -> pd.Series:
 
 
 def _row(
-    key: tuple, group: pd.DataFrame, prefix: str, labels: list[str], diagnostics: list[str], selection: str
+    key: tuple, group: pd.DataFrame, split: str, labels: list[str], diagnostics: list[str], selection: str
 ) -> dict[str, Any]:
     row: dict[str, Any] = dict(zip(GROUP, key))
     row["n"] = len(group)
     row["seeds"] = ",".join(sorted(group["seed"].astype(str)))
     row["selection"] = selection
     for label in labels:
-        row[f"{label}_mean"], row[f"{label}_std"] = mean_std(group[f"metrics.{prefix}{label}_acc"].astype(float) * 100)
+        accuracy = group[metric_column(metric_key(split, label))].astype(float) * 100
+        row[f"{label}_mean"], row[f"{label}_std"] = mean_std(accuracy)
     for metric in diagnostics:
-        row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(group[f"metrics.{metric}"].astype(float))
-    row.update(row_cells(group, prefix, labels))  # precision, worst-class and transferability columns
-    seconds = _values(group, "metrics.train.seconds")
+        row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(group[metric_column(metric)].astype(float))
+    row.update(row_cells(group, split, labels))  # precision, worst-class and transferability columns
+    seconds = _values(group, metric_column(TRAIN_SECONDS))
     row["train_seconds"] = seconds.mean()
     gpu = _device(group).str.startswith("cuda")
     row["gpu_hours"] = (seconds / 3600).where(gpu).mean(skipna=False)  # blank if any seed trained on the CPU
     for column, metric in COSTS.items():
-        row[column] = _values(group, f"metrics.{metric}").mean()
+        row[column] = _values(group, metric_column(metric)).mean()
     row["passes"] = sum(row[c] for c in COSTS)  # NaN unless all four were logged
     row["flags"] = _union_flags(group.get(FLAG_TAGS[selection], pd.Series(dtype=object)))
     ordered = group.assign(_seed=group["seed"].astype(str)).sort_values(["_seed", "run_id"])
@@ -144,20 +152,20 @@ def build_tables(
     if runs.empty:
         return []
     references = load_references() if references is None else list(references)
-    prefix = SELECTION_PREFIX[selection]
+    split = selection_split(selection)
     tables = []
     for (protocol, protocol_hash, experiment), runs_p in runs.groupby(
         ["protocol", "protocol_hash", "experiment"], sort=True
     ):
         first = runs_p.sort_values("run_id").iloc[0]
         attacks = _attacks(runs_p, first, config(first["run_id"]) if config is not None else None)
-        labels = _attack_labels(runs_p, prefix, attacks)
+        labels = _attack_labels(runs_p, split, attacks)
         if not labels:  # no run of this protocol has numbers for this selection (best-val not evaluated)
             continue
         aa_label = final_label(labels, attacks.specs, attacks.plugins)
-        diagnostics = [m for m in DIAGNOSTICS if f"metrics.{m}" in runs_p and runs_p[f"metrics.{m}"].notna().all()]
+        diagnostics = [m for m in DIAGNOSTICS if metric_column(m) in runs_p and runs_p[metric_column(m)].notna().all()]
         rows = [
-            _row(key, group, prefix, labels, diagnostics, selection) for key, group in runs_p.groupby(GROUP, sort=True)
+            _row(key, group, split, labels, diagnostics, selection) for key, group in runs_p.groupby(GROUP, sort=True)
         ]
         rank_by = attacks.rank_by if attacks.rank_by in labels else None  # no numbers for it in this selection
         ranked = rank_label(labels, attacks.specs, attacks.plugins, rank_by)

@@ -12,6 +12,7 @@ that process has loaded its plugins: `method_of` builds it there, once per cell.
 
 from __future__ import annotations
 
+from ..attacks.entries import check_attack_entries
 from ..cell_values import NO_TEACHER
 from ..config import Cell, Suite
 from ..contracts.build import build_method
@@ -26,14 +27,7 @@ def _check_components(suite: Suite) -> list[str]:
     registry = get_registry()
     protocol = suite.protocol
     registry.get("dataset", protocol.header.dataset)
-    for label, spec in protocol.eval.attacks.items():
-        params = {k: v for k, v in spec.items() if k != "attack"}
-        try:
-            registry.get("attack", spec["attack"]).instantiate(
-                norm=protocol.threat.norm, eps=protocol.threat.eps, **params
-            )
-        except ConfigError as exc:
-            raise ConfigError(f"{protocol.source}: eval.attacks.{label}: {exc}") from None
+    check_attack_entries(protocol)
     teachers = suite.teachers or ([protocol.header.teacher] if protocol.header.teacher else [])
     for teacher in [*teachers, *suite.teacher_roles.values()]:
         registry.get("teacher", teacher)

@@ -4,7 +4,7 @@ need must be in the model dir (built from its recipe, once, when `--build-teache
 from __future__ import annotations
 
 from ..attacks.traits import format_accuracies
-from ..config import Cell
+from ..config import Cell, attack_entries
 from ..errors import MissingTeacherError
 from ..plugins import get_registry
 from ..teachers.build import build_teacher
@@ -59,7 +59,8 @@ def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
             data_dir=options.data_dir,
             eval_set=eval_set,
         )
-        accuracies = format_accuracies(measured, measured["attacks"])  # whatever the protocol's labels are
+        # whatever the protocol's labels are: the card names them
+        accuracies = format_accuracies(measured, attack_entries(measured["attacks"]))
         say(
             options,
             f"teacher {name}: {accuracies} on {measured['n_examples']} test points "

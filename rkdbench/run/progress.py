@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..tracking import schema
+
 __all__ = ["say", "EpochProgress", "epoch_progress", "suite_status", "STATUSES"]
 
 STATUSES = ("finished", "skipped", "failed", "elsewhere", "undelivered")  # the statuses the status line counts
@@ -27,12 +29,12 @@ class EpochProgress:
 
     def __call__(self, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
         summary = (
-            f"loss {metrics['train.loss']:.3f}, val clean {metrics['val.clean_acc']:.1%}, "
-            f"val PGD {metrics['val.pgd_acc']:.1%}"
+            f"loss {metrics[schema.TRAIN_LOSS]:.3f}, val clean {metrics[schema.VAL_CLEAN_ACC]:.1%}, "
+            f"val PGD {metrics[schema.VAL_PGD_ACC]:.1%}"
         )
         if not self.console.is_terminal:
             self.console.print(
-                f"  {self.label} epoch {epoch}/{epochs}: {summary} ({metrics['train.epoch_seconds']:.1f}s)",
+                f"  {self.label} epoch {epoch}/{epochs}: {summary} ({metrics[schema.TRAIN_EPOCH_SECONDS]:.1f}s)",
                 highlight=False,
             )
             return

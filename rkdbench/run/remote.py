@@ -21,12 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..attacks.traits import ranked_accuracy
+from ..attacks.traits import CLEAN, ranked_accuracy
 from ..config import Cell, ResourcesConfig
 from ..contracts.build import method_of
 from ..errors import UserError
 from ..plugins import load_plugins_dir, loaded_plugin_dirs
 from ..tracking import Tracker
+from ..tracking.schema import metric_key, selection_split
 from .cell import protocol_experiment, run_cell
 from .options import CellOutcome, RunOptions
 
@@ -164,11 +165,11 @@ def end_line(position: str, outcome: CellOutcome) -> str:
     """The line printed when a cell ends: status, label, clean and ranked accuracy (or the error), run id."""
     metrics = outcome.metrics
     protocol = outcome.cell.protocol
-    ranked = ranked_accuracy(metrics, protocol.eval.attacks, "test.", protocol.eval.rank_by)
+    split = selection_split("last")
+    clean = metric_key(split, CLEAN)
+    ranked = ranked_accuracy(metrics, protocol.eval.attacks, split, protocol.eval.rank_by)
     detail = (
-        f"clean {metrics['test.clean_acc']:.1%}, {ranked[0]} {ranked[1]:.1%}"
-        if ranked and "test.clean_acc" in metrics
-        else outcome.error
+        f"clean {metrics[clean]:.1%}, {ranked[0]} {ranked[1]:.1%}" if ranked and clean in metrics else outcome.error
     )
     color = {"failed": "red", "finished": "bold"}.get(outcome.status, "dim")
     return (

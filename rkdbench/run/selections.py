@@ -17,14 +17,13 @@ from ..evaluation.selection_metrics import per_class_frame, selection_metrics
 from ..evaluation.transfer import TeacherProbe
 from ..teachers.load import load_teacher
 from ..teachers.model_dir import teacher_path
+from ..tracking import schema
 from ..training.checkpoint import load_verified
 from ..training.engine import TrainOutcome
 from .options import RunOptions
 from .prepare import teacher_card
 
 __all__ = ["evaluate_selections", "reference_teacher", "specialization"]
-
-PREFIXES = {"last": "test.", "best-val": "best_val.", "swa": "swa."}  # each selection's metric prefix
 
 
 def evaluate_selections(
@@ -43,7 +42,7 @@ def evaluate_selections(
     `<workdir>/per_class.csv`."""
     protocol = cell.protocol
     x, y = test_points(protocol, splits.test)
-    state = {selection: workdir / f"eval-{selection}" for selection in PREFIXES}
+    state = {selection: workdir / f"eval-{selection}" for selection in schema.SELECTION_SPLITS}
 
     def evaluate_weights(weights: dict, selection: str) -> Evaluation:
         last_state = {k: v.clone() for k, v in student.state_dict().items()}
@@ -55,17 +54,17 @@ def evaluate_selections(
 
     results: dict[str, Evaluation] = {"last": evaluate(student, protocol, x, y, state_dir=state["last"], probe=probe)}
     last_epoch = protocol.train.epochs - 1
-    metrics = {f"test.{k}": v for k, v in results["last"].metrics.items()}
-    metrics["test.n_examples"] = float(len(y))
-    metrics["test.batch_size"] = float(results["last"].batch_size)  # chosen from memory when the protocol says 0
+    metrics = schema.with_split(schema.selection_split("last"), results["last"].metrics)
+    metrics[schema.TEST_N_EXAMPLES] = float(len(y))
+    metrics[schema.TEST_BATCH_SIZE] = float(results["last"].batch_size)  # chosen from memory when the protocol says 0
     if "best-val" in protocol.eval.selections:
         best = load_verified(trained.best_path, map_location=device)
         if int(best["epoch"]) == last_epoch:
             results["best-val"] = results["last"]
         else:
             results["best-val"] = evaluate_weights(best["model"], "best-val")
-        metrics.update({f"best_val.{k}": v for k, v in results["best-val"].metrics.items()})
-        metrics["best_val.epoch"] = float(best["epoch"])
+        metrics.update(schema.with_split(schema.selection_split("best-val"), results["best-val"].metrics))
+        metrics[schema.BEST_VAL_EPOCH] = float(best["epoch"])
     if "swa" in protocol.eval.selections:
         if trained.swa_path is None:
             raise ValueError(
@@ -74,10 +73,10 @@ def evaluate_selections(
             )
         averaged = load_verified(trained.swa_path, map_location=device)
         results["swa"] = evaluate_weights(averaged["model"], "swa")
-        metrics.update({f"swa.{k}": v for k, v in results["swa"].metrics.items()})
-        metrics["swa.n_averaged"] = float(averaged["count"])
+        metrics.update(schema.with_split(schema.selection_split("swa"), results["swa"].metrics))
+        metrics[schema.SWA_N_AVERAGED] = float(averaged["count"])
     for selection, evaluation in results.items():
-        metrics.update({f"{PREFIXES[selection]}{k}": v for k, v in selection_metrics(evaluation, y).items()})
+        metrics.update(schema.with_split(schema.selection_split(selection), selection_metrics(evaluation, y)))
     per_class_frame(results, y).to_csv(workdir / "per_class.csv", index=False)
     frames = []
     for selection, evaluation in results.items():

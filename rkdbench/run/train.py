@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..attacks.traits import CLEAN
 from ..config import Cell
 from ..contracts.build import fresh_method
 from ..data import load_splits
@@ -30,17 +31,16 @@ __all__ = ["train_and_evaluate"]
 
 
 def _done_line(cell: Cell, metrics: dict[str, float], flags: list[str]) -> str:
+    split = schema.selection_split("last")
+    keys = {name: schema.parse_metric_key(name) for name in metrics}
+    shown = [  # per-stage AutoAttack numbers and worst-class accuracies stay in MLflow
+        (key.label, metrics[name])
+        for name, key in keys.items()
+        if key is not None and key.split == split and key.is_accuracy and key.label != CLEAN
+    ]
     return (
-        f"done {cell.label}: clean {metrics['test.clean_acc']:.1%}, "
-        + ", ".join(
-            f"{k[5:-4]} {v:.1%}"
-            for k, v in metrics.items()
-            if k.startswith("test.")
-            and k.endswith("_acc")
-            and k != "test.clean_acc"
-            and "." not in k[5:]
-            and not k.startswith("test.worst_class_")
-        )  # per-stage AutoAttack numbers stay in MLflow
+        f"done {cell.label}: clean {metrics[schema.metric_key(split, CLEAN)]:.1%}, "
+        + ", ".join(f"{label} {value:.1%}" for label, value in shown)
         + (f" [yellow]flags: {join_flags(flags)}[/]" if flags else "")
     )
 
@@ -88,7 +88,7 @@ def train_and_evaluate(
     tracker.set_tags(run_id, schema.training_tags(trained.precision, trained.channels_last))
     # the engine journals an epoch's metrics after its checkpoint: a kill in between leaves that epoch only in the
     # checkpoint's history, from which it is logged now (once: the journal then has it)
-    for entry in tracker.journal.epochs_missing(run_id, trained.history, "train.loss"):
+    for entry in tracker.journal.epochs_missing(run_id, trained.history, schema.TRAIN_LOSS):
         tracker.log_metrics(run_id, {k: v for k, v in entry.items() if k != "epoch"}, step=int(entry["epoch"]))
     reference, unavailable = reference_teacher(cell, teachers, options, device)
     probe = None if reference is None else TeacherProbe(reference, protocol.eval.batch_size or 250)
@@ -99,7 +99,7 @@ def train_and_evaluate(
         from ..diagnostics.diagnose import diagnose
 
         diagnostics = diagnose(
-            student, protocol, *test_points(protocol, splits.test), batch_size=int(metrics["test.batch_size"])
+            student, protocol, *test_points(protocol, splits.test), batch_size=int(metrics[schema.TEST_BATCH_SIZE])
         )
         metrics.update(diagnostics.metrics)
         flags["last"] = [*flags["last"], *diagnostics.flags]  # the diagnostics describe the last checkpoint
@@ -112,7 +112,7 @@ def train_and_evaluate(
         tracker.set_tags(run_id, {schema.SPECIALIZATION: f"unavailable: {exc}"})
         say(options, f"[yellow]{position} student specialization unavailable: {exc}[/]")
     metrics.update(trained.cost)
-    metrics["train.seconds"] = sum(h["train.epoch_seconds"] for h in trained.history)
+    metrics[schema.TRAIN_SECONDS] = sum(h[schema.TRAIN_EPOCH_SECONDS] for h in trained.history)
     tracker.log_metrics(run_id, metrics, step=protocol.train.epochs)
     per_example.to_parquet(workdir / "per_example.parquet", index=False)
     tracker.log_artifact(run_id, workdir / "per_example.parquet")

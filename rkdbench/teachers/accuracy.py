@@ -55,11 +55,13 @@ class TeacherAccuracies:
         return None
 
 
-def _accuracies(values: Mapping[str, Any], prefix: str) -> dict[str, float]:
+def _accuracies(values: Mapping[str, Any], split: str) -> dict[str, float]:
+    """label -> accuracy in % of the numbers under `split` ("" for a card's); stages count as `<label>.<stage>`."""
+    keys = {name: schema.parse_metric_key(name) for name, value in values.items() if isinstance(value, (int, float))}
     return {
-        k[len(prefix) : -len("_acc")]: 100 * float(v)
-        for k, v in values.items()
-        if k.startswith(prefix) and k.endswith("_acc") and isinstance(v, (int, float))
+        key.label + (f".{key.stage}" if key.stage else ""): 100 * float(values[name])
+        for name, key in keys.items()
+        if key is not None and key.split == split and key.kind == schema.ACC and not key.worst_class
     }
 
 
@@ -70,7 +72,7 @@ def _from_store(tracker: Tracker) -> list[tuple[str, str, str | None, dict[str, 
             run.data.tags[schema.TEACHER],
             run.data.tags.get(schema.PROTOCOL_HASH, ""),
             evaluation_key(run.data.params),
-            _accuracies(run.data.metrics, "test."),
+            _accuracies(run.data.metrics, schema.selection_split("last")),
         )
         for run in runs
         if schema.TEACHER in run.data.tags

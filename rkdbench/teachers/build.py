@@ -17,9 +17,11 @@ from typing import Any
 
 import torch
 
+from ..attacks.traits import CLEAN
 from ..config import Protocol, load_protocol
 from ..data import load_splits
 from ..errors import ConfigError, MissingTeacherError
+from ..tracking.schema import ACC, metric_key, parse_metric_key
 from ..training.checkpoint import load_verified, save_atomic
 from .card import TeacherCard
 from .model_dir import missing_teacher_message, teacher_path, write_measured_card
@@ -54,7 +56,7 @@ def evaluation_entry(
         "flags": flags,
         "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **extra,
-        **{k: v for k, v in metrics.items() if k.endswith("_acc")},
+        **{name: value for name, value in metrics.items() if getattr(parse_metric_key(name), "kind", "") == ACC},
     }
 
 
@@ -143,8 +145,11 @@ def build_teacher(
         "selected_epoch": outcome.last_epoch if selection == "last" else outcome.best_epoch,
         "n_examples": len(y),
         # clean and every attack label of the protocol, whatever they are called (None when not measured)
-        **{f"{label}_acc": evaluation.metrics.get(f"{label}_acc") for label in ["clean", *eval_attacks]},
-        "attacks": eval_attacks,  # what those labels are: `rkdbench.attacks.traits.format_accuracies` names them
+        **{
+            metric_key(None, label): evaluation.metrics.get(metric_key(None, label)) for label in [CLEAN, *eval_attacks]
+        },
+        # what those labels are: `rkdbench.attacks.traits.format_accuracies` names them
+        "attacks": {label: entry.table for label, entry in eval_attacks.items()},
         "flags": evaluation.flags,
         "train_seconds": round(train_seconds, 1),
         "eval_seconds": round(time.perf_counter() - started, 1),

@@ -4,14 +4,18 @@ Tag names are constants (`CELL`, `PROTOCOL_HASH`, ...; `tag(name)` for a name bu
 selection's flags tag), run kinds are `RunKind.CELL`, `EVALUATION` and `LEADERBOARD`, the tag sets of each kind are
 built by `experiment_tags`, `cell_tags`, `training_tags`, `evaluation_tags` and `leaderboard_tags`, params are
 flattened by `protocol_params`, and the search filters are built by `runs_filter` (and its named shortcuts
-`finished_cells`, `cell_runs`, `all_cells`, `finished_evaluations`, `leaderboard_runs`, `RKDBENCH_RUNS`). The strings
-are exactly those earlier versions wrote and searched, so stores written before this module read the same; the
-documentation of the schema is docs/tracking.md.
+`finished_cells`, `cell_runs`, `all_cells`, `finished_evaluations`, `leaderboard_runs`, `RKDBENCH_RUNS`). Metric
+names (`test.pgd20_acc`, `best_val.strong.apgd-ce_acc`, `worst_class_pgd20_acc`, `val.pgd_acc`, `train.seconds`)
+are built by `metric_key` (a selection's split by `selection_split`, a whole dict by `with_split`) and read back by
+`parse_metric_key`, so no other module slices or formats one. The strings are exactly those earlier versions wrote
+and searched, so stores written before this module read the same; the documentation of the schema is
+docs/tracking.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -40,6 +44,36 @@ __all__ = [
     "leaderboard_runs",
     "RKDBENCH_RUNS",
     "NEWEST_FIRST",
+    "ACC",
+    "SECONDS",
+    "SELECTION_SPLITS",
+    "DIAGNOSTICS_SPLIT",
+    "SPLITS",
+    "MetricKey",
+    "metric_key",
+    "parse_metric_key",
+    "selection_split",
+    "with_split",
+    "metric_column",
+    "metric_of_column",
+    "attack_measure_key",
+    "MEASURE_TAS",
+    "MEASURE_TAS_CLEAN",
+    "MEASURE_TEACHER_ADV_ACC",
+    "CLASS",
+    "VAL_CLEAN_ACC",
+    "VAL_PGD_ACC",
+    "VAL_SECONDS",
+    "TRAIN_LR",
+    "TRAIN_LOSS",
+    "TRAIN_EPOCH_SECONDS",
+    "TRAIN_SECONDS",
+    "TEST_N_EXAMPLES",
+    "TEST_BATCH_SIZE",
+    "BEST_VAL_EPOCH",
+    "SWA_N_AVERAGED",
+    "DIAG_ECE_CLEAN",
+    "DIAG_ECE_ADV",
 ]
 
 PREFIX = "rkdbench."
@@ -60,6 +94,10 @@ TRANSFERABILITY, SPECIALIZATION = tag("transferability"), tag("specialization")
 MODEL, MODEL_SHA256, ARCHITECTURE = tag("model"), tag("model_sha256"), tag("architecture")
 SELECTION, RANKED_BY = tag("selection"), tag("ranked_by")
 LEADERBOARD_ROWS, LEADERBOARD_SHA256 = tag("leaderboard_rows"), tag("leaderboard_sha256")
+
+# User attributes of an Optuna study (what the tuned tables report) and of its trials (rkdbench.tuning.study)
+STUDY_IDENTITY, STUDY_SPACE, STUDY_SAMPLER = tag("identity"), tag("space"), tag("sampler")
+TRIAL_ORIGIN, TRIAL_VERDICT = tag("origin"), tag("verdict")
 
 
 def column(tag_name: str) -> str:
@@ -274,3 +312,125 @@ def finished_evaluations() -> str:
 def leaderboard_runs(protocol_hash: str, selection: str) -> str:
     """The logged leaderboard runs of one protocol hash and checkpoint selection."""
     return runs_filter(RunKind.LEADERBOARD, protocol_hash=protocol_hash, selection=selection)
+
+
+# ---- metric names: `[<split>.]<label>[.<stage>]_<kind>`, `[<split>.]worst_class_<label>_<kind>`, `<split>.<name>` --
+
+ACC, SECONDS, CLASS = "acc", "seconds", "class"  # the kinds a metric name ends with (`_acc`); "" for a plain name
+KINDS = (ACC, SECONDS, CLASS)
+# Each checkpoint selection's split: its final evaluation's metrics are `<split>.<evaluation metric>`
+SELECTION_SPLITS = {"last": "test", "best-val": "best_val", "swa": "swa"}
+EVALUATION_SPLITS = tuple(SELECTION_SPLITS.values())
+# Every split a cell run logs under: the selections' evaluations, the epochs' validation and training, the
+# diagnostics, student specialization and the engine's pass counts
+DIAGNOSTICS_SPLIT = "diag"
+SPLITS = (*EVALUATION_SPLITS, "val", "train", DIAGNOSTICS_SPLIT, "spec", "cost")
+WORST_CLASS = "worst_class_"  # `worst_class_<label>_acc`: the accuracy of the worst class under the label
+
+
+@dataclass(frozen=True)
+class MetricKey:
+    """A metric name's parts: `test.strong.apgd-ce_acc` is split `test`, label `strong`, stage `apgd-ce`, kind `acc`.
+
+    `split` is "" for an evaluation's own metrics and a teacher card's numbers (`pgd20_acc`); `label` is an attack
+    label, `clean`, `worst` or a quantity's name (`lr`, `n_examples`); `stage` the part after a dot (AutoAttack's
+    stages, only under an evaluation split or none); `kind` "" for a name without one of `KINDS`."""
+
+    split: str
+    label: str
+    kind: str = ACC
+    stage: str = ""
+    worst_class: bool = False
+
+    @property
+    def name(self) -> str:
+        return metric_key(self.split, self.label, self.kind, stage=self.stage, worst_class=self.worst_class)
+
+    @property
+    def in_split(self) -> str:
+        """The name without its split (`test.pgd20_acc` -> `pgd20_acc`): what the evaluation itself calls it."""
+        return metric_key(None, self.label, self.kind, stage=self.stage, worst_class=self.worst_class)
+
+    @property
+    def is_accuracy(self) -> bool:
+        """An accuracy over all points of one label (clean, an attack, worst): not a stage, not a worst class."""
+        return self.kind == ACC and not self.stage and not self.worst_class
+
+
+def selection_split(selection: str) -> str:
+    """The split a checkpoint selection's evaluation is logged under: `last` -> `test`, `best-val` -> `best_val`."""
+    return SELECTION_SPLITS[selection]
+
+
+def metric_key(
+    split: str | None,
+    label: str,
+    kind: str = ACC,
+    *,
+    stage: str = "",
+    worst_class: bool = False,
+    selection: str | None = None,
+) -> str:
+    """A metric name: `metric_key("test", "fast")` -> `test.fast_acc`, `metric_key(None, "fast")` -> `fast_acc` (an
+    evaluation's own), `metric_key("val", "seconds", kind="")` -> `val.seconds`, `stage="apgd-ce"` ->
+    `strong.apgd-ce_acc`, `worst_class=True` -> `worst_class_fast_acc`; `selection` (instead of `split`) names the
+    split by its checkpoint selection (`best-val` -> `best_val.`)."""
+    split = selection_split(selection) if selection is not None else split or ""
+    name = (WORST_CLASS if worst_class else "") + label + (f".{stage}" if stage else "") + (f"_{kind}" if kind else "")
+    return f"{split}.{name}" if split else name
+
+
+def parse_metric_key(name: str) -> MetricKey | None:
+    """The parts of a metric name (`metric_key`'s inverse: `parse_metric_key(n).name == n`); None for a name
+    with an empty label or stage (`test.`, `test.aa._acc`)."""
+    head, dot, rest = name.partition(".")
+    split, rest = (head, rest) if dot and head in SPLITS else ("", name)
+    stem, _, suffix = rest.rpartition("_")
+    kind = suffix if stem and suffix in KINDS else ""
+    body = stem if kind else rest
+    label, stage = body, ""
+    if split in ("", *EVALUATION_SPLITS) and "." in body:
+        label, _, stage = body.partition(".")
+    worst_class = bool(kind) and label.startswith(WORST_CLASS) and len(label) > len(WORST_CLASS)
+    if worst_class:
+        label = label[len(WORST_CLASS) :]
+    key = MetricKey(split, label, kind, stage, worst_class)
+    return key if label and key.name == name else None
+
+
+def with_split(split: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """An evaluation's metrics (`pgd20_acc`) as logged under `split` (`test.pgd20_acc`)."""
+    return {f"{split}.{name}": value for name, value in metrics.items()}
+
+
+def metric_column(name: str) -> str:
+    """The column of a metric in a `search_runs` DataFrame: `metrics.test.pgd20_acc`."""
+    return f"metrics.{name}"
+
+
+# Per-attack measures of the transferability to the teacher (`rkdbench.evaluation.transfer`): TAS, TAS on the points
+# both classify correctly when clean, the teacher's accuracy on the student's adversarial points
+MEASURE_TAS, MEASURE_TAS_CLEAN, MEASURE_TEACHER_ADV_ACC = "transferability", "transferability_clean", "teacher_adv_acc"
+
+
+def metric_of_column(column: str) -> str | None:
+    """The metric of a `search_runs` DataFrame column (`metrics.test.pgd20_acc` -> `test.pgd20_acc`), else None."""
+    head, dot, name = str(column).partition(".")
+    return name if dot and head == "metrics" and name else None
+
+
+def attack_measure_key(measure: str, label: str, split: str = "") -> str:
+    """A per-attack measure of an evaluation that is not an accuracy: `transferability.pgd20` (`test.` with `split`)."""
+    return f"{split}.{measure}.{label}" if split else f"{measure}.{label}"
+
+
+# The fixed names the engine, the selections and the diagnostics log
+VAL_CLEAN_ACC, VAL_PGD_ACC = metric_key("val", "clean"), metric_key("val", "pgd")
+VAL_SECONDS = metric_key("val", "seconds", kind="")
+TRAIN_LR, TRAIN_LOSS = metric_key("train", "lr", kind=""), metric_key("train", "loss", kind="")
+TRAIN_EPOCH_SECONDS, TRAIN_SECONDS = metric_key("train", "epoch", SECONDS), metric_key("train", "seconds", kind="")
+TEST_N_EXAMPLES = metric_key("test", "n_examples", kind="")
+TEST_BATCH_SIZE = metric_key("test", "batch_size", kind="")
+BEST_VAL_EPOCH = metric_key("best_val", "epoch", kind="")
+SWA_N_AVERAGED = metric_key("swa", "n_averaged", kind="")
+DIAG_ECE_CLEAN, DIAG_ECE_ADV = metric_key("diag", "ece_clean", kind=""), metric_key("diag", "ece_adv", kind="")

@@ -26,6 +26,7 @@ from ..contracts.method import TEACHER_PASSES, Losses, Method, Outputs, Progress
 from ..contracts.step_method import StepMethod
 from ..contracts.student_passes import run_after_step, run_before_step
 from ..data import augment
+from ..tracking.schema import TRAIN_EPOCH_SECONDS, TRAIN_LR, VAL_CLEAN_ACC, VAL_PGD_ACC, VAL_SECONDS, metric_key
 from .checkpoint import load_verified, save_atomic
 from .compiling import compile_networks, release_compiled
 from .setup import (
@@ -321,7 +322,8 @@ class Trainer:
             self.scheduler.step()
             for scheduler in self.network_schedulers.values():
                 scheduler.step()
-            metrics = {f"train.{k}": float(v) / steps for k, v in totals.items()}  # the epoch's one host sync
+            # the epoch's one host sync
+            metrics = {metric_key("train", k, kind=""): float(v) / steps for k, v in totals.items()}
             train_seconds = time.perf_counter() - started
             val_clean, val_pgd = robust_accuracy(
                 s.student,
@@ -334,11 +336,11 @@ class Trainer:
             )
             metrics.update(
                 {
-                    "train.lr": lr,
-                    "val.clean_acc": val_clean,
-                    "val.pgd_acc": val_pgd,
-                    "train.epoch_seconds": train_seconds,
-                    "val.seconds": time.perf_counter() - started - train_seconds,
+                    TRAIN_LR: lr,
+                    VAL_CLEAN_ACC: val_clean,
+                    VAL_PGD_ACC: val_pgd,
+                    TRAIN_EPOCH_SECONDS: train_seconds,
+                    VAL_SECONDS: time.perf_counter() - started - train_seconds,
                 }
             )
             if val_pgd > self.best["val_pgd_acc"]:

@@ -19,6 +19,7 @@ from ..attacks.pgd import pgd
 from ..config import Protocol, TrainConfig
 from ..contracts.method import MethodBase
 from ..data import Splits
+from ..tracking.schema import metric_key
 
 __all__ = [
     "TrainSetup",
@@ -119,7 +120,11 @@ class Counter:
 
     def as_dict(self) -> dict[str, float]:
         # method-network passes only when a method has networks, so other runs log the same metrics as before
-        return {f"cost.{k}": float(v) for k, v in self.__dict__.items() if v or not k.startswith("network_")}
+        return {
+            metric_key("cost", k, kind=""): float(v)
+            for k, v in self.__dict__.items()
+            if v or not k.startswith("network_")
+        }
 
 
 def make_optimizer(settings: dict[str, Any], params) -> torch.optim.Optimizer:

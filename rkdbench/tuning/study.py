@@ -36,6 +36,7 @@ from ..config.protocol import SECTIONS, TUNABLE
 from ..config.space import Space, space_hash
 from ..config.tune import check_contains
 from ..errors import ConfigError
+from ..tracking import schema
 from .budget import check_budget
 from .samplers import make_pruner, make_sampler, optuna_experimental, sampler_record
 
@@ -61,8 +62,8 @@ __all__ = [
     "best_trial",
 ]
 
-ORIGIN = "rkdbench.origin"  # user attribute: "defaults" on trial 0 (and its retries, which copy user attributes)
-VERDICT = "rkdbench.verdict"  # user attribute of a trial that ran nothing: "surplus" or "duplicate"
+ORIGIN = schema.TRIAL_ORIGIN  # user attribute: "defaults" on trial 0 (and its retries, which copy user attributes)
+VERDICT = schema.TRIAL_VERDICT  # user attribute of a trial that ran nothing: "surplus" or "duplicate"
 DEFAULTS_ORIGIN = "defaults"
 RETRIED_FROM = "failed_trial"  # the system attribute Optuna's retry callback sets (the original trial's number)
 
@@ -206,9 +207,9 @@ def open_study(storage: Any, identity: StudyIdentity, defaults: Mapping[str, Any
             study = optuna.load_study(study_name=identity.name, storage=storage, sampler=sampler, pruner=pruner)
         else:
             for key, value in {
-                "rkdbench.identity": identity.as_dict(),
-                "rkdbench.space": {name: dist.to_toml() for name, dist in identity.space.items()},
-                "rkdbench.sampler": sampler_record(identity.sampler, identity.seed),
+                schema.STUDY_IDENTITY: identity.as_dict(),
+                schema.STUDY_SPACE: {name: dist.to_toml() for name, dist in identity.space.items()},
+                schema.STUDY_SAMPLER: sampler_record(identity.sampler, identity.seed),
             }.items():
                 study.set_user_attr(key, value)
         if not any(origin(t) == DEFAULTS_ORIGIN for t in study.get_trials(deepcopy=False)):

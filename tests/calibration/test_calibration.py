@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rkdbench.cli import main
-from rkdbench.config import load_suite
+from rkdbench.config import AttackEntry, load_suite
 from rkdbench.cost.calibration import (
     Calibration,
     Linear,
@@ -47,8 +47,9 @@ def test_autoattack_pays_first_stage_on_correct_and_the_rest_on_robust_points():
     assert attack_seconds(entry, 250, 200, 0.9, 0.4) == pytest.approx(11 + 9 + 81 + 5.5 + 27)
     plain = {"batch_size": 100, "all": {"fixed": 2.0, "per_point": 0.5}}
     assert attack_seconds(plain, 250, 0, 0.9, 0.4) == pytest.approx(3 * 2.0 + 250 * 0.5)  # every point, 3 batches
-    assert first_stage_spec({"attack": "autoattack", "version": "standard"})["attacks"] == ["apgd-ce"]
-    assert first_stage_spec({"attack": "pgd", "steps": 20}) is None
+    first = first_stage_spec(AttackEntry("aa", "autoattack", {"version": "standard"}))
+    assert first == AttackEntry("aa", "autoattack", {"version": "custom", "attacks": ["apgd-ce"]})
+    assert first_stage_spec(AttackEntry("pgd20", "pgd", {"steps": 20})) is None
 
 
 def test_predict_cell_from_controlled_entries():

@@ -52,7 +52,7 @@ def test_every_builtin_protocol_and_suite_loads_and_expands():
         (100, 150),
     )
     assert protocol.inputs.augment == "pad4-crop-flip"
-    assert [a["attack"] for a in protocol.eval.attacks.values()] == ["pgd", "cw", "autoattack"]
+    assert [a.attack for a in protocol.eval.attacks.values()] == ["pgd", "cw", "autoattack"]
     assert load_protocol("cifar10-linf-8-paper-ard").train.milestones == (100,)  # ARD's one decay
     assert load_protocol("cifar10-linf-8-paper-rslad").train.milestones == (215, 260, 285)
     assert load_protocol("cifar10-linf-8-short").eval.n_examples == 1000

@@ -337,7 +337,8 @@ def test_packaged_references_load_with_provenance():
     assert protocols <= set(builtin_names("protocols")), "a reference names a protocol that does not exist"
     assert {r.student for r in references} <= set(list_components("architecture"))
     rslad = next(r for r in references if r.method == "rslad")
-    assert (rslad.clean, rslad.aa, rslad.tag) == (83.38, 51.49, "R")
+    assert (rslad.accuracies["clean"], rslad.reported, rslad.tag) == (83.38, 51.49, "R")
+    assert rslad.accuracies["pgd20"] == 54.24 and rslad.final == "aa"  # the final attack's key, as AutoAttack declares
     assert rslad.protocols == ("cifar10-linf-8", "cifar10-linf-8-paper-rslad")
 
 
@@ -358,6 +359,14 @@ def test_packaged_references_load_with_provenance():
             'protocols = ["p"]\nmethod = "m"\nstudent = "s"\naa = 50\n'
             'tag = "V"\ncitation = "c"\nsource = "s"\nyear = 1',
             "unknown field(s) year; missing field(s) teacher",
+        ),
+        # the accuracies' keys are `clean` and the labels the attack plugins declare; AutoAttack's, the final
+        # attack's, is the one a reference must give
+        (
+            'protocols = ["p"]\nmethod = "m"\nstudent = "s"\nteacher = "t"\npgd20 = 50\npgd10 = 52\n'
+            'tag = "V"\ncitation = "c"\nsource = "s"',
+            "unknown field(s) pgd10; missing field(s) aa; allowed: protocols, method, student, teacher, tag, "
+            "citation, source, note, clean, aa, cw, pgd20",
         ),
     ],
 )

@@ -236,6 +236,132 @@ def test_protocol_params_flatten_and_round_trip():
     assert schema.param_text(0.3) == "0.3"
 
 
+@pytest.mark.parametrize(
+    "args, kwargs, name",
+    [
+        (("test", "aa"), {}, "test.aa_acc"),
+        ((None, "clean"), {}, "clean_acc"),
+        (("test", "aa"), {"stage": "apgd-ce"}, "test.aa.apgd-ce_acc"),
+        ((None, "pgd20"), {"worst_class": True}, "worst_class_pgd20_acc"),
+        ((None, "pgd20", schema.CLASS), {"worst_class": True}, "worst_class_pgd20_class"),
+        ((None, "aa", schema.SECONDS), {}, "aa_seconds"),
+        ((None, "worst"), {"selection": "best-val"}, "best_val.worst_acc"),
+        ((None, "clean"), {"selection": "swa"}, "swa.clean_acc"),
+        (("val", "pgd"), {}, "val.pgd_acc"),
+        (("train", "loss", ""), {}, "train.loss"),
+        (("diag", "eps_x0.5"), {}, "diag.eps_x0.5_acc"),
+        (("cost", "student_forward", ""), {}, "cost.student_forward"),
+    ],
+)
+def test_metric_keys_are_the_names_earlier_versions_logged_and_parse_back(args, kwargs, name):
+    assert schema.metric_key(*args, **kwargs) == name
+    key = schema.parse_metric_key(name)
+    assert key is not None and key.name == name and key.name.endswith(key.in_split)
+    split = schema.selection_split(kwargs["selection"]) if "selection" in kwargs else args[0] or ""
+    kind = args[2] if len(args) > 2 else schema.ACC
+    assert (key.split, key.label, key.kind) == (split, args[1], kind)
+    assert (key.stage, key.worst_class) == (kwargs.get("stage", ""), kwargs.get("worst_class", False))
+
+
+def test_parsing_tells_accuracies_from_stages_worst_classes_and_quantities():
+    accuracies = {
+        name
+        for name in (
+            "test.aa_acc",
+            "test.worst_acc",
+            "test.aa.apgd-ce_acc",
+            "test.worst_class_aa_acc",
+            "test.worst_class_aa_class",
+            "test.aa_seconds",
+            "test.n_examples",
+            "test.transferability.aa",
+            "best_val.pgd20_acc",
+            "clean_acc",
+        )
+        if (key := schema.parse_metric_key(name)) is not None and key.is_accuracy
+    }
+    assert accuracies == {"test.aa_acc", "test.worst_acc", "best_val.pgd20_acc", "clean_acc"}
+    assert schema.parse_metric_key("test.") is None and schema.parse_metric_key("test.aa._acc") is None
+    # a split is a known one: an unprefixed stage accuracy stays a label with its stage
+    assert schema.parse_metric_key("aa.apgd-ce_acc") == schema.MetricKey("", "aa", stage="apgd-ce")
+    assert schema.parse_metric_key("test.worst_class_aa_class").in_split == "worst_class_aa_class"
+    # every name a cell run logs parses back to itself
+    names = [
+        schema.VAL_CLEAN_ACC,
+        schema.VAL_PGD_ACC,
+        schema.VAL_SECONDS,
+        schema.TRAIN_LR,
+        schema.TRAIN_LOSS,
+        schema.TRAIN_EPOCH_SECONDS,
+        schema.TRAIN_SECONDS,
+        schema.TEST_N_EXAMPLES,
+        schema.TEST_BATCH_SIZE,
+        schema.BEST_VAL_EPOCH,
+        schema.SWA_N_AVERAGED,
+        schema.DIAG_ECE_CLEAN,
+        schema.DIAG_ECE_ADV,
+        schema.attack_measure_key(schema.MEASURE_TAS, "aa", "test"),
+        "spec.clean.mean_best",
+    ]
+    assert names[:4] == ["val.clean_acc", "val.pgd_acc", "val.seconds", "train.lr"]
+    assert names[5:7] == ["train.epoch_seconds", "train.seconds"] and names[13] == "test.transferability.aa"
+    assert all(schema.parse_metric_key(name).name == name for name in names)
+    assert schema.with_split("best_val", {"aa_acc": 0.5}) == {"best_val.aa_acc": 0.5}
+    assert schema.TRANSFERABILITY == "rkdbench.transferability"  # the tag: no metric constant shadows a tag name
+    assert schema.metric_of_column(schema.metric_column("test.aa_acc")) == "test.aa_acc"
+    assert schema.metric_of_column("params.protocol.eval.seed") is None
+
+
+# Metric names spelled outside the schema: split prefixes and the `_acc` suffix. The exceptions are no metric names.
+METRIC_LITERAL = re.compile(r"^(test|val|train|best_val|swa|diag)\.|_acc($|\.)|^_acc")
+NOT_METRICS = {
+    ("cost/calibration/predict.py", "train.steps"),  # the parts of a wall-time prediction (`--dry-run --json`)
+    ("cost/calibration/predict.py", "train.validation"),
+    ("cost/calibration/predict.py", "train.checkpoints"),
+    ("cost/calibration/predict.py", "train."),
+    ("evaluation/flags.py", "best_val.flags"),  # tag names (after the `rkdbench.` prefix)
+    ("evaluation/flags.py", "swa.flags"),
+    ("training/engine.py", "val_pgd_acc"),  # a field of the best checkpoint's record
+    ("training/engine.py", "swa.pt"),  # a file name
+    ("pytest_plugin.py", "train.epochs"),  # protocol fields (--set overrides of the tiny cell)
+    ("pytest_plugin.py", "train.val_pgd_steps"),
+    ("pytest_plugin.py", "train.batch_size"),
+}
+
+
+def metric_literals(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every string constant outside docstrings that spells a metric name (or a piece of one)."""
+    tree = ast.parse(source)
+    docstrings = _docstrings(tree)
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and METRIC_LITERAL.search(node.value)
+    ]
+
+
+def test_only_the_schema_builds_and_parses_metric_names():
+    found = [
+        f"{name}:{line}: {text!r}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if TRACKING not in path.parents
+        for name in [str(path.relative_to(PACKAGE))]
+        for line, text in metric_literals(path.read_text())
+        if (name, text) not in NOT_METRICS
+    ]
+    assert not found, "build metric names with rkdbench.tracking.schema (metric_key, parse_metric_key):\n" + "\n".join(
+        found
+    )
+    assert metric_literals('x = f"test.{label}_acc"\ny = k[5:-4] if k.endswith("_acc") else ""') == [
+        (1, "test."),
+        (1, "_acc"),
+        (2, "_acc"),
+    ]
+
+
 def test_tracker_reads_what_it_wrote(tmp_path):
     """The reading methods the other modules use, on a real sqlite store."""
     tracker = Tracker(tmp_path)

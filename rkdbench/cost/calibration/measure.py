@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...config import Cell, Protocol
+from ...config import AttackEntry, Cell, Protocol
 from ...data import Splits
+from ...tracking.schema import TRAIN_EPOCH_SECONDS, VAL_SECONDS
 from .store import (
     CLOCKS,
     Calibration,
@@ -126,9 +127,9 @@ def measure_training(cell: Cell, device: torch.device, steps: int, clock: str = 
         scale = (clock1 - clock0) / (wall1 - wall0)
         epochs.append(
             (
-                h["train.epoch_seconds"] * scale,
-                h["val.seconds"] * scale,
-                (wall1 - wall0 - h["train.epoch_seconds"] - h["val.seconds"]) * scale,
+                h[TRAIN_EPOCH_SECONDS] * scale,
+                h[VAL_SECONDS] * scale,
+                (wall1 - wall0 - h[TRAIN_EPOCH_SECONDS] - h[VAL_SECONDS]) * scale,
             )
         )
     measured = epochs[1:]
@@ -141,7 +142,7 @@ def measure_training(cell: Cell, device: torch.device, steps: int, clock: str = 
 
 def measure_attack(
     protocol: Protocol,
-    spec: dict[str, Any],
+    entry: AttackEntry,
     model: nn.Module,
     dataset,
     device: torch.device,
@@ -159,7 +160,7 @@ def measure_attack(
     n1 = max(n2 // 4, 1)
     x = torch.rand(n2, *dataset.input_shape, generator=torch.Generator().manual_seed(1)).to(device)
     y = torch.zeros(n2, dtype=torch.long, device=device)
-    run = lambda n: run_attack(wrapped, protocol, spec, x[:n], y[:n], batch_size=batch_size)  # noqa: E731
+    run = lambda n: run_attack(wrapped, protocol, entry, x[:n], y[:n], batch_size=batch_size)  # noqa: E731
     wrapped(x[:n1].clone().requires_grad_()).sum().backward()  # warm-up (kernels, allocator); a full AutoAttack is not
     return Linear.through(n1, _seconds(lambda: run(n1), device, clock), n2, _seconds(lambda: run(n2), device, clock))
 
@@ -209,15 +210,15 @@ def calibrate_cells(
         batch = configured or (
             choose_batch_size(model, tuple(dataset.input_shape), device)[0] if device.type == "cuda" else CPU_BATCH_SIZE
         )
-        for label, spec in protocol.eval.attacks.items():
+        for label, attack in protocol.eval.attacks.items():
             key = attack_key(protocol, label, student, batch)
             if not redo and key in calibration.attack:
                 continue
             entry: dict[str, Any] = {
                 "batch_size": batch,
-                "all": asdict(measure_attack(protocol, spec, model, dataset, device, batch, points, clock)),
+                "all": asdict(measure_attack(protocol, attack, model, dataset, device, batch, points, clock)),
             }
-            first = first_stage_spec(spec)
+            first = first_stage_spec(attack)
             if first is not None:
                 entry["first"] = asdict(measure_attack(protocol, first, model, dataset, device, batch, points, clock))
             calibration.attack[key] = entry

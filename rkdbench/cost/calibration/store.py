@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ...attacks.traits import attack_plugins
+from ...attacks.traits import AttackEntry, attack_plugins, first_stage
 from ...config import Cell, Protocol, canonical_hash
 from ..benchmarking import cpu_model
 
@@ -178,7 +178,7 @@ def train_key(cell: Cell) -> str:
 def attack_key(protocol: Protocol, label: str, student: str, batch_size: int) -> str:
     return canonical_hash(
         {
-            "spec": protocol.eval.attacks[label],
+            "spec": protocol.eval.attacks[label].table,  # as written: calibrations saved before keep their keys
             "threat": protocol.data["threat"],
             "seed": protocol.eval.seed,
             "student": student,
@@ -200,12 +200,11 @@ def per_point_key(kind: str, protocol: Protocol, student: str, teacher: str = ""
     )
 
 
-def first_stage_spec(spec: dict[str, Any]) -> dict[str, Any] | None:
+def first_stage_spec(entry: AttackEntry) -> AttackEntry | None:
     """The attack's declared first stage (`AttackTraits.first_stage`: AutoAttack `standard` runs APGD-T, FAB-T and
     Square only on the points APGD-CE left robust), to time separately; None for attacks that treat every point
     alike."""
-    plugin = attack_plugins([spec["attack"]]).get(spec["attack"])
-    return None if plugin is None else plugin.first_stage(spec)
+    return first_stage(entry, attack_plugins([entry.attack]))
 
 
 # ---- measuring -------------------------------------------------------------------------------------------------
