@@ -9,7 +9,26 @@ import click
 
 from .options import COMMON_RUN_OPTIONS, with_options
 
-__all__ = ["run", "demo", "DEMO_WORKERS"]
+__all__ = ["run", "demo", "DEMO_WORKERS", "SLURM_OPTIONS"]
+
+
+# The Slurm executor's options (rkdbench.run.executors.slurm_options.SlurmOptions, whose help they repeat in
+# short), declared here by hand so that `rkdbench --help` imports no torch; None: not given (the settings file
+# decides). Temporary wiring until executors register their options themselves.
+SLURM_OPTIONS = [
+    click.option("--partition", default=None, help="Slurm partition (default: the cluster's default)."),
+    click.option("--time-limit", type=int, default=None, help="Minutes per Slurm task; at it a task requeues."),
+    click.option("--account", default=None, help="Slurm account (sbatch --account)."),
+    click.option("--qos", default=None, help="Slurm QOS (sbatch --qos)."),
+    click.option("--mem-gb", type=float, default=None, help="Memory per Slurm task in GB."),
+    click.option("--array-parallelism", type=int, default=None, help="At most this many Slurm tasks at once."),
+    click.option("--signal-delay-s", type=int, default=None, help="Seconds before the time limit a task stops."),
+    click.option("--requeues", type=int, default=None, help="Time-limit requeues per Slurm task (default 3)."),
+    click.option("--sbatch", multiple=True, metavar="KEY=VALUE", help="Extra sbatch parameter; repeatable."),
+    click.option("--setup", multiple=True, metavar="LINE", help="Shell line run before each Slurm task."),
+    click.option("--detach", is_flag=True, default=None, help="Return once the Slurm array is submitted."),
+]
+
 
 # one worker: on 2 cores the demo meets its time goals serially (README); `--workers 2` was measured 1.21x
 # faster on a short digits-quick, not worth two more processes importing torch on a first contact
@@ -49,17 +68,26 @@ DEMO_WORKERS = 1
 )
 @click.option(
     "--executor",
-    type=click.Choice(["local", "ray"]),
+    type=click.Choice(["local", "ray", "slurm"]),
     default="local",
     show_default=True,
     help="local: this process (or --workers N processes on this machine); ray: one Ray task per cell, "
-    "with the protocol's [resources] (extra rkdbench[ray]; see docs/scale.md).",
+    "with the protocol's [resources] (extra rkdbench[ray]); slurm: the unfinished cells as one Slurm job "
+    "array (extra rkdbench[slurm]); see docs/scale.md.",
 )
 @click.option(
     "--address",
     default=None,
     metavar="auto|HOST:PORT",
     help="With --executor ray: the Ray cluster to join (default: start a local one sized to this machine).",
+)
+@with_options(SLURM_OPTIONS)
+@click.option(
+    "--executor-config",
+    default=None,
+    metavar="FILE",
+    help="With --executor slurm: the TOML file whose [executor.slurm] table holds your Slurm settings "
+    "(default: $RKDBENCH_CONFIG, else ~/.config/rkdbench/config.toml when it exists); options given here win.",
 )
 def run(
     suite: str,
@@ -77,6 +105,8 @@ def run(
     gpu_tflops,
     executor,
     address,
+    executor_config,
+    **executor_options,
 ) -> None:
     """Run SUITE (a built-in name such as digits-quick, or a path to a suite .toml). Finished cells are
     skipped, interrupted ones resume from their last checkpoint in the same MLflow run. --dry-run lists the
@@ -101,6 +131,8 @@ def run(
                 gpu_tflops=gpu_tflops,
                 executor=executor,
                 address=address,
+                executor_options=tuple(executor_options.items()),
+                executor_config=executor_config,
             )
         )
     )

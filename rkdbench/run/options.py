@@ -24,8 +24,10 @@ class RunOptions:
     data_dir: Path | None = None  # None: $RKDBENCH_DATA_DIR or ~/.cache/rkdbench/data (protocols' data_root wins)
     shard: tuple[int, int] = (0, 1)  # (index, count): deprecated; N workers on one store share the work
     workers: int = 1  # local worker processes (`executors.local`); 1: this process runs the cells
-    executor: str = "local"  # local: this process (or `workers` processes); ray: one Ray task per cell
+    executor: str = "local"  # local: this process (or `workers` processes); ray: one task per cell; slurm: an array
     address: str | None = None  # the Ray cluster (auto or HOST:PORT); None: a local cluster sized to the machine
+    executor_options: dict[str, Any] = field(default_factory=dict)  # the executor's own command-line options
+    executor_config: Path | None = None  # --executor-config: the user config file with [executor.NAME] tables
 
 
 @dataclass

@@ -10,6 +10,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -39,6 +40,8 @@ class SuiteRequest:
     executor: str = "local"
     address: str | None = None
     leaderboard_dir: str | None = None
+    executor_options: tuple[tuple[str, Any], ...] = ()  # the executor's own options (None: not given)
+    executor_config: str | None = None
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -74,6 +77,11 @@ def _check_executor(request: SuiteRequest) -> None:
     if request.address is not None and request.executor != "ray":
         raise UserError(
             f"--address {request.address} is for --executor ray (the default executor, local, runs cells here)"
+        )
+    given = [name for name, value in request.executor_options if value not in (None, (), False)]
+    if given and request.executor != "slurm":
+        raise UserError(
+            f"--{given[0].replace('_', '-')} is an option of --executor slurm (the executor here is {request.executor})"
         )
     if request.workers > 1 and request.executor != "local":
         raise ConfigError(
@@ -133,6 +141,8 @@ def run_suite_request(request: SuiteRequest) -> int:
         data_dir=Path(request.data_dir) if request.data_dir else None,
         executor=request.executor,
         address=request.address,
+        executor_options=dict(request.executor_options),
+        executor_config=Path(request.executor_config) if request.executor_config else None,
     )
     if console is not None:
         console.print(evaluation_line(suite))

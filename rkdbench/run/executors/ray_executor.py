@@ -27,21 +27,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ...attack_traits import ranked_accuracy
 from ...config import ResourcesConfig
 from ...errors import UserError
+from .cluster import SERVER_HINT, end_line, refuse_sqlite, shared_env, wait_until_stopped
 
 __all__ = ["CellResources", "run_on_ray", "connect", "SERVER_HINT", "MAX_RETRIES"]
 
 MAX_RETRIES = 3  # system failures (a dead worker process or node) per cell; the cell's own errors are never retried
 MARKER_PREFIX = ".rkdbench-driver-"
-CANCEL_WAIT_S = 60.0  # how long Ctrl-C waits for cancelled cells to record KILLED
-SERVER_HINT = (
-    "start a team tracking server on a machine every node reaches (`rkdbench server --host 0.0.0.0 "
-    "--backend-store-uri postgresql+psycopg2://USER@HOST:PORT/DB`) and set "
-    "MLFLOW_TRACKING_URI=http://SERVER:5000 for the driver"
-)
-ENV_PREFIXES = ("MLFLOW_", "RKDBENCH_")  # tracking URI and credentials, plugin filters, model/data dirs
 
 
 @dataclass(frozen=True)
@@ -113,12 +106,6 @@ def connect(address: str | None, log_to_driver: bool = True):
     return ray
 
 
-def _shared_env(tracking_uri: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
-    env["MLFLOW_TRACKING_URI"] = tracking_uri
-    return env
-
-
 def _cell_task(
     cell, options, position: str, env: dict[str, str], plugin_dirs: list[str], marker: str, threads: int, progress
 ) -> Any:
@@ -177,11 +164,7 @@ def run_on_ray(cells: list, tracker, options, prepare: Callable[[list, Any, Any]
 def check_store_for_cluster(tracking_uri: str, alive_nodes: int, address: str) -> None:
     """A sqlite store lives on one machine: refuse it for a cluster of several nodes (a local cluster has one;
     $RAY_ADDRESS may name a bigger one), with the command of the store to use instead."""
-    if alive_nodes > 1 and tracking_uri.startswith("sqlite:"):
-        raise UserError(
-            f"a sqlite store ({tracking_uri}) cannot be shared by the {alive_nodes} nodes of Ray cluster "
-            f"{address}; {SERVER_HINT}"
-        )
+    refuse_sqlite(tracking_uri, alive_nodes, f"Ray cluster {address}")
 
 
 def _connected_run(cells: list, tracker, options, prepare: Callable[[list, Any, Any], None]) -> list:
@@ -215,7 +198,7 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
         data_dir=Path(options.data_dir).resolve() if options.data_dir else None,
     )
     cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
-    env, plugin_dirs = _shared_env(tracker.uri), _plugin_dirs()
+    env, plugin_dirs = shared_env(tracker.uri), _plugin_dirs()
     task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_cell_task)
     progress = ray.remote(num_cpus=0)(_Progress).remote()
     pending: dict[Any, int] = {}
@@ -245,7 +228,7 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
                 position = f"[{i + 1}/{len(cells)}]"
                 if outcomes[i].status in ("finished", "failed") and position in start_times:
                     seconds.append(time.perf_counter() - start_times[position])
-                say(options, _end_line(position, outcomes[i]))
+                say(options, end_line(position, outcomes[i]))
                 say(options, f"[dim]{suite_status(list(outcomes.values()), len(cells), seconds)}[/]")
     except KeyboardInterrupt:
         say(
@@ -254,24 +237,11 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
         )
         for ref in pending:
             ray.cancel(ref)
-        _wait_until_stopped(tracker, [cells[i] for i in pending.values()])
+        wait_until_stopped(tracker, [cells[i] for i in pending.values()])
         raise
     finally:
         (results / marker).unlink(missing_ok=True)
     return [outcomes[i] for i in range(len(cells))]
-
-
-def _wait_until_stopped(tracker, cells: list, timeout: float = CANCEL_WAIT_S) -> None:
-    """A cancelled task's result is ready before its worker has run `run_cell`'s KILLED bookkeeping; leaving now
-    would end the job and its workers with the runs still RUNNING, so wait (bounded) until none of them is."""
-    from ..cell import protocol_experiment
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = [tracker.find_run(protocol_experiment(tracker, cell.protocol), cell.key) for cell in cells]
-        if not any(run is not None and run.info.status == "RUNNING" for run in runs):
-            return
-        time.sleep(0.5)
 
 
 def _plugin_dirs() -> list[str]:
@@ -293,19 +263,3 @@ def _outcome(ray, ref, cell):
             error=f"Ray task ended without a result after {MAX_RETRIES} retries: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
         )
-
-
-def _end_line(position: str, outcome) -> str:
-    metrics = outcome.metrics
-    protocol = outcome.cell.protocol
-    ranked = ranked_accuracy(metrics, protocol.eval.attacks, "test.", protocol.eval.rank_by)
-    detail = (
-        f"clean {metrics['test.clean_acc']:.1%}, {ranked[0]} {ranked[1]:.1%}"
-        if ranked and "test.clean_acc" in metrics
-        else outcome.error
-    )
-    color = {"failed": "red", "finished": "bold"}.get(outcome.status, "dim")
-    return (
-        f"[{color}]{position} {outcome.status}[/] {outcome.cell.label}{': ' + detail if detail else ''}"
-        f"{' [dim](run ' + outcome.run_id + ')[/]' if outcome.run_id else ''}"
-    )
