@@ -121,7 +121,7 @@ SlurmdPort=$slurmd_port
 AuthType=auth/munge
 CredType=cred/munge
 # cred_expire: also how long a requeued job waits before it may start again (default 120 s)
-AuthInfo=socket=$dir/munge/munge.socket,cred_expire=10
+AuthInfo=socket=$dir/munge/munge.socket,cred_expire=5
 SlurmUser=root
 ProctrackType=proctrack/pgid
 TaskPlugin=task/none

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,11 +26,13 @@ import pytest
 import submitit
 from mlflow.tracking import MlflowClient
 
-from rkdbench.config import ResourcesConfig
+from rkdbench.config import ResourcesConfig, load_suite
 from rkdbench.errors import ConfigError, UserError
+from rkdbench.run.cells import expand_cells
 from rkdbench.run.executors.settings import config_path, executor_options
 from rkdbench.run.executors.slurm import (
     RECORD,
+    SlurmExecutor,
     SlurmOptions,
     TaskResources,
     sbatch_extra,
@@ -36,6 +40,8 @@ from rkdbench.run.executors.slurm import (
     task_resources,
 )
 from rkdbench.run.executors.slurm_cluster import Partition, check_shared, filesystem_of
+from rkdbench.run.options import RunOptions
+from rkdbench.run.pipeline import SuiteRequest, run_suite_request
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +89,15 @@ def command(tmp_path: Path, seeds: list[int], *extra: str, plugins: Path | None 
 
 
 def environment() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RKDBENCH_SLURM_POLL_SECONDS": "1"}
+    """One torch thread, a 1-second squeue poll, and no user's Slurm settings file."""
+    env = {k: v for k, v in os.environ.items() if k != "RKDBENCH_CONFIG"}
+    return {
+        **env,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "RKDBENCH_SLURM_POLL_SECONDS": "1",
+        "XDG_CONFIG_HOME": "/nonexistent",
+    }
 
 
 def run(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
@@ -234,33 +248,68 @@ def test_ctrl_c_cancels_the_array_and_the_runs_stay_resumable(tmp_path, slurm_cl
     assert runs and all(r.info.status in ("KILLED", "FINISHED") for r in runs)  # nothing left RUNNING
 
 
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        (["--partition", "no-such-partition"], r"sbatch refuses the Slurm settings \(partition=no-such-partition\): "),
-        (["--sbatch", "constraint"], None),  # a flag sbatch does not know: sbatch's words
-        (["--sbatch", "output=/tmp/x"], r"--sbatch 'output=/tmp/x': rkdbench sets --output itself"),
-        (["--set", "resources.gpus_per_cell=0.5"], r"gpus_per_cell = 0\.5: a Slurm task gets whole GPUs"),
-    ],
-)
-def test_bad_slurm_input_is_one_line_and_submits_nothing(tmp_path, slurm_cluster, extra, message):
-    done = run(command(tmp_path, [0], "--executor", "slurm", *extra))
+def test_an_unknown_partition_is_sbatch_s_one_line_and_submits_nothing(tmp_path, slurm_cluster):
+    done = run(command(tmp_path, [0], "--executor", "slurm", "--partition", "no-such-partition"))
     assert done.returncode == 2, done.stderr[-3000:]
     error = [line for line in done.stderr.splitlines() if line.startswith("rkdbench: error:")]
-    assert len(error) == 1 and (message is None or re.search(message, error[0])), done.stderr
-    assert not (tmp_path / "results" / "slurm").exists() or not records(tmp_path / "results")
+    assert len(error) == 1 and re.search(
+        r"sbatch refuses the Slurm settings \(partition=no-such-partition\): .*invalid partition", error[0]
+    ), done.stderr
+    assert not list((tmp_path / "results").glob(f"slurm/*/{RECORD}"))
 
 
-def test_without_sbatch_on_path_the_extra_and_sbatch_are_named(tmp_path):
-    env = {**environment(), "PATH": str(Path(sys.executable).parent)}
-    done = subprocess.run(command(tmp_path, [0], "--executor", "slurm"), capture_output=True, text=True, env=env)
-    assert done.returncode == 2
-    assert "`sbatch` on PATH" in done.stderr and "pip install 'rkdbench[slurm]'" in done.stderr
+@pytest.mark.parametrize(
+    "options, sets, message",
+    [
+        ({"sbatch": ("constraint",)}, {}, r"sbatch refuses the Slurm settings \(constraint=True\): "),
+        ({"sbatch": ("output=/tmp/x",)}, {}, r"--sbatch 'output=/tmp/x': rkdbench sets --output itself"),
+        ({}, {"resources.gpus_per_cell": 0.5}, r"gpus_per_cell = 0\.5: a Slurm task gets whole GPUs"),
+        ({}, {"resources.cpus_per_cell": 64}, r"sbatch refuses the Slurm settings \(defaults\): .*not available"),
+    ],
+)
+def test_bad_slurm_input_is_refused_before_anything(tmp_path, slurm_cluster, options, sets, message):
+    cells = expand_cells(load_suite(suite_file(tmp_path, [0]), sets))
+    executor = SlurmExecutor(SlurmOptions(**options))
+    with pytest.raises(UserError, match=message):
+        executor.check(cells, RunOptions(results=tmp_path / "results"))
+
+
+def test_without_sbatch_on_path_the_extra_and_sbatch_are_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    cells = expand_cells(load_suite(suite_file(tmp_path, [0])))
+    with pytest.raises(UserError, match=r"`sbatch` on PATH .*pip install 'rkdbench\[slurm\]'"):
+        SlurmExecutor(SlurmOptions()).check(cells, RunOptions(results=tmp_path / "results"))
 
 
 def test_an_option_of_the_slurm_executor_is_refused_for_another(tmp_path):
-    done = run(command(tmp_path, [0], "--partition", "gpu"))
-    assert done.returncode == 2 and "--partition is an option of --executor slurm" in done.stderr
+    request = SuiteRequest(suite_file(tmp_path, [0]), executor_options=(("partition", "gpu"), ("detach", None)))
+    with pytest.raises(UserError, match="--partition is an option of --executor slurm"):
+        run_suite_request(request)
+
+
+def test_a_results_folder_the_nodes_do_not_see_is_one_line_from_the_first_task(tmp_path, slurm_cluster):
+    """A tmpfs mounted in this command's own mount namespace: the driver sees --results, Slurm's node does not."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) to hide a folder from slurmd in a private mount namespace")
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    args = command(tmp_path, [0], "--executor", "slurm", "--time-limit", "5")
+    args[args.index("--results") + 1] = str(hidden / "results")
+    script = f"mount -t tmpfs none {shlex.quote(str(hidden))} && exec {shlex.join(args)}"
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    error = [line for line in done.stderr.splitlines() if line.startswith("rkdbench: error:")]
+    assert len(error) == 1 and re.search(
+        rf"--results {hidden}/results is not visible on node \S+ of partition {slurm_cluster} \(task \d+: "
+        r"JobLaunchFailure\): put --results on a filesystem every node mounts",
+        error[0],
+    ), done.stderr
 
 
 # ---------------------------------------------------------------- without Slurm
@@ -288,6 +337,19 @@ def test_options_come_from_the_settings_file_under_the_command_line(tmp_path, mo
         executor_options(SlurmOptions, "slurm", {}, settings)
     with pytest.raises(ConfigError, match=r"the command line: executor\.slurm\.time_limit = 0 is not allowed"):
         executor_options(SlurmOptions, "slurm", {"time_limit": 0}, None)
+
+
+def test_the_last_time_limit_stops_the_cell_as_an_interruption_not_a_failure():
+    from submitit.core.utils import UncompletedJobError
+
+    from rkdbench.run.executors.slurm_task import OutOfRequeues, _on_last_timeout
+
+    def submitit_handler(signum, frame):
+        raise UncompletedJobError("Job not requeued because: timed-out too many times.")
+
+    with pytest.raises(OutOfRequeues, match="timed-out too many times"):
+        _on_last_timeout(submitit_handler)(signal.SIGUSR2, None)
+    assert issubclass(OutOfRequeues, SystemExit) and not issubclass(OutOfRequeues, Exception)  # run_cell: KILLED
 
 
 def test_the_command_line_has_every_slurm_option():

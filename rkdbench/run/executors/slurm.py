@@ -66,7 +66,7 @@ NOT_SHARED_EXIT = 97  # a task's batch script that does not see its submission's
 RECORD = "cells.json"
 POLL_ENV = "RKDBENCH_SLURM_POLL_SECONDS"
 POLL_SECONDS = 10.0  # how often the waiting driver asks squeue (one call for all its arrays)
-RESULT_GRACE_S = 10.0  # a shared filesystem may show a task's result file a little after Slurm says it ended
+RESULT_GRACE_S = 30.0  # a shared filesystem may show a COMPLETED task's result file a little after Slurm says so
 EXTRA_HINT = "pip install 'rkdbench[slurm]'"
 RESERVED = frozenset({"array", "output", "error", "open-mode", "hold", "signal", "job-name", "wrap"})  # set here
 
@@ -211,11 +211,15 @@ class SlurmExecutor:
                 )
         extra = sbatch_extra(self.options.sbatch)
         resources = {cell.protocol.resources for cell in cells}
+        try:
+            part: slurm.Partition | None = slurm.partition(self.options.partition)
+        except UserError:
+            part = None  # an unknown partition: said in sbatch's own words below
         import submitit
 
         executor = submitit.AutoExecutor(folder=Path(run.results).resolve() / "slurm" / "%A", cluster="slurm")
         for resource in resources:
-            need = task_resources(resource, partition_gpus=False)
+            need = task_resources(resource, part is not None and part.gpus)
             # without --time-limit the partition's own limit is used, valid by definition: check with 1 minute
             parameters = submit_parameters(self.options, need, self.options.time_limit or 1, "rkdbench-check", [])
             executor.update_parameters(**parameters)
@@ -225,9 +229,7 @@ class SlurmExecutor:
                 f"{k}={v}" for k, v in (("partition", self.options.partition), *extra.items()) if v is not None
             )
             slurm.test_submission(script, f"the Slurm settings ({asked or 'defaults'})")
-        self._partition = part = slurm.partition(self.options.partition)
-        for resource in resources:
-            task_resources(resource, part.gpus)
+        self._partition = part = part or slurm.partition(self.options.partition)
         refuse_sqlite(Tracker(run.results).uri, len(part.nodes), f"Slurm partition {part.name}")
         slurm.check_shared(Path(run.results), part)
 
@@ -454,8 +456,8 @@ class SlurmExecutor:
         now = time.monotonic()
         if task.ended_at is None:
             task.ended_at = now
-        if now - task.ended_at < RESULT_GRACE_S:
-            return None
+        if state == "COMPLETED" and now - task.ended_at < RESULT_GRACE_S:
+            return None  # it wrote its result: a shared filesystem shows it a little later
         how = f"{state} on {row.node}" if row is not None and row.node else state
         if task.attempt > MAX_RESUBMITS:
             return CellOutcome(
