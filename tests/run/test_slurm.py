@@ -111,7 +111,9 @@ def cell_runs(results: Path):
 
 
 def records(results: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((results / "slurm").glob(f"*/{RECORD}"))]
+    """The submissions' records, oldest first (by array id: 9 before 10)."""
+    found = [json.loads(p.read_text()) for p in (results / "slurm").glob(f"*/{RECORD}")]
+    return sorted(found, key=lambda record: int(record["array"]))
 
 
 def alive(job_ids: list[str]) -> list[str]:
