@@ -43,7 +43,7 @@ class RunContext:
 @dataclass
 class CellOutcome:
     cell: Cell
-    status: str  # finished | skipped | failed | held | elsewhere | undelivered (see `executors.serial`)
+    status: str  # finished | skipped | failed | held | elsewhere | undelivered (`executors.serial`) | submitted (Slurm)
     run_id: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
