@@ -25,22 +25,25 @@ from .hookspecs import hookimpl
 from .plugins import create, list_components, loaded_plugin_dirs
 
 if TYPE_CHECKING:
+    from .atomic import write_text_atomic
     from .attacks.base import Attack, attack_mode, predict, preserved_rng
     from .attacks.pgd import pgd
-    from .config import Cell
-    from .config.fields import at_least
+    from .config import Cell, ResourcesConfig
+    from .config.fields import above, at_least
     from .config.space import Choice, IntRange, LogUniform, Uniform
+    from .console import make_console
     from .contracts.losses import KLReduction, ScalarReduction, kl_div, reduce_per_example, soft_cross_entropy
     from .contracts.method import AttackResult, AttackSpec, Losses, Method, Outputs, PGDInit, Progress, StepContext
     from .contracts.step_method import StepMethod
     from .contracts.student_passes import StudentForwards
     from .data import HeldOutDataset, Splits, require_files, uint8_splits
     from .run.executor import Executor, executor_option
-    from .run.loop import run_cells
+    from .run.loop import RAN, run_cells
     from .run.options import CellOutcome, RunOptions
     from .run.progress import say, suite_status
     from .run.remote import (
         CellResources,
+        cell_run,
         check_store_for_cluster,
         end_line,
         ensure_experiments,
@@ -48,6 +51,8 @@ if TYPE_CHECKING:
         remote_setup,
         run_remote_cell,
         wait_until_stopped,
+        worker_environment,
+        worker_options,
     )
     from .teachers.card import TeacherCard
     from .tracking import Tracker
@@ -70,15 +75,18 @@ _LAZY = {
     **dict.fromkeys(["Splits", "HeldOutDataset", "require_files", "uint8_splits"], "data"),
     "TeacherCard": "teachers.card",
     **dict.fromkeys(["LogUniform", "Uniform", "IntRange", "Choice"], "config.space"),
-    "Cell": "config",
-    "at_least": "config.fields",
+    **dict.fromkeys(["Cell", "ResourcesConfig"], "config"),
+    **dict.fromkeys(["at_least", "above"], "config.fields"),
+    "write_text_atomic": "atomic",
+    "make_console": "console",
     **dict.fromkeys(["Executor", "executor_option"], "run.executor"),
-    "run_cells": "run.loop",
+    **dict.fromkeys(["RAN", "run_cells"], "run.loop"),
     **dict.fromkeys(["CellOutcome", "RunOptions"], "run.options"),
     **dict.fromkeys(["say", "suite_status"], "run.progress"),
     **dict.fromkeys(
         [
             "CellResources",
+            "cell_run",
             "check_store_for_cluster",
             "end_line",
             "ensure_experiments",
@@ -86,6 +94,8 @@ _LAZY = {
             "remote_setup",
             "run_remote_cell",
             "wait_until_stopped",
+            "worker_environment",
+            "worker_options",
         ],
         "run.remote",
     ),
@@ -136,6 +146,14 @@ __all__ = [
     "Cell",
     "Tracker",
     "at_least",
+    "above",
+    "ResourcesConfig",
+    "write_text_atomic",
+    "make_console",
+    "RAN",
+    "cell_run",
+    "worker_environment",
+    "worker_options",
     "loaded_plugin_dirs",
     "run_cells",
     "say",

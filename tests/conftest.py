@@ -10,7 +10,7 @@ import torch
 
 import rkdbench
 from rkdbench import plugins
-from services import postgres_uri, ray_address, tracking_server  # noqa: F401  (fixtures: PostgreSQL, server, Ray)
+from services import postgres_uri, ray_address, slurm_cluster, tracking_server  # noqa: F401  (fixtures: services)
 
 pytest_plugins = ["rkdbench.pytest_plugin"]  # the fixtures plugin authors get: the suite uses them too
 

@@ -3,6 +3,8 @@ and a Ray head. `.ci/run` starts PostgreSQL and the Ray head (scripts/services.s
 RKDBENCH_TEST_POSTGRES_URI and RKDBENCH_TEST_RAY_ADDRESS. Without them a test that needs PostgreSQL is skipped
 with the reason, except under CI (`$CI` set), where it fails so that it cannot pass unnoticed. Without
 RKDBENCH_TEST_RAY_ADDRESS the Ray fixture starts its own head (one per test module) when Ray is installed.
+`slurm_cluster` needs a Slurm cluster that answers on this machine (`.ci/run` starts a single-node one and
+exports SLURM_CONF); without one its tests skip with the reason, and fail under CI.
 
 `postgres_uri` is a fresh database per test (dropped afterwards); `tracking_server` is `rkdbench server` on a
 free port backed by such a database, with its own artifacts folder: parametrize store-level tests over
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -194,3 +197,30 @@ def ray_address(tmp_path_factory):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster() -> str:
+    """The default partition of the Slurm cluster this machine submits to, once sinfo says a node is idle."""
+    if shutil.which("sbatch") is None:
+        require_service(
+            False,
+            "Slurm is not installed (no sbatch on PATH); .ci/run starts a single-node one: "
+            "source scripts/services.sh && slurm_start",
+        )
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        require_service(False, "submitit is not installed (pip install -e '.[slurm]')")
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%P %t"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        done = subprocess.CompletedProcess([], 1, "", "sinfo did not answer in 30 s")
+    rows = [line.split() for line in done.stdout.splitlines() if len(line.split()) == 2]
+    ready = [p.rstrip("*") for p, state in rows if p.endswith("*") and state in ("idle", "mix")]
+    require_service(
+        done.returncode == 0 and bool(ready),
+        f"no idle Slurm node answers (sinfo: {(done.stderr or done.stdout).strip()[:200] or 'nothing'}); "
+        "start one: source scripts/services.sh && slurm_start",
+    )
+    return ready[0]

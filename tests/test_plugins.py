@@ -160,7 +160,7 @@ def test_unknown_name_lists_close_matches():
 
 
 def test_unknown_method_parameter_is_rejected_with_close_match():
-    with pytest.raises(UserError, match=r"no parameter 'temprature' \(did you mean: temperature\?\)"):
+    with pytest.raises(UserError, match=r"no parameter 'temprature' \(given 1.0\) \(did you mean: temperature\?\)"):
         rkdbench.create("method", "ard", temprature=1.0)
 
 

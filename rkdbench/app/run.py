@@ -32,6 +32,7 @@ class SuiteRequest:
     options: RunOptions = field(default_factory=RunOptions)
     executor: str = "local"
     executor_options: Mapping[str, Any] = field(default_factory=dict)
+    executor_config: str | None = None
     quiet: bool = False
     as_json: bool = False
     dry_run: bool = False
@@ -76,7 +77,7 @@ def run_suite_request(request: SuiteRequest) -> int:
     from ..run.cells import expand_cells
     from ..run.executor import build_executor, run_suite
 
-    executor = build_executor(request.executor, request.executor_options)
+    executor = build_executor(request.executor, request.executor_options, request.executor_config)
     suite = load_suite(request.suite, parse_set(list(request.sets)))
     index, count = request.options.shard
     if count > 1:

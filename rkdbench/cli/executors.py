@@ -61,8 +61,15 @@ def _options() -> list[click.Option]:
             default=DEFAULT_EXECUTOR,
             show_default=True,
             help=f"{choices}. Each executor's options below may also be set in the [executor.NAME] table of "
-            "$RKDBENCH_CONFIG (default ~/.config/rkdbench/config.toml); the command line wins.",
-        )
+            "the settings file (--executor-config); the command line wins.",
+        ),
+        click.Option(
+            ["--executor-config"],
+            default=None,
+            metavar="FILE",
+            help="The TOML settings file whose [executor.NAME] tables hold your executors' options (default: "
+            "$RKDBENCH_CONFIG, else ~/.config/rkdbench/config.toml when it exists); options given here win.",
+        ),
     ]
     seen: set[str] = set()
     for name in names:

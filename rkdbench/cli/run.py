@@ -54,6 +54,7 @@ def run(
     shard,
     gpu_tflops,
     executor,
+    executor_config,
     **executor_values,
 ) -> None:
     """Run SUITE (a built-in name such as digits-quick, or a path to a suite .toml). Finished cells are
@@ -69,6 +70,7 @@ def run(
                 run_options(results, model_dir, data_dir, device, build_teachers, parse_shard(shard)),
                 executor=executor,
                 executor_options=given_executor_options(click.get_current_context(), executor_values),
+                executor_config=executor_config,
                 quiet=quiet,
                 as_json=as_json,
                 dry_run=dry_run,

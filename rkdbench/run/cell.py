@@ -3,7 +3,8 @@ FINISHED cell is skipped; otherwise the cell's lease is taken (`lease`; status "
 it), the store is re-checked under it (FINISHED: skip, unfinished: resume in the same MLflow run, none: create
 it with its tags, params and config), the cell is trained and evaluated (`run.train`), and everything it logs
 goes through its journal (`journal`) and is delivered to the store before the outcome is returned. A failing
-cell is marked FAILED with its traceback as an artifact; Ctrl-C marks it KILLED (resumable).
+cell is marked FAILED with its traceback as an artifact; Ctrl-C, or the SystemExit of a Slurm task stopping to be
+requeued, marks it KILLED (resumable).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def _run_leased(
         run_id = _create_run(cell, tracker, journaled, experiment_id, workdir)
     try:
         outcome = train_and_evaluate(cell, journaled, options, run_id, workdir, position)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SystemExit: a Slurm task told to stop and requeue
         journaled.finish(run_id, "KILLED")
         raise
     except Exception as exc:

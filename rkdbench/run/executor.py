@@ -6,8 +6,10 @@ are the model). An executor declares typed `Options` (a frozen dataclass whose f
 says how many cells it runs at once (`parallelism`, for the suite's ETA), and `run`s the cells: it calls `prepare`
 once before any cell starts (store and teachers), runs every cell through `run_cell` (or the in-process loop
 `run_cells`), which are exactly-once by themselves (the cell's lease and journal), and returns one `CellOutcome` per
-cell in the cells' order. Options come from the command line, else from the user's settings file (`[executor.NAME]`
-tables of `$RKDBENCH_CONFIG`, default `~/.config/rkdbench/config.toml`), else the declared defaults.
+cell in the cells' order. Options come from the command line, else from the user's settings file (the
+`[executor.NAME]` table of `--executor-config FILE`, else `$RKDBENCH_CONFIG`, else
+`$XDG_CONFIG_HOME/rkdbench/config.toml`, default `~/.config/rkdbench/config.toml`), else the declared defaults; a list
+option given on the command line adds to the file's (`--sbatch constraint=a100` to the lab's usual parameters).
 """
 
 from __future__ import annotations
@@ -92,17 +94,22 @@ class Executor(abc.ABC):
         """Run the cells; `prepare(cells, tracker, options)` once before any starts; one outcome per cell, in order."""
 
 
-def settings_path() -> Path:
-    """The user's settings file: `$RKDBENCH_CONFIG`, else `~/.config/rkdbench/config.toml` (read when present)."""
-    return Path(os.environ.get("RKDBENCH_CONFIG") or Path.home() / ".config" / "rkdbench" / "config.toml")
+def settings_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The user's settings file: `explicit` (`--executor-config`), else `$RKDBENCH_CONFIG` (both must exist), else
+    `$XDG_CONFIG_HOME/rkdbench/config.toml` (default `~/.config/...`) when it exists; None when there is none."""
+    for what, value in (("--executor-config", explicit), ("$RKDBENCH_CONFIG", os.environ.get("RKDBENCH_CONFIG"))):
+        if value:
+            if not Path(value).is_file():
+                raise ConfigError(f"{what} {value}: no such file")
+            return Path(value)
+    home = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    default = Path(home) / "rkdbench" / "config.toml"
+    return default if default.is_file() else None
 
 
-def _settings(name: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The `[executor.NAME]` table of the settings file (empty when the file or table is absent)."""
-    path = settings_path()
-    if not path.is_file():
-        if "RKDBENCH_CONFIG" in os.environ:
-            raise UserError(f"RKDBENCH_CONFIG={path}: no such file")
+def _settings(name: str, fields: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
+    """The `[executor.NAME]` table of the settings file (empty when there is no file or table)."""
+    if path is None:
         return {}
     table = read_toml(path).get("executor", {})
     executors = get_registry().names("executor")
@@ -122,9 +129,12 @@ def _settings(name: str, fields: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def build_executor(name: str, given: Mapping[str, Any] | None = None) -> Executor:
+def build_executor(
+    name: str, given: Mapping[str, Any] | None = None, settings: str | os.PathLike[str] | None = None
+) -> Executor:
     """The executor `name` with the options given on the command line (option name -> value, for any executor's
-    option), over its `[executor.NAME]` settings, over its defaults. An option of another executor is one line."""
+    option) over its `[executor.NAME]` settings (`settings_path(settings)`; a list option adds to the file's) over
+    its defaults. An option of another executor is one line."""
     component = get_registry().get("executor", name)
     fields = {f.name: f for f in dataclasses.fields(component.obj.Options)}
     given = dict(given or {})
@@ -140,8 +150,12 @@ def build_executor(name: str, given: Mapping[str, Any] | None = None) -> Executo
             f"--{foreign[0].replace('_', '-')} is an option of --executor {' / '.join(owners) or '?'}, not of "
             f"--executor {name} (which takes {takes})"
         )
+    values = _settings(name, fields, settings_path(settings))
+    for key, value in given.items():
+        extend = isinstance(value, tuple) and isinstance(values.get(key), list | tuple)
+        values[key] = (*values[key], *value) if extend else value
     try:
-        return component.instantiate(**{**_settings(name, fields), **given})
+        return component.instantiate(**values)
     except ConfigError as exc:
         raise ConfigError(str(exc).replace(f"executor {name!r} parameter", f"--executor {name} option")) from None
 

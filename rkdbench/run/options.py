@@ -39,7 +39,7 @@ class RunContext:
 @dataclass
 class CellOutcome:
     cell: Cell
-    status: str  # finished | skipped | failed | held | elsewhere | undelivered (see `executors.serial`)
+    status: str  # finished | skipped | failed | held | elsewhere | undelivered (`run.loop`) | submitted (detached)
     run_id: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""

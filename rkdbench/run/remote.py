@@ -39,6 +39,9 @@ __all__ = [
     "check_store_for_cluster",
     "ensure_experiments",
     "remote_setup",
+    "worker_environment",
+    "worker_options",
+    "cell_run",
     "prepare_worker",
     "run_remote_cell",
     "wait_until_stopped",
@@ -92,22 +95,36 @@ def ensure_experiments(tracker: Tracker, cells: list[Cell]) -> None:
         protocol_experiment(tracker, protocol)
 
 
-def remote_setup(tracker: Tracker, options: RunOptions) -> tuple[RemoteSetup, RunOptions]:
-    """On the driver: write the results marker and return the setup plus the options a worker runs with (absolute
-    paths, no console). Remove `options.results / setup.marker` when the cells have ended."""
-    results = Path(options.results).resolve()
-    marker = f"{MARKER_PREFIX}{secrets.token_hex(8)}"
-    (results / marker).write_text("written by the rkdbench driver; workers check that they see it\n")
+def worker_environment(tracker: Tracker) -> dict[str, str]:
+    """The driver's `MLFLOW_*`/`RKDBENCH_*` environment (tracking URI and credentials, plugin filters, folders)."""
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
     env["MLFLOW_TRACKING_URI"] = tracker.uri
-    worker_options = dataclasses.replace(
+    return env
+
+
+def worker_options(options: RunOptions) -> RunOptions:
+    """The options a worker elsewhere runs with: absolute paths (its working folder differs), no console."""
+    return dataclasses.replace(
         options,
-        results=results,
+        results=Path(options.results).resolve(),
         console=None,
         model_dir=Path(options.model_dir).resolve(),
         data_dir=Path(options.data_dir).resolve() if options.data_dir else None,
     )
-    return RemoteSetup(env, loaded_plugin_dirs(), marker), worker_options
+
+
+def remote_setup(tracker: Tracker, options: RunOptions) -> tuple[RemoteSetup, RunOptions]:
+    """On the driver: write the results marker and return the setup plus the options a worker runs with. Remove
+    `options.results / setup.marker` when the cells have ended."""
+    remote = worker_options(options)
+    marker = f"{MARKER_PREFIX}{secrets.token_hex(8)}"
+    (remote.results / marker).write_text("written by the rkdbench driver; workers check that they see it\n")
+    return RemoteSetup(worker_environment(tracker), loaded_plugin_dirs(), marker), remote
+
+
+def cell_run(tracker: Tracker, cell: Cell):
+    """The cell's MLflow run in its protocol's experiment (the counted one), or None."""
+    return tracker.find_run(protocol_experiment(tracker, cell.protocol), cell.key)
 
 
 def prepare_worker(cells: list[Cell], plugin_dirs: list[str], threads: int | None) -> None:
@@ -155,7 +172,7 @@ def wait_until_stopped(tracker: Tracker, cells: list[Cell], timeout: float) -> N
     the job with the runs still RUNNING, so wait (bounded) until none of them is."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = [tracker.find_run(protocol_experiment(tracker, cell.protocol), cell.key) for cell in cells]
+        runs = [cell_run(tracker, cell) for cell in cells]
         if not any(run is not None and run.info.status == "RUNNING" for run in runs):
             return
         time.sleep(0.5)
