@@ -12,7 +12,7 @@ import torch
 
 import rkdbench
 from rkdbench import plugins
-from services import postgres_uri, ray_address, tracking_server  # noqa: F401  (fixtures: PostgreSQL, server, Ray)
+from support.services import mlflow_server, postgres_uri, ray_address, tracking_server  # noqa: F401  (fixtures)
 
 TEACHER = "digits/Linf/rkdbench-cnn-large"
 

@@ -286,11 +286,7 @@ def test_a_cell_logs_its_flags_diagnostics_and_resumable_evaluation(tmp_path):
     assert outcome.status == "finished", outcome.error
     run = MlflowClient(tracking_uri(results)).get_run(outcome.run_id)
     assert "rkdbench.flags" in run.data.tags and "rkdbench.best_val.flags" not in run.data.tags
-    assert all(
-        code
-        for code in run.data.tags["rkdbench.flags"].split(",")
-        if run.data.tags["rkdbench.flags"]
-    )
+    assert all(code for code in run.data.tags["rkdbench.flags"].split(",") if run.data.tags["rkdbench.flags"])
     assert {"diag.ece_clean", "diag.ece_adv", "diag.eps_x2_acc"} <= set(run.data.metrics)
     assert not math.isnan(run.data.metrics["diag.eps_x0.25_acc"])
     chunks = sorted(p.name for p in (results / "cells" / outcome.cell.key / "eval-last" / "pgd20").glob("*.pt"))

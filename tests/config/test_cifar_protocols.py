@@ -12,11 +12,9 @@ import mlflow
 import pandas as pd
 import pytest
 import torch
-from test_datasets_real import _write_cifar10
 from torch import nn
 
 import rkdbench
-from rkdbench.cli import main
 from rkdbench.config import builtin_names, load_protocol, load_suite
 from rkdbench.cost.estimate import forward_flops, training_passes
 from rkdbench.data import Splits
@@ -24,12 +22,8 @@ from rkdbench.run.cells import expand_cells
 from rkdbench.run.options import CellOutcome
 from rkdbench.run.progress import suite_status
 from rkdbench.training.engine import Trainer, TrainSetup, gpu_features
-
-
-def cli(*args: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    return exit_info.value.code
+from support.cifar_files import write_cifar10
+from support.cli import cli
 
 
 def test_every_builtin_protocol_and_suite_loads_and_expands():
@@ -176,7 +170,7 @@ def test_bf16_and_channels_last_cover_training_only(tmp_path, flags, expected):
 
 
 def test_a_cifar10_cell_runs_end_to_end_on_fixture_files(tmp_path, monkeypatch, capsys):
-    _write_cifar10(tmp_path / "data", per_batch=220, n_test=40)  # 1,100 training images: 100 train + 1,000 val
+    write_cifar10(tmp_path / "data", per_batch=220, n_test=40)  # 1,100 training images: 100 train + 1,000 val
     suite = tmp_path / "cifar-smoke.toml"
     suite.write_text(
         '[suite]\nname = "cifar-smoke"\nprotocol = "cifar10-linf-8"\nmethods = ["rslad"]\n'
