@@ -129,7 +129,7 @@ def test_attack_columns_follow_the_protocol_clean_first_autoattack_last(tmp_path
     tracker = Tracker(tmp_path / "results")
     experiment = tracker.experiment_id("toy")
     for method, cw in (("a", 0.6), ("b", 0.7)):
-        run_id = tracker.createfabricated_run(
+        run_id = tracker.create_run(
             experiment,
             method,
             {
@@ -175,7 +175,7 @@ def test_teacher_gap_uses_the_teachers_measured_accuracy_under_the_same_evaluati
     store = own_store
     experiment = store.experiment_id("toy@other")
     for eps, aa, hash_ in ((0.1, 0.9, "h-budget"), (0.2, 0.3, "h-eps")):  # the second is newer but another threat
-        run_id = store.createfabricated_run(
+        run_id = store.create_run(
             experiment,
             "evaluate-t",
             {"rkdbench.kind": "evaluation", "rkdbench.teacher": "t", "rkdbench.protocol_hash": hash_},
