@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
+from ..attacks.traits import HOST_COLUMNS
 from ..config import Protocol, canonical_hash, load_protocol
 from ..data import load_splits
 from ..errors import ConfigError, UserError
@@ -50,7 +51,9 @@ class EvaluationReport:
     def summary(self) -> str:
         """One line: every accuracy, the points, the protocol, the run, and the flags if any."""
         m = self.evaluation.metrics
-        accs = ", ".join(f"{k[:-4]} {v:.1%}" for k, v in m.items() if k.endswith("_acc") and "." not in k)
+        accs = ", ".join(
+            f"{HOST_COLUMNS.get(k[:-4], k[:-4])} {v:.1%}" for k, v in m.items() if k.endswith("_acc") and "." not in k
+        )
         flags = f"; flags: {join_flags(self.evaluation.flags)}" if self.evaluation.flags else ""
         return (
             f"{self.model}: {accs} on {self.n_examples} test points (protocol {self.protocol.name}, hash "

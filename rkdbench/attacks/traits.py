@@ -39,7 +39,10 @@ __all__ = [
 ]
 
 CLEAN = "clean"  # the accuracy on unattacked points: a column and rank 0 of the sanity order, never an attack
-HOST_COLUMNS = {CLEAN: "clean", "worst": "worst"}  # columns the host itself computes (worst: every attack at once)
+# Columns the host itself computes, and how they are shown. `worst` (stored as `test.worst_acc`, the per-example
+# column `worst`) is the accuracy under every attack at once, shown as "all attacks" so that no reader takes it for
+# the leaderboard's worst-class column.
+HOST_COLUMNS = {CLEAN: "clean", "worst": "all attacks"}
 
 Spec = Mapping[str, Any]  # one `[eval.attacks.<label>]` table: `attack` (the plugin name) and its options
 # Only for runs stored with neither their config.toml nor their protocol params: what the built-in protocols'
@@ -127,8 +130,9 @@ def _plugin(specs: Mapping[str, Spec], plugins: Mapping[str, type], label: str) 
 
 
 def display_names(specs: Mapping[str, Spec], plugins: Mapping[str, type]) -> dict[str, str]:
-    """Label -> the name tables show: `clean` and `worst`, then each attack's declared name; a label whose attack
-    declares none, or whose name another label shares (two PGD-20s), shows the label itself."""
+    """Label -> the name tables show: `clean` and `worst` (as `HOST_COLUMNS` names them), then each attack's declared
+    name; a label whose attack declares none, or whose name another label shares (two PGD-20s), shows the label
+    itself."""
     names = {label: _plugin(specs, plugins, label).display_name(spec) or label for label, spec in specs.items()}
     shared = {name for name in names.values() if list(names.values()).count(name) > 1}
     return {**HOST_COLUMNS, **{label: label if name in shared else name for label, name in names.items()}}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..attacks.traits import HOST_COLUMNS
 from ..config import Cell
 from ..contracts.build import fresh_method
 from ..data import load_splits
@@ -34,7 +35,7 @@ def _done_line(cell: Cell, metrics: dict[str, float], flags: list[str]) -> str:
     return (
         f"done {cell.label}: clean {metrics['test.clean_acc']:.1%}, "
         + ", ".join(
-            f"{k[5:-4]} {v:.1%}"
+            f"{HOST_COLUMNS.get(k[5:-4], k[5:-4])} {v:.1%}"
             for k, v in metrics.items()
             if k.startswith("test.")
             and k.endswith("_acc")
