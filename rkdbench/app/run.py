@@ -138,7 +138,7 @@ def run_suite_request(request: SuiteRequest) -> int:
     if request.as_json:
         _echo_json_summary(request.results, suite, outcomes, elapsed)
     if request.leaderboard_dir is not None:
-        from . import pipeline as leaderboard_pipeline
+        from . import leaderboard as leaderboard_pipeline
 
         leaderboard_pipeline.print_leaderboards(
             leaderboard_pipeline.LeaderboardRequest(
