@@ -32,7 +32,8 @@ from .run.prepare import needed_teachers, teacher_card
 from .teachers.build import build_teacher
 from .teachers.model_dir import read_measured_card, teacher_path, write_measured_card
 from .tracking import Tracker
-from .training.engine import Trainer, TrainSetup
+from .training.build import build_trainer
+from .training.engine import Trainer
 
 __all__ = [
     "TINY_CELL",
@@ -212,11 +213,18 @@ def run_step(method: MethodLike, workdir: Path, *, batch: int = 8, seed: int = 0
     with preserved_rng():
         torch.manual_seed(seed)
         splits = Splits((x, y), (x, y), (x, y), CLASSES)
-        trainer = Trainer(
-            TrainSetup(protocol, built, tiny_net(seed=seed), teachers, splits, seed, torch.device("cpu"), workdir)
+        trainer = build_trainer(
+            protocol,
+            built,
+            tiny_net(seed=seed),
+            splits,
+            device=torch.device("cpu"),
+            workdir=workdir,
+            teachers=teachers,
+            seed=seed,
         )
         losses = trainer.training_step(x, y, Progress(0, 1))
-    return StepRun(built, losses, dataclasses.asdict(trainer.counter), trainer)
+    return StepRun(built, losses, {name: int(count) for name, count in trainer.pass_counts().items()}, trainer)
 
 
 @contextmanager

@@ -10,11 +10,31 @@ import torch
 
 import rkdbench
 from rkdbench import plugins
-from services import postgres_uri, ray_address, slurm_cluster, tracking_server  # noqa: F401  (fixtures: services)
+from support.services import (  # noqa: F401  (fixtures: services)
+    mlflow_server,
+    postgres_uri,
+    ray_address,
+    slurm_cluster,
+    tracking_server,
+)
+from support.stray_stores import REPOSITORY, stores_in, stray_message
 
 pytest_plugins = ["rkdbench.pytest_plugin"]  # the fixtures plugin authors get: the suite uses them too
 
 TEACHER = "digits/Linf/rkdbench-cnn-large"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_store_left_here():
+    """Fails the session (an error at the last test's teardown) when the run leaves an MLflow store or a default
+    results folder in the repository root or the starting directory that was not there before (see
+    `support.stray_stores`)."""
+    folders = {REPOSITORY, Path.cwd()}
+    before = stores_in(folders)
+    yield
+    left = stores_in(folders) - before
+    if left:
+        pytest.fail(stray_message(left), pytrace=False)
 
 
 @pytest.fixture(autouse=True)

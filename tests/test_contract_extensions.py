@@ -10,36 +10,11 @@ from torch import nn
 
 import rkdbench
 from rkdbench import AttackSpec, Losses, Method, Progress, StepMethod
-from rkdbench.config import load_protocol
-from rkdbench.data import Splits
-from rkdbench.training.engine import Trainer, TrainSetup
+from support.training import Interrupt, digits_trainer, kill_after_first_epoch, states_equal
 
 
 def _trainer(method, tmp_path=None, epochs=1, seed=0, n=32):
-    torch.manual_seed(seed)
-    protocol = load_protocol(
-        "digits-linf", {"train.lr": 0.01, "train.epochs": epochs, "train.batch_size": 16, "train.val_pgd_steps": 1}
-    )
-    generator = torch.Generator().manual_seed(1)
-    x, y = torch.rand(n, 1, 8, 8, generator=generator), torch.randint(0, 10, (n,), generator=generator)
-    student = rkdbench.create("architecture", "cnn-tiny")
-    teachers = {role: rkdbench.create("architecture", "cnn-tiny").eval() for role in method.teacher_roles}
-    return (
-        Trainer(
-            TrainSetup(
-                protocol,
-                method,
-                student,
-                teachers,
-                Splits((x, y), (x, y), (x, y), 10),
-                seed,
-                torch.device("cpu"),
-                workdir=tmp_path,
-            )
-        ),
-        x,
-        y,
-    )
+    return digits_trainer(method, tmp_path, overrides={"train.lr": 0.01, "train.epochs": epochs}, seed=seed, n=n)
 
 
 class Mirror(Method):
@@ -139,15 +114,6 @@ def test_optimizer_override_reaches_the_student_optimizer():
     assert plain.describe()["nesterov"] is False  # part of the cell key
 
 
-class Interrupt(Exception):
-    pass
-
-
-def _kill_after_first_epoch(epoch, metrics):
-    if epoch == 0:
-        raise Interrupt
-
-
 @pytest.mark.parametrize("name", ["peeraid", "fair-ard", "owner"])
 def test_kill_and_resume_restores_method_networks_and_state_bit_for_bit(tmp_path, name):
     def make():
@@ -156,27 +122,17 @@ def test_kill_and_resume_restores_method_networks_and_state_bit_for_bit(tmp_path
     straight, _, _ = _trainer(make(), tmp_path / "straight", epochs=2)
     straight.fit()
     interrupted, _, _ = _trainer(make(), tmp_path / "killed", epochs=2)
-    interrupted.on_epoch = _kill_after_first_epoch
+    interrupted.on_epoch = kill_after_first_epoch
     with pytest.raises(Interrupt):
         interrupted.fit()
     resumed, _, _ = _trainer(make(), tmp_path / "killed", epochs=2, seed=0)
     assert resumed.fit().resumed_from == 1
     a, b = straight._state(2), resumed._state(2)
     for key in ("model", "optimizer", "scheduler", "networks", "method_state", "counter"):
-        assert _equal(a[key], b[key]), key
+        assert states_equal(a[key], b[key]), key
     assert a["networks"] or name == "fair-ard"
     assert a["method_state"] or name != "fair-ard"
     assert [h["train.loss"] for h in straight.history] == [h["train.loss"] for h in resumed.history]
-
-
-def _equal(a, b) -> bool:
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, torch.Tensor):
-        return a.dtype == b.dtype and torch.equal(a, b)
-    return a == b
 
 
 def test_cost_estimate_counts_the_peer_at_the_students_flops():

@@ -12,7 +12,8 @@ import rkdbench
 from rkdbench.config import load_protocol
 from rkdbench.errors import ConfigError
 from rkdbench.training.swa import WeightAverage, recompute_batchnorm
-from test_contract_extensions import Interrupt, _equal, _kill_after_first_epoch
+from support.cli import TINY, cli, runs_of, suite_file
+from support.training import Interrupt, digits_trainer, kill_after_first_epoch, states_equal
 
 
 def test_running_mean_by_hand():
@@ -39,30 +40,14 @@ def test_batchnorm_statistics_are_the_cumulative_mean_over_one_pass():
 
 
 def _swa_trainer(workdir, epochs=3, swa_start=1):
-    from rkdbench.data import Splits
-    from rkdbench.training.engine import Trainer, TrainSetup
-
-    torch.manual_seed(0)
-    protocol = load_protocol(
-        "digits-linf",
-        {
-            "train.lr": 0.05,
-            "train.epochs": epochs,
-            "train.batch_size": 16,
-            "train.val_pgd_steps": 1,
-            "train.swa_start": swa_start,
-            "eval.selections": ["last", "swa"],
-        },
-    )
-    generator = torch.Generator().manual_seed(1)
-    x, y = torch.rand(32, 1, 8, 8, generator=generator), torch.randint(0, 10, (32,), generator=generator)
-    student = rkdbench.create("architecture", "cnn-small")
+    overrides = {
+        "train.lr": 0.05,
+        "train.epochs": epochs,
+        "train.swa_start": swa_start,
+        "eval.selections": ["last", "swa"],
+    }
     method = rkdbench.create("method", "pgd-at", attack_steps=1)
-    return Trainer(
-        TrainSetup(
-            protocol, method, student, {}, Splits((x, y), (x, y), (x, y), 10), 0, torch.device("cpu"), workdir=workdir
-        )
-    )
+    return digits_trainer(method, workdir, overrides=overrides, student="cnn-small")[0]
 
 
 def test_engine_averages_the_epoch_end_weights_from_swa_start(tmp_path):
@@ -86,13 +71,13 @@ def test_swa_state_resumes_bit_for_bit(tmp_path):
     straight = _swa_trainer(tmp_path / "a", swa_start=0)
     straight.fit()
     killed = _swa_trainer(tmp_path / "b", swa_start=0)
-    killed.on_epoch = _kill_after_first_epoch
+    killed.on_epoch = kill_after_first_epoch
     with pytest.raises(Interrupt):
         killed.fit()
     resumed = _swa_trainer(tmp_path / "b", swa_start=0)
     resumed.fit()
     a, b = (torch.load(t.swa_path, weights_only=True) for t in (straight, resumed))
-    assert _equal(a, b)
+    assert states_equal(a, b)
 
 
 def test_swa_config_is_validated():
@@ -111,7 +96,6 @@ def test_swa_selection_is_evaluated_and_tabulated_next_to_the_raw_student(tmp_pa
     import io
 
     import pandas as pd
-    from test_end_to_end import TINY, cli, runs_of, suite_file
 
     results = tmp_path / "results"
     args = [

@@ -9,19 +9,13 @@ import pytest
 import torch
 
 import rkdbench
-from rkdbench.cli import main
 from rkdbench.errors import UserError
 from rkdbench.teachers.load import load_teacher
 from rkdbench.teachers.model_dir import card_path, teacher_path
 from rkdbench.training.checkpoint import CheckpointError
+from support.cli import cli
 
 TEACHER = "digits/Linf/rkdbench-cnn-large"
-
-
-def cli(*args: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    return exit_info.value.code
 
 
 def test_built_teacher_has_a_measured_card_and_loads_verified(teacher_dir):

@@ -17,6 +17,7 @@ import pandas as pd
 from torch import nn
 
 from ..attacks.entries import check_attack_entries
+from ..attacks.traits import HOST_COLUMNS
 from ..config import Protocol, canonical_hash, load_protocol
 from ..data import load_splits
 from ..errors import ConfigError, UserError
@@ -53,7 +54,9 @@ class EvaluationReport:
         m = self.evaluation.metrics
         keys = {name: schema.parse_metric_key(name) for name in m}
         accs = ", ".join(
-            f"{key.label} {m[name]:.1%}" for name, key in keys.items() if key is not None and key.is_accuracy
+            f"{HOST_COLUMNS.get(key.label, key.label)} {m[name]:.1%}"
+            for name, key in keys.items()
+            if key is not None and key.is_accuracy
         )
         flags = f"; flags: {join_flags(self.evaluation.flags)}" if self.evaluation.flags else ""
         return (

@@ -66,6 +66,9 @@ def launch_ui(request: UiRequest) -> int:
         "server",
         "--backend-store-uri",
         tracker.uri,
+        # where the server keeps artifacts of experiments made in the UI: the store's folder, not ./mlartifacts
+        "--artifacts-destination",
+        str((tracker.results / "artifacts").resolve()),
         "--host",
         host,
         "--port",

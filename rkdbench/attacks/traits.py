@@ -49,8 +49,10 @@ __all__ = [
 ]
 
 CLEAN, WORST = RESERVED_LABELS  # the accuracy on unattacked points (a column and rank 0 of the sanity order, never an
-# attack) and robustness under every attack at once: the columns the host computes itself
-HOST_COLUMNS = {CLEAN: CLEAN, WORST: WORST}
+# attack) and robustness under every attack at once: the columns the host computes itself. `worst` (stored as
+# `test.worst_acc`, the per-example column `worst`) is shown as "all attacks", so that no reader takes it for the
+# leaderboard's worst-class column.
+HOST_COLUMNS = {CLEAN: CLEAN, WORST: "all attacks"}
 
 Spec = Mapping[str, Any]  # one `[eval.attacks.<label>]` table as written: what the plugins' hooks are given
 Entries = Mapping[str, AttackEntry]  # a protocol's `[eval.attacks]`: label -> entry
@@ -157,8 +159,9 @@ def _plugin(specs: Entries, plugins: Mapping[str, type], label: str) -> type:
 
 
 def display_names(specs: Entries, plugins: Mapping[str, type]) -> dict[str, str]:
-    """Label -> the name tables show: `clean` and `worst`, then each attack's declared name; a label whose attack
-    declares none, or whose name another label shares (two PGD-20s), shows the label itself."""
+    """Label -> the name tables show: `clean` and `worst` (as `HOST_COLUMNS` names them), then each attack's declared
+    name; a label whose attack declares none, or whose name another label shares (two PGD-20s), shows the label
+    itself."""
     names = {label: _plugin(specs, plugins, label).display_name(entry.table) or label for label, entry in specs.items()}
     shared = {name for name in names.values() if list(names.values()).count(name) > 1}
     return {**HOST_COLUMNS, **{label: label if name in shared else name for label, name in names.items()}}

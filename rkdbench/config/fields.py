@@ -1,5 +1,6 @@
 """Config fields declared once: a `Section` is a frozen dataclass whose every field is one line holding its type, its
-default (or `required()`) and its allowed values; `Section.parse` turns a TOML table into the typed instance.
+default (or `required()`), its allowed values and its one-line description; `Section.parse` turns a TOML table into
+the typed instance, and `rkdbench.config.field_docs` the declarations into the docs' field table.
 
 The annotation is the type and, for a fixed set of choices, the allowed values (`Literal["sgd", "adam"]`); a bound
 (`at_least(1)`) or a custom `Check` narrows it further. A field with a default is optional: absent from the file means
@@ -20,7 +21,20 @@ from typing import Any, ClassVar, Literal, Union
 
 from ..errors import ConfigError, close_matches
 
-__all__ = ["Section", "Bound", "Check", "at_least", "above", "required", "optional", "choices_of", "check_value"]
+__all__ = [
+    "Section",
+    "Bound",
+    "Check",
+    "Rule",
+    "at_least",
+    "above",
+    "required",
+    "optional",
+    "choices_of",
+    "base_type",
+    "type_noun",
+    "check_value",
+]
 
 
 @dataclass(frozen=True)
@@ -66,14 +80,15 @@ def above(bound: float, note: str = "") -> Bound:
 Convert = Callable[[str, Any], Any]  # (where, the checked value) -> the typed value, or a ConfigError
 
 
-def required(rule: Rule | None = None, convert: Convert | None = None) -> Any:
-    """A field the table must give; `convert` builds its typed value (e.g. `AttackEntry`s from tables)."""
-    return dataclasses.field(metadata={"rule": rule, "convert": convert})
+def required(rule: Rule | None = None, convert: Convert | None = None, *, description: str = "") -> Any:
+    """A field the table must give; `convert` builds its typed value (e.g. `AttackEntry`s from tables);
+    `description` is its one line in the docs (`rkdbench.config.field_docs`)."""
+    return dataclasses.field(metadata={"rule": rule, "convert": convert, "description": description})
 
 
-def optional(default: Any, rule: Rule | None = None) -> Any:
+def optional(default: Any, rule: Rule | None = None, *, description: str = "") -> Any:
     """A field that may be absent: then `default` applies and the table (and its hash) stays as written."""
-    return dataclasses.field(default=default, metadata={"rule": rule})
+    return dataclasses.field(default=default, metadata={"rule": rule, "description": description})
 
 
 def choices_of(kind: Any) -> tuple[Any, ...]:
@@ -92,7 +107,13 @@ def _is_union(kind: Any) -> bool:
 _NOUNS = {int: "an integer", float: "a number", str: "a string", bool: "bool"}
 
 
-def _noun(kind: Any) -> str:
+def base_type(kind: Any) -> Any:
+    """`X` of an optional `X | None`, else `kind`."""
+    return next((a for a in typing.get_args(kind) if a is not type(None)), kind) if _is_union(kind) else kind
+
+
+def type_noun(kind: Any) -> str:
+    """What a value of `kind` is, in words: "an integer", "a list of names"."""
     if typing.get_origin(kind) in (tuple, list):
         return "a list of " + {int: "integers", str: "names"}.get(typing.get_args(kind)[0], "values")
     return _NOUNS.get(kind, getattr(kind, "__name__", str(kind)))
@@ -140,8 +161,8 @@ def check_value(what: str, value: Any, kind: Any, rule: Rule | None = None) -> A
         allowed = ", ".join(options)
         hint = close_matches(value, options) if isinstance(value, str) else ""
         raise ConfigError(f"{what} = {value!r} is not allowed; allowed: {allowed}{hint}")
-    base = next((a for a in typing.get_args(kind) if a is not type(None)), kind) if _is_union(kind) else kind
-    allowed = rule.describe(_noun(base)) if rule is not None else _noun(base)
+    base = base_type(kind)
+    allowed = rule.describe(type_noun(base)) if rule is not None else type_noun(base)
     raise ConfigError(f"{what} = {value!r} is not allowed; allowed: {allowed}")
 
 

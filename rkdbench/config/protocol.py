@@ -1,15 +1,17 @@
 """Protocols: the typed sections, `load_protocol` (TOML + `--set` overrides, validated), and the protocol hash.
 
 A protocol fixes everything but the method (data, threat, teacher, budget, evaluation). Each TOML table is a frozen
-`Section` dataclass below, one line per field (type, default, allowed values): adding a protocol field is one line
-there. Readers use the typed attributes: `protocol.header` ([protocol]), `protocol.threat`, `protocol.inputs`
-([data]: not `protocol.data`, which is the canonical table), `protocol.train`, `protocol.eval`, `protocol.resources`.
-`protocol.data` is the canonical nested table (as written, overrides applied, no defaults added): the protocol hash, the
-cell key and the logged params are computed over it, so a new optional field changes no existing hash. `[resources]`
-(how much hardware a cell asks a scheduler for) is kept out of `data`: where a cell runs never changes what it computes.
-So is `[tune]` (`protocol.tune`: the defaults of `rkdbench tune` and the search space shared by every method), which
-says how configurations are searched, not what a cell computes: a trial's sampled values enter its cell as overrides.
-Every error names the file, the field, the bad value and what is allowed, before anything is trained.
+`Section` dataclass below, one declaration per field (type, default, allowed values, a one-line description): adding
+a protocol field is one declaration there, and `field_table()` lists it in docs/protocols.md (`python
+scripts/protocol_docs.py`). Readers use the typed attributes: `protocol.header` ([protocol]), `protocol.threat`,
+`protocol.inputs` ([data]: not `protocol.data`, which is the canonical table), `protocol.train`, `protocol.eval`,
+`protocol.resources`. `protocol.data` is the canonical nested table (as written, overrides applied, no defaults
+added): the protocol hash, the cell key and the logged params are computed over it, so a new optional field changes
+no existing hash. `[resources]` (how much hardware a cell asks a scheduler for) is kept out of `data`: where a cell
+runs never changes what it computes. So is `[tune]` (`protocol.tune`: the defaults of `rkdbench tune` and the search
+space shared by every method), which says how configurations are searched, not what a cell computes: a trial's
+sampled values enter its cell as overrides. Every error names the file, the field, the bad value and what is allowed,
+before anything is trained.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Literal
 
 from ..errors import ConfigError, close_matches
 from .attack_entry import AttackEntry, parse_attack_entries
+from .field_docs import markdown_table
 from .fields import Check, Section, above, at_least, optional, required
 from .files import canonical_hash, read_toml, resolve_path
 from .threat import check_threat
@@ -37,6 +40,7 @@ __all__ = [
     "TUNABLE",
     "Protocol",
     "load_protocol",
+    "field_table",
 ]
 
 Augmentation = Literal["none", "pad1-crop", "pad4-crop-flip", "strong"]
@@ -48,19 +52,25 @@ class HeaderConfig(Section):
     """[protocol]: what the protocol is, its dataset and its default teacher."""
 
     table = "protocol"
-    name: str = required()
-    version: int = required(at_least(1))
-    description: str = optional("")
-    dataset: str = required()
-    teacher: str = optional("")  # "" = none: the suite names its teachers
-    data_root: str = optional("")  # "" = the default data folder (or --data-dir)
+    name: str = required(description="the protocol's name and MLflow experiment (`<name>@<hash8>` once overridden)")
+    version: int = required(at_least(1), description="the protocol's version")
+    description: str = optional("", description="one line on what the protocol is for")
+    dataset: str = required(description="the dataset plugin (`digits`, `cifar10`, `cifar100`, `svhn`, ...)")
+    teacher: str = optional(
+        "", description="the default teacher (RobustBench-style id); empty: the suite names its teachers"
+    )
+    data_root: str = optional(
+        "", description="the data folder (wins over `--data-dir`); empty: `--data-dir` or the default"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class ThreatConfig(Section):
+    """[threat]: the threat model."""
+
     table = "threat"
-    norm: Literal["Linf", "L2"] = required()
-    eps: float = required(above(0))
+    norm: Literal["Linf", "L2"] = required(description="the norm of the perturbations")
+    eps: float = required(above(0), description="their radius; inputs are in [0, 1]: 8/255 = 0.0314, never 8")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,44 +78,79 @@ class DataConfig(Section):
     """[data]: how the training split is held out and augmented."""
 
     table = "data"
-    split_seed: int = required(at_least(0))
-    augment: Augmentation = required()
+    split_seed: int = required(at_least(0), description="seed of the stratified validation split held out of training")
+    augment: Augmentation = required(description="the training augmentation, batched on the device")
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig(Section):
+    """[train]: the training budget, optimizer and schedule, and how training runs on the device."""
+
     table = "train"
-    epochs: int = required(at_least(1))
-    batch_size: int = required(at_least(1))
-    optimizer: Literal["sgd", "adam"] = required()
-    lr: float = required(above(0))
-    momentum: float = required(at_least(0))
-    nesterov: bool = optional(False)
-    weight_decay: float = required(at_least(0))
-    schedule: Literal["constant", "piecewise", "cosine"] = required()
-    milestones: tuple[int, ...] = optional((), at_least(1, "epochs"))
-    gamma: float = optional(0.1, above(0))
-    val_pgd_steps: int = required(at_least(1))
-    device: Literal["auto", "cpu", "cuda"] = optional("auto")
-    precision: Literal["auto", "fp32", "bf16"] = optional("fp32")  # "auto" = bf16 autocast on CUDA only
-    channels_last: Literal["auto", "on", "off"] = optional("off")  # "auto" = on for CUDA only
-    swa_start: int | None = optional(None, at_least(0, "a 0-based epoch"))  # weight averaging from this epoch on
-    compile: bool = optional(False)  # torch.compile of the networks while training
+    epochs: int = required(at_least(1), description="training epochs")
+    batch_size: int = required(at_least(1), description="training examples per step")
+    optimizer: Literal["sgd", "adam"] = required(description="the optimizer (a method may override its settings)")
+    lr: float = required(above(0), description="the initial learning rate")
+    momentum: float = required(at_least(0), description="SGD momentum")
+    nesterov: bool = optional(False, description="Nesterov momentum (SGD)")
+    weight_decay: float = required(at_least(0), description="weight decay")
+    schedule: Literal["constant", "piecewise", "cosine"] = required(
+        description="the learning-rate schedule: `piecewise` with `milestones` and `gamma`"
+    )
+    milestones: tuple[int, ...] = optional(
+        (), at_least(1, "epochs"), description="the epochs at which `piecewise` multiplies the learning rate by `gamma`"
+    )
+    gamma: float = optional(0.1, above(0), description="the factor of each `piecewise` milestone")
+    val_pgd_steps: int = required(
+        at_least(1), description="PGD steps (eps/4, fixed seed) of the per-epoch validation that picks `best-val`"
+    )
+    device: Literal["auto", "cpu", "cuda"] = optional("auto", description="where to train; `auto`: CUDA when present")
+    precision: Literal["auto", "fp32", "bf16"] = optional(
+        "fp32",
+        description="training numerics: `bf16` autocast is opt-in, legacy `auto` = bf16 on CUDA only; see [GPU](#gpu)",
+    )
+    channels_last: Literal["auto", "on", "off"] = optional(
+        "off", description="student and teachers in channels-last memory format; `auto`: on CUDA only"
+    )
+    swa_start: int | None = optional(
+        None,
+        at_least(0, "a 0-based epoch"),
+        description="stochastic weight averaging of the student from this epoch on (below); unset: off",
+    )
+    compile: bool = optional(False, description="`torch.compile` of the networks while training (below)")
 
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig(Section):
+    """[eval]: which checkpoints are evaluated, on which test points, with which attacks."""
+
     table = "eval"
-    n_examples: int = required(at_least(0, "0 = the whole test split"))
-    batch_size: int = required(at_least(0, "0 = chosen from free memory on CUDA"))
-    seed: int = required(at_least(0))
-    selections: tuple[Selection, ...] = required(
-        Check(lambda v: "last" in v, "a list of 'last', 'best-val' and 'swa', containing 'last'")
+    n_examples: int = required(
+        at_least(0, "0 = the whole test split"), description="test points evaluated: the first n in file order"
     )
-    attacks: dict[str, AttackEntry] = required(convert=parse_attack_entries)  # label -> its attack and options
-    chunk_size: int = optional(0, at_least(0, "0 = all test points in one chunk"))
-    diagnostics: bool = optional(False)
-    rank_by: str | None = optional(None)  # the label that ranks the leaderboard: one of `attacks` or "clean"
+    batch_size: int = required(
+        at_least(0, "0 = chosen from free memory on CUDA"),
+        description="evaluation batch size; a size chosen from free memory is kept for the whole evaluation",
+    )
+    seed: int = required(at_least(0), description="seed of the random starts of the attacks and of the validation PGD")
+    selections: tuple[Selection, ...] = required(
+        Check(lambda v: "last" in v, "a list of 'last', 'best-val' and 'swa', containing 'last'"),
+        description="the checkpoints evaluated; `swa` exactly when `train.swa_start` is set",
+    )
+    attacks: dict[str, AttackEntry] = required(
+        convert=parse_attack_entries,
+        description="`[eval.attacks.<label>]`: `attack` (a registered attack) and its parameters; reported as "
+        "`test.<label>_acc`",
+    )
+    chunk_size: int = optional(
+        0, at_least(0, "0 = all test points in one chunk"), description="test points per resumable chunk (below)"
+    )
+    diagnostics: bool = optional(
+        False, description="calibration error and an eps sweep of the last checkpoint; see [Diagnostics](#diagnostics)"
+    )
+    rank_by: str | None = optional(
+        None, description="the label that ranks the leaderboard: an `[eval.attacks]` label or `clean`; unset: none"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,8 +158,14 @@ class ResourcesConfig(Section):
     """[resources]: what one cell asks a scheduler for (the Ray executor); never hashed."""
 
     table = "resources"
-    gpus_per_cell: float | None = optional(None, at_least(0, "fractions such as 0.25 share a GPU"))  # None: 1 if any
-    cpus_per_cell: int = optional(1, at_least(1, "also torch's thread count in the worker"))
+    gpus_per_cell: float | None = optional(
+        None,
+        at_least(0, "fractions such as 0.25 share a GPU"),
+        description="GPUs a cell asks the Ray executor for; unset: 1 when the cluster has GPUs, else 0",
+    )
+    cpus_per_cell: int = optional(
+        1, at_least(1, "also torch's thread count in the worker"), description="CPUs a cell asks the Ray executor for"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,12 +175,21 @@ class TuneConfig(Section):
     fields, typed `Distribution`s once loaded."""
 
     table = "tune"
-    sampler: SamplerName = optional("qmc")
-    seed: int = optional(0, at_least(0, "the sampler's seed and the trials' training seed"))
-    objective: str = optional(DEFAULT_OBJECTIVE)  # checked by `tuning.objective.check_objective`
-    pruner: PrunerName = optional("none")
-    budget: int | None = optional(None, at_least(1, "finished trials per method"))  # None: `--budget` must say
-    space: dict[str, Any] = field(default_factory=dict)
+    sampler: SamplerName = optional("qmc", description="the study's sampler: `qmc` (Sobol), `random` or `tpe`")
+    seed: int = optional(
+        0, at_least(0, "the sampler's seed and the trials' training seed"), description="the sampler's seed"
+    )
+    objective: str = optional(
+        DEFAULT_OBJECTIVE, description="the validation metric a study maximizes (never a test-split one)"
+    )
+    pruner: PrunerName = optional("none", description="`asha` stops unpromising trials early; `none` does not")
+    budget: int | None = optional(
+        None, at_least(1, "finished trials per method"), description="finished trials per method; unset: `--budget`"
+    )
+    space: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"description": '`"<table>.<field>" = {log_uniform = [low, high]}`: the space shared by every method'},
+    )
 
 
 # the tables whose fields a protocol's [tune.space] may search: [protocol], [threat] and [eval] fix what is measured
@@ -143,6 +203,12 @@ SECTIONS: dict[str, tuple[str, type[Section]]] = {
     "train": ("train", TrainConfig),
     "eval": ("eval", EvalConfig),
 }
+
+
+def field_table() -> str:
+    """docs/protocols.md's field table: every field of every section, then `[resources]` and `[tune]` (neither
+    hashed), from the declarations above (`python scripts/protocol_docs.py` writes it into the doc)."""
+    return markdown_table([*(section for _, section in SECTIONS.values()), ResourcesConfig, TuneConfig])
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from ..attacks.traits import option_values, plugins_of
 from ..config import Cell
 from ..contracts.method import Progress
 from ..data import Splits
-from ..tracking.schema import parse_metric_key
 
 __all__ = ["CellCost", "estimate_cell", "forward_flops", "training_passes", "DEFAULT_GPU_TFLOPS"]
 
@@ -69,7 +68,7 @@ def training_passes(cell: Cell, input_shape: tuple[int, ...], num_classes: int) 
     """Forward/backward passes per training example of the cell's method, counted by the engine on one
     late-epoch step (after any warm-up gate) with stand-in networks."""
     from ..contracts.build import fresh_method
-    from ..training.engine import Trainer, TrainSetup
+    from ..training.build import build_trainer
 
     method = fresh_method(cell)  # a copy of the cell's method object: one training step changes its state
     n = 2
@@ -80,22 +79,18 @@ def training_passes(cell: Cell, input_shape: tuple[int, ...], num_classes: int) 
     teachers = {role: _stand_in(input_shape, num_classes) for role in method.teacher_roles}
     epochs = cell.protocol.train.epochs
     with tempfile.TemporaryDirectory() as workdir, torch.random.fork_rng():
-        trainer = Trainer(
-            TrainSetup(
-                protocol=cell.protocol,
-                method=method,
-                student=_stand_in(input_shape, num_classes),
-                teachers=teachers,
-                splits=splits,
-                seed=0,
-                device=torch.device("cpu"),
-                workdir=Path(workdir),
-            )
+        trainer = build_trainer(
+            cell.protocol,
+            method,
+            _stand_in(input_shape, num_classes),
+            splits,
+            device=torch.device("cpu"),
+            workdir=Path(workdir),
+            teachers=teachers,
         )
         trainer.training_step(x, y, Progress(epochs - 1, epochs, 0, 1))
         trainer.after_step()
-    counted = {parse_metric_key(name): value for name, value in trainer.counter.as_dict().items()}
-    return {key.in_split: value / n for key, value in counted.items() if key is not None}
+    return {k: v / n for k, v in trainer.pass_counts().items()}
 
 
 def _eval_passes(cell: Cell, n_test: int, robust_fraction: float) -> tuple[float, float]:

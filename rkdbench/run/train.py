@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..attacks.traits import CLEAN
+from ..attacks.traits import CLEAN, HOST_COLUMNS
 from ..config import Cell
 from ..contracts.build import fresh_method
 from ..data import load_splits
@@ -21,7 +21,8 @@ from ..plugins import create, pm
 from ..teachers.load import load_teacher
 from ..tracking import schema
 from ..tracking.journal import JournaledTracker
-from ..training.engine import Trainer, TrainSetup, pick_device
+from ..training.build import build_trainer
+from ..training.setup import pick_device
 from .options import CellOutcome, RunContext, RunOptions
 from .prepare import teacher_card
 from .progress import epoch_progress, say
@@ -40,7 +41,7 @@ def _done_line(cell: Cell, metrics: dict[str, float], flags: list[str]) -> str:
     ]
     return (
         f"done {cell.label}: clean {metrics[schema.metric_key(split, CLEAN)]:.1%}, "
-        + ", ".join(f"{label} {value:.1%}" for label, value in shown)
+        + ", ".join(f"{HOST_COLUMNS.get(label, label)} {value:.1%}" for label, value in shown)
         + (f" [yellow]flags: {join_flags(flags)}[/]" if flags else "")
     )
 
@@ -59,24 +60,25 @@ def train_and_evaluate(
     names = dict(zip(method.teacher_roles[:1], [cell.teacher])) | cell.extra_teachers
     teachers = {role: load_teacher(teacher_card(name), options.model_dir, device) for role, name in names.items()}
     context = RunContext(cell, run_id, workdir, tracker.uri)
-    setup = TrainSetup(
-        protocol=protocol,
-        method=method,
-        student=student,
-        teachers=teachers,
-        splits=splits,
-        seed=cell.seed,
-        device=device,
-        workdir=workdir,
-        run_id=run_id,
-    )
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         tracker.log_metrics(run_id, metrics, step=epoch)
         pm.hook.epoch_finished(run=context, epoch=epoch, metrics=metrics)
 
     progress = epoch_progress(options, f"{position} {cell.variant}")
-    trainer = Trainer(setup, on_epoch=on_epoch, progress=progress)
+    trainer = build_trainer(
+        protocol,
+        method,
+        student,
+        splits,
+        device=device,
+        workdir=workdir,
+        teachers=teachers,
+        seed=cell.seed,
+        run_id=run_id,
+        on_epoch=on_epoch,
+        progress=progress,
+    )
     tracker.set_tags(run_id, {schema.DEVICE: str(device)})
     say(options, f"[bold]{position} {'resume' if trainer.resumes else 'train'}[/] {cell.label} [dim](run {run_id})[/]")
     pm.hook.run_started(run=context)

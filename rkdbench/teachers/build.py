@@ -1,8 +1,8 @@
-"""Building a harness teacher from its card's recipe: train it with the recipe's protocol and method (the same
-`Trainer` every cell uses), keep the recipe's selection (`best-val`, the best validation PGD epoch, for a robust
-teacher; `last` for a naturally trained one), evaluate it under the students' protocol, and write the checkpoint and
-its measured card (sha256, recipe hash, accuracies per protocol hash) into the model dir. A cached build of another
-recipe is never resumed.
+"""Building a harness teacher from its card's recipe: train it with the recipe's protocol and method (through
+`rkdbench.training.build`, as every cell), keep the recipe's selection (`best-val`, the best validation PGD epoch, for
+a robust teacher; `last` for a naturally trained one), evaluate it under the students' protocol, and write the
+checkpoint and its measured card (sha256, recipe hash, accuracies per protocol hash) into the model dir. A cached build
+of another recipe is never resumed.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def build_teacher(
     AutoAttack accuracy without attacking the teacher again."""
     from ..evaluation.evaluate import evaluate, test_points
     from ..plugins import create
-    from ..training.engine import Trainer, TrainSetup
+    from ..training.build import build_trainer
 
     if card.recipe is None:
         raise MissingTeacherError(
@@ -100,17 +100,14 @@ def build_teacher(
     workdir.mkdir(parents=True, exist_ok=True)
     built_from.write_text(card.recipe_hash + "\n")
     started = time.perf_counter()
-    trainer = Trainer(
-        TrainSetup(
-            protocol=protocol,
-            method=create("method", recipe["method"]),
-            student=student,
-            teachers={},
-            splits=splits,
-            seed=seed,
-            device=device,
-            workdir=workdir,
-        ),
+    trainer = build_trainer(
+        protocol,
+        create("method", recipe["method"]),
+        student,
+        splits,
+        device=device,
+        workdir=workdir,
+        seed=seed,
         progress=progress,
     )
     outcome = trainer.fit()

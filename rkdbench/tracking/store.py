@@ -16,11 +16,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import TrackingError, UserError
 
 __all__ = ["store_lock", "open_client", "upgrade_store", "sqlite_path"]
 
 LOCK_NAME = ".store.lock"
+IMPLICIT_STORE = (
+    "no tracking store named: give a results folder (--results DIR) or MLFLOW_TRACKING_URI; rkdbench never lets "
+    "MLflow pick its implicit default (./mlflow.db in the current directory)"
+)
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -42,9 +46,12 @@ def store_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
 
 
 def open_client(uri: str):
-    """An MlflowClient on `uri`; a sqlite store is created (first open) under the store lock of its folder."""
+    """An MlflowClient on `uri`; a sqlite store is created (first open) under the store lock of its folder. An
+    empty `uri` is refused: MLflow would fall back to its process-wide or implicit default store."""
     from mlflow.tracking import MlflowClient
 
+    if not uri:
+        raise TrackingError(IMPLICIT_STORE)
     database = sqlite_path(uri)
     if database is None:
         return MlflowClient(tracking_uri=uri)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import TrackingError
 from . import schema
+from .store import IMPLICIT_STORE, open_client
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,9 +33,13 @@ class MissingArtifact(LookupError):
 
 
 def tracking_uri(results: str | os.PathLike[str]) -> str:
+    """`$MLFLOW_TRACKING_URI` if set, else the sqlite store of the results folder; a TrackingError without either
+    (never MLflow's implicit default, a `mlflow.db` in whatever the current directory is)."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
+    if results is None or not os.fspath(results):
+        raise TrackingError(IMPLICIT_STORE)
     return f"sqlite:///{Path(results).resolve() / 'mlflow.db'}"
 
 
@@ -53,15 +58,13 @@ class Tracker:
     """A thin layer over MlflowClient: experiments by protocol, runs by cell key, flat params and metrics."""
 
     def __init__(self, results: str | os.PathLike[str]) -> None:
+        self.uri = tracking_uri(results)  # before Path(): Path("") would be the current directory
         self.results = Path(results)
-        self.uri = tracking_uri(self.results)
         self._client = None
 
     @property
     def client(self):
         if self._client is None:
-            from .store import open_client
-
             self._client = open_client(self.uri)  # a fresh sqlite store is created once, under a lock
         return self._client
 

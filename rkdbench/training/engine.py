@@ -95,6 +95,11 @@ class Trainer:
             for model in [setup.student, *setup.teachers.values(), *self.networks.values()]:
                 model.to(memory_format=torch.channels_last)
 
+    def pass_counts(self) -> dict[str, float]:
+        """Forward/backward passes counted so far, summed over the examples, by pass name (`student_forward`,
+        `teacher_backward`, ...; the method's own networks only when it has any): the numbers behind `cost.*`."""
+        return self.counter.counts()
+
     # ---- checkpoints -------------------------------------------------------------------------------
     @property
     def last_path(self) -> Path:

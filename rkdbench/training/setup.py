@@ -118,13 +118,13 @@ class Counter:
     network_forward: int = 0  # the method's own networks (`Method.build_networks`)
     network_backward: int = 0
 
+    def counts(self) -> dict[str, float]:
+        """Pass name -> count; method-network passes only when a method has networks, so other runs log the same
+        metrics as before."""
+        return {k: float(v) for k, v in self.__dict__.items() if v or not k.startswith("network_")}
+
     def as_dict(self) -> dict[str, float]:
-        # method-network passes only when a method has networks, so other runs log the same metrics as before
-        return {
-            metric_key("cost", k, kind=""): float(v)
-            for k, v in self.__dict__.items()
-            if v or not k.startswith("network_")
-        }
+        return {metric_key("cost", k, kind=""): v for k, v in self.counts().items()}
 
 
 def make_optimizer(settings: dict[str, Any], params) -> torch.optim.Optimizer:

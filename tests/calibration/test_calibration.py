@@ -9,7 +9,6 @@ import json
 import pytest
 import torch
 
-from rkdbench.cli import main
 from rkdbench.config import AttackEntry, load_suite
 from rkdbench.cost.calibration import (
     Calibration,
@@ -22,14 +21,9 @@ from rkdbench.cost.calibration import (
     train_key,
 )
 from rkdbench.run.cells import expand_cells
+from support.cli import cli
 
 CPU = torch.device("cpu")
-
-
-def cli(*args: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    return exit_info.value.code
 
 
 def test_linear_through_two_points_and_zero_points():

@@ -4,7 +4,6 @@ a command leaves with its plugin, and a plugin cannot replace a built-in command
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from importlib.metadata import EntryPoint
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 import rkdbench
 from rkdbench import plugins
 from rkdbench.cli import cli
+from support.cli import cli_subprocess
 
 HELLO_PLUGIN = '''
 import click
@@ -38,10 +38,7 @@ def _write_plugin(folder: Path, module: str, command: str) -> Path:
 
 
 def _rkdbench(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
-    return subprocess.run(
-        [sys.executable, "-m", "rkdbench.cli", *args], capture_output=True, text=True, env=env, timeout=300
-    )
+    return cli_subprocess(*args, env={"COLUMNS": "120"}, timeout=300)
 
 
 def test_loose_plugin_command_is_listed_and_runs(tmp_path):

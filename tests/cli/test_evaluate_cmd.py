@@ -12,24 +12,17 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from mlflow.tracking import MlflowClient
 
 import rkdbench
 from rkdbench.attacks.base import preserved_rng
-from rkdbench.cli import main
 from rkdbench.config import load_protocol, to_toml
 from rkdbench.leaderboard import collect_runs
 from rkdbench.teachers.model_dir import card_path, teacher_path
-from rkdbench.tracking import Tracker, tracking_uri
+from rkdbench.tracking import Tracker
 from rkdbench.training.checkpoint import save_atomic
+from support.cli import cli, runs_of
 
 TEACHER = "digits/Linf/rkdbench-cnn-large"
-
-
-def cli(*args: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    return exit_info.value.code
 
 
 @pytest.fixture
@@ -59,12 +52,6 @@ def _model(name: str, steps: int):
     return model.eval()
 
 
-def _evaluation_runs(results):
-    client = MlflowClient(tracking_uri(results))
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return client, client.search_runs(experiments, filter_string="tags.`rkdbench.kind` = 'evaluation'")
-
-
 def test_evaluate_a_checkpoint_file(tmp_path, protocol_file, capsys):
     checkpoint = tmp_path / "student.pt"
     save_atomic({"model": _model("cnn-tiny", 30).state_dict(), "epoch": 3}, checkpoint)  # rkdbench's own layout
@@ -85,7 +72,7 @@ def test_evaluate_a_checkpoint_file(tmp_path, protocol_file, capsys):
     [line] = capsys.readouterr().out.strip().splitlines()
     assert line.startswith(f"{checkpoint}: clean ") and "pgd20 " in line and "on 10 test points" in line
 
-    client, [run] = _evaluation_runs(results)
+    client, [run] = runs_of(results, "evaluation")
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
     protocol = load_protocol(str(protocol_file))
     assert run.info.status == "FINISHED" and run.info.run_id in line
@@ -115,7 +102,7 @@ def test_evaluate_a_checkpoint_file(tmp_path, protocol_file, capsys):
         )
         == 0
     )
-    _, runs = _evaluation_runs(results)
+    _, runs = runs_of(results, "evaluation")
     assert len(runs) == 2 and runs[0].data.metrics["test.pgd20_acc"] == metrics["test.pgd20_acc"]
 
 
@@ -142,7 +129,7 @@ def test_evaluate_a_teacher_records_the_numbers_on_its_card(tmp_path, protocol_f
         )
         == 0
     )
-    _, [run] = _evaluation_runs(results)
+    _, [run] = runs_of(results, "evaluation")
     assert run.data.tags["rkdbench.teacher"] == TEACHER and run.data.metrics["test.n_examples"] == 8
     measured = json.loads(card_path(card, model_dir).read_text())
     assert measured["clean_acc"] == 0.99 and measured["sha256"] == digest  # existing keys are kept

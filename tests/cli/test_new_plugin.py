@@ -13,19 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from rkdbench import plugins
-from rkdbench.cli import main
-from rkdbench.tracking import tracking_uri
+from support.cli import cli, runs_of
 
 TINY = ["--set", "train.epochs=1", "--set", "eval.n_examples=8", "--set", "train.val_pgd_steps=2"]
-
-
-def cli(*args: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    return exit_info.value.code
 
 
 @pytest.fixture
@@ -113,9 +105,7 @@ def test_scaffolded_method_reaches_the_leaderboard_via_plugins_dir(tmp_path, tea
         )
         == 0
     )
-    client = MlflowClient(tracking_uri(results))
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    [run] = client.search_runs(experiments, filter_string="tags.`rkdbench.kind` = 'cell'")
+    _, [run] = runs_of(results)
     assert run.info.status == "FINISHED" and run.data.tags["rkdbench.method"] == "tiny-kd"
     assert {"train.loss", "train.kl_adv", "train.kl_nat", "test.aa_acc"} <= set(run.data.metrics)  # its parts logged
     capsys.readouterr()

@@ -8,28 +8,22 @@ import json
 import math
 from dataclasses import replace
 
-import mlflow
 import pandas as pd
 import pytest
 import torch
-from test_datasets_real import _write_cifar10
 from torch import nn
 
 import rkdbench
-from rkdbench.cli import main
 from rkdbench.config import builtin_names, load_protocol, load_suite
 from rkdbench.cost.estimate import forward_flops, training_passes
 from rkdbench.data import Splits
 from rkdbench.run.cells import expand_cells
 from rkdbench.run.options import CellOutcome
 from rkdbench.run.progress import suite_status
+from rkdbench.tracking import Tracker
 from rkdbench.training.engine import Trainer, TrainSetup, gpu_features
-
-
-def cli(*args: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    return exit_info.value.code
+from support.cifar_files import write_cifar10
+from support.cli import cli
 
 
 def test_every_builtin_protocol_and_suite_loads_and_expands():
@@ -176,7 +170,7 @@ def test_bf16_and_channels_last_cover_training_only(tmp_path, flags, expected):
 
 
 def test_a_cifar10_cell_runs_end_to_end_on_fixture_files(tmp_path, monkeypatch, capsys):
-    _write_cifar10(tmp_path / "data", per_batch=220, n_test=40)  # 1,100 training images: 100 train + 1,000 val
+    write_cifar10(tmp_path / "data", per_batch=220, n_test=40)  # 1,100 training images: 100 train + 1,000 val
     suite = tmp_path / "cifar-smoke.toml"
     suite.write_text(
         '[suite]\nname = "cifar-smoke"\nprotocol = "cifar10-linf-8"\nmethods = ["rslad"]\n'
@@ -209,8 +203,8 @@ def test_a_cifar10_cell_runs_end_to_end_on_fixture_files(tmp_path, monkeypatch, 
     summary = json.loads(out)  # --json: nothing but the summary on stdout
     assert [c["status"] for c in summary["cells"]] == ["finished"] and summary["suite"] == "cifar-smoke"
     assert summary["cells"][0]["metrics"]["test.aa_acc"] <= summary["cells"][0]["metrics"]["test.clean_acc"]
-    mlflow.set_tracking_uri(f"sqlite:///{results / 'mlflow.db'}")
-    runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`rkdbench.kind` = 'cell'")
+    store = Tracker(results)  # its own URI: never MLflow's process-wide one, which defaults to ./mlflow.db
+    runs = store.search_runs_frame("tags.`rkdbench.kind` = 'cell'")
     assert len(runs) == 1
     run = runs.iloc[0]
     assert run["status"] == "FINISHED" and run["params.protocol.protocol.dataset"] == "cifar10"
@@ -231,10 +225,9 @@ def test_a_cifar10_cell_runs_end_to_end_on_fixture_files(tmp_path, monkeypatch, 
     ):
         assert 0.0 <= run[f"metrics.{metric}"] <= 1.0 or math.isnan(run[f"metrics.{metric}"]), metric
     assert run["metrics.test.worst_class_aa_acc"] <= run["metrics.test.aa_acc"]
-    client = mlflow.MlflowClient()
-    per_example = pd.read_parquet(client.download_artifacts(run["run_id"], "per_example.parquet", str(tmp_path)))
+    per_example = pd.read_parquet(store.download_artifact(run["run_id"], "per_example.parquet", tmp_path))
     assert {"y", "teacher_clean", "aa.student_pred", "aa.teacher_pred", "pgd20.teacher_pred"} <= set(per_example)
-    per_class = pd.read_csv(client.download_artifacts(run["run_id"], "per_class.csv", str(tmp_path)))
+    per_class = pd.read_csv(store.download_artifact(run["run_id"], "per_class.csv", tmp_path))
     last = per_class[per_class.selection == "last"]
     assert last["n"].sum() == 16 and (last["aa_correct"] <= last["n"]).all()
 

@@ -13,9 +13,7 @@ import statistics
 
 import pandas as pd
 import pytest
-from mlflow.entities import Metric
 
-from rkdbench.cli import main
 from rkdbench.config import builtin_names
 from rkdbench.errors import ConfigError
 from rkdbench.leaderboard import build_tables, collect_runs, config_loader, history_loader, per_example_loader, render
@@ -27,74 +25,8 @@ from rkdbench.leaderboard.shown import shown
 from rkdbench.plugins import list_components
 from rkdbench.teachers.accuracy import evaluation_key, teacher_accuracies
 from rkdbench.tracking import Tracker
-
-N = 100
-PARAMS = {
-    "protocol.threat.eps": 0.1,
-    "protocol.eval.n_examples": N,
-    "protocol.train.epochs": 3,
-    "protocol.train.device": "auto",
-}
-
-
-def _run(
-    tracker,
-    experiment,
-    tmp_path,
-    method,
-    seed,
-    robust,
-    seconds=10.0,
-    passes=(2, 2, 1, 0),
-    params=None,
-    val=(0.2, 0.4, 0.5),
-    tags=None,
-):
-    run_id = tracker.create_run(
-        experiment,
-        f"{method}-{seed}",
-        {
-            "rkdbench.kind": "cell",
-            "rkdbench.protocol": "toy",
-            "rkdbench.protocol_hash": "h1",
-            "rkdbench.method_variant": method,
-            "rkdbench.method": method,
-            "rkdbench.student": "cnn-small",
-            "rkdbench.teacher": "t",
-            "rkdbench.seed": str(seed),
-            "rkdbench.flags": "",
-            **(tags or {}),
-        },
-    )
-    tracker.log_params(run_id, {**PARAMS, **(params or {})})
-    clean = [True] * N
-    tracker.log_metrics(
-        run_id,
-        {
-            "test.clean_acc": 1.0,
-            "test.aa_acc": sum(robust) / N,
-            "test.pgd20_acc": min(1.0, sum(robust) / N + 0.05),
-            "train.seconds": seconds,
-            **dict(
-                zip(
-                    ["cost.student_forward", "cost.student_backward", "cost.teacher_forward", "cost.teacher_backward"],
-                    map(float, passes),
-                )
-            ),
-        },
-        step=3,
-    )
-    tracker.client.log_batch(
-        run_id, metrics=[Metric("val.pgd_acc", value, 0, epoch) for epoch, value in enumerate(val)]
-    )
-    path = tmp_path / f"{method}-{seed}" / "per_example.parquet"
-    path.parent.mkdir()
-    pd.DataFrame(
-        {"selection": "last", "index": range(N), "clean": clean, "pgd20": robust, "aa": robust, "worst": robust}
-    ).to_parquet(path, index=False)
-    tracker.log_artifact(run_id, path)
-    tracker.finish(run_id, "FINISHED")
-    return run_id
+from support.cli import cli
+from support.leaderboard_runs import PARAMS, fabricated_run
 
 
 def _make_store(tmp_path):
@@ -105,8 +37,10 @@ def _make_store(tmp_path):
     best = [True] * 80 + [False] * 20
     close = [True] * 77 + [False] * 3 + [True] * 1 + [False] * 19  # 3 only-best, 1 only-close
     far = [True] * 50 + [False] * 50  # 30 only-best, 0 only-far
-    _run(tracker, experiment, tmp_path, "best", 0, best, seconds=7200.0, params={"protocol.train.device": "cuda"})
-    _run(
+    fabricated_run(
+        tracker, experiment, tmp_path, "best", 0, best, seconds=7200.0, params={"protocol.train.device": "cuda"}
+    )
+    fabricated_run(
         tracker,
         experiment,
         tmp_path,
@@ -117,8 +51,10 @@ def _make_store(tmp_path):
         passes=(11, 11, 10, 10),
         tags={"rkdbench.device": "cuda:0"},
     )
-    _run(tracker, experiment, tmp_path, "far", 0, far, seconds=30.0)
-    _run(tracker, experiment, tmp_path, "far", 1, [True] * 60 + [False] * 40, seconds=40.0)  # far on seed 1 too: n = 2
+    fabricated_run(tracker, experiment, tmp_path, "far", 0, far, seconds=30.0)
+    fabricated_run(
+        tracker, experiment, tmp_path, "far", 1, [True] * 60 + [False] * 40, seconds=40.0
+    )  # far on seed 1 too: n = 2
     return tracker
 
 
@@ -132,12 +68,6 @@ def store(tmp_path_factory):
 def own_store(tmp_path):
     """The same runs in a store of the test's own, for tests that add runs to it."""
     return _make_store(tmp_path)
-
-
-def _cli(*args: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    return exit_info.value.code
 
 
 def _table(tracker, **options):
@@ -457,7 +387,7 @@ def test_pareto_front():
 def test_leaderboard_command_writes_files_and_logs_one_run_per_change(own_store, tmp_path, capsys, monkeypatch):
     store = own_store
     results, out = str(store.results), tmp_path / "boards"
-    assert _cli("leaderboard", "--results", results, "--out", str(out)) == 0
+    assert cli("leaderboard", "--results", results, "--out", str(out)) == 0
     assert "| best " in capsys.readouterr().out
     folder = out / "toy"
     assert {p.name for p in folder.iterdir()} == {
@@ -490,12 +420,12 @@ def test_leaderboard_command_writes_files_and_logs_one_run_per_change(own_store,
     assert list(logged["method_variant"]) == ["best", "close", "far"]
     # the leaderboard run is never a row, and an unchanged rebuild logs nothing new
     assert len(collect_runs(store)) == 4
-    assert _cli("leaderboard", "--results", results, "--format", "csv") == 0
+    assert cli("leaderboard", "--results", results, "--format", "csv") == 0
     assert "unchanged since leaderboard run" in capsys.readouterr().err
     assert len(client.search_runs([experiment], "tags.`rkdbench.kind` = 'leaderboard'")) == 1
     # without logging nothing is added even when the table changed (another base URL for the run links)
     assert (
-        _cli(
+        cli(
             "leaderboard",
             "--results",
             results,
@@ -510,7 +440,7 @@ def test_leaderboard_command_writes_files_and_logs_one_run_per_change(own_store,
     assert len(client.search_runs([experiment], "tags.`rkdbench.kind` = 'leaderboard'")) == 1
     assert "http://127.0.0.1:5000/#/experiments/" in (tmp_path / "again" / "toy" / "leaderboard.md").read_text()
     # a selection the runs have no numbers for is an error, not an empty table
-    assert _cli("leaderboard", "--results", results, "--selection", "best-val") == 2
+    assert cli("leaderboard", "--results", results, "--selection", "best-val") == 2
     assert "best-val" in capsys.readouterr().err
 
 

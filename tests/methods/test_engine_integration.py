@@ -58,24 +58,16 @@ def test_one_engine_step(cls, overrides):
     torch.manual_seed(0)
     from rkdbench.config import load_protocol
     from rkdbench.data import Splits
-    from rkdbench.training.engine import Trainer, TrainSetup
+    from rkdbench.training.build import build_trainer
 
     protocol = load_protocol("digits-linf", {"train.lr": 0.01})
     x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))
     student = rkdbench.create("architecture", "cnn-tiny")
     method = cls(**overrides)
     teachers = {role: rkdbench.create("architecture", "cnn-tiny").eval() for role in method.teacher_roles}
-    trainer = Trainer(
-        TrainSetup(
-            protocol,
-            method,
-            student,
-            teachers,
-            Splits((x, y), (x, y), (x, y), 10),
-            0,
-            torch.device("cpu"),
-            workdir=None,
-        )
+    splits = Splits((x, y), (x, y), (x, y), 10)
+    trainer = build_trainer(
+        protocol, method, student, splits, device=torch.device("cpu"), workdir=None, teachers=teachers
     )
     progress = Progress(0, 1)
     losses = trainer.training_step(x, y, progress)

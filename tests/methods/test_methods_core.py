@@ -108,24 +108,16 @@ def test_one_step_lowers_the_methods_own_loss(name):
     torch.manual_seed(0)
     from rkdbench.config import load_protocol
     from rkdbench.data import Splits
-    from rkdbench.training.engine import Trainer, TrainSetup
+    from rkdbench.training.build import build_trainer
 
     protocol = load_protocol("digits-linf", {"train.lr": 0.001})
     x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))
     student = rkdbench.create("architecture", "cnn-tiny")
     method = rkdbench.create("method", name, **ONE_STEP_OVERRIDES.get(name, {}))
     teachers = {role: rkdbench.create("architecture", "cnn-tiny").eval() for role in method.teacher_roles}
-    trainer = Trainer(
-        TrainSetup(
-            protocol,
-            method,
-            student,
-            teachers,
-            Splits((x, y), (x, y), (x, y), 10),
-            0,
-            torch.device("cpu"),
-            workdir=None,
-        )
+    splits = Splits((x, y), (x, y), (x, y), 10)
+    trainer = build_trainer(
+        protocol, method, student, splits, device=torch.device("cpu"), workdir=None, teachers=teachers
     )
     # The outer minimisation is what one step must improve: the second evaluation reuses the first step's
     # adversarial points (and random draws), so only the weights differ.

@@ -19,19 +19,7 @@ from rkdbench.data import default_data_dir, stratified_holdout
 from rkdbench.errors import ConfigError
 from rkdbench_plugins.datasets.cifar import Cifar10, Cifar100
 from rkdbench_plugins.datasets.svhn import SVHN
-
-
-def _images(n: int, start: int) -> np.ndarray:
-    """(n, 32, 32, 3) uint8 HWC images: image i's red plane is row index h, green is 100 + column w, blue is
-    random, and pixels (0, 0) / (0, 1) of blue carry the image's global index so splits can be traced."""
-    rng = np.random.default_rng(start)
-    img = np.empty((n, 32, 32, 3), dtype=np.uint8)
-    img[..., 0] = np.arange(32)[None, :, None]
-    img[..., 1] = 100 + np.arange(32)[None, None, :]
-    img[..., 2] = rng.integers(0, 256, (n, 32, 32))
-    ids = np.arange(start, start + n)
-    img[:, 0, 0, 2], img[:, 0, 1, 2] = ids % 256, ids // 256
-    return img
+from support.cifar_files import balanced, images, rows, write_cifar10, write_pickle
 
 
 def _ids(x: torch.Tensor) -> np.ndarray:
@@ -40,44 +28,9 @@ def _ids(x: torch.Tensor) -> np.ndarray:
     return u8[:, 0] + 256 * u8[:, 1]
 
 
-def _rows(img: np.ndarray) -> np.ndarray:
-    # CIFAR's row layout, written out independently of the loader: all red, then green, then blue, row-major.
-    return np.concatenate([img[..., c].reshape(len(img), -1) for c in range(3)], axis=1)
-
-
-def _write_pickle(path: Path, obj: object, protocol: int = 2) -> None:
-    with path.open("wb") as f:
-        pickle.dump(obj, f, protocol=protocol)
-
-
-def _balanced(n: int, classes: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).permutation(np.arange(n) % classes)
-
-
-def _write_cifar10(root: Path, per_batch: int = 60, n_test: int = 50, protocol: int = 2) -> dict[str, np.ndarray]:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    labels = _balanced(5 * per_batch, 10, 0)
-    images = _images(5 * per_batch, 0)
-    for b in range(5):
-        part = slice(b * per_batch, (b + 1) * per_batch)
-        batch = {
-            b"batch_label": b"training batch",
-            b"labels": labels[part].tolist(),
-            b"data": _rows(images[part]),
-            b"filenames": [],
-        }
-        _write_pickle(folder / f"data_batch_{b + 1}", batch, protocol)
-    test_labels = _balanced(n_test, 10, 1)
-    test_images = _images(n_test, 5 * per_batch)
-    _write_pickle(folder / "test_batch", {b"labels": test_labels.tolist(), b"data": _rows(test_images)}, protocol)
-    _write_pickle(folder / "batches.meta", {b"label_names": [b"c%d" % i for i in range(10)]}, protocol)
-    return {"train_y": labels, "test_y": test_labels, "test_img": test_images}
-
-
 @pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
 def test_cifar10_pixels_labels_and_test_order(tmp_path, protocol):
-    data = _write_cifar10(tmp_path, protocol=protocol)
+    data = write_cifar10(tmp_path, protocol=protocol)
     splits = Cifar10(val_size=50).load(str(tmp_path), split_seed=0)
     x, y = splits.test
     assert x.dtype == torch.float32 and y.dtype == torch.int64 and x.shape == (50, 3, 32, 32)
@@ -92,7 +45,7 @@ def test_cifar10_pixels_labels_and_test_order(tmp_path, protocol):
 
 
 def test_cifar10_split_sizes_stratification_and_labels(tmp_path):
-    data = _write_cifar10(tmp_path)
+    data = write_cifar10(tmp_path)
     splits = Cifar10(val_size=50).load(str(tmp_path), split_seed=0)
     (x_tr, y_tr), (x_val, y_val) = splits.train, splits.val
     assert len(y_tr) == 250 and len(y_val) == 50
@@ -105,7 +58,7 @@ def test_cifar10_split_sizes_stratification_and_labels(tmp_path):
 
 
 def test_split_depends_only_on_split_seed(tmp_path):
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     load = lambda seed: _ids(Cifar10(val_size=50).load(str(tmp_path), split_seed=seed).val[0]).tolist()  # noqa: E731
     assert load(0) == load(0)
     assert load(0) != load(1)
@@ -114,20 +67,20 @@ def test_split_depends_only_on_split_seed(tmp_path):
 def test_cifar100_uses_fine_labels(tmp_path):
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
-    fine, fine_test = _balanced(400, 100, 0), _balanced(100, 100, 1)
-    _write_pickle(
+    fine, fine_test = balanced(400, 100, 0), balanced(100, 100, 1)
+    write_pickle(
         folder / "train",
-        {b"data": _rows(_images(400, 0)), b"fine_labels": fine.tolist(), b"coarse_labels": (fine // 5).tolist()},
+        {b"data": rows(images(400, 0)), b"fine_labels": fine.tolist(), b"coarse_labels": (fine // 5).tolist()},
     )
-    _write_pickle(
+    write_pickle(
         folder / "test",
         {
-            b"data": _rows(_images(100, 400)),
+            b"data": rows(images(100, 400)),
             b"fine_labels": fine_test.tolist(),
             b"coarse_labels": (fine_test // 5).tolist(),
         },
     )
-    _write_pickle(folder / "meta", {b"fine_label_names": [], b"coarse_label_names": []})
+    write_pickle(folder / "meta", {b"fine_label_names": [], b"coarse_label_names": []})
     splits = Cifar100(val_size=100).load(str(tmp_path), split_seed=3)
     assert splits.num_classes == 100 and splits.test[1].tolist() == fine_test.tolist()
     assert np.bincount(splits.val[1].numpy(), minlength=100).tolist() == [1] * 100
@@ -137,8 +90,8 @@ def test_cifar100_uses_fine_labels(tmp_path):
 def _write_svhn(root: Path, n_train: int = 120, n_test: int = 30) -> dict[str, np.ndarray]:
     out = {}
     for split, n, start in (("train", n_train, 0), ("test", n_test, n_train)):
-        digits = _balanced(n, 10, start)
-        img = _images(n, start)
+        digits = balanced(n, 10, start)
+        img = images(n, start)
         # torchvision's layout: X is (H, W, C, N) and y is (N, 1) with digit 0 stored as 10.
         y = np.where(digits == 0, 10, digits)[:, None].astype(np.uint8)
         scipy.io.savemat(root / f"{split}_32x32.mat", {"X": img.transpose(1, 2, 3, 0), "y": y})
@@ -164,13 +117,13 @@ def test_svhn_layout_labels_and_split(tmp_path):
 
 
 def test_real_size_holdout_is_49000_and_1000_stratified():
-    labels = _balanced(50_000, 10, 0)
+    labels = balanced(50_000, 10, 0)
     keep, held = stratified_holdout(labels, 1_000, seed=0)
     assert len(keep) == 49_000 and len(held) == 1_000
     assert np.bincount(labels[held]).tolist() == [100] * 10
     assert np.array_equal(np.sort(np.concatenate([keep, held])), np.arange(50_000))
     assert np.array_equal(keep, np.sort(keep)) and np.array_equal(held, np.sort(held))
-    fine = _balanced(50_000, 100, 0)  # CIFAR-100: 10 per class
+    fine = balanced(50_000, 100, 0)  # CIFAR-100: 10 per class
     assert np.bincount(fine[stratified_holdout(fine, 1_000, 0)[1]]).tolist() == [10] * 100
     assert np.array_equal(stratified_holdout(labels, 1_000, 0)[1], held)
     assert not np.array_equal(stratified_holdout(labels, 1_000, 1)[1], held)
@@ -219,7 +172,7 @@ def test_default_data_dir_and_root_none(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("content", [b"this is not a pickle", "truncated"])
 def test_corrupt_cifar_batch_names_the_file(tmp_path, content):
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     bad = tmp_path / "cifar-10-batches-py" / "data_batch_3"
     bad.write_bytes(bad.read_bytes()[:5000] if content == "truncated" else content)
     with pytest.raises(ConfigError, match="data_batch_3") as err:
@@ -237,7 +190,7 @@ class _RunsCode:
 
 @pytest.mark.parametrize("payload", ["list", "wrong-keys", "wrong-shape", "code"])
 def test_unexpected_cifar_content_is_refused(tmp_path, payload):
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     bad = tmp_path / "cifar-10-batches-py" / "test_batch"
     obj = {
         "list": [1, 2, 3],
@@ -245,7 +198,7 @@ def test_unexpected_cifar_content_is_refused(tmp_path, payload):
         "wrong-shape": {b"data": np.zeros((2, 1024), np.uint8), b"labels": [0, 1]},
         "code": {b"data": _RunsCode(tmp_path / "pwned"), b"labels": [0]},
     }[payload]
-    _write_pickle(bad, obj)
+    write_pickle(bad, obj)
     with pytest.raises(ConfigError, match="test_batch"):
         Cifar10(val_size=50).load(str(tmp_path), 0)
     assert not (tmp_path / "pwned").exists()  # the unpickler refused os.mkdir instead of calling it
@@ -263,7 +216,7 @@ def test_corrupt_svhn_file_names_the_file(tmp_path):
 
 
 def test_partly_missing_data_names_the_missing_file(tmp_path):
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_4").unlink()
     with pytest.raises(ConfigError, match=r"lacks data_batch_4 \(of data_batch_1, .*test_batch\)"):
         Cifar10(val_size=50).load(str(tmp_path), 0)

@@ -17,11 +17,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import rkdbench
-from rkdbench.cli import main
 from rkdbench.run.lease import CellLease
 from rkdbench.tracking import Tracker, tracking_uri
 from rkdbench.tracking.journal import JournaledTracker
-from tracking_server import MlflowServer
+from support.cli import cli, runs_of, suite_file
+from support.mlflow_server import MlflowServer
 
 TINY = ["--set", "train.epochs=2", "--set", "eval.n_examples=6", "--set", "train.val_pgd_steps=2"]
 
@@ -52,21 +52,6 @@ def epoch_finished(run, epoch, metrics):
 """
 
 
-def cli(*args: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    return exit_info.value.code
-
-
-def suite_file(folder: Path, seeds: list[int], methods: tuple[str, ...] = ("pgd-at",)) -> str:
-    path = folder / "mini.toml"
-    path.write_text(
-        f'[suite]\nname = "mini"\nprotocol = "digits-linf"\nmethods = {list(methods)!r}\n'
-        f'students = ["cnn-tiny"]\nseeds = {seeds!r}\n'.replace("'", '"')
-    )
-    return str(path)
-
-
 def plugin_dir(folder: Path, source: str, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.py").write_text(source)
@@ -87,12 +72,6 @@ def worker_command(plugins: Path, suite: str, results: Path) -> list[str]:
         "--quiet",
         *TINY,
     ]
-
-
-def cell_runs(uri: str):
-    client = MlflowClient(uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return client, client.search_runs(experiments, filter_string="tags.`rkdbench.kind` = 'cell'")
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -238,9 +217,9 @@ def test_journal_keeps_entries_while_the_store_is_away_and_delivers_them_later(t
 @pytest.mark.slow
 def test_leaderboard_over_duplicate_runs_counts_each_cell_once_and_says_how_many_were_ignored(tmp_path, capsys):
     results = tmp_path / "results"
-    suite = suite_file(tmp_path, [0, 1])
+    suite = suite_file(tmp_path, seeds=[0, 1])
     assert cli("run", suite, *TINY, "--results", str(results), "--quiet") == 0
-    client, runs = cell_runs(tracking_uri(results))
+    client, runs = runs_of(tracking_uri(results))
     assert len(runs) == 2
     # what an older version left: a second FINISHED run of seed 0 (older start) and an unfinished one
     original = next(r for r in runs if r.data.tags["rkdbench.seed"] == "0")
@@ -283,18 +262,10 @@ def rkdbench_metric(key: str, value: float):
 # --- real workers -----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    server = MlflowServer(tmp_path / "mlflow-server")
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["sqlite", "mlflow-server", "rkdbench-server-postgresql"])
 def store_env(request, tmp_path) -> dict[str, str]:
     """The environment that points workers at a store: the results folder's sqlite file, a real `mlflow server`
-    on sqlite, or `rkdbench server` on a real PostgreSQL (tests/services.py: skipped locally without one, a
+    on sqlite, or `rkdbench server` on a real PostgreSQL (tests/support/services.py: skipped locally without one, a
     failure under CI=1)."""
     if request.param == "sqlite":
         return {}
@@ -306,7 +277,7 @@ def store_env(request, tmp_path) -> dict[str, str]:
 @pytest.mark.slow
 def test_three_workers_started_at_once_on_a_fresh_store_train_each_cell_once(tmp_path, store_env):
     plugins = plugin_dir(tmp_path / "plugins", COUNTER, "counter")
-    suite = suite_file(tmp_path, [0, 1, 2])
+    suite = suite_file(tmp_path, seeds=[0, 1, 2])
     results = tmp_path / "results"
     starts = tmp_path / "starts.txt"
     env = child_env(RKDBENCH_TEST_STARTS=str(starts), **store_env)
@@ -319,7 +290,7 @@ def test_three_workers_started_at_once_on_a_fresh_store_train_each_cell_once(tmp
     outputs = [w.communicate(timeout=900) for w in workers]
     assert [w.returncode for w in workers] == [0, 0, 0], [err[-1500:] for _, err in outputs]
     uri = store_env.get("MLFLOW_TRACKING_URI") or tracking_uri(results)
-    _, runs = cell_runs(uri)
+    _, runs = runs_of(uri)
     keys = [r.data.tags["rkdbench.cell"] for r in runs]
     assert len(keys) == 3 and len(set(keys)) == 3  # one run per cell
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -331,7 +302,7 @@ def test_three_workers_started_at_once_on_a_fresh_store_train_each_cell_once(tmp
 @pytest.mark.slow
 def test_workers_option_runs_cells_side_by_side_and_counts_each_once(tmp_path, capsys):
     plugins = plugin_dir(tmp_path / "plugins", COUNTER, "counter")
-    suite = suite_file(tmp_path, [0, 1, 2])
+    suite = suite_file(tmp_path, seeds=[0, 1, 2])
     results = tmp_path / "results"
     starts = tmp_path / "starts.txt"
     env = child_env(RKDBENCH_TEST_STARTS=str(starts))
@@ -388,7 +359,7 @@ def test_tracking_server_away_for_the_middle_epochs_loses_no_metric(
     assert (
         cli(
             "run",
-            suite_file(tmp_path, [0]),
+            suite_file(tmp_path, seeds=[0]),
             "--set",
             "train.epochs=4",
             "--set",
@@ -401,7 +372,7 @@ def test_tracking_server_away_for_the_middle_epochs_loses_no_metric(
         )
         == 0
     )
-    client, [run] = cell_runs(mlflow_server.uri)
+    client, [run] = runs_of(mlflow_server.uri)
     assert run.info.status == "FINISHED"
     for key in ("val.pgd_acc", "train.loss", "val.clean_acc"):
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
@@ -439,15 +410,15 @@ def test_server_down_at_the_end_leaves_the_cell_undelivered_then_a_rerun_logs_it
     ):
         monkeypatch.delenv(name, raising=False)
     results = tmp_path / "results"
-    suite = suite_file(tmp_path, [0])
+    suite = suite_file(tmp_path, seeds=[0])
     assert cli("run", suite, *TINY, "--results", str(results), "--quiet") == 1
     assert "cell not logged" in capsys.readouterr().err
     mlflow_server.start()
-    client, [run] = cell_runs(mlflow_server.uri)
+    client, [run] = runs_of(mlflow_server.uri)
     assert run.info.status == "RUNNING"  # not FINISHED while its journal is not delivered
     assert cli("run", suite, *TINY, "--results", str(results), "--quiet") == 0
     assert Starts.count == 1  # the rerun delivered the journal; nothing was trained again
-    client, [run] = cell_runs(mlflow_server.uri)
+    client, [run] = runs_of(mlflow_server.uri)
     assert run.info.status == "FINISHED" and "test.aa_acc" in run.data.metrics
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val.pgd_acc")) == [0, 1]
 
@@ -456,7 +427,7 @@ def test_server_down_at_the_end_leaves_the_cell_undelivered_then_a_rerun_logs_it
 def test_a_worker_killed_while_holding_a_cell_is_taken_over_in_the_same_run(tmp_path):
     plugins = plugin_dir(tmp_path / "plugins", HOLD_THEN_DIE, "hold_then_die")
     plugin_dir(plugins, COUNTER, "counter")
-    suite = suite_file(tmp_path, [0])
+    suite = suite_file(tmp_path, seeds=[0])
     results = tmp_path / "results"
     signals = tmp_path / "signals"
     signals.mkdir()
@@ -498,7 +469,7 @@ def test_a_worker_killed_while_holding_a_cell_is_taken_over_in_the_same_run(tmp_
     (signals / "die").touch()
     assert holder.wait(timeout=120) == -signal.SIGKILL
     killed_at = time.monotonic()
-    client, [interrupted] = cell_runs(tracking_uri(results))
+    client, [interrupted] = runs_of(tracking_uri(results))
     assert interrupted.info.status == "RUNNING"
     for line in waiter.stdout:
         lines.append(line)
@@ -507,7 +478,7 @@ def test_a_worker_killed_while_holding_a_cell_is_taken_over_in_the_same_run(tmp_
             break
     assert waiter.wait(timeout=600) == 0, "".join(lines)[-2000:]
     assert took_over < 30  # local filesystem: the lease is free at once; the waiter polls every second
-    client, [run] = cell_runs(tracking_uri(results))
+    client, [run] = runs_of(tracking_uri(results))
     assert run.info.run_id == interrupted.info.run_id and run.info.status == "FINISHED"
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val.pgd_acc")) == [0, 1, 2]
     pids = [line.split()[2] for line in starts.read_text().splitlines()]
@@ -577,13 +548,13 @@ def test_server_away_before_a_cell_starts_fails_only_that_cell_and_a_rerun_train
     ):
         monkeypatch.setenv(name, {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}.get(name, "1"))
     results = tmp_path / "results"
-    suite = suite_file(tmp_path, [0, 1])
+    suite = suite_file(tmp_path, seeds=[0, 1])
     assert cli("run", suite, *TINY, "--results", str(results), "--quiet") == 1
     err = capsys.readouterr().err
     assert "cell failed: pgd-at / cnn-tiny / none / seed 1: tracking store http://127.0.0.1" in err
     assert "Traceback" not in err
     mlflow_server.start()
     assert cli("run", suite, *TINY, "--results", str(results), "--quiet") == 0
-    _, runs = cell_runs(mlflow_server.uri)
+    _, runs = runs_of(mlflow_server.uri)
     assert sorted(r.data.tags["rkdbench.seed"] for r in runs) == ["0", "1"]
     assert all(r.info.status == "FINISHED" for r in runs)

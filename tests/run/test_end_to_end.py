@@ -4,45 +4,17 @@ with the same numbers as an uninterrupted one; a failing cell is recorded and th
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from mlflow.tracking import MlflowClient
 
 import rkdbench
-from rkdbench.cli import main
-from rkdbench.tracking import tracking_uri
+from support.cli import TINY, cli, cli_subprocess, runs_of, suite_file
 
 pytestmark = pytest.mark.slow
-
-TINY = ["--set", "train.epochs=2", "--set", "eval.n_examples=8", "--set", "train.val_pgd_steps=2"]
-
-
-def cli(*args: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    return exit_info.value.code
-
-
-def runs_of(results: Path):
-    client = MlflowClient(tracking_uri(results))
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return client, client.search_runs(experiments, filter_string="tags.`rkdbench.kind` = 'cell'")
-
-
-def suite_file(tmp_path: Path, methods: list[str], name: str = "mini") -> str:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(
-        f'[suite]\nname = "{name}"\nprotocol = "digits-linf"\nmethods = {methods!r}\n'
-        f'students = ["cnn-tiny"]\nseeds = [0]\n'.replace("'", '"')
-    )
-    return str(path)
 
 
 def test_quick_suite_end_to_end_then_skip(tmp_path, teacher_dir, capsys):
@@ -112,13 +84,6 @@ def epoch_finished(run, epoch, metrics):
 """
 
 
-def _subprocess_run(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, **env_extra}
-    return subprocess.run(
-        [sys.executable, "-m", "rkdbench.cli", *args], env=env, capture_output=True, text=True, timeout=600
-    )
-
-
 # rslad: the seed contract; peeraid: a method-owned peer network with its own optimizer; fair-ard: method state
 # (class weights) and a per-method optimizer (Nesterov)
 @pytest.mark.parametrize("method", ["rslad", "peeraid", "fair-ard"])
@@ -140,7 +105,7 @@ def test_killed_cell_resumes_in_the_same_run_with_the_same_numbers(tmp_path, tea
     ]
     results = tmp_path / "killed"
     args = ["--plugins-dir", str(plugins_dir), "run", suite, "--results", str(results), *budget]
-    first = _subprocess_run(args, {"RKDBENCH_TEST_KILL_AFTER_EPOCH": "0"})
+    first = cli_subprocess(*args, env={"RKDBENCH_TEST_KILL_AFTER_EPOCH": "0"})
     assert first.returncode == -signal.SIGKILL, first.stderr
     _, [interrupted] = runs_of(results)
     assert interrupted.info.status == "RUNNING"
@@ -148,7 +113,7 @@ def test_killed_cell_resumes_in_the_same_run_with_the_same_numbers(tmp_path, tea
     checkpoint = torch.load(cell_dir / "last.pt", weights_only=True)
     assert checkpoint["epochs_done"] == 1 and checkpoint["run_id"] == interrupted.info.run_id
 
-    second = _subprocess_run(args, {})
+    second = cli_subprocess(*args)
     assert second.returncode == 0, second.stderr
     client, [resumed] = runs_of(results)
     assert resumed.info.run_id == interrupted.info.run_id and resumed.info.status == "FINISHED"
@@ -156,13 +121,13 @@ def test_killed_cell_resumes_in_the_same_run_with_the_same_numbers(tmp_path, tea
     assert steps == [0, 1, 2]
 
     straight = tmp_path / "straight"
-    third = _subprocess_run(["run", suite, "--results", str(straight), *budget], {})
+    third = cli_subprocess("run", suite, "--results", str(straight), *budget)
     assert third.returncode == 0, third.stderr
     _, [reference] = runs_of(straight)
     for key in ("test.clean_acc", "test.pgd20_acc", "test.aa_acc", "train.loss"):
         assert resumed.data.metrics[key] == reference.data.metrics[key], key  # bit-for-bit resume
 
-    board = _subprocess_run(["leaderboard", "--results", str(results), "--format", "csv"], {})
+    board = cli_subprocess("leaderboard", "--results", str(results), "--format", "csv")
     assert board.returncode == 0 and len(pd.read_csv(__import__("io").StringIO(board.stdout))) == 1
 
 

@@ -17,40 +17,39 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from rkdbench.config import ResourcesConfig, load_protocol, load_suite
 from rkdbench.errors import ConfigError, UserError
 from rkdbench.run.cells import expand_cells
 from rkdbench.run.remote import check_store_for_cluster
-from services import free_port
+from support.cli import TINY, cli_subprocess, runs_of, suite_file
+from support.processes import free_port, stop_group
+from support.services import start_ray_node
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--set", "train.epochs=2", "--set", "eval.n_examples=8", "--set", "train.val_pgd_steps=2"]
 PGD_ONLY = ["--set", 'eval.attacks={pgd={attack="pgd",steps=2,step_size=0.25}}', "--set", 'eval.selections=["last"]']
 
 
-def suite_file(tmp_path: Path, name: str, seeds: list[int], methods: tuple[str, ...] = ("pgd-at",)) -> str:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(
-        f'[suite]\nname = "{name}"\nprotocol = "digits-linf"\nmethods = {json.dumps(list(methods))}\n'
-        f'students = ["cnn-tiny"]\nseeds = {json.dumps(seeds)}\n'
-    )
-    return str(path)
-
-
-def rkdbench(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "rkdbench.cli", *args], capture_output=True, text=True, env=full_env, timeout=timeout
-    )
-
-
-def cell_runs(uri: str):
-    client = MlflowClient(uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return client, client.search_runs(experiments, filter_string="tags.`rkdbench.kind` = 'cell'")
+def ray_run(
+    tmp_path: Path, results: Path, address: str, *extra: str, name: str = "one", seeds: tuple[int, ...] = (0,)
+) -> list[str]:
+    """`run` of a tiny PGD-only suite of `pgd-at` x `seeds` into `results` on the Ray cluster at `address`, with
+    `extra` options (`--set ...`, `--json`)."""
+    suite = suite_file(tmp_path, name=name, seeds=seeds)
+    return [
+        "run",
+        suite,
+        *TINY,
+        *PGD_ONLY,
+        *extra,
+        "--results",
+        str(results),
+        "--executor",
+        "ray",
+        "--address",
+        address,
+    ]
 
 
 def json_summary(stdout: str) -> dict:
@@ -69,10 +68,10 @@ def test_resources_change_neither_protocol_hash_nor_cell_key(tmp_path):
     assert plain.resources == ResourcesConfig()  # absent: one GPU when the cluster has one, one CPU
     assert scheduled.hash == plain.hash == "2146ed1f1d9c19f7"  # pinned for every shipped protocol in test_compile.py
     assert "resources" not in scheduled.data
-    overridden = load_suite(suite_file(tmp_path, "s", [0]), {"resources.gpus_per_cell": 0.5})
+    overridden = load_suite(suite_file(tmp_path, name="s", seeds=[0]), {"resources.gpus_per_cell": 0.5})
     assert overridden.protocol.resources == ResourcesConfig(gpus_per_cell=0.5)
     assert overridden.protocol.experiment_name == "digits-linf"  # not an overridden protocol
-    keys = [c.key for c in expand_cells(load_suite(suite_file(tmp_path, "t", [0])))]
+    keys = [c.key for c in expand_cells(load_suite(suite_file(tmp_path, name="t", seeds=[0])))]
     assert [c.key for c in expand_cells(overridden)] == keys
 
 
@@ -103,7 +102,7 @@ def test_a_worker_that_cannot_see_the_results_folder_fails_its_cell_naming_the_p
     from rkdbench.run.options import RunOptions
     from rkdbench.run.remote import RemoteSetup, run_remote_cell
 
-    cell = expand_cells(load_suite(suite_file(tmp_path, "s", [0])))[0]
+    cell = expand_cells(load_suite(suite_file(tmp_path, name="s", seeds=[0])))[0]
     results = tmp_path / "results-on-the-driver-only"
     setup = RemoteSetup({}, [], ".rkdbench-driver-0123")
     outcome = run_remote_cell(cell, RunOptions(results=results), "[1/1]", setup, 1)
@@ -120,9 +119,9 @@ def test_executor_ray_without_ray_names_the_extra(tmp_path):
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text("raise ImportError('No module named ray (test stub)')\n")
     results = tmp_path / "results"
-    done = rkdbench(
+    done = cli_subprocess(
         "run",
-        suite_file(tmp_path, "s", [0]),
+        suite_file(tmp_path, name="s", seeds=[0]),
         *TINY,
         "--results",
         str(results),
@@ -138,9 +137,9 @@ def test_executor_ray_without_ray_names_the_extra(tmp_path):
 def test_unreachable_address_is_one_line_before_any_run(tmp_path):
     pytest.importorskip("ray")
     port, results = free_port(), tmp_path / "results"
-    done = rkdbench(
+    done = cli_subprocess(
         "run",
-        suite_file(tmp_path, "s", [0]),
+        suite_file(tmp_path, name="s", seeds=[0]),
         *TINY,
         "--results",
         str(results),
@@ -157,7 +156,7 @@ def test_unreachable_address_is_one_line_before_any_run(tmp_path):
 
 def test_server_beyond_loopback_warns_that_nothing_authenticates(tmp_path):
     pytest.importorskip("psycopg2")
-    done = rkdbench(
+    done = cli_subprocess(
         "server",
         "--host",
         "0.0.0.0",
@@ -167,7 +166,7 @@ def test_server_beyond_loopback_warns_that_nothing_authenticates(tmp_path):
     )
     assert done.returncode == 2  # the unreachable store: nothing was started
     assert "listens on 0.0.0.0" in done.stderr and "unless MLflow's basic-auth app is enabled" in done.stderr
-    quiet = rkdbench(
+    quiet = cli_subprocess(
         "server",
         "--host",
         "0.0.0.0",
@@ -184,7 +183,7 @@ def test_server_with_unreachable_postgres_names_host_and_port(tmp_path):
     pytest.importorskip("psycopg2")
     port = free_port()
     artifacts, results = tmp_path / "artifacts", tmp_path / "results"
-    done = rkdbench(
+    done = cli_subprocess(
         "server",
         "--backend-store-uri",
         f"postgresql+psycopg2://postgres@127.0.0.1:{port}/rkdbench",
@@ -270,23 +269,10 @@ def _plugins_dir(tmp_path: Path, name: str, source: str) -> tuple[Path, Path]:
 def test_ray_cells_overlap_and_a_dead_worker_resumes_in_the_same_run(tmp_path, ray_address):
     plugins, log = _plugins_dir(tmp_path, "observer", OBSERVER)
     results = tmp_path / "results"
-    done = rkdbench(
-        "--plugins-dir",
-        str(plugins),
-        "run",
-        suite_file(tmp_path, "pair", [0, 1]),
-        *TINY,
-        *PGD_ONLY,
-        "--set",
-        "resources.gpus_per_cell=1",
-        "--results",
-        str(results),
-        "--executor",
-        "ray",
-        "--address",
-        ray_address,
-        "--json",
+    args = ray_run(
+        tmp_path, results, ray_address, "--set", "resources.gpus_per_cell=1", "--json", name="pair", seeds=(0, 1)
     )
+    done = cli_subprocess("--plugins-dir", str(plugins), *args)
     assert done.returncode == 0, done.stderr[-4000:]
     summary = json_summary(done.stdout)
     assert [c["status"] for c in summary["cells"]] == ["finished", "finished"]
@@ -298,7 +284,7 @@ def test_ray_cells_overlap_and_a_dead_worker_resumes_in_the_same_run(tmp_path, r
     starts = [e for e in events if e["kind"] == "start" and e["seed"] == 0]
     assert len(starts) == 2 and starts[0]["pid"] != starts[1]["pid"]  # retried in a new worker process...
     assert {e["run_id"] for e in starts} == {(log / "died").read_text()}  # ...into the same MLflow run
-    client, runs = cell_runs(f"sqlite:///{results / 'mlflow.db'}")
+    client, runs = runs_of(f"sqlite:///{results / 'mlflow.db'}")
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     retried = next(r for r in runs if r.data.tags["rkdbench.seed"] == "0")
     assert retried.info.run_id == died[0]["run_id"]
@@ -309,59 +295,23 @@ def test_ray_cells_overlap_and_a_dead_worker_resumes_in_the_same_run(tmp_path, r
 def test_ray_plugin_exception_fails_the_cell_once(tmp_path, ray_address):
     plugins, log = _plugins_dir(tmp_path, "broken", BROKEN)
     results = tmp_path / "results"
-    done = rkdbench(
-        "--plugins-dir",
-        str(plugins),
-        "run",
-        suite_file(tmp_path, "one", [0]),
-        *TINY,
-        *PGD_ONLY,
-        "--results",
-        str(results),
-        "--executor",
-        "ray",
-        "--address",
-        ray_address,
-        "--json",
-    )
+    done = cli_subprocess("--plugins-dir", str(plugins), *ray_run(tmp_path, results, ray_address, "--json"))
     assert done.returncode == 1, done.stderr[-4000:]
     cell = json_summary(done.stdout)["cells"][0]
     assert cell["status"] == "failed" and "RuntimeError: observer bug (test)" in cell["error"]
     assert len((log / "attempts").read_text().splitlines()) == 1  # not retried
-    _, runs = cell_runs(f"sqlite:///{results / 'mlflow.db'}")
+    _, runs = runs_of(f"sqlite:///{results / 'mlflow.db'}")
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
 def test_ray_driver_prints_each_cell_start_and_end(tmp_path, ray_address):
     results = tmp_path / "results"
-    done = rkdbench(
-        "run",
-        suite_file(tmp_path, "one", [0]),
-        *TINY,
-        *PGD_ONLY,
-        "--results",
-        str(results),
-        "--executor",
-        "ray",
-        "--address",
-        ray_address,
-    )
+    done = cli_subprocess(*ray_run(tmp_path, results, ray_address))
     assert done.returncode == 0, done.stderr[-4000:]
     assert "[1/1] start pgd-at / cnn-tiny / none / seed 0" in done.stdout
     assert "[1/1] finished pgd-at / cnn-tiny / none / seed 0" in done.stdout
     assert "suite: 1/1 cells (1 finished, 0 skipped, 0 failed)" in done.stdout
-    again = rkdbench(
-        "run",
-        suite_file(tmp_path, "one", [0]),
-        *TINY,
-        *PGD_ONLY,
-        "--results",
-        str(results),
-        "--executor",
-        "ray",
-        "--address",
-        ray_address,
-    )
+    again = cli_subprocess(*ray_run(tmp_path, results, ray_address))
     assert again.returncode == 0 and "[1/1] skipped" in again.stdout
 
 
@@ -391,16 +341,7 @@ def test_ray_ctrl_c_cancels_the_tasks_and_the_cell_resumes(tmp_path, ray_address
         "rkdbench.cli",
         "--plugins-dir",
         str(plugins),
-        "run",
-        suite_file(tmp_path, "one", [0]),
-        *TINY,
-        *PGD_ONLY,
-        "--results",
-        str(results),
-        "--executor",
-        "ray",
-        "--address",
-        ray_address,
+        *ray_run(tmp_path, results, ray_address),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -411,9 +352,9 @@ def test_ray_ctrl_c_cancels_the_tasks_and_the_cell_resumes(tmp_path, ray_address
     driver.send_signal(signal.SIGINT)
     _, stderr = driver.communicate(timeout=120)
     assert driver.returncode == 130, stderr[-3000:]
-    client, runs = cell_runs(f"sqlite:///{results / 'mlflow.db'}")
+    client, runs = runs_of(f"sqlite:///{results / 'mlflow.db'}")
     assert [r.info.status for r in runs] == ["KILLED"]  # the task was cancelled inside run_cell
-    again = rkdbench(*command[3:], "--json")
+    again = cli_subprocess(*command[3:], "--json")
     assert again.returncode == 0, again.stderr[-3000:]
     cell = json_summary(again.stdout)["cells"][0]
     assert cell["status"] == "finished" and cell["run_id"] == runs[0].info.run_id
@@ -434,48 +375,12 @@ def test_a_sqlite_store_is_refused_for_several_nodes_only():
 )
 def test_ray_sqlite_store_on_a_multi_node_cluster_is_refused(tmp_path, ray_address):
     """A second node (no CPUs, so it takes no task) joins the head: a sqlite store cannot serve both."""
-    log = tmp_path / "node.log"
-    with log.open("w") as out:
-        node = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("ray")),
-                "start",
-                "--address",
-                ray_address,
-                "--num-cpus",
-                "0",
-                "--block",
-                "--disable-usage-stats",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    node = start_ray_node(["--address", ray_address, "--num-cpus", "0", "--disable-usage-stats"], tmp_path / "node.log")
     try:
-        deadline = time.monotonic() + 180
-        while "Ray runtime started" not in log.read_text():
-            assert node.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(1)
         results = tmp_path / "results"
-        done = rkdbench(
-            "run",
-            suite_file(tmp_path, "one", [0]),
-            *TINY,
-            *PGD_ONLY,
-            "--results",
-            str(results),
-            "--executor",
-            "ray",
-            "--address",
-            ray_address,
-        )
+        done = cli_subprocess(*ray_run(tmp_path, results, ray_address))
     finally:
-        os.killpg(node.pid, signal.SIGTERM)
-        try:
-            node.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(node.pid, signal.SIGKILL)
-            node.wait()
+        stop_group(node, 60)
     assert done.returncode == 2, done.stderr[-3000:]
     error = [line for line in done.stderr.splitlines() if line.startswith("rkdbench: error:")]
     assert len(error) == 1 and "sqlite store" in error[0] and "rkdbench server" in error[0]
@@ -488,12 +393,14 @@ def test_ray_sqlite_store_on_a_multi_node_cluster_is_refused(tmp_path, ray_addre
 def test_every_command_against_the_tracking_server(tmp_path, tracking_server):
     env = {"MLFLOW_TRACKING_URI": tracking_server.url}
     results = tmp_path / "results"
-    done = rkdbench("run", suite_file(tmp_path, "team", [0, 1]), *TINY, "--results", str(results), "--json", env=env)
+    done = cli_subprocess(
+        "run", suite_file(tmp_path, name="team", seeds=[0, 1]), *TINY, "--results", str(results), "--json", env=env
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     cells = json_summary(done.stdout)["cells"]
     assert [c["status"] for c in cells] == ["finished", "finished"]
     assert not (results / "mlflow.db").exists() and not (results / "artifacts").exists()
-    client, runs = cell_runs(tracking_server.url)
+    client, runs = runs_of(tracking_server.url)
     assert sorted(r.info.run_id for r in runs) == sorted(c["run_id"] for c in cells)
 
     # checkpoints went through the server's artifact proxy into its destination, and come back intact
@@ -504,7 +411,7 @@ def test_every_command_against_the_tracking_server(tmp_path, tracking_server):
     local = results / "cells" / key / "last.pt"
     assert hashlib.sha256(downloaded.read_bytes()).hexdigest() == hashlib.sha256(local.read_bytes()).hexdigest()
 
-    board = rkdbench("leaderboard", "--results", str(results), "--format", "csv", "--no-log-to-mlflow", env=env)
+    board = cli_subprocess("leaderboard", "--results", str(results), "--format", "csv", "--no-log-to-mlflow", env=env)
     assert board.returncode == 0, board.stderr[-4000:]
     table = pd.read_csv(__import__("io").StringIO(board.stdout))
     assert list(table["n"]) == [2]
@@ -512,11 +419,13 @@ def test_every_command_against_the_tracking_server(tmp_path, tracking_server):
         100 * sum(r.data.metrics["test.aa_acc"] for r in runs) / 2, abs=1e-3
     )
 
-    compared = rkdbench("compare", cells[0]["run_id"], cells[1]["run_id"], "--results", str(results), "--json", env=env)
+    compared = cli_subprocess(
+        "compare", cells[0]["run_id"], cells[1]["run_id"], "--results", str(results), "--json", env=env
+    )
     assert compared.returncode == 0, compared.stderr[-4000:]
     assert json.loads(compared.stdout)["n"] == 8
 
-    evaluated = rkdbench(
+    evaluated = cli_subprocess(
         "evaluate",
         str(downloaded),
         "--architecture",
@@ -539,7 +448,7 @@ def test_every_command_against_the_tracking_server(tmp_path, tracking_server):
         == runs[0 if runs[0].info.run_id == run_id else 1].data.metrics["test.clean_acc"]
     )
 
-    ui = rkdbench("ui", "--results", str(results), env=env, timeout=120)
+    ui = cli_subprocess("ui", "--results", str(results), env=env, timeout=120)
     assert ui.returncode == 0, ui.stderr[-4000:]
     assert f"{tracking_server.url}/#/experiments/" in ui.stdout
 

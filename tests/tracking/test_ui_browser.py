@@ -11,19 +11,16 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_leaderboard import _run  # the leaderboard tests' fabricated cell run
 
 from rkdbench.leaderboard.mlflow_view import VIEW_ID, VIEW_NAME, VIEW_TAG, experiment_url, install_views
 from rkdbench.tracking import Tracker
+from support.leaderboard_runs import fabricated_run
+from support.processes import answers, free_port, start_logged, stop_group, wait_until
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 PROTOCOL = "digits-linf"
@@ -61,7 +58,7 @@ def store(tmp_path):
     tracker = Tracker(tmp_path / "results")
     experiment = tracker.experiment_id(PROTOCOL, {"rkdbench.protocol": PROTOCOL})
     for method, robust in N_ROBUST.items():
-        run_id = _run(tracker, experiment, tmp_path, method, 0, [True] * robust + [False] * (100 - robust))
+        run_id = fabricated_run(tracker, experiment, tmp_path, method, 0, [True] * robust + [False] * (100 - robust))
         tracker.set_tags(run_id, {"rkdbench.protocol": PROTOCOL})
     return tracker
 
@@ -70,48 +67,23 @@ def store(tmp_path):
 def ui_server(chromium, store, tmp_path):
     """`rkdbench ui` on a free port; yields the experiment URL it printed and its output so far. Always stopped
     (its whole process group: the MLflow server and its workers)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log_path = tmp_path / "ui.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rkdbench.cli", "ui", "--results", str(store.results), "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    port, log = free_port(), tmp_path / "ui.log"
+    proc = start_logged(
+        [sys.executable, "-m", "rkdbench.cli", "ui", "--results", str(store.results), "--port", str(port)], log
+    )
+    base, printed = f"http://127.0.0.1:{port}", []
+
+    def serving() -> bool:
+        match = re.search(rf"^  {re.escape(PROTOCOL)}: (\S+)$", log.read_text(errors="replace"), re.M)
+        if match and not printed:
+            printed.append(match.group(1))
+        return bool(printed) and answers(base + "/")
+
     try:
-        base, url = f"http://127.0.0.1:{port}", None
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            text = log_path.read_text(errors="replace")
-            if url is None and (match := re.search(rf"^  {re.escape(PROTOCOL)}: (\S+)$", text, re.M)):
-                url = match.group(1)
-            if url is not None:
-                try:
-                    with urllib.request.urlopen(base + "/", timeout=5) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    pass
-            if proc.poll() is not None:
-                pytest.fail(f"rkdbench ui exited with {proc.returncode}:\n{text}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"rkdbench ui not serving {base} after {SERVER_START_S} s:\n{text}")
-            time.sleep(0.5)
-        yield url, text
+        wait_until(serving, proc, log, SERVER_START_S, f"rkdbench ui on {base}")
+        yield printed[0], log.read_text(errors="replace")
     finally:
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(proc, 20)
 
 
 @pytest.fixture

@@ -83,7 +83,7 @@ def measure_training(cell: Cell, device: torch.device, steps: int, clock: str = 
     CPU / wall ratio (read at the end of every epoch)."""
     from ...contracts.build import fresh_method
     from ...plugins import create
-    from ...training.engine import Trainer, TrainSetup
+    from ...training.build import build_trainer
 
     dataset = dataset_of(cell.protocol)
     data = copy.deepcopy(cell.protocol.data)
@@ -107,17 +107,14 @@ def measure_training(cell: Cell, device: torch.device, steps: int, clock: str = 
         tempfile.TemporaryDirectory() as workdir,
         torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
     ):
-        trainer = Trainer(
-            TrainSetup(
-                protocol=protocol,
-                method=fresh_method(cell),
-                student=_network(cell.student, dataset, device),
-                teachers=teachers,
-                splits=splits,
-                seed=0,
-                device=device,
-                workdir=Path(workdir),
-            ),
+        trainer = build_trainer(
+            protocol,
+            fresh_method(cell),
+            _network(cell.student, dataset, device),
+            splits,
+            device=device,
+            workdir=Path(workdir),
+            teachers=teachers,
             progress=lambda *_: marks.append((time.perf_counter(), CLOCKS[clock]())),
         )
         marks[0] = (time.perf_counter(), CLOCKS[clock]())

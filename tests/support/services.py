@@ -1,32 +1,44 @@
-"""Fixtures for the real services the scale-out tests use, all on loopback: PostgreSQL, `rkdbench server` on it,
-and a Ray head. `.ci/run` starts PostgreSQL and the Ray head (scripts/services.sh) and exports
-RKDBENCH_TEST_POSTGRES_URI and RKDBENCH_TEST_RAY_ADDRESS. Without them a test that needs PostgreSQL is skipped
-with the reason, except under CI (`$CI` set), where it fails so that it cannot pass unnoticed. Without
+"""Fixtures for the real services the scale-out tests use, all on loopback: PostgreSQL, `rkdbench server` on it, a
+plain `mlflow server` on sqlite, and a Ray head. `.ci/run` starts PostgreSQL and the Ray head (scripts/services.sh)
+and exports RKDBENCH_TEST_POSTGRES_URI and RKDBENCH_TEST_RAY_ADDRESS. Without them a test that needs PostgreSQL is
+skipped with the reason, except under CI (`$CI` set), where it fails so that it cannot pass unnoticed. Without
 RKDBENCH_TEST_RAY_ADDRESS the Ray fixture starts its own head (one per test module) when Ray is installed.
 `slurm_cluster` needs a Slurm cluster that answers on this machine (`.ci/run` starts a single-node one and
 exports SLURM_CONF); without one its tests skip with the reason, and fail under CI.
 
 `postgres_uri` is a fresh database per test (dropped afterwards); `tracking_server` is `rkdbench server` on a
 free port backed by such a database, with its own artifacts folder: parametrize store-level tests over
-`sqlite` and `tracking_server` to run them against both."""
+`sqlite` and `tracking_server` to run them against both. tests/conftest.py makes these fixtures everyone's."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from .mlflow_server import MlflowServer
+from .processes import free_port, start_logged, stop_group, wait_healthy, wait_until
+
+__all__ = [
+    "SERVER_START_S",
+    "require_service",
+    "start_ray_node",
+    "TrackingServer",
+    "postgres_uri",
+    "tracking_server",
+    "mlflow_server",
+    "ray_address",
+]
+
 SERVER_START_S = 180  # generous: the test machine is loaded
+RAY_STARTED = "Ray runtime started"
 
 
 def require_service(available: bool, reason: str) -> None:
@@ -38,10 +50,16 @@ def require_service(available: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def start_ray_node(args: Sequence[str], log: Path) -> subprocess.Popen:
+    """`ray start --block ARGS`, returned once its log says the runtime started. `--block` keeps the node in this
+    process group of its own: stop it with `stop_group(node, 60)`, not `ray stop` (which stops every Ray instance)."""
+    node = start_logged([str(Path(sys.executable).with_name("ray")), "start", "--block", *args], log)
+    try:
+        wait_until(lambda: RAY_STARTED in log.read_text(errors="replace"), node, log, SERVER_START_S, "ray", poll=1)
+    except AssertionError:
+        stop_group(node, 60)
+        raise
+    return node
 
 
 @pytest.fixture
@@ -83,54 +101,41 @@ class TrackingServer:
     log: Path
 
 
-def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"rkdbench server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    raise AssertionError(f"rkdbench server not healthy after {SERVER_START_S}s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture
 def tracking_server(postgres_uri, tmp_path):
     """`rkdbench server` on a free loopback port, backed by a fresh PostgreSQL database, as a user starts it."""
     port = free_port()
     artifacts, log = tmp_path / "server-artifacts", tmp_path / "server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rkdbench.cli",
-                "server",
-                "--backend-store-uri",
-                postgres_uri,
-                "--artifacts-destination",
-                str(artifacts),
-                "--port",
-                str(port),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start_logged(
+        [
+            sys.executable,
+            "-m",
+            "rkdbench.cli",
+            "server",
+            "--backend-store-uri",
+            postgres_uri,
+            "--artifacts-destination",
+            str(artifacts),
+            "--port",
+            str(port),
+        ],
+        log,
+    )
     server = TrackingServer(f"http://127.0.0.1:{port}", artifacts, postgres_uri, log)
     try:
-        _wait_healthy(server.url, process, log)
+        wait_healthy(server.url, process, log, SERVER_START_S, "rkdbench server")
         yield server
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A plain `mlflow server` on sqlite in tmp_path (`MlflowServer`: it can be stopped and started again)."""
+    server = MlflowServer(tmp_path / "mlflow-server")
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -154,14 +159,10 @@ def ray_address(tmp_path_factory):
         k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
     }
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
-    ray_cli = Path(sys.executable).with_name("ray")
-    with log.open("w") as out:  # --block: the head lives in this process group, stopped with it (not `ray stop`)
-        process = subprocess.Popen(
+    try:
+        head = start_ray_node(
             [
-                str(ray_cli),
-                "start",
                 "--head",
-                "--block",
                 "--node-ip-address",
                 "127.0.0.1",
                 "--port",
@@ -174,24 +175,13 @@ def ray_address(tmp_path_factory):
                 "--include-dashboard",
                 "false",
             ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            log,
         )
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while "Ray runtime started" not in log.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the Ray head did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            yield f"127.0.0.1:{port}"
+        finally:
+            stop_group(head, 60)
+    finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -4,19 +4,15 @@ proxied artifacts in a temporary folder; it can be stopped and started again on 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
+from .processes import free_port, start_logged, stop_group, wait_healthy
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["MlflowServer"]
 
 
 class MlflowServer:
@@ -26,6 +22,7 @@ class MlflowServer:
         self.backend = backend_store_uri or f"sqlite:///{folder / 'server.db'}"
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
+        self.log = folder / "server.log"
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120.0) -> None:
@@ -47,33 +44,17 @@ class MlflowServer:
         ]
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env.pop("MLFLOW_TRACKING_URI", None)
-        log = open(self.folder / "server.log", "ab")
-        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(self.folder / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"mlflow server did not answer within {timeout}s")
+        self.process = start_logged(command, self.log, env)
+        try:
+            wait_healthy(self.uri, self.process, self.log, timeout, "mlflow server")
+        except AssertionError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.process is None:
             return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait(timeout=30)
+        stop_group(self.process)
         self.process = None
         deadline = time.monotonic() + 30  # the port is free again before a restart binds it
         while time.monotonic() < deadline:

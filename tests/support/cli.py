@@ -1,0 +1,59 @@
+"""Running the harness as a user does, and reading what it stored: `cli` (in this process; returns the exit
+code), `cli_subprocess` (a subprocess, one torch thread), a tiny suite file on the digits protocol, the `TINY` budget
+the end-to-end tests share, and `runs_of` (the MLflow runs of one kind in a store, read through MLflow's client)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from rkdbench.cli import main
+from rkdbench.tracking import tracking_uri
+
+__all__ = ["TINY", "cli", "cli_subprocess", "suite_file", "runs_of"]
+
+# two epochs, 8 test points, 2 validation PGD steps: a cell in seconds on the CPU
+TINY = ["--set", "train.epochs=2", "--set", "eval.n_examples=8", "--set", "train.val_pgd_steps=2"]
+
+
+def cli(*args: str) -> int:
+    """`rkdbench ARGS` in this process; its exit code."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    return exit_info.value.code
+
+
+def cli_subprocess(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python -m rkdbench.cli ARGS` in a subprocess (one torch thread, `env` added to this process's), its output
+    captured as text."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "rkdbench.cli", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
+
+
+def suite_file(
+    folder: Path, methods: Sequence[str] = ("pgd-at",), *, seeds: Sequence[int] = (0,), name: str = "mini"
+) -> str:
+    """`folder/<name>.toml`: a suite of `methods` x `cnn-tiny` x `seeds` on `digits-linf`; its path."""
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'[suite]\nname = "{name}"\nprotocol = "digits-linf"\nmethods = {json.dumps(list(methods))}\n'
+        f'students = ["cnn-tiny"]\nseeds = {json.dumps(list(seeds))}\n'
+    )
+    return str(path)
+
+
+def runs_of(store: str | Path, kind: str = "cell") -> tuple[MlflowClient, list]:
+    """(a client of `store`, its runs tagged `rkdbench.kind = kind` in every experiment); `store` is a tracking URI,
+    or a results folder (a `Path`) whose store `rkdbench.tracking.tracking_uri` finds."""
+    client = MlflowClient(tracking_uri(store) if isinstance(store, Path) else store)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client, client.search_runs(experiments, filter_string=f"tags.`rkdbench.kind` = '{kind}'")
