@@ -19,7 +19,7 @@ __all__ = ["calibrate"]
     type=click.IntRange(min=1),
     default=5,
     show_default=True,
-    help="Training steps per timed epoch (three epochs: one warm-up, the median of two).",
+    help="Training steps per timed epoch (one warm-up epoch, then one per --repeat).",
 )
 @click.option(
     "--points",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,13 +41,14 @@ def spread_of(samples: Sequence[float]) -> float:
     return (max(samples) - min(samples)) / middle if middle > 0 else 0.0
 
 
-def judge(quantities: Iterable[Sequence[float]], tolerance: float) -> Spread:
-    """The spread of a measurement whose repetitions gave one sample list per quantity (an attack's seconds at
-    two point counts, say): the widest of them, doubtful beyond `tolerance`."""
-    quantities = [list(q) for q in quantities]
-    widest = max((spread_of(q) for q in quantities), default=0.0)
-    repeats = max((len(q) for q in quantities), default=0)
-    return Spread(repeats, widest, widest > tolerance)
+def judge(quantities: Mapping[str, Sequence[float]], tolerance: float) -> tuple[Spread, str]:
+    """The spread of a measurement whose repetitions gave one sample list per quantity (an attack's seconds per
+    batch at two point counts, say; named by their unit): the widest of them, doubtful beyond `tolerance`, and the
+    name of that widest quantity."""
+    widest = max(quantities, key=lambda name: spread_of(quantities[name]))
+    repeats = max(len(samples) for samples in quantities.values())
+    spread = spread_of(quantities[widest])
+    return Spread(repeats, spread, spread > tolerance), widest
 
 
 def _load() -> str:
@@ -59,8 +60,8 @@ def _load() -> str:
 
 
 def doubt_line(what: str, samples: Sequence[float], unit: str, spread: Spread, tolerance: float) -> str:
-    """The one line `calibrate` prints for a doubtful entry: its repetitions (in `unit`, seconds x 1000 for ms),
-    how far apart against the tolerance, the machine's load, and what happens to it."""
+    """The one line `calibrate` prints for a doubtful entry: the repetitions of its widest quantity (in `unit`:
+    seconds x 1000 for `ms...`), how far apart against the tolerance, the machine's load, and what happens to it."""
     scale = 1e3 if unit.startswith("ms") else 1.0
     values = ", ".join(f"{s * scale:.4g}" for s in samples)
     return (

@@ -173,6 +173,14 @@ def test_repetitions_that_disagree_are_said_cached_as_doubtful_and_measured_agai
     )
     assert calibration.spread[key]["doubtful"]
     assert any(line.startswith("doubtful: train") and "tolerance 1%" in line for line in lines)
+    # a doubt names the quantity whose repetitions were furthest apart: here the attack's batch of 4 points
+    assert any(
+        line.startswith(
+            "doubtful: attack pgd2 on cnn-tiny (batch 32): 3 repetitions disagree (0.1, 0.11, 0.1 s/batch of 4 points: "
+            "10% apart, tolerance 1%"
+        )
+        for line in lines
+    )
 
 
 def test_calibrate_then_dry_run_predicts_from_the_cache(tiny_suite, tmp_path, capsys):

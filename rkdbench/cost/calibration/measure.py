@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ...config import Cell, Protocol
 from ...data import Splits
-from ..repeat import REPEATS, TOLERANCE, Spread, doubt_line, judge
+from ..repeat import REPEATS, TOLERANCE, doubt_line, judge
 from .store import (
     CLOCKS,
     Calibration,
@@ -273,11 +273,13 @@ def calibrate_cells(
     def wanted(key: str, table: dict[str, Any]) -> bool:
         return key not in measured and (redo or key not in table or calibration.doubtful(key))
 
-    def record(key: str, spread: Spread, what: str, samples: Sequence[float], unit: str) -> None:
+    def record(key: str, what: str, quantities: dict[str, list[float]]) -> None:
+        """Keep the entry's spread; one line when its repetitions disagree (quantities: unit -> samples)."""
+        spread, widest = judge(quantities, tolerance)
         measured.add(key)
         calibration.spread[key] = spread.as_dict()
         if spread.doubtful:
-            say(doubt_line(what, samples, unit, spread, tolerance))
+            say(doubt_line(what, quantities[widest], widest, spread, tolerance))
 
     for cell in cells:
         key = train_key(cell)
@@ -291,8 +293,7 @@ def calibrate_cells(
                 f"{what}: {timing.step * 1e3:.1f} ms/step, {timing.val_point * 1e3:.2f} ms/validation point, "
                 f"{timing.epoch_rest:.2f} s/epoch besides"
             )
-            steps_seen = [s.step for s in samples]
-            record(key, judge([steps_seen], tolerance), what, steps_seen, "ms/step")
+            record(key, what, {"ms/step": [s.step for s in samples]})
             calibration.save()
     protocol = cells[0].protocol
     dataset = dataset_of(protocol)
@@ -318,8 +319,12 @@ def calibrate_cells(
                 f"{what}: {entry['all']['per_point'] * 1e3:.1f} ms/point + {entry['all']['fixed']:.2f} s/batch for "
                 f"a point that stays robust"
             )
-            spread = judge([[getattr(r, t) for r in v] for v in runs.values() for t in ("t1", "t2")], tolerance)
-            record(key, spread, f"{what} at {runs['all'][0].n2} points", [r.t2 for r in runs["all"]], "s/batch")
+            quantities: dict[str, list[float]] = {}
+            for part, samples in runs.items():
+                stage = " (its first stage)" if part == "first" else ""
+                quantities[f"s/batch of {samples[0].n2} points{stage}"] = [s.t2 for s in samples]
+                quantities[f"s/batch of {samples[0].n1} points{stage}"] = [s.t1 for s in samples]
+            record(key, what, quantities)
             calibration.save()
         if protocol.eval.diagnostics:
             key = per_point_key("diagnostics", protocol, student)
@@ -334,7 +339,7 @@ def calibrate_cells(
                     repeats,
                 )
                 calibration.per_point[key] = statistics.median(samples)
-                record(key, judge([samples], tolerance), f"diagnostics on {student}", samples, "ms/point")
+                record(key, f"diagnostics on {student}", {"ms/point": samples})
         reference = protocol.header.teacher
         for teacher in sorted(
             {c.teacher for c in cells if c.student == student and c.teacher != "none"}
@@ -360,8 +365,6 @@ def calibrate_cells(
             except ConfigError:  # architectures without stage views: the runner skips specialization too
                 samples = [0.0]
             calibration.per_point[key] = statistics.median(samples)
-            record(
-                key, judge([samples], tolerance), f"specialization of {student} against {teacher}", samples, "ms/point"
-            )
+            record(key, f"specialization of {student} against {teacher}", {"ms/point": samples})
         calibration.save()
     return calibration
