@@ -1,10 +1,11 @@
 """`--executor local` (the default): this process runs the cells, or with `--workers N`, N worker processes on this
 machine share one store and the suite's cells.
 
-Each worker is the `serial` loop in a fresh (spawned) process, starting at its own offset in the cell list so
-workers rarely contend for a lease; the cells' leases and journals make every cell exactly-once, as for N
-separate `rkdbench run` processes. Each worker gets `max(1, cpu_count // N)` torch threads unless
-`OMP_NUM_THREADS` is set. Workers send their lines and outcomes to the parent, which prints them, the suite
+Each worker is the `serial` loop in a fresh (spawned) process; the cells come longest first, worker i starts at the
+i-th and each then takes the next cell no other worker holds (a held cell costs a look at its lease), so the
+longest cells start first whatever the number of workers; the cells' leases and journals make every cell
+exactly-once, as for N separate `rkdbench run` processes. Each worker gets `max(1, cpu_count // N)` torch threads
+unless `OMP_NUM_THREADS` is set. Workers send their lines and outcomes to the parent, which prints them, the suite
 status line, and returns one outcome per cell (a cell finished by one worker and seen finished by another
 counts once, as finished). `--plugins-dir` folders are loaded again in each worker.
 """
@@ -108,7 +109,7 @@ def _worker(cells: list, options: Any, index: int, workers: int, plugin_dirs: li
         Tracker(options.results),
         options,
         report=report,
-        start=index * len(cells) // workers,
+        start=index,  # the cells come longest first: worker i starts at the i-th, each then takes the next free one
         worker=f" w{index + 1}",
     )
 
@@ -158,7 +159,7 @@ def run_local_cells(cells: list, options: Any, workers: int) -> list[CellOutcome
                 seconds.append(spent)
             if status != "elsewhere" and previous is None:
                 counted.append(outcome)
-                say(options, f"[dim]{suite_status(counted, len(cells), seconds, workers)}[/]")
+                say(options, f"[dim]{suite_status(counted, len(cells), seconds, workers, options.predicted)}[/]")
     except KeyboardInterrupt:
         for process in processes:  # the workers got the same Ctrl-C: each marks its cell KILLED, resumable
             process.join(timeout=30)

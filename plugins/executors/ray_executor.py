@@ -209,7 +209,8 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
                 if outcome.status in ("finished", "failed") and position in start_times:
                     seconds.append(time.perf_counter() - start_times[position])
                 say(options, end_line(position, outcome))
-                say(options, f"[dim]{suite_status(list(outcomes.values()), len(cells), seconds, slots)}[/]")
+                status = suite_status(list(outcomes.values()), len(cells), seconds, slots, options.predicted)
+                say(options, f"[dim]{status}[/]")
     except KeyboardInterrupt:
         say(
             options,

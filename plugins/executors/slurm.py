@@ -391,7 +391,8 @@ class SlurmExecutor(Executor):
                             seconds.append(time.perf_counter() - task.started)
                         say(run, end_line(task.position, outcome))
                         parallel = self.parallelism([t.cell for t in tasks.values()], run) or 1
-                        say(run, f"[dim]{suite_status(list(outcomes.values()), total, seconds, parallel)}[/]")
+                        status = suite_status(list(outcomes.values()), total, seconds, parallel, run.predicted)
+                        say(run, f"[dim]{status}[/]")
                 if retry:
                     resubmitted = self._submit(
                         [t.cell for t in retry],

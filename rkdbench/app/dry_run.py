@@ -1,6 +1,7 @@
 """What a suite would cost before anything trains: `rkdbench run SUITE --dry-run` lists each cell with its key and
-estimated cost (measured wall time where this device is calibrated, else FLOPs at an assumed throughput), the
-total and the teacher files that are missing; `rkdbench calibrate SUITE` measures the timings those predictions
+estimated cost (wall time learned from finished cells of its kind in the results store, else measured where this
+device is calibrated, else FLOPs at an assumed throughput; each says which), the total and the teacher files that
+are missing; `rkdbench calibrate SUITE` measures the timings those predictions
 come from. Both take a frozen request built by the command line and print with `click.echo`.
 """
 
@@ -8,11 +9,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+
+from ..cost.repeat import REPEATS, TOLERANCE
 
 __all__ = ["DryRunRequest", "print_dry_run", "CalibrateRequest", "calibrate_suite"]
 
@@ -20,7 +24,8 @@ __all__ = ["DryRunRequest", "print_dry_run", "CalibrateRequest", "calibrate_suit
 @dataclass(frozen=True)
 class DryRunRequest:
     """Which cells to price and how: `gpu_tflops` None is the cost model's default throughput; `device` None is the
-    protocol's; `as_json` prints one JSON document instead of lines."""
+    protocol's; `as_json` prints one JSON document instead of lines; `results` is the store whose finished cells'
+    logged times predict their kind (None: none)."""
 
     suite: Any  # a loaded rkdbench.config.Suite
     cells: list
@@ -28,6 +33,7 @@ class DryRunRequest:
     gpu_tflops: float | None = None
     device: str | None = None
     as_json: bool = False
+    results: Path | None = None
 
 
 def _teacher_architectures(cards: dict[str, Any]) -> dict[str, tuple[str, tuple]]:
@@ -57,8 +63,8 @@ def print_dry_run(request: DryRunRequest) -> None:
     cards = {t: create("teacher", t) for t in teacher_ids}
     arch = _teacher_architectures(cards)
     target = pick_device(request.device or protocol.train.device)
-    plans, calibration = plan_cells(cells, model_dir, sizes, target) if sizes is not None else ([], None)
     echo = (lambda line: None) if request.as_json else click.echo
+    plans, calibration = plan_cells(cells, model_dir, sizes, target, learned=_learned(request, echo))
     echo(f"suite {suite.name}: {len(cells)} cells under protocol {protocol.experiment_name} (hash {protocol.hash})")
     total, predicted, rows = 0.0, 0.0, []
     for i, cell in enumerate(cells):
@@ -71,16 +77,16 @@ def print_dry_run(request: DryRunRequest) -> None:
                 f"{cost.teacher_forward:g}f+{cost.teacher_backward:g}b; {cost.train_tflop + cost.eval_tflop:,.0f} "
                 f"TFLOP; ~{cost.gpu_hours:.2f} GPU-h]"
             )
-            prediction = plans[i].prediction
-            if prediction is not None:
-                predicted += prediction.total
-                line += (
-                    f"  predicted {format_seconds(prediction.total)} (train {format_seconds(prediction.train)}, "
-                    f"eval {format_seconds(prediction.eval)})"
-                )
+        prediction = plans[i].prediction
+        if prediction is not None:
+            predicted += prediction.total
+            line += (
+                f"  predicted {format_seconds(prediction.total)} (train {format_seconds(prediction.train)}, "
+                f"eval {format_seconds(prediction.eval)}; {_source_words(plans[i])})"
+            )
+        if sizes is not None:
             row.update(
                 gpu_hours=cost.gpu_hours,
-                predicted_seconds=plan_json(plans[i], cost.gpu_hours),
                 passes={
                     "student_forward": cost.student_forward,
                     "student_backward": cost.student_backward,
@@ -88,27 +94,22 @@ def print_dry_run(request: DryRunRequest) -> None:
                     "teacher_backward": cost.teacher_backward,
                 },
             )
+        row["predicted_seconds"] = plan_json(plans[i], row.get("gpu_hours"))
         echo(line)
         rows.append(row)
-    calibrated = [p for p in plans if p.prediction is not None]
+    predicted_plans = [p for p in plans if p.prediction is not None]
     if sizes is not None:
         echo(
             f"estimated total: ~{total:.1f} GPU-hours at {tflops:g} sustained TFLOP/s (--gpu-tflops; an order "
             f"of magnitude: AutoAttack priced for half the points staying robust)"
         )
-        if calibrated:
-            assumed = sorted(
-                {f"{p.accuracy[0]:.0%} clean / {p.accuracy[1]:.0%} robust from {p.accuracy_from}" for p in calibrated}
-            )
+    if predicted_plans:
+        _echo_prediction_summary(plans, calibration, predicted, echo)
+    if sizes is not None:
+        if len(predicted_plans) < len(cells):
             echo(
-                f"predicted wall time on {calibration.identity['device']} ({calibration.identity['threads']} threads, "
-                f"calibration {calibration.path}): {format_seconds(predicted)} for {len(calibrated)} of {len(cells)} "
-                f"cells; AutoAttack priced for {'; '.join(assumed)}; best-val counted as evaluated apart"
-            )
-        if len(calibrated) < len(cells):
-            echo(
-                f"no calibration on {target.type} ({calibration.identity['device']}) "
-                f"for {len(cells) - len(calibrated)} "
+                f"no calibration on {target.type} ({calibration.identity['device']}) and no finished cell of their "
+                f"kind for {len(cells) - len(predicted_plans)} "
                 f"cells: they fall back to the FLOP-based assumption; run `rkdbench calibrate {suite.name}` "
                 f"on this device to measure them"
             )
@@ -123,12 +124,70 @@ def print_dry_run(request: DryRunRequest) -> None:
                     "device": calibration.identity if calibration is not None else None,
                     "cells": rows,
                     "total_gpu_hours": total,
-                    "total_predicted_seconds": predicted if len(calibrated) == len(cells) else None,
+                    "total_predicted_seconds": predicted if len(predicted_plans) == len(cells) else None,
                     "missing_teachers": missing,
                 },
                 indent=2,
             )
         )
+
+
+SOURCE_WORDS = {
+    "learned": "from finished cells",
+    "calibration": "from calibration",
+    "learned elsewhere": "from finished cells on another device",
+}
+
+
+def _source_words(plan) -> str:
+    doubt = ", doubtful" if plan.source == "calibration" and "doubtful" in plan.basis else ""
+    return SOURCE_WORDS[plan.source] + doubt
+
+
+def _learned(request: DryRunRequest, echo):
+    """The store's finished cells' logged times (none without a store; one line when it does not answer)."""
+    from ..cost.learned import LearnedTimes
+    from ..tracking import Tracker
+    from ..tracking.journal import is_unreachable, quick_http_failures
+
+    if request.results is None:
+        return None
+    quick_http_failures()
+    tracker = Tracker(request.results)
+    try:
+        return LearnedTimes.from_store(tracker, {request.suite.protocol.hash})
+    except Exception as exc:
+        if not is_unreachable(exc):
+            raise
+        echo(f"finished cells' times not read: tracking store {tracker.uri} unreachable; predicting from calibration")
+        return None
+
+
+def _echo_prediction_summary(plans: list, calibration, predicted: float, echo) -> None:
+    """Where the predictions came from: the finished runs each kind's time is the median of, the calibration and
+    the accuracy it assumed, any doubt about it, and the total."""
+    from ..cost.planning import format_seconds
+
+    identity = calibration.identity
+    by_source = {s: [p for p in plans if p.source == s] for s in ("learned", "calibration", "learned elsewhere")}
+    echo(
+        f"predicted wall time on {identity['device']} ({identity['threads']} threads): {format_seconds(predicted)} "
+        f"for {sum(map(len, by_source.values()))} of {len(plans)} cells"
+    )
+    learned = Counter(p.basis for p in by_source["learned"] + by_source["learned elsewhere"])
+    for basis, n in sorted(learned.items()):
+        echo(f"  {n} cell{'s' if n != 1 else ''} from the logged times of their kind: the median of {basis}")
+    calibrated = by_source["calibration"]
+    if calibrated:
+        assumed = sorted(
+            {f"{p.accuracy[0]:.0%} clean / {p.accuracy[1]:.0%} robust from {p.accuracy_from}" for p in calibrated}
+        )
+        echo(
+            f"  {len(calibrated)} cell{'s' if len(calibrated) != 1 else ''} never ran here, priced from calibration "
+            f"{calibration.path}: AutoAttack priced for {'; '.join(assumed)}; best-val counted as evaluated apart"
+        )
+        for basis in sorted({p.basis for p in calibrated if "doubtful" in p.basis}):
+            echo(f"  {basis}")
 
 
 def _echo_teacher_status(cards: dict[str, Any], model_dir: Path, echo) -> list[str]:
@@ -154,7 +213,8 @@ def _echo_teacher_status(cards: dict[str, Any], model_dir: Path, echo) -> list[s
 @dataclass(frozen=True)
 class CalibrateRequest:
     """`rkdbench calibrate`: the suite (name or path) with its `--set` overrides, the device (None: the
-    protocol's), training steps per timed epoch, points per timed attack batch, and whether to measure again."""
+    protocol's), training steps per timed epoch, points per timed attack batch, whether to measure again, the
+    repetitions of each measurement and the spread beyond which an entry is doubtful."""
 
     suite: str
     sets: tuple[str, ...] = ()
@@ -162,6 +222,8 @@ class CalibrateRequest:
     steps: int = 5
     points: int = 16
     redo: bool = False
+    repeats: int = REPEATS
+    tolerance: float = TOLERANCE
 
 
 def calibrate_suite(request: CalibrateRequest) -> Path:
@@ -188,6 +250,8 @@ def calibrate_suite(request: CalibrateRequest) -> Path:
         steps=request.steps,
         points=request.points,
         redo=request.redo,
+        repeats=request.repeats,
+        tolerance=request.tolerance,
         say=lambda m: click.echo(f"  {m}"),
     )
     saved = calibration.save()

@@ -98,6 +98,7 @@ def run_suite_request(request: SuiteRequest) -> int:
                 gpu_tflops=request.gpu_tflops,
                 device=request.options.device,
                 as_json=request.as_json,
+                results=request.options.results,
             )
         )
         return 0

@@ -6,10 +6,12 @@ are the model). An executor declares typed `Options` (a frozen dataclass whose f
 says how many cells it runs at once (`parallelism`, for the suite's ETA), and `run`s the cells: it calls `prepare`
 once before any cell starts (store and teachers), runs every cell through `run_cell` (or the in-process loop
 `run_cells`), which are exactly-once by themselves (the cell's lease and journal), and returns one `CellOutcome` per
-cell in the cells' order. Options come from the command line, else from the user's settings file (the
-`[executor.NAME]` table of `--executor-config FILE`, else `$RKDBENCH_CONFIG`, else
-`$XDG_CONFIG_HOME/rkdbench/config.toml`, default `~/.config/rkdbench/config.toml`), else the declared defaults; a list
-option given on the command line adds to the file's (`--sbatch constraint=a100` to the lab's usual parameters).
+cell in the cells' order. `run_suite` hands it the cells longest first by their predicted time, with the predictions
+in `options.predicted` for its status line (`suite_status(..., predicted=options.predicted)`), and it should start
+them in that order. Options come from the command line, else from the user's settings file (the `[executor.NAME]`
+table of `--executor-config FILE`, else `$RKDBENCH_CONFIG`, else `$XDG_CONFIG_HOME/rkdbench/config.toml`, default
+`~/.config/rkdbench/config.toml`), else the declared defaults; a list option given on the command line adds to the
+file's (`--sbatch constraint=a100` to the lab's usual parameters).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from ..tracking import Tracker
 from .cells import expand_cells
 from .options import CellOutcome, RunOptions
 from .prepare import prepare
+from .progress import say
+from .schedule import schedule
 
 __all__ = [
     "Executor",
@@ -162,8 +166,17 @@ def build_executor(
 
 def run_suite(suite: Suite, options: RunOptions, executor: Executor) -> list[CellOutcome]:
     """Run every cell (validated, checked by the executor, and prepared first); failures are recorded and the suite
-    goes on. Any number of processes may run one suite on one store: they share the cells (`run_cell`)."""
+    goes on. Any number of processes may run one suite on one store: they share the cells (`run_cell`). The
+    executor gets the cells longest first by their predicted time (`rkdbench.run.schedule`; its progress lines
+    count in that order) and the predictions in `options.predicted` (the ETA); the outcomes come back in the
+    suite's order, as the summary and `--json` list them."""
     index, count = options.shard
     cells = expand_cells(suite)[index::count]
     executor.check(cells, options)
-    return executor.run(cells, Tracker(options.results), options, prepare)
+    tracker = Tracker(options.results)
+    planned = schedule(cells, tracker, options)
+    say(options, f"[dim]{planned.line()}[/]")
+    ordered = [cells[i] for i in planned.order]
+    outcomes = executor.run(ordered, tracker, dataclasses.replace(options, predicted=planned.predicted), prepare)
+    by_index = dict(zip(planned.order, outcomes))
+    return [by_index[i] for i in range(len(cells))]

@@ -52,7 +52,8 @@ def run_cells(
         if report is not None:
             report(outcome, elapsed)
         else:
-            say(options, f"[dim]{suite_status(list(outcomes.values()), len(cells), seconds)}[/]")
+            status = suite_status(list(outcomes.values()), len(cells), seconds, predicted=options.predicted)
+            say(options, f"[dim]{status}[/]")
 
     held: list[Cell] = []
     for cell in cells[start:] + cells[:start]:

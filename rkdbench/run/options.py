@@ -1,10 +1,11 @@
 """What a run is asked and what it answers: `RunOptions` (the results store, model and data folders, device, teacher
-builds, shard, and the console progress goes to), `CellOutcome` (one cell's status, run id and metrics) and
-`RunContext` (what the observer hooks `run_started`, `epoch_finished` and `run_finished` see). Where cells run, and
-with which options, is the executor's (`rkdbench.run.executor`)."""
+builds, shard, the console progress goes to, and the cells' predicted seconds), `CellOutcome` (one cell's status,
+run id and metrics) and `RunContext` (what the observer hooks `run_started`, `epoch_finished` and `run_finished`
+see). Where cells run, and with which options, is the executor's (`rkdbench.run.executor`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ class RunOptions:
     console: Any = None  # a rich Console, or None for silence
     data_dir: Path | None = None  # None: $RKDBENCH_DATA_DIR or ~/.cache/rkdbench/data (protocols' data_root wins)
     shard: tuple[int, int] = (0, 1)  # (index, count): deprecated; N workers on one store share the work
+    # cell key -> predicted wall seconds (None: no prediction), set by `run_suite` for the status line's ETA
+    predicted: Mapping[str, float | None] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """What a run prints: one-line messages (`say`), each training run's per-epoch progress (a live bar on a
 terminal, one line per epoch otherwise) and the suite status line after each cell. Every function takes the
-run's options (or anything with a `console`, a rich Console or None for silence)."""
+run's options (or anything with a `console`, a rich Console or None for silence). The status line's ETA uses the
+cells' predicted seconds where `run_suite` has them (`RunOptions.predicted`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..tracking import schema
@@ -68,10 +70,18 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f}m" if seconds >= 60 else f"{seconds:.0f}s"
 
 
-def suite_status(outcomes: list, total: int, seconds: list[float], parallel: int = 1) -> str:
-    """One line after each cell: counts by status, time spent, and an ETA from the mean time of the cells that
-    ran, with `parallel` cells running at once (an estimate: methods differ in cost, so it is least accurate early
-    in a mixed suite)."""
+def suite_status(
+    outcomes: list,
+    total: int,
+    seconds: list[float],
+    parallel: int = 1,
+    predicted: Mapping[str, float | None] | None = None,
+) -> str:
+    """One line after each cell: counts by status, time spent, and an ETA for the cells not yet ended, with
+    `parallel` cells running at once. `predicted` (cell key -> predicted seconds, None where there is none; every
+    cell of the `total`) gives the ETA as the remaining cells' predicted seconds over the parallelism (at least the
+    longest remaining cell), those without a prediction at the mean time of the cells that ran; without it, the
+    mean of the cells that ran (least accurate early in a mixed suite: methods differ in cost)."""
     counts = {status: sum(o.status == status for o in outcomes) for status in STATUSES}
     remaining = total - len(outcomes)
     extra = "".join(
@@ -83,7 +93,26 @@ def suite_status(outcomes: list, total: int, seconds: list[float], parallel: int
         f"suite: {len(outcomes)}/{total} cells ({counts['finished']} finished, {counts['skipped']} skipped, "
         f"{counts['failed']} failed{extra}), {_minutes(sum(seconds))} spent"
     )
-    if remaining and seconds:
-        rounds = -(-remaining // max(1, min(parallel, remaining)))  # ceil: cells still to run, `parallel` at a time
-        line += f", ~{_minutes(sum(seconds) / len(seconds) * rounds)} to go for {remaining} more"
+    usable = predicted if predicted is not None and len(predicted) == total else {}  # predictions of these cells
+    eta = _eta(outcomes, remaining, seconds, parallel, usable)
+    if remaining and eta:  # 0: only cells FINISHED before the run are left, skipped at once
+        line += f", ~{_minutes(eta)} to go for {remaining} more"
     return line
+
+
+def _eta(
+    outcomes: list, remaining: int, seconds: list[float], parallel: int, predicted: Mapping[str, float | None]
+) -> float | None:
+    mean = sum(seconds) / len(seconds) if seconds else None
+    ended = {o.cell.key for o in outcomes}
+    known = [s for key, s in predicted.items() if key not in ended and s is not None]
+    if not known:
+        if mean is None:
+            return None
+        rounds = -(-remaining // max(1, min(parallel, remaining)))  # ceil: cells still to run, `parallel` at a time
+        return mean * rounds
+    unknown = max(remaining - len(known), 0)
+    if unknown and mean is None:
+        return None  # cells nothing predicts and nothing has run to compare them with
+    work = sum(known) + unknown * (mean or 0.0)
+    return max(work / max(1, min(parallel, remaining)), max(known))

@@ -5,6 +5,7 @@ tags, and mark the run FINISHED. Everything is logged through the cell's journal
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -12,6 +13,7 @@ import torch
 from ..attacks.traits import CLEAN, HOST_COLUMNS
 from ..config import Cell
 from ..contracts.build import fresh_method
+from ..cost.calibration import device_identity
 from ..data import load_splits
 from ..errors import ConfigError
 from ..evaluation.evaluate import test_points
@@ -49,6 +51,7 @@ def _done_line(cell: Cell, metrics: dict[str, float], flags: list[str]) -> str:
 def train_and_evaluate(
     cell: Cell, tracker: JournaledTracker, options: RunOptions, run_id: str, workdir: Path, position: str
 ) -> CellOutcome:
+    started = time.perf_counter()
     protocol = cell.protocol
     device = pick_device(options.device or protocol.train.device)
     torch.manual_seed(cell.seed)  # model initialisation and the training attack's random starts
@@ -79,7 +82,10 @@ def train_and_evaluate(
         on_epoch=on_epoch,
         progress=progress,
     )
-    tracker.set_tags(run_id, {schema.DEVICE: str(device)})
+    tracker.set_tags(
+        run_id,
+        {schema.DEVICE: str(device), **schema.timing_tags(device_identity(device)["device"], torch.get_num_threads())},
+    )
     say(options, f"[bold]{position} {'resume' if trainer.resumes else 'train'}[/] {cell.label} [dim](run {run_id})[/]")
     pm.hook.run_started(run=context)
     try:
@@ -87,6 +93,7 @@ def train_and_evaluate(
     finally:
         if progress is not None:
             progress.close()
+    trained_at = time.perf_counter()
     tracker.set_tags(run_id, schema.training_tags(trained.precision, trained.channels_last))
     # the engine journals an epoch's metrics after its checkpoint: a kill in between leaves that epoch only in the
     # checkpoint's history, from which it is logged now (once: the journal then has it)
@@ -115,6 +122,9 @@ def train_and_evaluate(
         say(options, f"[yellow]{position} student specialization unavailable: {exc}[/]")
     metrics.update(trained.cost)
     metrics[schema.TRAIN_SECONDS] = sum(h[schema.TRAIN_EPOCH_SECONDS] for h in trained.history)
+    if not trained.resumed_from:  # this process ran the whole cell: its wall times predict the next of its kind
+        metrics[schema.CELL_TRAIN_SECONDS] = trained_at - started
+        metrics[schema.CELL_EVAL_SECONDS] = time.perf_counter() - trained_at
     tracker.log_metrics(run_id, metrics, step=protocol.train.epochs)
     per_example.to_parquet(workdir / "per_example.parquet", index=False)
     tracker.log_artifact(run_id, workdir / "per_example.parquet")

@@ -34,6 +34,9 @@ __all__ = [
     "experiment_tags",
     "cell_tags",
     "training_tags",
+    "timing_tags",
+    "CELL_TRAIN_SECONDS",
+    "CELL_EVAL_SECONDS",
     "evaluation_tags",
     "leaderboard_tags",
     "runs_filter",
@@ -90,6 +93,7 @@ PROTOCOL, PROTOCOL_HASH, PROTOCOL_OVERRIDES = tag("protocol"), tag("protocol_has
 METHOD, METHOD_VARIANT, STUDENT, TEACHER = tag("method"), tag("method_variant"), tag("student"), tag("teacher")
 PLUGIN, PLUGIN_VERSION, GIT_SHA = tag("plugin"), tag("plugin_version"), tag("git_sha")
 DEVICE, PRECISION, CHANNELS_LAST = tag("device"), tag("precision"), tag("channels_last")
+DEVICE_NAME, THREADS = tag("device_name"), tag("threads")
 TRANSFERABILITY, SPECIALIZATION = tag("transferability"), tag("specialization")
 MODEL, MODEL_SHA256, ARCHITECTURE = tag("model"), tag("model_sha256"), tag("architecture")
 SELECTION, RANKED_BY = tag("selection"), tag("ranked_by")
@@ -206,6 +210,19 @@ def training_tags(precision: str, channels_last: bool) -> dict[str, str]:
     """How a cell was trained (set after training; its DEVICE is tagged when training starts): the autocast
     precision the engine used and the memory format."""
     return {PRECISION: precision, CHANNELS_LAST: str(channels_last).lower()}
+
+
+def timing_tags(device_name: str, threads: int) -> dict[str, str]:
+    """What a cell's logged wall times depend on besides its work (set when training starts): the device's model
+    (GPU name, else CPU model) and the process's torch threads."""
+    return {DEVICE_NAME: device_name, THREADS: str(threads)}
+
+
+# A cell's wall seconds, logged with its final metrics when one process ran it from the start (never after a
+# resume, whose times would be partial): training (from the cell's setup to the last epoch) and evaluation (every
+# selection, diagnostics and specialization). Later predictions of cells of the same kind read them
+# (`rkdbench.cost.learned`).
+CELL_TRAIN_SECONDS, CELL_EVAL_SECONDS = "cell.train_seconds", "cell.eval_seconds"
 
 
 def evaluation_tags(

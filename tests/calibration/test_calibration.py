@@ -1,20 +1,26 @@
 """Calibrated wall-time predictions: the arithmetic of `predict_cell` on controlled entries, AutoAttack's two-part
-cost, and a short real `rkdbench calibrate` whose cache `--dry-run --json` turns into each cell's
-`predicted_seconds` (and the FLOP fallback, said as such, without one)."""
+cost, repetitions that disagree (injected: a busy machine's samples) flagged in one line, cached as doubtful with
+their spread and measured again by the next calibration, and a short real `rkdbench calibrate` whose cache
+`--dry-run --json` turns into each cell's `predicted_seconds` (and the FLOP fallback, said as such, without one)."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import torch
 
 from rkdbench.config import AttackEntry, load_suite
 from rkdbench.cost.calibration import (
+    AttackSample,
     Calibration,
     Linear,
+    Sampler,
+    TrainTiming,
     attack_key,
     attack_seconds,
+    calibrate_cells,
     device_identity,
     first_stage_spec,
     predict_cell,
@@ -110,6 +116,68 @@ steps = 2
     return str(suite)
 
 
+class Injected(Sampler):
+    """Measures nothing: gives the training step's repetitions it was made with (seconds per step) and quiet ones
+    for the attack and the per-point diagnostics, counting what was asked."""
+
+    def __init__(self, steps: list[float]) -> None:
+        self.steps, self.calls = steps, Counter()
+
+    def training(self, cell, device, steps, clock, repeats):
+        self.calls["training"] += 1
+        return [TrainTiming(step=s, val_point=0.001, epoch_rest=0.01) for s in self.steps]
+
+    def attack(self, *args):
+        self.calls["attack"] += 1
+        return [AttackSample(4, 0.10, 16, 0.20), AttackSample(4, 0.11, 16, 0.21), AttackSample(4, 0.10, 16, 0.20)]
+
+    def per_point(self, *args):
+        self.calls["per_point"] += 1
+        return [0.010, 0.010, 0.011]
+
+
+def test_repetitions_that_disagree_are_said_cached_as_doubtful_and_measured_again(tiny_suite):
+    cells = expand_cells(load_suite(tiny_suite))  # two seeds: one training combination
+    key = train_key(cells[0])
+    lines: list[str] = []
+    busy = Injected([0.084, 1.365, 0.090])  # one repetition 16x the others, as on the busy machine of issue 19
+    calibration = calibrate_cells(cells, CPU, Calibration.load(CPU), say=lines.append, sampler=busy)
+    assert busy.calls == {"training": 1, "attack": 1}  # not measured again for the second seed in the same call
+    assert calibration.train[key]["step"] == 0.090  # the median
+    assert calibration.spread[key] == {"repeats": 3, "spread": round((1.365 - 0.084) / 0.090, 4), "doubtful": True}
+    [doubt] = [line for line in lines if line.startswith("doubtful")]
+    assert doubt.startswith(
+        "doubtful: train pgd-at / cnn-tiny / none: 3 repetitions disagree (84, 1365, 90 ms/step: 1423% apart, "
+        "tolerance 30%"
+    )
+    assert "measured again by the next `rkdbench calibrate`" in doubt
+    [attack] = calibration.attack
+    assert calibration.spread[attack] == {"repeats": 3, "spread": 0.1, "doubtful": False}  # t1: 0.10-0.11
+    assert calibration.attack[attack]["all"] == pytest.approx({"fixed": 0.2 - 16 * 0.1 / 12, "per_point": 0.1 / 12})
+    assert Calibration.load(CPU).spread == calibration.spread  # the file carries each entry's spread
+
+    lines.clear()
+    quiet = Injected([0.084, 0.086, 0.085])
+    calibration = calibrate_cells(cells, CPU, Calibration.load(CPU), say=lines.append, sampler=quiet)
+    assert quiet.calls == {"training": 1}  # only the doubtful entry; the quiet attack entry stands
+    assert calibration.train[key]["step"] == 0.085 and not calibration.spread[key]["doubtful"]
+    assert not [line for line in lines if line.startswith("doubtful")]
+    # a tighter tolerance flags what the default let through
+    calibration = calibrate_cells(
+        cells, CPU, Calibration.load(CPU), redo=True, tolerance=0.01, say=lines.append, sampler=quiet
+    )
+    assert calibration.spread[key]["doubtful"]
+    assert any(line.startswith("doubtful: train") and "tolerance 1%" in line for line in lines)
+    # a doubt names the quantity whose repetitions were furthest apart: here the attack's batch of 4 points
+    assert any(
+        line.startswith(
+            "doubtful: attack pgd2 on cnn-tiny (batch 32): 3 repetitions disagree (0.1, 0.11, 0.1 s/batch of 4 points: "
+            "10% apart, tolerance 1%"
+        )
+        for line in lines
+    )
+
+
 def test_calibrate_then_dry_run_predicts_from_the_cache(tiny_suite, tmp_path, capsys):
     assert cli("run", tiny_suite, "--dry-run", "--json") == 0
     fallback = json.loads(capsys.readouterr().out)
@@ -118,10 +186,12 @@ def test_calibrate_then_dry_run_predicts_from_the_cache(tiny_suite, tmp_path, ca
     assert cli("run", tiny_suite, "--dry-run") == 0
     assert "fall back to the FLOP-based assumption" in capsys.readouterr().out
 
-    assert cli("calibrate", tiny_suite, "--steps", "1", "--points", "4") == 0
+    assert cli("calibrate", tiny_suite, "--steps", "1", "--points", "4", "--repeat", "2") == 0
     assert "calibration saved to" in capsys.readouterr().out
     calibration = Calibration.load(CPU, tmp_path / "calibration")
     assert calibration.identity == device_identity(CPU) and len(calibration.train) == 1  # both seeds: one combination
+    assert set(calibration.spread) == set(calibration.train) | set(calibration.attack)
+    assert {s["repeats"] for s in calibration.spread.values()} == {2}
     [step] = calibration.train.values()
     [attack] = calibration.attack.values()
     assert cli("run", tiny_suite, "--dry-run", "--json") == 0

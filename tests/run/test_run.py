@@ -15,6 +15,7 @@ from rkdbench.config import load_protocol, load_suite
 from rkdbench.contracts.build import fresh_method, method_of
 from rkdbench.data import Splits
 from rkdbench.run.cells import expand_cells
+from rkdbench.tracking import Tracker, schema
 from rkdbench.training.engine import Trainer, TrainSetup
 
 TINY = ["--set", "train.epochs=1", "--set", "eval.n_examples=6", "--set", "train.val_pgd_steps=1"]
@@ -93,6 +94,16 @@ def test_dry_run_and_training_build_no_further_method_object(tmp_path, counted, 
     summary = json.loads(capsys.readouterr().out)
     assert [cell["status"] for cell in summary["cells"]] == ["finished", "finished"]
     assert counted.built == 2  # one more expansion; neither cell's training built its own
+    # each cell logged its wall times: the next dry run on this store predicts its kind from them
+    runs = Tracker(tmp_path / "results").search_runs(schema.finished_cells())
+    assert len(runs) == 2
+    for run in runs:
+        assert run.data.metrics[schema.CELL_TRAIN_SECONDS] > 0 and run.data.metrics[schema.CELL_EVAL_SECONDS] > 0
+    assert {run.data.tags[schema.THREADS] for run in runs} == {str(torch.get_num_threads())}
+    assert _cli("run", suite, *TINY, "--dry-run", "--json", "--results", str(tmp_path / "results")) == 0
+    planned = json.loads(capsys.readouterr().out)["cells"]
+    assert [cell["predicted_seconds"]["source"] for cell in planned] == ["learned", "learned"]
+    assert planned[0]["predicted_seconds"]["basis"].startswith("2 finished runs on ")
 
 
 def _trainer(workdir, **settings) -> Trainer:

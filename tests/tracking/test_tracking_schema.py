@@ -158,6 +158,10 @@ def test_tags_of_each_kind_are_the_names_earlier_versions_wrote():
     }
     assert schema.training_tags("bf16", False) == {"rkdbench.precision": "bf16", "rkdbench.channels_last": "false"}
     assert schema.training_tags("fp32", True)["rkdbench.channels_last"] == "true"
+    assert schema.timing_tags("Intel(R) Xeon(R)", 2) == {
+        "rkdbench.device_name": "Intel(R) Xeon(R)",
+        "rkdbench.threads": "2",
+    }
     evaluation = schema.evaluation_tags(
         protocol="p",
         protocol_hash="h",

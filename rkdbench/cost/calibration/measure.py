@@ -1,6 +1,9 @@
 """Timing on this device: the engine's own `fit()` for a few short epochs on synthetic data of the dataset's
 shape, and each evaluation attack at two point counts through a wrapper no attack can break, so that every
-attack runs its full course on every point (seconds per batch = fixed + per point x points).
+attack runs its full course on every point (seconds per batch = fixed + per point x points). Every measurement
+is repeated (`repeat`): the median is cached with the repetitions' spread, and one whose repetitions disagree
+beyond the tolerance is cached as doubtful, said in one line, and measured again by the next calibration.
+`Sampler` takes the measurements; a test gives `calibrate_cells` its own samples through it.
 """
 
 from __future__ import annotations
@@ -9,8 +12,8 @@ import copy
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from torch import Tensor, nn
 from ...config import AttackEntry, Cell, Protocol
 from ...data import Splits
 from ...tracking.schema import TRAIN_EPOCH_SECONDS, VAL_SECONDS
+from ..repeat import REPEATS, TOLERANCE, doubt_line, judge
 from .store import (
     CLOCKS,
     Calibration,
@@ -34,7 +38,7 @@ from .store import (
     train_key,
 )
 
-EPOCHS = 3  # the first is warm-up; the median of the others is kept
+WARM_UP_EPOCHS = 1  # timed training runs this epoch first, then one epoch per repetition
 ROBUST_MARGIN = 10.0  # logit margin of the unbreakable wrapper (eps-balls move the scaled logits by far less)
 
 
@@ -77,10 +81,12 @@ def _seconds(fn: Callable[[], object], device: torch.device, clock: str) -> floa
     return CLOCKS[clock]() - started
 
 
-def measure_training(cell: Cell, device: torch.device, steps: int, clock: str = "wall") -> TrainTiming:
-    """Three epochs of `steps` steps of the engine's fit() on synthetic data; the first epoch is warm-up. The engine
-    times training and validation in wall time; with the CPU clock each epoch's parts are scaled by the epoch's
-    CPU / wall ratio (read at the end of every epoch)."""
+def measure_training(
+    cell: Cell, device: torch.device, steps: int, clock: str = "wall", repeats: int = REPEATS
+) -> list[TrainTiming]:
+    """One warm-up epoch, then `repeats` epochs, of `steps` steps of the engine's fit() on synthetic data: one
+    timing per repeated epoch. The engine times training and validation in wall time; with the CPU clock each
+    epoch's parts are scaled by the epoch's CPU / wall ratio (read at the end of every epoch)."""
     from ...contracts.build import fresh_method
     from ...plugins import create
     from ...training.build import build_trainer
@@ -88,7 +94,7 @@ def measure_training(cell: Cell, device: torch.device, steps: int, clock: str = 
     dataset = dataset_of(cell.protocol)
     data = copy.deepcopy(cell.protocol.data)
     batch = cell.protocol.train.batch_size
-    data["train"]["epochs"] = EPOCHS
+    data["train"]["epochs"] = WARM_UP_EPOCHS + repeats
     protocol = Protocol(cell.protocol.name, data, cell.protocol.source, cell.protocol.overrides)
     generator = torch.Generator().manual_seed(0)
     val_points = min(batch, 64)
@@ -129,12 +135,25 @@ def measure_training(cell: Cell, device: torch.device, steps: int, clock: str = 
                 (wall1 - wall0 - h[TRAIN_EPOCH_SECONDS] - h[VAL_SECONDS]) * scale,
             )
         )
-    measured = epochs[1:]
+    return [TrainTiming(step=e[0] / steps, val_point=e[1] / val_points, epoch_rest=e[2]) for e in epochs[1:]]
+
+
+def median_timing(samples: Sequence[TrainTiming]) -> TrainTiming:
     return TrainTiming(
-        step=statistics.median(e[0] for e in measured) / steps,
-        val_point=statistics.median(e[1] for e in measured) / val_points,
-        epoch_rest=max(statistics.median(e[2] for e in measured), 0.0),
+        step=statistics.median(s.step for s in samples),
+        val_point=statistics.median(s.val_point for s in samples),
+        epoch_rest=max(statistics.median(s.epoch_rest for s in samples), 0.0),
     )
+
+
+@dataclass(frozen=True)
+class AttackSample:
+    """One repetition of an attack's timing: seconds of one batch of `n1` and of `n2` points."""
+
+    n1: int
+    t1: float
+    n2: int
+    t2: float
 
 
 def measure_attack(
@@ -146,10 +165,11 @@ def measure_attack(
     batch_size: int,
     points: int,
     clock: str = "wall",
-) -> Linear:
+    repeats: int = REPEATS,
+) -> list[AttackSample]:
     """Seconds per batch of the attack on the unbreakable wrapper, at `points // 4` and `points` points (one batch
-    each): the two give its fixed cost per batch (AutoAttack's thousands of iterations cost Python time whatever
-    the batch) and its cost per point."""
+    each), `repeats` times after one warm-up run: the two give its fixed cost per batch (AutoAttack's thousands of
+    iterations cost Python time whatever the batch) and its cost per point (`median_line`)."""
     from ...evaluation.evaluate import run_attack
 
     wrapped = _Unbreakable(model, dataset.num_classes).to(device).eval()
@@ -159,14 +179,66 @@ def measure_attack(
     y = torch.zeros(n2, dtype=torch.long, device=device)
     run = lambda n: run_attack(wrapped, protocol, entry, x[:n], y[:n], batch_size=batch_size)  # noqa: E731
     wrapped(x[:n1].clone().requires_grad_()).sum().backward()  # warm-up (kernels, allocator); a full AutoAttack is not
-    return Linear.through(n1, _seconds(lambda: run(n1), device, clock), n2, _seconds(lambda: run(n2), device, clock))
+    return [
+        AttackSample(n1, _seconds(lambda: run(n1), device, clock), n2, _seconds(lambda: run(n2), device, clock))
+        for _ in range(repeats)
+    ]
 
 
-def _per_point(fn: Callable[[Tensor, Tensor], object], dataset, device: torch.device, points: int, clock: str) -> float:
+def median_line(samples: Sequence[AttackSample]) -> Linear:
+    """The fixed and per-point cost through the median seconds at each point count."""
+    first = samples[0]
+    return Linear.through(
+        first.n1, statistics.median(s.t1 for s in samples), first.n2, statistics.median(s.t2 for s in samples)
+    )
+
+
+def measure_per_point(
+    fn: Callable[[Tensor, Tensor], object],
+    dataset,
+    device: torch.device,
+    points: int,
+    clock: str = "wall",
+    repeats: int = REPEATS,
+) -> list[float]:
+    """Seconds per point of `fn(x, y)` on `points` random points, `repeats` times after a warm-up."""
     x = torch.rand(points, *dataset.input_shape, generator=torch.Generator().manual_seed(2)).to(device)
     y = torch.zeros(points, dtype=torch.long, device=device)
     fn(x[:2], y[:2])  # warm-up
-    return _seconds(lambda: fn(x, y), device, clock) / points
+    return [_seconds(lambda: fn(x, y), device, clock) / points for _ in range(repeats)]
+
+
+class Sampler:
+    """What `calibrate_cells` measures with: the real timings above. A test subclasses it to give injected
+    samples (a busy machine's, say) without a busy machine."""
+
+    def training(self, cell: Cell, device: torch.device, steps: int, clock: str, repeats: int) -> list[TrainTiming]:
+        return measure_training(cell, device, steps, clock, repeats)
+
+    def attack(
+        self,
+        protocol: Protocol,
+        entry: AttackEntry,
+        model: nn.Module,
+        dataset,
+        device: torch.device,
+        batch: int,
+        points: int,
+        clock: str,
+        repeats: int,
+    ) -> list[AttackSample]:
+        return measure_attack(protocol, entry, model, dataset, device, batch, points, clock, repeats)
+
+    def per_point(
+        self,
+        fn: Callable[[Tensor, Tensor], object],
+        dataset,
+        device: torch.device,
+        points: int,
+        clock: str,
+        repeats: int,
+    ) -> list[float]:
+        return measure_per_point(fn, dataset, device, points, clock, repeats)
 
 
 def calibrate_cells(
@@ -177,26 +249,49 @@ def calibrate_cells(
     steps: int = 5,
     points: int = 16,
     redo: bool = False,
+    repeats: int = REPEATS,
+    tolerance: float = TOLERANCE,
     say: Callable[[str], None] = lambda line: None,
+    sampler: Sampler | None = None,
 ) -> Calibration:
-    """Measure every combination of `cells` not yet in `calibration` (all of them with `redo`) and save it."""
+    """Measure every combination of `cells` not yet in `calibration`, or cached as doubtful (all of them with
+    `redo`), each `repeats` times, and save it: the medians, with each entry's spread; one line (`say`) for each
+    measurement whose repetitions are more than `tolerance` apart."""
     from ...attacks.base import preserved_rng
     from ...diagnostics.diagnose import diagnose
     from ...diagnostics.specialization import specialization_report
     from ...errors import ConfigError
     from ...evaluation.batching import CPU_BATCH_SIZE, choose_batch_size
 
+    sampler = sampler or Sampler()
     clock = calibration.identity["clock"]
+
+    measured: set[str] = set()  # this call's entries: a doubtful one is measured again by the next call, not now
+
+    def wanted(key: str, table: dict[str, Any]) -> bool:
+        return key not in measured and (redo or key not in table or calibration.doubtful(key))
+
+    def record(key: str, what: str, quantities: dict[str, list[float]]) -> None:
+        """Keep the entry's spread; one line when its repetitions disagree (quantities: unit -> samples)."""
+        spread, widest = judge(quantities, tolerance)
+        measured.add(key)
+        calibration.spread[key] = spread.as_dict()
+        if spread.doubtful:
+            say(doubt_line(what, quantities[widest], widest, spread, tolerance))
+
     for cell in cells:
         key = train_key(cell)
-        if redo or key not in calibration.train:
+        if wanted(key, calibration.train):
             with preserved_rng():
-                timing = measure_training(cell, device, steps, clock)
+                samples = sampler.training(cell, device, steps, clock, repeats)
+            timing = median_timing(samples)
             calibration.train[key] = asdict(timing)
+            what = f"train {cell.variant} / {cell.student} / {cell.teacher}"
             say(
-                f"train {cell.variant} / {cell.student} / {cell.teacher}: {timing.step * 1e3:.1f} ms/step, "
-                f"{timing.val_point * 1e3:.2f} ms/validation point, {timing.epoch_rest:.2f} s/epoch besides"
+                f"{what}: {timing.step * 1e3:.1f} ms/step, {timing.val_point * 1e3:.2f} ms/validation point, "
+                f"{timing.epoch_rest:.2f} s/epoch besides"
             )
+            record(key, what, {"ms/step": [s.step for s in samples]})
             calibration.save()
     protocol = cells[0].protocol
     dataset = dataset_of(protocol)
@@ -209,45 +304,53 @@ def calibrate_cells(
         )
         for label, attack in protocol.eval.attacks.items():
             key = attack_key(protocol, label, student, batch)
-            if not redo and key in calibration.attack:
+            if not wanted(key, calibration.attack):
                 continue
-            entry: dict[str, Any] = {
-                "batch_size": batch,
-                "all": asdict(measure_attack(protocol, attack, model, dataset, device, batch, points, clock)),
-            }
+            runs = {"all": sampler.attack(protocol, attack, model, dataset, device, batch, points, clock, repeats)}
             first = first_stage_spec(attack)
             if first is not None:
-                entry["first"] = asdict(measure_attack(protocol, first, model, dataset, device, batch, points, clock))
+                runs["first"] = sampler.attack(protocol, first, model, dataset, device, batch, points, clock, repeats)
+            entry: dict[str, Any] = {"batch_size": batch, **{k: asdict(median_line(v)) for k, v in runs.items()}}
             calibration.attack[key] = entry
+            what = f"attack {label} on {student} (batch {batch})"
             say(
-                f"attack {label} on {student} (batch {batch}): {entry['all']['per_point'] * 1e3:.1f} ms/point + "
-                f"{entry['all']['fixed']:.2f} s/batch for a point that stays robust"
+                f"{what}: {entry['all']['per_point'] * 1e3:.1f} ms/point + {entry['all']['fixed']:.2f} s/batch for "
+                f"a point that stays robust"
             )
+            quantities: dict[str, list[float]] = {}
+            for part, samples in runs.items():
+                stage = " (its first stage)" if part == "first" else ""
+                quantities[f"s/batch of {samples[0].n2} points{stage}"] = [s.t2 for s in samples]
+                quantities[f"s/batch of {samples[0].n1} points{stage}"] = [s.t1 for s in samples]
+            record(key, what, quantities)
             calibration.save()
         if protocol.eval.diagnostics:
             key = per_point_key("diagnostics", protocol, student)
-            if redo or key not in calibration.per_point:
+            if wanted(key, calibration.per_point):
                 wrapped = _Unbreakable(model, dataset.num_classes).to(device).eval()
-                calibration.per_point[key] = _per_point(
+                samples = sampler.per_point(
                     lambda x, y, wrapped=wrapped, batch=batch: diagnose(wrapped, protocol, x, y, batch_size=batch),
                     dataset,
                     device,
                     points,
                     clock,
+                    repeats,
                 )
+                calibration.per_point[key] = statistics.median(samples)
+                record(key, f"diagnostics on {student}", {"ms/point": samples})
         reference = protocol.header.teacher
         for teacher in sorted(
             {c.teacher for c in cells if c.student == student and c.teacher != "none"}
             | ({reference} if reference else set())
         ):
             key = per_point_key("specialization", protocol, student, teacher)
-            if not redo and key in calibration.per_point:
+            if not wanted(key, calibration.per_point):
                 continue
             card_arch = teacher_arch(teacher)
             teacher_net = _network(card_arch["architecture"], dataset, device, card_arch["kwargs"]).eval()
             try:
                 with preserved_rng():
-                    calibration.per_point[key] = _per_point(
+                    samples = sampler.per_point(
                         lambda x, y, teacher_net=teacher_net, model=model: specialization_report(
                             teacher_net, model, x, y, threat.eps, threat.norm
                         ),
@@ -255,8 +358,11 @@ def calibrate_cells(
                         device,
                         points,
                         clock,
+                        repeats,
                     )
             except ConfigError:  # architectures without stage views: the runner skips specialization too
-                calibration.per_point[key] = 0.0
+                samples = [0.0]
+            calibration.per_point[key] = statistics.median(samples)
+            record(key, f"specialization of {student} against {teacher}", {"ms/point": samples})
         calibration.save()
     return calibration

@@ -19,6 +19,7 @@ class Prediction:
     train: float
     eval: float
     parts: dict[str, float]
+    keys: tuple[str, ...] = ()  # the calibration entries it was computed from
 
     @property
     def total(self) -> float:
@@ -69,6 +70,7 @@ def predict_cell(
     cfg, train = protocol.eval, protocol.train
     if timing is None:
         return None
+    keys = [train_key(cell)]
     n_train, n_val, n_test = split_sizes
     epochs, batch = train.epochs, train.batch_size
     parts = {
@@ -79,32 +81,40 @@ def predict_cell(
     n = cfg.n_examples or n_test
     selections = evaluations or len(cfg.selections)
     for label in cfg.attacks:
-        entry = _attack_entry(calibration, protocol, label, cell.student)
-        if entry is None:
+        found = _attack_entry(calibration, protocol, label, cell.student)
+        if found is None:
             return None
+        key, entry = found
+        keys.append(key)
         parts[f"eval.{label}"] = selections * attack_seconds(entry, n, cfg.chunk_size, *accuracy)
     if cfg.diagnostics:
-        per_point = calibration.per_point.get(per_point_key("diagnostics", protocol, cell.student))
+        key = per_point_key("diagnostics", protocol, cell.student)
+        per_point = calibration.per_point.get(key)
         if per_point is None:
             return None
+        keys.append(key)
         parts["eval.diagnostics"] = n * per_point
     reference = cell.reference_teacher
     if specialization and reference:
-        per_point = calibration.per_point.get(per_point_key("specialization", protocol, cell.student, reference))
+        key = per_point_key("specialization", protocol, cell.student, reference)
+        per_point = calibration.per_point.get(key)
         if per_point is None:
             return None
+        keys.append(key)
         parts["eval.specialization"] = n * per_point
     train_total = sum(v for k, v in parts.items() if k.startswith("train."))
-    return Prediction(train=train_total, eval=sum(parts.values()) - train_total, parts=parts)
+    return Prediction(train=train_total, eval=sum(parts.values()) - train_total, parts=parts, keys=tuple(keys))
 
 
-def _attack_entry(calibration: Calibration, protocol: Protocol, label: str, student: str) -> dict[str, Any] | None:
-    """The entry measured for this attack and student at whichever batch size calibration used (the protocol's, or
-    the one chosen from free memory there)."""
+def _attack_entry(
+    calibration: Calibration, protocol: Protocol, label: str, student: str
+) -> tuple[str, dict[str, Any]] | None:
+    """The key and entry measured for this attack and student at whichever batch size calibration used (the
+    protocol's, or the one chosen from free memory there)."""
     configured = protocol.eval.batch_size
     sizes = [configured] if configured else sorted({int(e["batch_size"]) for e in calibration.attack.values()})
     for size in sizes:
-        entry = calibration.attack.get(attack_key(protocol, label, student, size))
-        if entry is not None:
-            return entry
+        key = attack_key(protocol, label, student, size)
+        if key in calibration.attack:
+            return key, calibration.attack[key]
     return None

@@ -1,6 +1,8 @@
 """The calibration store: per-device timings (`Calibration`, cached as JSON per device, torch version and thread
 count in `$RKDBENCH_CALIBRATION_DIR`), the linear cost model of an attack batch and the keys that name what was
-timed (a training setup, an attack at a batch size, a per-point diagnostic).
+timed (a training setup, an attack at a batch size, a per-point diagnostic). Each entry's repetitions are kept
+beside it (`spread`, by the entry's key): how many, how far apart, and whether they disagreed beyond the tolerance
+`rkdbench calibrate` was given (`doubtful`: measured again by the next `calibrate`, and said by `--dry-run`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Any
 
 import torch
 
+from ...atomic import write_text_atomic
 from ...attacks.traits import AttackEntry, attack_plugins, first_stage
 from ...config import Cell, Protocol, canonical_hash
 from ..benchmarking import cpu_model
 
 FORMAT = 1
+TABLES = ("train", "attack", "per_point", "spread")  # `spread` is absent from files written before repetitions
 
 
 def calibration_dir() -> Path:
@@ -92,6 +96,7 @@ class Calibration:
     attack: dict[str, dict[str, Any]] = field(default_factory=dict)
     per_point: dict[str, float] = field(default_factory=dict)  # specialization, diagnostics: seconds per point
     path: Path | None = None
+    spread: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry key -> {repeats, spread, doubtful}
 
     @classmethod
     def load(cls, device: torch.device, folder: Path | None = None, clock: str = "wall") -> Calibration:
@@ -100,7 +105,7 @@ class Calibration:
         if path.is_file():
             data = json.loads(path.read_text())
             if data.get("format") == FORMAT and data.get("identity") == identity:
-                return cls(identity, data["train"], data["attack"], data["per_point"], path)
+                return cls(identity, data["train"], data["attack"], data["per_point"], path, data.get("spread", {}))
         return cls(identity, path=path)
 
     def save(self) -> Path:
@@ -113,10 +118,10 @@ class Calibration:
             except (OSError, ValueError):
                 data = {}
             if data.get("format") == FORMAT and data.get("identity") == self.identity:
-                for name in ("train", "attack", "per_point"):
-                    setattr(self, name, {**data[name], **getattr(self, name)})
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(
+                for name in TABLES:
+                    setattr(self, name, {**data.get(name, {}), **getattr(self, name)})
+        write_text_atomic(
+            self.path,
             json.dumps(
                 {
                     "format": FORMAT,
@@ -124,17 +129,21 @@ class Calibration:
                     "train": self.train,
                     "attack": self.attack,
                     "per_point": self.per_point,
+                    "spread": self.spread,
                 },
                 indent=1,
                 sort_keys=True,
-            )
+            ),
         )
-        tmp.replace(self.path)
         return self.path
 
     @property
     def empty(self) -> bool:
         return not (self.train or self.attack)
+
+    def doubtful(self, key: str) -> bool:
+        """Whether the entry's repetitions disagreed when it was measured."""
+        return bool(self.spread.get(key, {}).get("doubtful"))
 
 
 # ---- keys: what a measurement depends on -----------------------------------------------------------------------
