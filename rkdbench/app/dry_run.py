@@ -14,7 +14,14 @@ from typing import Any
 
 import click
 
-__all__ = ["DryRunRequest", "print_dry_run", "CalibrateRequest", "calibrate_suite"]
+__all__ = [
+    "DryRunRequest",
+    "print_dry_run",
+    "teacher_architectures",
+    "echo_teacher_status",
+    "CalibrateRequest",
+    "calibrate_suite",
+]
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,7 @@ class DryRunRequest:
     as_json: bool = False
 
 
-def _teacher_architectures(cards: dict[str, Any]) -> dict[str, tuple[str, tuple]]:
+def teacher_architectures(cards: dict[str, Any]) -> dict[str, tuple[str, tuple]]:
     """teacher id -> (architecture, hashable arch kwargs): what the cost model keys teacher passes on."""
     return {
         t: (
@@ -55,7 +62,7 @@ def print_dry_run(request: DryRunRequest) -> None:
     tflops = request.gpu_tflops or DEFAULT_GPU_TFLOPS
     teacher_ids = sorted({t for c in cells for t in [c.teacher, *c.extra_teachers.values()] if t != "none"})
     cards = {t: create("teacher", t) for t in teacher_ids}
-    arch = _teacher_architectures(cards)
+    arch = teacher_architectures(cards)
     target = pick_device(request.device or protocol.train.device)
     plans, calibration = plan_cells(cells, model_dir, sizes, target) if sizes is not None else ([], None)
     echo = (lambda line: None) if request.as_json else click.echo
@@ -112,7 +119,7 @@ def print_dry_run(request: DryRunRequest) -> None:
                 f"cells: they fall back to the FLOP-based assumption; run `rkdbench calibrate {suite.name}` "
                 f"on this device to measure them"
             )
-    missing = _echo_teacher_status(cards, model_dir, echo)
+    missing = echo_teacher_status(cards, model_dir, echo)
     if request.as_json:
         click.echo(
             json.dumps(
@@ -131,7 +138,7 @@ def print_dry_run(request: DryRunRequest) -> None:
         )
 
 
-def _echo_teacher_status(cards: dict[str, Any], model_dir: Path, echo) -> list[str]:
+def echo_teacher_status(cards: dict[str, Any], model_dir: Path, echo) -> list[str]:
     """Say which teacher files are missing (or all present); returns the ids not present."""
     from ..teachers.model_dir import member_paths, missing_teacher_message, teacher_status
 

@@ -87,7 +87,7 @@ def check_store_for_cluster(tracking_uri: str, alive_nodes: int, cluster: str) -
 
 def ensure_experiments(tracker: Tracker, cells: list[Cell]) -> None:
     """Create each protocol's experiment once, on the driver, rather than raced by the first workers."""
-    for protocol in {cell.protocol.experiment_name: cell.protocol for cell in cells}.values():
+    for protocol in {cell.home.experiment_name: cell.home for cell in cells}.values():
         protocol_experiment(tracker, protocol)
 
 
@@ -154,7 +154,7 @@ def wait_until_stopped(tracker: Tracker, cells: list[Cell], timeout: float) -> N
     the job with the runs still RUNNING, so wait (bounded) until none of them is."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = [tracker.find_run(protocol_experiment(tracker, cell.protocol), cell.key) for cell in cells]
+        runs = [tracker.find_run(protocol_experiment(tracker, cell.home), cell.key) for cell in cells]
         if not any(run is not None and run.info.status == "RUNNING" for run in runs):
             return
         time.sleep(0.5)

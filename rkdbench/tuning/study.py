@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,8 +35,10 @@ from typing import Any
 from ..config.files import canonical_hash
 from ..config.protocol import SECTIONS, TUNABLE
 from ..config.space import Space, space_hash
+from ..config.suite import trial_key as trial_cell_key
 from ..config.tune import check_contains
 from ..errors import ConfigError
+from ..tracking.schema import tag
 from .budget import check_budget
 from .samplers import make_pruner, make_sampler, optuna_experimental, sampler_record
 
@@ -56,13 +59,16 @@ __all__ = [
     "claim",
     "tally",
     "requeue_failed",
+    "draw",
+    "fail_stale_trials",
     "run_trials",
     "finished_trials",
     "best_trial",
 ]
 
-ORIGIN = "rkdbench.origin"  # user attribute: "defaults" on trial 0 (and its retries, which copy user attributes)
-VERDICT = "rkdbench.verdict"  # user attribute of a trial that ran nothing: "surplus" or "duplicate"
+# Optuna user attributes, named like the harness's tags (`schema.tag`: no other module spells the prefix)
+ORIGIN = tag("origin")  # user attribute: "defaults" on trial 0 (and its retries, which copy user attributes)
+VERDICT = tag("verdict")  # user attribute of a trial that ran nothing: "surplus" or "duplicate"
 DEFAULTS_ORIGIN = "defaults"
 RETRIED_FROM = "failed_trial"  # the system attribute Optuna's retry callback sets (the original trial's number)
 
@@ -112,6 +118,12 @@ def study_space(protocol: Any, method_cls: type) -> dict[str, Any]:
     return {**protocol.tune.space, **method_cls.space}
 
 
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    return math.isclose(a, b, rel_tol=1e-9) if isinstance(a, float) else bool(a == b)
+
+
 def trial_zero(protocol: Any, method_params: Mapping[str, Any], space: Space) -> dict[str, Any]:
     """The configured value of every searched parameter (the official recipe, with the suite's settings), refused with
     one ConfigError line when the space does not contain it."""
@@ -126,16 +138,12 @@ def trial_zero(protocol: Any, method_params: Mapping[str, Any], space: Space) ->
 
 def split_params(params: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
     """A trial's values as (protocol overrides `train.lr = ...`, method overrides `temperature = ...`); values equal to
-    `base` (trial 0's) are left out, so that one configuration always maps to one cell key."""
+    `base` (trial 0's) are left out, so that one configuration always maps to one cell key. A float within 1e-9
+    (relative) of trial 0's counts as equal: the centre of a log range, exp((log a + log b) / 2), comes back with a
+    last-bit error, and would otherwise be a configuration, and a protocol, of its own."""
     base = base or {}
-    changed = {k: v for k, v in params.items() if k not in base or base[k] != v or type(base[k]) is not type(v)}
+    changed = {k: v for k, v in params.items() if k not in base or not _same(base[k], v)}
     return {k: v for k, v in changed.items() if "." in k}, {k: v for k, v in changed.items() if "." not in k}
-
-
-def trial_cell_key(study_name: str, cell_key: str) -> str:
-    """The key of a trial's cell: its configuration's cell key (which holds the sampled values) within its study.
-    A trial trains and validates but never reads the test split, so it is not the ordinary cell of that key."""
-    return canonical_hash({"kind": "trial", "study": study_name, "cell": cell_key})
 
 
 def origin(trial: Any) -> str:
@@ -206,9 +214,9 @@ def open_study(storage: Any, identity: StudyIdentity, defaults: Mapping[str, Any
             study = optuna.load_study(study_name=identity.name, storage=storage, sampler=sampler, pruner=pruner)
         else:
             for key, value in {
-                "rkdbench.identity": identity.as_dict(),
-                "rkdbench.space": {name: dist.to_toml() for name, dist in identity.space.items()},
-                "rkdbench.sampler": sampler_record(identity.sampler, identity.seed),
+                tag("identity"): identity.as_dict(),
+                tag("space"): {name: dist.to_toml() for name, dist in identity.space.items()},
+                tag("sampler"): sampler_record(identity.sampler, identity.seed),
             }.items():
                 study.set_user_attr(key, value)
         if not any(origin(t) == DEFAULTS_ORIGIN for t in study.get_trials(deepcopy=False)):
@@ -275,17 +283,27 @@ class _Quiet(logging.Filter):
         return not any(message.startswith(f"Trial {n} failed ") for n in self.numbers)
 
 
-def _objective(trial: Any, space: Space, budget: int, evaluate: Callable[[TrialRun], float], quiet: _Quiet) -> float:
+def draw(trial: Any, space: Space, budget: int) -> TrialRun | Verdict:
+    """A new trial's verdict (`claim`) and, if it may run, all its values: a `TrialRun`; else the verdict, recorded
+    on the trial (`VERDICT`), which its caller ends FAILED having run nothing. Used by `run_trials` in each worker and
+    by a driver that asks trials itself (`rkdbench tune`, `tuning.trials`)."""
     trials = trial.study.get_trials(deepcopy=False)
     verdict = claim(trials, trial.number, budget)
     if verdict is not Verdict.RUN:
         trial.set_user_attr(VERDICT, verdict.value)
-        quiet.numbers.add(trial.number)
-        raise _RanNothing(f"trial {trial.number} runs nothing: {verdict.value} (budget {budget})")
+        return verdict
     # every value is drawn before anything runs, so a retry of this trial has them all and maps to the same cell
     params = {name: space[name].suggest(trial, name) for name in sorted(space)}
     mine = next(t for t in trials if t.number == trial.number)
-    return float(evaluate(TrialRun(trial, params, origin(mine))))
+    return TrialRun(trial, params, origin(mine))
+
+
+def _objective(trial: Any, space: Space, budget: int, evaluate: Callable[[TrialRun], float], quiet: _Quiet) -> float:
+    drawn = draw(trial, space, budget)
+    if isinstance(drawn, Verdict):
+        quiet.numbers.add(trial.number)
+        raise _RanNothing(f"trial {trial.number} runs nothing: {drawn.value} (budget {budget})")
+    return float(evaluate(drawn))
 
 
 def run_trials(
@@ -325,7 +343,7 @@ def run_trials(
     optuna_log.addFilter(quiet)
     try:
         while True:
-            _fail_stale_trials(study)
+            fail_stale_trials(study)
             tallied = tally(study.get_trials(deepcopy=False))
             if tallied.finished >= budget or (full(tallied) and not wait):
                 return tallied
@@ -337,7 +355,7 @@ def run_trials(
         optuna_log.removeFilter(quiet)
 
 
-def _fail_stale_trials(study: Any) -> None:
+def fail_stale_trials(study: Any) -> None:
     """Optuna's `fail_stale_trials` (which `optimize` also calls before each trial): stale trials are failed and, by
     the storage's callback, re-queued."""
     from optuna.storages import fail_stale_trials
