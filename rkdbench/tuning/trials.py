@@ -1,32 +1,24 @@
-"""Trials as cells: how `rkdbench tune` runs every study of a suite through the executors of `rkdbench run`, then
-the selected configurations as ordinary cells.
+"""Trials as cells: `rkdbench tune` runs every study of a suite through the executors of `rkdbench run`, then the
+selected configurations as ordinary cells.
 
-**Studies.** `plan_studies` plans one study per (method, student, teacher) of the suite (`plan.plan_study`: every
-option checked before anything is created) and keeps the suite's cells of each: the official configuration, one cell
-per seed. A trial trains with the study's seed (`[tune] seed` / `--seed`, also the sampler's: it is in the study's
-identity), so trial 0 trains exactly the official cell of that seed, and never touches the test split.
+**Rounds.** The driver (the `rkdbench tune` process) asks Optuna for trials itself: per unfinished study it fails
+stale trials and re-queues interrupted ones, asks for the trials left (queued retries first; every one at once for a
+sampler that does not adapt to results, `qmc` and `random`, else `ceil(parallelism / studies)` per round so that TPE
+sees earlier rounds), lets `study.draw` claim each (the exactly-N rule of `tuning.study`) and turns it into its cell
+(`trial_cell`: the values that differ from trial 0's as overrides of the official cell of the study's seed, and a
+`TrialSpec`, so its key is its configuration's within its study). `executor.run` runs the round's cells as any
+suite's (this process, local workers, Ray tasks): the lease, journal and resume of `run_cell` make each exactly-once.
+While they run, the driver beats its trials' heartbeat (Optuna beats only inside `study.optimize`): a killed driver's
+trials go stale and are re-queued with their values by the next driver, and map to the same cells, which resume or
+are found finished. Then each trial is told what its cell's run holds: the objective at its last epoch, PRUNED when
+its pruner stopped it (`PruningReporter`, in the worker), FAIL when the cell failed (retried; after
+`Heartbeat.max_retry` failures in a row the study is given up for this invocation).
 
-**Rounds.** The driver (the `rkdbench tune` process) asks Optuna for trials itself and hands them to the executor as
-cells, round after round: in each round, for every unfinished study, it fails stale trials and re-queues interrupted
-ones (`study.fail_stale_trials`, `requeue_failed`), asks up to `ceil(parallelism / unfinished studies)` trials (the
-queued retries first; TPE sees every earlier round), lets `study.draw` claim each (exactly N finished trials over any
-number of drivers: the rule of `tuning.study`), and turns each claimed trial into its cell (`trial_cell`: the
-values that differ from trial 0's as protocol and method overrides of the official cell, and a `TrialSpec`, so its
-key is its configuration's within its study). `executor.run` runs the round's cells like any suite's: local worker
-processes, Ray tasks, this process; the lease, journal and resume of `run_cell` make each trial's cell exactly-once
-and a killed one resume in the same MLflow run. While a round runs, the driver beats the heartbeat of its trials
-(Optuna beats only inside `study.optimize`); a driver killed stops beating, and another driver (or its restart) fails
-the stale trials, which Optuna re-queues with the same values: they map to the same cells, which resume or are found
-finished. After the round, each trial is told the result its cell's run holds: the objective at its last epoch
-(`objective.objective_value` of the run's validation history), PRUNED when its pruner stopped it (`PruningReporter`,
-used inside the worker), FAIL when the cell failed (re-queued next round, at most `Heartbeat.max_retry` times in a
-row before the study is given up for this invocation).
-
-**Selection.** `select` takes the best trial (`study.best_trial`: ties go to trial 0, the official recipe) and
-builds the selected configuration's cells with the suite's seeds (trial 0 selected: exactly the official cells), and
-`record_study` logs the study as one run of kind `study` in the suite protocol's experiment (budget, trials, sampler,
-the selected values and cells, the finished trials' values as the metric history `study.trial_value`, the epochs and
-seconds they trained): what the tuned leaderboard reads.
+**Selection.** `select` takes the best trial (ties go to trial 0, the official recipe) and builds its configuration's
+cells with the suite's seeds (trial 0: exactly the official cells); `record_study` logs the study as a run of kind
+`study` in the suite protocol's experiment (budget, sampler, the selected values and cells, the complete trials'
+values as the metric history `study.trial_value`, the epochs and seconds the trials trained): the tuned leaderboard's
+source.
 """
 
 from __future__ import annotations
@@ -58,7 +50,7 @@ from ..run.progress import say
 from ..tracking import Tracker, git_sha, schema
 from .objective import objective_value
 from .plan import StudyPlan, plan_study
-from .samplers import make_pruner
+from .samplers import SAMPLERS, make_pruner
 from .storage import Heartbeat, open_storage, storage_lock
 from .study import (
     TrialRun,
@@ -291,7 +283,8 @@ def _finished(optuna_study: Any, study: TuningStudy) -> int:
 def _ask(
     active: list[TuningStudy], opened: dict[str, Any], storage: Any, url: str, per_study: int, max_retry: int
 ) -> list[_Asked]:
-    """This round's trials: per active study, up to `per_study` of its free slots (queued retries first)."""
+    """This round's trials: per active study, its free slots (queued retries first), at most `per_study` of them
+    for an adaptive sampler."""
     from optuna.trial import TrialState
 
     asked = []
@@ -300,7 +293,8 @@ def _ask(
         fail_stale_trials(optuna_study)
         requeue_failed(optuna_study, max_retry)
         counted = tally(optuna_study.get_trials(deepcopy=False))
-        for _ in range(min(per_study, counted.free(study.plan.budget) + counted.waiting)):
+        left = counted.free(study.plan.budget) + counted.waiting
+        for _ in range(min(per_study, left) if SAMPLERS[study.plan.identity.sampler].adaptive else left):
             with warnings.catch_warnings():  # the driver beats the heartbeat itself (`_beating`)
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
                 trial = optuna_study.ask()
@@ -332,7 +326,10 @@ def _run_round(
     """Run the round's cells (each key once: trials with equal values share a cell) and tell every trial."""
     from optuna.trial import TrialState
 
-    cells = list({a.cell.key: a.cell for a in asked}.values())
+    unique: dict[str, Cell] = {}
+    for a in asked:  # the lowest-numbered trial's cell runs a shared configuration (trial 0's: the official one)
+        unique.setdefault(a.cell.key, a.cell)
+    cells = list(unique.values())
     say(options, f"[bold]tuning round[/]: {len(asked)} trial{'s' if len(asked) != 1 else ''}, {len(cells)} cells")
     try:
         with _beating(storage, [a.trial._trial_id for a in asked], heartbeat.interval):
