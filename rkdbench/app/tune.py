@@ -314,6 +314,12 @@ def _print_plan(request: TuneRequest, suite: Any, studies: list, cells: list, ur
         + (f" on {calibration.identity['device']}" if calibration is not None and not calibration.empty else "")
         + ("; with --pruner asha, an upper bound (pruned trials stop early)" if plan.identity.pruner != "none" else "")
     )
+    uncalibrated = sum(plan.prediction is None for plan in plans)
+    if uncalibrated:
+        echo(
+            f"no calibration on {target.type} for {uncalibrated} of {len(plans)} cells: priced from FLOPs at "
+            f"{tflops:g} sustained TFLOP/s (--gpu-tflops); `rkdbench calibrate {suite.name}` here measures them"
+        )
     missing = echo_teacher_status(cards, request.options.model_dir, echo)
     if request.as_json:
         click.echo(

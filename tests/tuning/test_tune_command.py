@@ -301,3 +301,36 @@ def test_pruned_trials_stop_early_count_in_the_budget_and_report_their_epochs(tm
     assert cli("leaderboard", "--results", str(results), "--tuned", "--format", "md", "--no-log-to-mlflow") == 0
     board = capsys.readouterr().out
     assert "tuning epochs" in board and "official (trial 0)" in board
+
+
+def test_dashboard_serves_the_study_storage_on_loopback_only(tmp_path):
+    pytest.importorskip("optuna_dashboard")
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    results = tmp_path / "results"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rkdbench.cli", "tune", "--dashboard", "--results", str(results), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.communicate()[0][-2000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as answer:
+                    assert json.loads(answer.read())["study_summaries"] == []
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+        assert listening.strip() and all("127.0.0.1:" in line for line in listening.strip().splitlines())
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
