@@ -364,23 +364,24 @@ def fail_stale_trials(study: Any) -> None:
         fail_stale_trials(study)
 
 
-def finished_trials(study: Any) -> list[Any]:
+def finished_trials(study: Any, budget: int | None = None) -> list[Any]:
     """The finished (COMPLETE or PRUNED) trials, one per origin (the lowest-numbered), in number order: what the
-    budget counts, and the scores of the budget curve (COMPLETE ones)."""
+    budget counts, and the scores of the budget curve (COMPLETE ones); with `budget`, the first `budget` of them (a
+    study that a larger budget extended earlier compares equally at a smaller one)."""
     finished_states, _ = _states()
     kept: dict[str, Any] = {}
     for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         if trial.state in finished_states:
             kept.setdefault(origin(trial), trial)
-    return list(kept.values())
+    return list(kept.values())[:budget]
 
 
-def best_trial(study: Any) -> Any:
-    """The selected configuration: the COMPLETE trial with the highest value; ties go to the lower number, so the
-    official recipe (trial 0) wins a tie. ConfigError if no trial has completed."""
+def best_trial(study: Any, budget: int | None = None) -> Any:
+    """The selected configuration: the COMPLETE trial with the highest value (among the first `budget` finished);
+    ties go to the lower number, so the official recipe (trial 0) wins a tie. ConfigError if no trial has completed."""
     from optuna.trial import TrialState
 
-    complete = [t for t in finished_trials(study) if t.state == TrialState.COMPLETE]
+    complete = [t for t in finished_trials(study, budget) if t.state == TrialState.COMPLETE]
     if not complete:
         raise ConfigError(f"study {study.study_name!r} has no completed trial yet; run `rkdbench tune` first")
     return max(complete, key=lambda t: (t.value, -t.number))

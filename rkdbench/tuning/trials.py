@@ -270,7 +270,7 @@ def run_studies(
         _run_round(asked, executor, tracker, options, storage, heartbeat, failures, results)
     for study in studies:
         result = results[study.name]
-        result.finished = _finished(opened[study.name], study)
+        result.finished = min(_finished(opened[study.name], study), study.plan.budget)
         if not result.error:
             result.best, result.selected = select(study, opened[study.name])
     return [results[s.name] for s in studies]
@@ -377,9 +377,9 @@ def _order(metric: Any) -> tuple[int, int]:
 
 
 def select(study: TuningStudy, optuna_study: Any) -> tuple[Any, list[Cell]]:
-    """The best trial and the selected configuration's cells, one per seed of the suite (trial 0: the official
-    cells themselves)."""
-    best = best_trial(optuna_study)
+    """The best of the study's first `budget` finished trials and the selected configuration's cells, one per seed
+    of the suite (trial 0: the official cells themselves)."""
+    best = best_trial(optuna_study, study.plan.budget)
     protocol_set, method_set = split_params(best.params, study.plan.defaults)
     return best, [configured_cell(cell, protocol_set, method_set) for cell in study.cells]
 
@@ -446,7 +446,7 @@ def _log_study(result: StudyResult, optuna_study: Any, tracker: Tracker, experim
             **{f"trial0.{name}": value for name, value in study.plan.defaults.items()},
         },
     )
-    finished = finished_trials(optuna_study)
+    finished = finished_trials(optuna_study, study.plan.budget)
     epochs, seconds, devices = 0.0, 0.0, set()
     for trial in finished:
         cell = trial_cell(study, trial.params, trial.number)
