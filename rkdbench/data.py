@@ -23,6 +23,7 @@ from .errors import ConfigError
 
 __all__ = [
     "Splits",
+    "SealedSplit",
     "HeldOutDataset",
     "AUGMENTATIONS",
     "augment",
@@ -36,18 +37,36 @@ __all__ = [
 Pair = tuple[Tensor, Tensor]
 
 
+class SealedSplit:
+    """A split that must not be read (the test split while tuning): any use of it raises, naming why."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def _refuse(self, *_: Any) -> Any:
+        raise RuntimeError(f"the test split is sealed: {self.why}")
+
+    __getitem__ = __iter__ = __len__ = _refuse
+
+
 @dataclass
 class Splits:
-    """Fixed train / val / test tensors; `test` is in file order (evaluation takes the first n)."""
+    """Fixed train / val / test tensors; `test` is in file order (evaluation takes the first n), or sealed."""
 
     train: Pair
     val: Pair
-    test: Pair
+    test: Pair | SealedSplit
     num_classes: int
 
     def to(self, device: torch.device | str) -> Splits:
-        move = lambda p: (p[0].to(device), p[1].to(device))  # noqa: E731
+        move = lambda p: p if isinstance(p, SealedSplit) else (p[0].to(device), p[1].to(device))  # noqa: E731
         return Splits(move(self.train), move(self.val), move(self.test), self.num_classes)
+
+    def sealed(self) -> Splits:
+        """These splits without the test split: a tuning trial selects on validation only (`rkdbench tune`)."""
+        return Splits(
+            self.train, self.val, SealedSplit("a tuning trial reads only train and validation"), self.num_classes
+        )
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -18,7 +18,14 @@ import click
 
 from ..cost.repeat import REPEATS, TOLERANCE
 
-__all__ = ["DryRunRequest", "print_dry_run", "CalibrateRequest", "calibrate_suite"]
+__all__ = [
+    "DryRunRequest",
+    "print_dry_run",
+    "teacher_architectures",
+    "echo_teacher_status",
+    "CalibrateRequest",
+    "calibrate_suite",
+]
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,7 @@ class DryRunRequest:
     results: Path | None = None
 
 
-def _teacher_architectures(cards: dict[str, Any]) -> dict[str, tuple[str, tuple]]:
+def teacher_architectures(cards: dict[str, Any]) -> dict[str, tuple[str, tuple]]:
     """teacher id -> (architecture, hashable arch kwargs): what the cost model keys teacher passes on."""
     return {
         t: (
@@ -61,7 +68,7 @@ def print_dry_run(request: DryRunRequest) -> None:
     tflops = request.gpu_tflops or DEFAULT_GPU_TFLOPS
     teacher_ids = sorted({t for c in cells for t in [c.teacher, *c.extra_teachers.values()] if t != "none"})
     cards = {t: create("teacher", t) for t in teacher_ids}
-    arch = _teacher_architectures(cards)
+    arch = teacher_architectures(cards)
     target = pick_device(request.device or protocol.train.device)
     echo = (lambda line: None) if request.as_json else click.echo
     plans, calibration = plan_cells(cells, model_dir, sizes, target, learned=_learned(request, echo))
@@ -113,7 +120,7 @@ def print_dry_run(request: DryRunRequest) -> None:
                 f"cells: they fall back to the FLOP-based assumption; run `rkdbench calibrate {suite.name}` "
                 f"on this device to measure them"
             )
-    missing = _echo_teacher_status(cards, model_dir, echo)
+    missing = echo_teacher_status(cards, model_dir, echo)
     if request.as_json:
         click.echo(
             json.dumps(
@@ -190,7 +197,7 @@ def _echo_prediction_summary(plans: list, calibration, predicted: float, echo) -
             echo(f"  {basis}")
 
 
-def _echo_teacher_status(cards: dict[str, Any], model_dir: Path, echo) -> list[str]:
+def echo_teacher_status(cards: dict[str, Any], model_dir: Path, echo) -> list[str]:
     """Say which teacher files are missing (or all present); returns the ids not present."""
     from ..teachers.model_dir import member_paths, missing_teacher_message, teacher_status
 

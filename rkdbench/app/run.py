@@ -17,7 +17,7 @@ import click
 from ..errors import ConfigError
 from ..run.options import RunOptions
 
-__all__ = ["SuiteRequest", "run_suite_request", "parse_shard", "evaluation_line"]
+__all__ = ["SuiteRequest", "run_suite_request", "parse_shard", "evaluation_line", "print_summary", "report_failures"]
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def run_suite_request(request: SuiteRequest) -> int:
     outcomes = run_suite(suite, options, executor)
     elapsed = time.perf_counter() - started
     if console is not None:
-        _print_summary(console, suite, outcomes, elapsed)
+        print_summary(console, suite, outcomes, elapsed)
     if request.as_json:
         _echo_json_summary(options.results, suite, outcomes, elapsed)
     if request.leaderboard_dir is not None:
@@ -126,10 +126,10 @@ def run_suite_request(request: SuiteRequest) -> int:
                 n_points=suite.protocol.eval.n_examples or None,
             )
         )
-    return _report_failures(outcomes)
+    return report_failures(outcomes)
 
 
-def _print_summary(console, suite, outcomes: list, elapsed: float) -> None:
+def print_summary(console, suite, outcomes: list, elapsed: float) -> None:
     """One row per cell: variant, student, seed, teachers, status, clean accuracy and the accuracy the protocol
     ranks by (headed by its attack's name: AutoAttack for the built-in protocols), run id."""
     from rich.table import Table
@@ -193,7 +193,7 @@ def _echo_json_summary(results: str, suite, outcomes: list, elapsed: float) -> N
     )
 
 
-def _report_failures(outcomes: list) -> int:
+def report_failures(outcomes: list) -> int:
     """One stderr line per cell that failed or was not logged; the exit code (1 when there was one)."""
     failed = [o for o in outcomes if o.status in ("failed", "undelivered")]
     for o in failed:

@@ -1,7 +1,7 @@
 """The `rkdbench` command line (click). Every bad input ends with one line on stderr and exit code 2;
 a suite with failed cells exits 1 after its summary.
 
-One module per command group: `run` (run, demo), `calibrate`, `leaderboard`, `inspect` (compare, evaluate, ui),
+One module per command group: `run` (run, demo), `tune`, `calibrate`, `leaderboard`, `inspect` (compare, evaluate, ui),
 `teachers`, `store` (store, server), `scaffold` (plugins, new-plugin, method-docs). A command only turns its
 options into a request (a frozen dataclass) and calls the library function that does the work; the group
 (`group.PluginGroup`) adds the commands plugins register, `--plugins-dir` ones included.
@@ -16,7 +16,7 @@ import sys
 import click
 
 from ..errors import UserError
-from . import calibrate, inspect, leaderboard, run, scaffold, store, teachers
+from . import calibrate, inspect, leaderboard, run, scaffold, store, teachers, tune
 from .group import PluginGroup
 
 __all__ = ["cli", "main"]
@@ -42,6 +42,7 @@ def cli(plugins_dir: tuple[str, ...]) -> None:
 for _command in (
     run.run,
     run.demo,
+    tune.tune,
     calibrate.calibrate,
     leaderboard.leaderboard,
     inspect.compare,

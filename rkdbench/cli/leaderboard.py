@@ -51,12 +51,18 @@ __all__ = ["leaderboard"]
     "default: the UI's own #/experiments/... paths.",
 )
 @click.option(
+    "--tuned",
+    is_flag=True,
+    help="Print the tuned view: each method's configuration selected by an equal-budget study (rkdbench tune), "
+    "with its budget, trials, sampler and selected values. --out writes both views.",
+)
+@click.option(
     "--references",
     default=None,
     type=click.Path(dir_okay=False),
     help="Published numbers to compare with (TOML; default: the packaged references).",
 )
-def leaderboard(results, protocol, fmt, selection, out, log_to_mlflow, model_dir, ui_url, references) -> None:
+def leaderboard(results, protocol, fmt, selection, out, log_to_mlflow, model_dir, ui_url, tuned, references) -> None:
     """Leaderboards from the MLflow store, one per protocol hash: method x student x teacher, mean ± std over seeds,
     ranked by AutoAttack, with paired ties, the teacher gap, reported numbers, cost, flags and run links."""
     from ..app.leaderboard import LeaderboardRequest, print_leaderboards
@@ -72,5 +78,6 @@ def leaderboard(results, protocol, fmt, selection, out, log_to_mlflow, model_dir
             log_to_mlflow=log_to_mlflow,
             ui_url=ui_url,
             references=references,
+            tuned=tuned,
         )
     )

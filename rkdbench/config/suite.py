@@ -1,5 +1,5 @@
 """Suites: methods x students x teachers x seeds under one protocol, loaded from TOML with `--set` overrides; `Cell`,
-one unit of work, and its key.
+one unit of work, and its key; `TrialSpec`, what makes a cell a tuning trial (`rkdbench tune`), and its key.
 
 `load_suite` checks the whole suite before anything runs: its table (typed, one line per field as in `protocol.py`),
 the protocol with the suite's `set` and `--set` overrides, and every method parameter given (name, type and, for a
@@ -17,7 +17,7 @@ from .fields import Check, Section, optional, required
 from .files import canonical_hash, read_toml, resolve_path
 from .protocol import Protocol, load_protocol
 
-__all__ = ["Cell", "Suite", "load_suite"]
+__all__ = ["Cell", "TrialSpec", "trial_key", "Suite", "load_suite"]
 
 
 def _names(what: str) -> Check:
@@ -47,6 +47,28 @@ class SuiteTable(Section):
     )
 
 
+def trial_key(study: str, cell_key: str) -> str:
+    """The key of a tuning trial's cell: its configuration's cell key (which holds the sampled values) within its
+    study. A trial trains and validates but never reads the test split, so it is not the ordinary cell of that key."""
+    return canonical_hash({"kind": "trial", "study": study, "cell": cell_key})
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What makes a cell a tuning trial: its study, the Optuna trial that runs it (`number`: not in the key, a retried
+    trial has another number and the same cell), the suite's protocol (`home`: its experiment holds the trial runs,
+    whatever protocol fields the trial overrides), the metric reported per epoch, the values of every searched
+    parameter (tagged on the run), and `reporter`, an object whose `report(epoch, value) -> bool` tells the pruner the
+    epoch's objective and answers whether to stop (None: no pruning). The run tier reads only these attributes."""
+
+    study: str
+    number: int
+    home: Protocol
+    objective: str
+    values: dict[str, Any] = field(default_factory=dict)
+    reporter: Any = field(default=None, compare=False, repr=False)
+
+
 @dataclass(frozen=True)
 class Cell:
     """One unit of work: a method with its resolved params, a student, a teacher (or 'none') and a seed."""
@@ -64,13 +86,15 @@ class Cell:
     # the method object, built once from `method` and `method_overrides` (`rkdbench.run.cells.method_of`); not part
     # of the key, of equality or of a pickle: a process the cell is sent to rebuilds it after loading its plugins
     built_method: Any = field(default=None, compare=False, repr=False)
+    trial: TrialSpec | None = None  # set on a tuning trial's cell (`rkdbench tune`): see `TrialSpec`
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "built_method": None}
 
     @property
     def key(self) -> str:
-        return canonical_hash(
+        """The identity of the result: a trial's key is its configuration's, within its study (`trial_key`)."""
+        key = canonical_hash(
             {
                 "protocol": self.protocol.data,
                 "method": self.method,
@@ -82,6 +106,12 @@ class Cell:
                 **({"extra_teachers": self.extra_teachers} if self.extra_teachers else {}),
             }
         )
+        return key if self.trial is None else trial_key(self.trial.study, key)
+
+    @property
+    def home(self) -> Protocol:
+        """The protocol whose MLflow experiment holds the cell's run: its own, or a trial's suite protocol."""
+        return self.protocol if self.trial is None else self.trial.home
 
     @property
     def variant(self) -> str:
@@ -99,7 +129,8 @@ class Cell:
     @property
     def label(self) -> str:
         extra = "".join(f" + {role}:{name}" for role, name in sorted(self.extra_teachers.items()))
-        return f"{self.variant} / {self.student} / {self.teacher}{extra} / seed {self.seed}"
+        trial = "" if self.trial is None else f" / trial {self.trial.number}"
+        return f"{self.variant} / {self.student} / {self.teacher}{extra} / seed {self.seed}{trial}"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from .shown import Shown, note, reference_notes, shown, teacher_gap_note
+from .shown import Shown, curve_table, note, reference_notes, shown, teacher_gap_note
 from .table import Table
 
 __all__ = ["export_frame", "json_document", "dump_json", "to_markdown", "to_csv", "to_json"]
@@ -35,6 +35,12 @@ def to_markdown(table: Table) -> str:
     gap = teacher_gap_note(table)
     if gap:
         text += f"\n{gap}\n"
+    for line in table.notes:
+        text += f"\n{line}\n"
+    header, rows = curve_table(table)
+    if header:
+        curves = pd.DataFrame(rows, columns=header)
+        text += "\n" + curves.to_markdown(index=False, disable_numparse=True) + "\n"
     if table.references:
         text += (
             "\nReported numbers (provenance: V verified in the source, S quoted by a third party, R recalled, not "
@@ -84,6 +90,7 @@ def json_document(table: Table) -> dict[str, Any]:
         "attacks": table.attack_columns,
         "diagnostics": table.diagnostic_columns,
         "references": [asdict(r) for r in table.references],
+        **({"view": table.view, "notes": table.notes, "budget_curves": table.curves} if table.curves else {}),
         "rows": [{k: _json_value(v) for k, v in row.items()} for row in export_frame(table).to_dict("records")],
         **({"ignored_runs": table.ignored_runs} if table.ignored_runs else {}),  # duplicates: `counting`
     }

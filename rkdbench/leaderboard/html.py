@@ -10,7 +10,7 @@ from html import escape
 
 import pandas as pd
 
-from .shown import Shown, note, reference_notes, shown
+from .shown import Shown, curve_table, note, reference_notes, shown
 from .table import Table
 
 __all__ = ["to_html"]
@@ -84,6 +84,16 @@ def _section(table: Table, figures: Sequence[str]) -> str:
             "not verified):</p>\n<ul>\n"
             + "".join(f"<li>{escape(line)}</li>\n" for line in reference_notes(table))
             + "</ul>"
+        )
+    parts += [f'<p class="note">{escape(line)}</p>' for line in table.notes]
+    header, rows = curve_table(table)
+    if header:
+        parts.append(
+            '<table class="curves">\n<thead><tr>'
+            + "".join(f"<th>{escape(h)}</th>" for h in header)
+            + "</tr></thead>\n<tbody>\n"
+            + "\n".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+            + "\n</tbody>\n</table>"
         )
     parts += [f'<figure><img src="{escape(name)}" alt="{escape(name)}"></figure>' for name in figures]
     return "<section>\n" + "\n".join(parts) + "\n</section>"

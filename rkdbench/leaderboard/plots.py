@@ -1,6 +1,7 @@
 """Leaderboard plots, drawn on matplotlib `Figure` objects with the Agg renderer (no pyplot: no global state and
 no display): clean vs AutoAttack accuracy with the Pareto frontier, AutoAttack vs training cost (seconds, and
-forward/backward passes per example), and each row's per-epoch validation PGD accuracy. Every figure is 640x480
+forward/backward passes per example), each row's per-epoch validation PGD accuracy, and in the tuned view each
+row's expected best validation score after n trials (`Table.curves`). Every figure is 640x480
 pixels, and `SAVE` writes no timestamp or version string into the PNG.
 """
 
@@ -19,7 +20,17 @@ from ..cell_values import NO_TEACHER
 from ..tracking import schema
 from .table import Table
 
-__all__ = ["SIZE", "DPI", "SAVE", "pareto_front", "pareto_figure", "cost_figure", "val_curves_figure", "figures"]
+__all__ = [
+    "SIZE",
+    "DPI",
+    "SAVE",
+    "pareto_front",
+    "pareto_figure",
+    "cost_figure",
+    "val_curves_figure",
+    "budget_curves_figure",
+    "figures",
+]
 
 SIZE = (6.4, 4.8)
 DPI = 100
@@ -157,10 +168,32 @@ def val_curves_figure(table: Table, history: Callable[[str], list[tuple[int, flo
     return figure
 
 
+def budget_curves_figure(table: Table) -> Figure:
+    """Each row's expected best validation score after n = 1..N trials (the tuned view; Tang et al.'s estimator)."""
+    figure, [ax] = _figure(f"{table.experiment}: expected best validation score vs trials (tuned)")
+    drawn = 0
+    for i, (label, curve) in enumerate(table.curves.items()):
+        if curve:
+            ax.plot(range(1, len(curve) + 1), curve, marker="o", ms=2, lw=1, color=_color(i), label=label)
+            drawn += 1
+    if drawn:
+        ax.legend(fontsize=6, ncol=2 if drawn > 8 else 1, loc="best", framealpha=0.8)
+    else:
+        _empty(ax, "no completed trials")
+    ax.set_xlabel("trials n")
+    ax.set_ylabel("expected best validation score (%)")
+    ax.grid(alpha=0.3)
+    return figure
+
+
 def figures(table: Table, history: Callable[[str], list[tuple[int, float]]]) -> dict[str, Figure]:
-    """The leaderboard's plots by file stem: `pareto`, `aa_vs_cost`, `val_curves`."""
-    return {
+    """The leaderboard's plots by file stem: `pareto`, `aa_vs_cost`, `val_curves`, and `budget_curves` for the
+    tuned view."""
+    drawn = {
         "pareto": pareto_figure(table),
         "aa_vs_cost": cost_figure(table),
         "val_curves": val_curves_figure(table, history),
     }
+    if table.curves:
+        drawn["budget_curves"] = budget_curves_figure(table)
+    return drawn

@@ -1,7 +1,8 @@
 """Publishing a leaderboard table: its files in one folder per protocol experiment (`leaderboard.md`, `.csv`,
-`.json`, `.html`, `pareto.png`, `aa_vs_cost.png`, `val_curves.png`; `-best-val` before the extension for the
-best-val selection), and an MLflow run of kind `leaderboard` in the protocol's experiment holding the same
-(`log_table` for the rows, `log_figure` for the plots, the Markdown, HTML and CSV as artifacts).
+`.json`, `.html`, `pareto.png`, `aa_vs_cost.png`, `val_curves.png`, and `budget_curves.png` for a tuned table;
+`-best-val` before the extension for the best-val selection), and an MLflow run of kind `leaderboard` in the
+protocol's experiment holding the same (`log_table` for the rows, `log_figure` for the plots, the Markdown, HTML
+and CSV as artifacts).
 
 A leaderboard run is a snapshot, and it is created only when the table changed: the run is tagged with the
 sha256 of the text files, and a build whose digest equals the newest leaderboard run of the same protocol hash and
@@ -56,7 +57,8 @@ def folder_names(tables: Sequence[Table]) -> dict[int, str]:
 
 def leaderboard_texts(table: Table) -> dict[str, str]:
     """File name -> text of the md, csv, json and html forms; the page shows the plots written beside it."""
-    plots = [file_name(stem, "png", table.selection) for stem in PLOTS]
+    stems = [*PLOTS, *(["budget_curves"] if table.curves else [])]
+    plots = [file_name(stem, "png", table.selection) for stem in stems]
     return {
         file_name("leaderboard", "md", table.selection): to_markdown(table),
         file_name("leaderboard", "csv", table.selection): to_csv(table),

@@ -1,7 +1,8 @@
 """What a leaderboard `Table` displays, shared by every text form: `shown` gives the formatted cells that Markdown
 and HTML both show (mean ± std, the best value of each accuracy column marked, ties with the best marked ≈, the run
-link), `note` the line saying what the numbers and marks mean, and `teacher_gap_note` / `reference_notes` the
-lines under the table; `cell_text` and `versus_best` are the terminal's cells too.
+link), `note` the line saying what the numbers and marks mean, `teacher_gap_note` / `reference_notes` the lines
+under the table and `curve_table` the tuned view's expected best validation score after n trials; `cell_text`
+and `versus_best` are the terminal's cells too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,18 @@ from ..cell_values import NO_TEACHER
 from .columns import PRECISION_MARK, mixes_precisions
 from .table import COSTS, DIAGNOSTICS, TIE_LEVEL, Table
 
-__all__ = ["Shown", "shown", "note", "teacher_gap_note", "reference_notes", "cell_text", "versus_best"]
+__all__ = [
+    "Shown",
+    "shown",
+    "note",
+    "teacher_gap_note",
+    "reference_notes",
+    "curve_table",
+    "cell_text",
+    "versus_best",
+]
+
+CURVE_COLUMNS = 16  # a budget curve longer than this shows n = 1, 2, 4, 8, ... and N
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,11 @@ def shown(table: Table) -> dict[str, list[Shown]]:
         "n": [Shown(str(v), int(v)) for v in frame["n"]],
         "selection": [Shown(v) for v in frame["selection"]],
     }
+    if "budget" in frame:  # the tuned view (`tuned`): each row's study
+        columns["budget"] = [Shown(str(v), int(v)) for v in frame["budget"]]
+        columns["trials"] = [Shown(str(v), int(v)) for v in frame["trials"]]
+        columns["sampler"] = [Shown(v) for v in frame["sampler"]]
+        columns["best val"] = [_number(v, 1) for v in frame["best_val"]]
     if "precision" in frame:
         mixed = mixes_precisions(frame)
         columns["precision"] = [
@@ -110,6 +127,14 @@ def shown(table: Table) -> dict[str, list[Shown]]:
         columns["GPU-h"] = [_number(v, 2) for v in frame["gpu_hours"]]
     if frame["passes"].notna().any():
         columns["passes S f/b · T f/b"] = [_passes(row) for _, row in frame.iterrows()]
+    if "budget" in frame and (frame["pruner"] != "none").any():  # pruned trials are unequal: their epochs and hours
+        columns["tuning epochs"] = [_number(v, 0) for v in frame["tuning_epochs"]]
+        if frame["tuning_gpu_hours"].notna().any():
+            columns["tuning GPU-h"] = [_number(v, 2) for v in frame["tuning_gpu_hours"]]
+        else:  # trained on the CPU: its seconds
+            columns["tuning s"] = [_number(v, 0) for v in frame["tuning_seconds"]]
+    if "selected" in frame:
+        columns["selected"] = [Shown(v) for v in frame["selected"]]
     if "p_vs_best" in frame:
         columns["vs best"] = [Shown(versus_best(i, p), p) for i, p in enumerate(frame["p_vs_best"])]
     columns["flags"] = [Shown(codes=tuple(c for c in codes.split(",") if c), sort=codes) for codes in frame["flags"]]
@@ -153,6 +178,11 @@ def note(table: Table) -> str:
     if "aa_gap_to_teacher" in table.frame and table.frame["aa_gap_to_teacher"].notna().any():
         text += "; AA gap to teacher = AutoAttack − the teacher's own, measured under the same evaluation"
     text += "; flags = evaluation checks any seed failed (docs/tracking.md)"
+    if "budget" in table.frame:
+        text += (
+            "; budget = finished trials per method, trials = finished in its study, best val = the selected trial's "
+            "validation objective (%), selected = the trial chosen and the values it changed"
+        )
     if "p_vs_best" in table.frame:
         text += (
             f"; vs best = exact McNemar p-value against rank 1 on paired per-example "
@@ -183,3 +213,22 @@ def teacher_gap_note(table: Table) -> str | None:
 def reference_notes(table: Table) -> list[str]:
     """One line per published number joined into the table: whose row, provenance tag, citation, source."""
     return [f"{r.method} / {r.student} / {r.teacher}: AA {r.reported:.2f} {r.provenance}" for r in table.references]
+
+
+def curve_table(table: Table) -> tuple[list[str], list[list[str]]]:
+    """The tuned view's budget curves as a small table: a header (`n=1`, `n=2`, ...) and per row its label and
+    expected best validation score (%) after n trials (Tang et al.); empty without curves."""
+    if not any(table.curves.values()):
+        return [], []
+    longest = max(len(curve) for curve in table.curves.values())
+    steps = (
+        list(range(1, longest + 1))
+        if longest <= CURVE_COLUMNS
+        else sorted({*(2**k for k in range(longest.bit_length()) if 2**k <= longest), longest})
+    )
+    header = ["expected best val % after n trials", *(f"n={n}" for n in steps)]
+    rows = [
+        [label, *(f"{curve[n - 1]:.1f}" if n <= len(curve) else "" for n in steps)]
+        for label, curve in table.curves.items()
+    ]
+    return header, rows

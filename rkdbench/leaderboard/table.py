@@ -12,8 +12,9 @@ import pandas as pd
 
 from .references import Reference
 
-__all__ = ["Table", "TIE_LEVEL", "DIAGNOSTICS", "COSTS"]
+__all__ = ["Table", "TIE_LEVEL", "DIAGNOSTICS", "COSTS", "OFFICIAL", "TUNED"]
 
+OFFICIAL, TUNED = "official", "tuned"  # a table's view: the official recipes, or each method's tuned configuration
 TIE_LEVEL = 0.05  # a row whose paired p-value against the best is at least this is marked as a statistical tie
 
 # Diagnostics shown after the accuracies when the runs have them (student specialization, METHODS.md §11).
@@ -45,11 +46,16 @@ class Table:
     ui_url: str = ""  # base URL of the MLflow UI for run links; "" leaves the UI's own path
     ignored_runs: int = 0  # duplicate runs of cells already counted (`counting`), left out of the rows
     names: dict[str, str] = field(default_factory=dict)  # label -> shown name (`attack_traits.display_names`)
+    view: str = OFFICIAL  # TUNED: each method's configuration selected by an equal-budget study (`tuned`)
+    curves: dict[str, list[float]] = field(default_factory=dict)  # row label -> expected best val % after n trials
+    notes: list[str] = field(default_factory=list)  # lines shown under the table (the tuned view's trade-off note)
 
     @property
     def title(self) -> str:
+        tuned = ", tuned with an equal budget" if self.view == TUNED else ""
         return (
-            f"{self.experiment} (protocol {self.protocol}, hash {self.protocol_hash[:12]}, selection {self.selection})"
+            f"{self.experiment} (protocol {self.protocol}, hash {self.protocol_hash[:12]}, selection "
+            f"{self.selection}{tuned})"
         )
 
     def name(self, label: str) -> str:

@@ -57,6 +57,9 @@ def _columns(table: Table) -> dict[str, list[str]]:
         ]
     if "p_vs_best" in frame:
         columns["vs best"] = [versus_best(i, p) for i, p in enumerate(frame["p_vs_best"])]
+    if "best_val" in frame:  # the tuned view: each row's study (its selected values are under the table)
+        columns["trials"] = [str(v) for v in frame["trials"]]
+        columns["best val"] = [cell_text(v, float("nan")) for v in frame["best_val"]]
     return columns
 
 
@@ -97,6 +100,11 @@ def to_terminal(table: Table, files: Sequence[Path] = (), n_points: int | None =
         f"≈ = not significantly different."
     ]
     notes += [n for n in (_gap_line(table), teacher_gap_note(table)) if n]
+    if "selected" in table.frame:
+        notes += [
+            f"{method}: {selected}" for method, selected in zip(table.frame["method_variant"], table.frame["selected"])
+        ]
+    notes += table.notes
     lines += [wrapped for n in notes for wrapped in textwrap.wrap(n, width, break_on_hyphens=False)]
     if files:
         lines.append("Full leaderboard (every column: teacher gap, cost, flags, run links):")

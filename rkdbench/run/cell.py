@@ -4,11 +4,13 @@ it), the store is re-checked under it (FINISHED: skip, unfinished: resume in the
 it with its tags, params and config), the cell is trained and evaluated (`run.train`), and everything it logs
 goes through its journal (`journal`) and is delivered to the store before the outcome is returned. A failing
 cell is marked FAILED with its traceback as an artifact; Ctrl-C, or the SystemExit of a Slurm task stopping to be
-requeued, marks it KILLED (resumable).
+requeued, marks it KILLED (resumable). A tuning trial's cell (`Cell.trial`) goes through the same lifecycle as a run
+of kind `trial` in its suite protocol's experiment, and only trains and validates (`run.trial`).
 """
 
 from __future__ import annotations
 
+import json
 import traceback
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from .lease import CellLease
 from .options import CellOutcome, RunOptions
 from .progress import say
 from .train import train_and_evaluate
+from .trial import train_trial
 
 __all__ = ["run_cell", "protocol_experiment"]
 
@@ -32,7 +35,7 @@ def protocol_experiment(tracker: Tracker, protocol) -> str:
 
 def _tags(cell: Cell) -> dict[str, str]:
     component = get_registry().get("method", cell.method)
-    return schema.cell_tags(
+    tags = schema.cell_tags(
         cell=cell.key,
         protocol=cell.protocol.name,
         protocol_hash=cell.protocol.hash,
@@ -48,6 +51,13 @@ def _tags(cell: Cell) -> dict[str, str]:
         plugin_version=component.version,
         git_sha=git_sha(),
     )
+    return tags if cell.trial is None else {**tags, **_trial_tags(cell)}
+
+
+def _trial_tags(cell: Cell) -> dict[str, str]:
+    trial = cell.trial
+    values = json.dumps(trial.values, sort_keys=True, default=str)
+    return schema.trial_tags(study=trial.study, number=trial.number, values=values)
 
 
 def _params(cell: Cell) -> dict[str, Any]:
@@ -67,8 +77,7 @@ def _params(cell: Cell) -> dict[str, Any]:
 
 def run_cell(cell: Cell, tracker: Tracker, options: RunOptions, position: str = "") -> CellOutcome:
     """Train and evaluate one cell into its MLflow run, exactly once (see the module docstring)."""
-    protocol = cell.protocol
-    experiment_id = protocol_experiment(tracker, protocol)
+    experiment_id = protocol_experiment(tracker, cell.home)
     existing = tracker.find_run(experiment_id, cell.key)
     if existing is not None and existing.info.status == "FINISHED":
         return _skipped(cell, existing, options, position)
@@ -105,6 +114,7 @@ def _create_run(cell: Cell, tracker: Tracker, journaled: JournaledTracker, exper
                     "suite": cell.suite,
                 },
                 "method_params": cell.method_params,
+                **({"trial": {"study": cell.trial.study, **cell.trial.values}} if cell.trial is not None else {}),
                 **cell.protocol.data,
             }
         )
@@ -128,10 +138,13 @@ def _run_leased(
                 journaled, CellOutcome(cell, "finished", run_id, journaled.journal.metrics(run_id)), options, position
             )
         journaled.mark_running(run_id)
+        if cell.trial is not None:  # a retried trial resumes the run under its new number
+            journaled.set_tags(run_id, _trial_tags(cell))
     else:
         run_id = _create_run(cell, tracker, journaled, experiment_id, workdir)
+    work = train_and_evaluate if cell.trial is None else train_trial
     try:
-        outcome = train_and_evaluate(cell, journaled, options, run_id, workdir, position)
+        outcome = work(cell, journaled, options, run_id, workdir, position)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SystemExit: a Slurm task told to stop and requeue
         journaled.finish(run_id, "KILLED")
         raise

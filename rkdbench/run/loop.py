@@ -92,7 +92,7 @@ def run_cells(
 
 def _after_wait(cell: Cell, tracker: Tracker, options: RunOptions, position: str) -> CellOutcome:
     """A cell this worker found held: ended by its holder (`elsewhere`), still held, or taken over."""
-    experiment_id = protocol_experiment(tracker, cell.protocol)
+    experiment_id = protocol_experiment(tracker, cell.home)
     lease = CellLease(options.results / "cells" / cell.key)
     if not lease.acquire():
         return CellOutcome(cell, "held", error=lease.holder())

@@ -91,7 +91,7 @@ def check_store_for_cluster(tracking_uri: str, alive_nodes: int, cluster: str) -
 
 def ensure_experiments(tracker: Tracker, cells: list[Cell]) -> None:
     """Create each protocol's experiment once, on the driver, rather than raced by the first workers."""
-    for protocol in {cell.protocol.experiment_name: cell.protocol for cell in cells}.values():
+    for protocol in {cell.home.experiment_name: cell.home for cell in cells}.values():
         protocol_experiment(tracker, protocol)
 
 
@@ -123,8 +123,9 @@ def remote_setup(tracker: Tracker, options: RunOptions) -> tuple[RemoteSetup, Ru
 
 
 def cell_run(tracker: Tracker, cell: Cell):
-    """The cell's MLflow run in its protocol's experiment (the counted one), or None."""
-    return tracker.find_run(protocol_experiment(tracker, cell.protocol), cell.key)
+    """The cell's MLflow run in its experiment (`Cell.home`: a tuning trial's is its suite protocol's; the counted
+    run), or None."""
+    return tracker.find_run(protocol_experiment(tracker, cell.home), cell.key)
 
 
 def prepare_worker(cells: list[Cell], plugin_dirs: list[str], threads: int | None) -> None:

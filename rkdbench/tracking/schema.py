@@ -1,15 +1,15 @@
 """The tracking schema: every name rkdbench writes to or searches in MLflow, in one place.
 
 Tag names are constants (`CELL`, `PROTOCOL_HASH`, ...; `tag(name)` for a name built at run time, e.g. a
-selection's flags tag), run kinds are `RunKind.CELL`, `EVALUATION` and `LEADERBOARD`, the tag sets of each kind are
-built by `experiment_tags`, `cell_tags`, `training_tags`, `evaluation_tags` and `leaderboard_tags`, params are
-flattened by `protocol_params`, and the search filters are built by `runs_filter` (and its named shortcuts
-`finished_cells`, `cell_runs`, `all_cells`, `finished_evaluations`, `leaderboard_runs`, `RKDBENCH_RUNS`). Metric
-names (`test.pgd20_acc`, `best_val.strong.apgd-ce_acc`, `worst_class_pgd20_acc`, `val.pgd_acc`, `train.seconds`)
-are built by `metric_key` (a selection's split by `selection_split`, a whole dict by `with_split`) and read back by
-`parse_metric_key`, so no other module slices or formats one. The strings are exactly those earlier versions wrote
-and searched, so stores written before this module read the same; the documentation of the schema is
-docs/tracking.md.
+selection's flags tag), run kinds are `RunKind.CELL`, `TRIAL`, `STUDY`, `EVALUATION` and `LEADERBOARD`, the tag sets
+of each kind are built by `experiment_tags`, `cell_tags` (with `trial_tags` on a tuning trial), `training_tags`,
+`study_tags`, `evaluation_tags` and `leaderboard_tags`, params are flattened by `protocol_params`, and the search
+filters are built by `runs_filter` (and its named shortcuts `finished_cells`, `cell_runs`, `all_cells`,
+`finished_studies`, `finished_evaluations`, `leaderboard_runs`, `RKDBENCH_RUNS`). Metric names (`test.pgd20_acc`,
+`best_val.strong.apgd-ce_acc`, `worst_class_pgd20_acc`, `val.pgd_acc`, `train.seconds`) are built by `metric_key`
+(a selection's split by `selection_split`, a whole dict by `with_split`) and read back by `parse_metric_key`, so no
+other module slices or formats one. The strings are exactly those earlier versions wrote and searched, so stores
+written before this module read the same; the documentation of the schema is docs/tracking.md.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ __all__ = [
     "PROTOCOL_PARAMS",
     "experiment_tags",
     "cell_tags",
+    "trial_tags",
+    "study_tags",
+    "TrialState",
     "training_tags",
     "timing_tags",
     "CELL_TRAIN_SECONDS",
@@ -43,6 +46,7 @@ __all__ = [
     "finished_cells",
     "cell_runs",
     "all_cells",
+    "finished_studies",
     "finished_evaluations",
     "leaderboard_runs",
     "RKDBENCH_RUNS",
@@ -71,6 +75,7 @@ __all__ = [
     "TRAIN_LOSS",
     "TRAIN_EPOCH_SECONDS",
     "TRAIN_SECONDS",
+    "TRIAL_EPOCHS",
     "TEST_N_EXAMPLES",
     "TEST_BATCH_SIZE",
     "BEST_VAL_EPOCH",
@@ -98,6 +103,11 @@ TRANSFERABILITY, SPECIALIZATION = tag("transferability"), tag("specialization")
 MODEL, MODEL_SHA256, ARCHITECTURE = tag("model"), tag("model_sha256"), tag("architecture")
 SELECTION, RANKED_BY = tag("selection"), tag("ranked_by")
 LEADERBOARD_ROWS, LEADERBOARD_SHA256 = tag("leaderboard_rows"), tag("leaderboard_sha256")
+# tuning (`rkdbench tune`): a trial run's study, Optuna trial number, sampled values and end; a study run's record
+STUDY, TRIAL, TRIAL_VALUES, TRIAL_STATE = tag("study"), tag("trial"), tag("trial_values"), tag("trial_state")
+SAMPLER, SAMPLER_SEED, OBJECTIVE, PRUNER = tag("sampler"), tag("sampler_seed"), tag("objective"), tag("pruner")
+BUDGET, SELECTED_TRIAL, SELECTED_VALUES = tag("budget"), tag("selected_trial"), tag("selected_values")
+SELECTED_OVERRIDES, TUNED_CELLS = tag("selected_overrides"), tag("tuned_cells")
 
 # User attributes of an Optuna study (what the tuned tables report) and of its trials (rkdbench.tuning.study)
 STUDY_IDENTITY, STUDY_SPACE, STUDY_SAMPLER = tag("identity"), tag("space"), tag("sampler")
@@ -116,14 +126,24 @@ def short_column(name: str) -> str:
 
 
 class RunKind:
-    """The values of the KIND tag. Leaderboards read only CELL runs."""
+    """The values of the KIND tag. Leaderboards read only CELL runs (the tuned view also STUDY runs)."""
 
     CELL = "cell"  # one trained cell (`rkdbench run`)
+    TRIAL = "trial"  # one tuning trial: trained and validated, never evaluated on the test split (`rkdbench tune`)
+    STUDY = "study"  # one finished study: its budget, trials, selection and the selected cells (`rkdbench tune`)
     EVALUATION = "evaluation"  # one model evaluated without training (`rkdbench evaluate`)
     LEADERBOARD = "leaderboard"  # one logged leaderboard table (`rkdbench leaderboard`)
 
 
-RUN_KINDS = (RunKind.CELL, RunKind.EVALUATION, RunKind.LEADERBOARD)
+RUN_KINDS = (RunKind.CELL, RunKind.TRIAL, RunKind.STUDY, RunKind.EVALUATION, RunKind.LEADERBOARD)
+
+
+class TrialState:
+    """The values of the TRIAL_STATE tag of a finished trial run."""
+
+    COMPLETE = "complete"  # trained to its last epoch
+    PRUNED = "pruned"  # stopped early by the pruner (`--pruner asha`)
+
 
 # MLflow's limit on a param value's length (longer values are cut, and compared cut)
 MAX_PARAM_LENGTH = 6000
@@ -202,6 +222,61 @@ def cell_tags(
         PLUGIN: plugin,
         **{f"{TEACHER}.{role}": name for role, name in extra_teachers.items()},
         PLUGIN_VERSION: plugin_version,
+        GIT_SHA: git_sha,
+    }
+
+
+def trial_tags(*, study: str, number: int, values: str) -> dict[str, str]:
+    """What a tuning trial's run carries besides `cell_tags` (which it replaces the kind of): its study, the Optuna
+    trial number that runs it (a retried trial resumes the run and retags it) and its sampled values (JSON)."""
+    return {KIND: RunKind.TRIAL, STUDY: study, TRIAL: str(number), TRIAL_VALUES: values}
+
+
+def study_tags(
+    *,
+    cell: str,
+    protocol: str,
+    protocol_hash: str,
+    study: str,
+    method: str,
+    variant: str,
+    student: str,
+    teacher: str,
+    suite: str,
+    sampler: str,
+    sampler_seed: int,
+    objective: str,
+    pruner: str,
+    budget: int,
+    selected_trial: int,
+    selected_values: str,
+    selected_overrides: str,
+    tuned_cells: str,
+    git_sha: str,
+) -> dict[str, str]:
+    """The tags of a `study` run: which study (its protocol is the suite's), how it searched, what it selected
+    (`selected_values` and `selected_overrides` as JSON) and the keys of the selected configuration's cells, one per
+    seed, comma-separated (`tuned_cells`: the rows of the tuned leaderboard)."""
+    return {
+        KIND: RunKind.STUDY,
+        CELL: cell,
+        PROTOCOL: protocol,
+        PROTOCOL_HASH: protocol_hash,
+        STUDY: study,
+        METHOD: method,
+        METHOD_VARIANT: variant,
+        STUDENT: student,
+        TEACHER: teacher,
+        SUITE: suite,
+        SAMPLER: sampler,
+        SAMPLER_SEED: str(sampler_seed),
+        OBJECTIVE: objective,
+        PRUNER: pruner,
+        BUDGET: str(budget),
+        SELECTED_TRIAL: str(selected_trial),
+        SELECTED_VALUES: selected_values,
+        SELECTED_OVERRIDES: selected_overrides,
+        TUNED_CELLS: tuned_cells,
         GIT_SHA: git_sha,
     }
 
@@ -321,6 +396,11 @@ def all_cells(protocol_hash: str | None = None) -> str:
     return runs_filter(RunKind.CELL, protocol_hash=protocol_hash)
 
 
+def finished_studies(protocol: str | None = None) -> str:
+    """The FINISHED study runs (of one protocol name): the tuned leaderboard's studies."""
+    return runs_filter(RunKind.STUDY, finished=True, protocol=protocol)
+
+
 def finished_evaluations() -> str:
     """The FINISHED `rkdbench evaluate` runs."""
     return runs_filter(RunKind.EVALUATION, finished=True)
@@ -341,7 +421,7 @@ EVALUATION_SPLITS = tuple(SELECTION_SPLITS.values())
 # Every split a cell run logs under: the selections' evaluations, the epochs' validation and training, the
 # diagnostics, student specialization and the engine's pass counts
 DIAGNOSTICS_SPLIT = "diag"
-SPLITS = (*EVALUATION_SPLITS, "val", "train", DIAGNOSTICS_SPLIT, "spec", "cost")
+SPLITS = (*EVALUATION_SPLITS, "val", "train", DIAGNOSTICS_SPLIT, "spec", "cost", "trial")
 WORST_CLASS = "worst_class_"  # `worst_class_<label>_acc`: the accuracy of the worst class under the label
 
 
@@ -446,6 +526,7 @@ VAL_CLEAN_ACC, VAL_PGD_ACC = metric_key("val", "clean"), metric_key("val", "pgd"
 VAL_SECONDS = metric_key("val", "seconds", kind="")
 TRAIN_LR, TRAIN_LOSS = metric_key("train", "lr", kind=""), metric_key("train", "loss", kind="")
 TRAIN_EPOCH_SECONDS, TRAIN_SECONDS = metric_key("train", "epoch", SECONDS), metric_key("train", "seconds", kind="")
+TRIAL_EPOCHS = metric_key("trial", "epochs", kind="")  # the epochs a tuning trial trained (fewer when pruned)
 TEST_N_EXAMPLES = metric_key("test", "n_examples", kind="")
 TEST_BATCH_SIZE = metric_key("test", "batch_size", kind="")
 BEST_VAL_EPOCH = metric_key("best_val", "epoch", kind="")

@@ -37,10 +37,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Sampler:
-    """A sampler by name: its class (imported when asked for) and its arguments for a seed (recorded with the study)."""
+    """A sampler by name: its class (imported when asked for), its arguments for a seed (recorded with the study), and
+    whether its draws adapt to the values of finished trials (TPE's do; QMC's and random's do not, so a driver may ask
+    for every remaining trial at once: `tuning.trials`)."""
 
     cls: Callable[[], type]
     arguments: Callable[[int], dict[str, Any]]
+    adaptive: bool = False
 
 
 def _optuna(name: str) -> Callable[[], type]:
@@ -72,7 +75,7 @@ SAMPLERS: dict[str, Sampler] = {
         lambda seed: {"qmc_type": "sobol", "scramble": False, "seed": seed, "warn_independent_sampling": False},
     ),
     "random": Sampler(_optuna("RandomSampler"), lambda seed: {"seed": seed}),
-    "tpe": Sampler(_optuna("TPESampler"), lambda seed: {"seed": seed}),
+    "tpe": Sampler(_optuna("TPESampler"), lambda seed: {"seed": seed}, adaptive=True),
 }
 PRUNERS: dict[str, dict[str, Any]] = {
     "none": {"class": "NopPruner"},

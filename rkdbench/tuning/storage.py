@@ -30,6 +30,7 @@ STUDY_DB = "optuna.db"
 EXTRAS = {"optuna": "tune", "psycopg2": "server"}  # the package a storage needs -> the extra that installs it
 ADVISORY_KEY = 0x726B6462656E6368  # "rkdbench": the PostgreSQL advisory lock of study databases
 STORAGE_ENV = "RKDBENCH_STUDY_STORAGE"
+HEARTBEAT_ENV = "RKDBENCH_TRIAL_HEARTBEAT_SECONDS"
 SCHEMES = ("sqlite:///", "postgresql://", "postgresql+")
 
 
@@ -41,6 +42,13 @@ class Heartbeat:
     interval: int = 30
     grace: int = 120
     max_retry: int = 3
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Heartbeat:
+        """The default, or `$RKDBENCH_TRIAL_HEARTBEAT_SECONDS` as the interval (stale after four): a shorter
+        heartbeat lets a restarted `rkdbench tune` take over a killed one's trials sooner (the tests use 1 s)."""
+        seconds = env.get(HEARTBEAT_ENV, "")
+        return cls(interval=int(seconds), grace=4 * int(seconds)) if seconds.isdigit() and int(seconds) > 0 else cls()
 
 
 def study_storage_url(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from typing import Any
 from ..config.files import canonical_hash
 from ..config.protocol import SECTIONS, TUNABLE
 from ..config.space import Space, space_hash
+from ..config.suite import trial_key as trial_cell_key
 from ..config.tune import check_contains
 from ..errors import ConfigError
 from ..tracking import schema
@@ -57,6 +59,8 @@ __all__ = [
     "claim",
     "tally",
     "requeue_failed",
+    "draw",
+    "fail_stale_trials",
     "run_trials",
     "finished_trials",
     "best_trial",
@@ -113,6 +117,12 @@ def study_space(protocol: Any, method_cls: type) -> dict[str, Any]:
     return {**protocol.tune.space, **method_cls.space}
 
 
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    return math.isclose(a, b, rel_tol=1e-9) if isinstance(a, float) else bool(a == b)
+
+
 def trial_zero(protocol: Any, method_params: Mapping[str, Any], space: Space) -> dict[str, Any]:
     """The configured value of every searched parameter (the official recipe, with the suite's settings), refused with
     one ConfigError line when the space does not contain it."""
@@ -127,16 +137,12 @@ def trial_zero(protocol: Any, method_params: Mapping[str, Any], space: Space) ->
 
 def split_params(params: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
     """A trial's values as (protocol overrides `train.lr = ...`, method overrides `temperature = ...`); values equal to
-    `base` (trial 0's) are left out, so that one configuration always maps to one cell key."""
+    `base` (trial 0's) are left out, so that one configuration always maps to one cell key. A float within 1e-9
+    (relative) of trial 0's counts as equal: the centre of a log range, exp((log a + log b) / 2), comes back with a
+    last-bit error, and would otherwise be a configuration, and a protocol, of its own."""
     base = base or {}
-    changed = {k: v for k, v in params.items() if k not in base or base[k] != v or type(base[k]) is not type(v)}
+    changed = {k: v for k, v in params.items() if k not in base or not _same(base[k], v)}
     return {k: v for k, v in changed.items() if "." in k}, {k: v for k, v in changed.items() if "." not in k}
-
-
-def trial_cell_key(study_name: str, cell_key: str) -> str:
-    """The key of a trial's cell: its configuration's cell key (which holds the sampled values) within its study.
-    A trial trains and validates but never reads the test split, so it is not the ordinary cell of that key."""
-    return canonical_hash({"kind": "trial", "study": study_name, "cell": cell_key})
 
 
 def origin(trial: Any) -> str:
@@ -276,17 +282,27 @@ class _Quiet(logging.Filter):
         return not any(message.startswith(f"Trial {n} failed ") for n in self.numbers)
 
 
-def _objective(trial: Any, space: Space, budget: int, evaluate: Callable[[TrialRun], float], quiet: _Quiet) -> float:
+def draw(trial: Any, space: Space, budget: int) -> TrialRun | Verdict:
+    """A new trial's verdict (`claim`) and, if it may run, all its values: a `TrialRun`; else the verdict, recorded
+    on the trial (`VERDICT`), which its caller ends FAILED having run nothing. Used by `run_trials` in each worker and
+    by a driver that asks trials itself (`rkdbench tune`, `tuning.trials`)."""
     trials = trial.study.get_trials(deepcopy=False)
     verdict = claim(trials, trial.number, budget)
     if verdict is not Verdict.RUN:
         trial.set_user_attr(VERDICT, verdict.value)
-        quiet.numbers.add(trial.number)
-        raise _RanNothing(f"trial {trial.number} runs nothing: {verdict.value} (budget {budget})")
+        return verdict
     # every value is drawn before anything runs, so a retry of this trial has them all and maps to the same cell
     params = {name: space[name].suggest(trial, name) for name in sorted(space)}
     mine = next(t for t in trials if t.number == trial.number)
-    return float(evaluate(TrialRun(trial, params, origin(mine))))
+    return TrialRun(trial, params, origin(mine))
+
+
+def _objective(trial: Any, space: Space, budget: int, evaluate: Callable[[TrialRun], float], quiet: _Quiet) -> float:
+    drawn = draw(trial, space, budget)
+    if isinstance(drawn, Verdict):
+        quiet.numbers.add(trial.number)
+        raise _RanNothing(f"trial {trial.number} runs nothing: {drawn.value} (budget {budget})")
+    return float(evaluate(drawn))
 
 
 def run_trials(
@@ -326,7 +342,7 @@ def run_trials(
     optuna_log.addFilter(quiet)
     try:
         while True:
-            _fail_stale_trials(study)
+            fail_stale_trials(study)
             tallied = tally(study.get_trials(deepcopy=False))
             if tallied.finished >= budget or (full(tallied) and not wait):
                 return tallied
@@ -338,7 +354,7 @@ def run_trials(
         optuna_log.removeFilter(quiet)
 
 
-def _fail_stale_trials(study: Any) -> None:
+def fail_stale_trials(study: Any) -> None:
     """Optuna's `fail_stale_trials` (which `optimize` also calls before each trial): stale trials are failed and, by
     the storage's callback, re-queued."""
     from optuna.storages import fail_stale_trials
@@ -347,23 +363,24 @@ def _fail_stale_trials(study: Any) -> None:
         fail_stale_trials(study)
 
 
-def finished_trials(study: Any) -> list[Any]:
+def finished_trials(study: Any, budget: int | None = None) -> list[Any]:
     """The finished (COMPLETE or PRUNED) trials, one per origin (the lowest-numbered), in number order: what the
-    budget counts, and the scores of the budget curve (COMPLETE ones)."""
+    budget counts, and the scores of the budget curve (COMPLETE ones); with `budget`, the first `budget` of them (a
+    study that a larger budget extended earlier compares equally at a smaller one)."""
     finished_states, _ = _states()
     kept: dict[str, Any] = {}
     for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         if trial.state in finished_states:
             kept.setdefault(origin(trial), trial)
-    return list(kept.values())
+    return list(kept.values())[:budget]
 
 
-def best_trial(study: Any) -> Any:
-    """The selected configuration: the COMPLETE trial with the highest value; ties go to the lower number, so the
-    official recipe (trial 0) wins a tie. ConfigError if no trial has completed."""
+def best_trial(study: Any, budget: int | None = None) -> Any:
+    """The selected configuration: the COMPLETE trial with the highest value (among the first `budget` finished);
+    ties go to the lower number, so the official recipe (trial 0) wins a tie. ConfigError if no trial has completed."""
     from optuna.trial import TrialState
 
-    complete = [t for t in finished_trials(study) if t.state == TrialState.COMPLETE]
+    complete = [t for t in finished_trials(study, budget) if t.state == TrialState.COMPLETE]
     if not complete:
         raise ConfigError(f"study {study.study_name!r} has no completed trial yet; run `rkdbench tune` first")
     return max(complete, key=lambda t: (t.value, -t.number))

@@ -213,7 +213,16 @@ def test_tags_of_each_kind_are_the_names_earlier_versions_wrote():
         "rkdbench.git_sha": "g",
     }
     assert schema.experiment_tags("p", "h") == {"rkdbench.protocol": "p", "rkdbench.protocol_hash": "h"}
-    assert set(schema.RUN_KINDS) == {"cell", "evaluation", "leaderboard"}
+    assert set(schema.RUN_KINDS) == {"cell", "trial", "study", "evaluation", "leaderboard"}
+    assert schema.trial_tags(study="s", number=3, values="{}") == {
+        "rkdbench.kind": "trial",
+        "rkdbench.study": "s",
+        "rkdbench.trial": "3",
+        "rkdbench.trial_values": "{}",
+    }
+    assert schema.finished_studies("p") == (
+        "tags.`rkdbench.kind` = 'study' and attributes.status = 'FINISHED' and tags.`rkdbench.protocol` = 'p'"
+    )
     assert schema.short_column("tags.rkdbench.method_variant") == "method_variant"
     assert schema.short_column("tags.mlflow.runName") == "tags.mlflow.runName"
     assert schema.column(schema.CELL) == "tags.rkdbench.cell"

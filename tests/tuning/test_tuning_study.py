@@ -323,3 +323,12 @@ def test_a_missing_optuna_names_the_extra_and_creates_nothing(tmp_path, monkeypa
     with pytest.raises(UserError, match=r"needs the optuna.storages package \(pip install 'rkdbench\[tune\]'\)"):
         open_storage(study_storage_url(tmp_path / "res"))
     assert not (tmp_path / "res").exists()
+
+
+def test_a_smaller_budget_selects_among_the_first_trials_only():
+    study = optuna.create_study(direction="maximize")
+    for value in (0.1, 0.2, 0.9):
+        study.add_trial(create_trial(value=value))
+    assert best_trial(study).number == 2
+    assert best_trial(study, budget=2).number == 1  # the third trial is beyond a budget of two
+    assert [t.number for t in finished_trials(study, 2)] == [0, 1]
