@@ -1,9 +1,10 @@
 """Seeded samplers and the optional pruner, by name, with the arguments that reproduce them.
 
-`qmc` (the default) is Optuna's `QMCSampler` over an unscrambled Sobol sequence: the same points for every method and
-every run, which makes budgets comparable. Trial k draws Sobol point k: Optuna's own counter is read and written
-without a lock, so two workers asking at once would get the same point, whereas a trial's number is unique; and point
-0, the low corner of the space, is never drawn (trial 0 is the official recipe). `random` is `RandomSampler(seed)`;
+`qmc` (the default) is Optuna's `QMCSampler` over a Sobol sequence scrambled with the study's seed: the same points
+for every method and every run, which makes budgets comparable. Scrambled, because the plain sequence's first points
+are the corner and the exact centre of the space, and spaces are centred on the official values: its trial 1 would
+repeat trial 0 (the official recipe) in every shared dimension. Trial k draws point k: Optuna's own counter is read and
+written without a lock, so two workers asking at once would get the same point, whereas a trial's number is unique. `random` is `RandomSampler(seed)`;
 `tpe` is `TPESampler(seed=...)` with Optuna 5's defaults (multivariate, constant liar). `sampler_record` is what a
 study stores in its user attributes, because the same name may not sample alike across Optuna versions. Pruning:
 `none`, or `asha` (Optuna's asynchronous `SuccessiveHalvingPruner`, fit for many workers). Optuna is imported only
@@ -72,7 +73,7 @@ SAMPLERS: dict[str, Sampler] = {
     # QMC's independent sampler (RandomSampler(seed)) draws only a trial asked before any other holds values
     "qmc": Sampler(
         _numbered_qmc,
-        lambda seed: {"qmc_type": "sobol", "scramble": False, "seed": seed, "warn_independent_sampling": False},
+        lambda seed: {"qmc_type": "sobol", "scramble": True, "seed": seed, "warn_independent_sampling": False},
     ),
     "random": Sampler(_optuna("RandomSampler"), lambda seed: {"seed": seed}),
     "tpe": Sampler(_optuna("TPESampler"), lambda seed: {"seed": seed}, adaptive=True),

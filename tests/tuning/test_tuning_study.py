@@ -117,7 +117,7 @@ def test_open_study_records_the_sampler_and_enqueues_trial_0_once(tmp_path):
     assert attrs["rkdbench.sampler"] == {
         "class": "NumberedQMCSampler",
         "qmc_type": "sobol",
-        "scramble": False,
+        "scramble": True,
         "seed": 0,
         "warn_independent_sampling": False,
         "optuna": optuna.__version__,
@@ -178,9 +178,21 @@ def test_qmc_is_reproducible_and_random_samples_differ_by_seed(tmp_path):
         run_trials(study, SPACE, 4, score)
         return [t.params for t in study.get_trials()]
 
-    assert params("a", seed=0) == params("b", seed=7)  # unscrambled Sobol: the same points in every run
+    assert params("a", seed=0) == params("b", seed=0) != params("e", seed=7)  # Sobol scrambled by the study's seed
     random_a, random_b = params("c", sampler="random", seed=1), params("d", sampler="random", seed=2)
     assert random_a[0] == random_b[0] == DEFAULTS and random_a[1:] != random_b[1:]  # trial 0 whatever the sampler
+
+
+def test_qmc_never_repeats_the_official_recipe_of_a_space_centred_on_it(tmp_path):
+    """Spaces are centred on the official values (log-uniform 0.01..0.25 around lr 0.05): the plain Sobol sequence's
+    point 1 is that centre, which would make trial 1 a second trial 0."""
+    centred = {"train.lr": LogUniform(0.01, 0.25)}
+    url = study_storage_url(tmp_path / "centred")
+    defaults = {"train.lr": 0.05}
+    study = open_study(open_storage(url), identity(space=centred), defaults, storage_lock(url))
+    run_trials(study, centred, 6, lambda run: run.params["train.lr"])
+    drawn = [t.params["train.lr"] for t in study.get_trials()]
+    assert drawn[0] == 0.05 and all(abs(lr - 0.05) > 1e-6 for lr in drawn[1:]) and len(set(drawn)) == 6
 
 
 def test_asha_pruned_trials_count_in_the_budget(tmp_path):
