@@ -20,6 +20,8 @@ from ..cost.repeat import REPEATS, TOLERANCE
 
 __all__ = [
     "DryRunRequest",
+    "Pricing",
+    "pricing",
     "print_dry_run",
     "teacher_architectures",
     "echo_teacher_status",
@@ -54,22 +56,47 @@ def teacher_architectures(cards: dict[str, Any]) -> dict[str, tuple[str, tuple]]
     }
 
 
-def print_dry_run(request: DryRunRequest) -> None:
-    """The cells with their keys and estimated cost, the totals, and the teacher files that are missing."""
-    from ..cost.estimate import DEFAULT_GPU_TFLOPS, estimate_cell
-    from ..cost.planning import format_seconds, plan_cells, plan_json
+@dataclass(frozen=True)
+class Pricing:
+    """What pricing a suite's cells needs: the dataset (its shape and split sizes: None when it does not declare
+    them), the sustained TFLOP/s of the FLOP-based estimate, the teachers' cards and architectures, the device."""
+
+    dataset: Any
+    sizes: Any
+    tflops: float
+    cards: dict[str, Any]
+    architectures: dict[str, Any]
+    target: Any
+
+
+def pricing(protocol, cells: list, gpu_tflops: float | None, device: str | None) -> Pricing:
+    from ..cost.estimate import DEFAULT_GPU_TFLOPS
     from ..plugins import create, get_registry
     from ..training.engine import pick_device
 
-    suite, cells, model_dir = request.suite, request.cells, request.model_dir
-    protocol = suite.protocol
     dataset = get_registry().get("dataset", protocol.header.dataset).obj
-    sizes = getattr(dataset, "split_sizes", None)
-    tflops = request.gpu_tflops or DEFAULT_GPU_TFLOPS
     teacher_ids = sorted({t for c in cells for t in [c.teacher, *c.extra_teachers.values()] if t != "none"})
     cards = {t: create("teacher", t) for t in teacher_ids}
-    arch = teacher_architectures(cards)
-    target = pick_device(request.device or protocol.train.device)
+    return Pricing(
+        dataset,
+        getattr(dataset, "split_sizes", None),
+        gpu_tflops or DEFAULT_GPU_TFLOPS,
+        cards,
+        teacher_architectures(cards),
+        pick_device(device or protocol.train.device),
+    )
+
+
+def print_dry_run(request: DryRunRequest) -> None:
+    """The cells with their keys and estimated cost, the totals, and the teacher files that are missing."""
+    from ..cost.estimate import estimate_cell
+    from ..cost.planning import format_seconds, plan_cells, plan_json
+
+    suite, cells, model_dir = request.suite, request.cells, request.model_dir
+    protocol = suite.protocol
+    priced = pricing(protocol, cells, request.gpu_tflops, request.device)
+    dataset, sizes, tflops, arch = priced.dataset, priced.sizes, priced.tflops, priced.architectures
+    cards, target = priced.cards, priced.target
     echo = (lambda line: None) if request.as_json else click.echo
     plans, calibration = plan_cells(cells, model_dir, sizes, target, learned=_learned(request, echo))
     echo(f"suite {suite.name}: {len(cells)} cells under protocol {protocol.experiment_name} (hash {protocol.hash})")

@@ -17,7 +17,15 @@ import click
 from ..errors import ConfigError
 from ..run.options import RunOptions
 
-__all__ = ["SuiteRequest", "run_suite_request", "parse_shard", "evaluation_line", "print_summary", "report_failures"]
+__all__ = [
+    "SuiteRequest",
+    "run_suite_request",
+    "parse_shard",
+    "evaluation_line",
+    "print_summary",
+    "report_failures",
+    "suite_summary",
+]
 
 
 @dataclass(frozen=True)
@@ -163,34 +171,30 @@ def print_summary(console, suite, outcomes: list, elapsed: float) -> None:
         )
 
 
+def suite_summary(suite, outcomes: list, elapsed: float, **extra: Any) -> dict[str, Any]:
+    """What a `--json` run prints about a suite: its protocol, the seconds it took and one entry per cell (key,
+    label, status, run id, metrics, error), plus the command's `extra` entries."""
+    cells = [
+        {"key": o.cell.key, "label": o.cell.label, "status": o.status, "run_id": o.run_id}
+        | {"metrics": o.metrics, "error": o.error}
+        for o in outcomes
+    ]
+    return {
+        "suite": suite.name,
+        "protocol": suite.protocol.experiment_name,
+        "protocol_hash": suite.protocol.hash,
+        "seconds": round(elapsed, 1),
+        **extra,
+        "cells": cells,
+    }
+
+
 def _echo_json_summary(results: str, suite, outcomes: list, elapsed: float) -> None:
     from ..tracking import Tracker
     from ..tracking.counting import ignored_duplicates
 
-    click.echo(
-        json.dumps(
-            {
-                "suite": suite.name,
-                "protocol": suite.protocol.experiment_name,
-                "protocol_hash": suite.protocol.hash,
-                "seconds": round(elapsed, 1),
-                "ignored_runs": ignored_duplicates(Tracker(results), suite.protocol.hash),
-                "cells": [
-                    {
-                        "key": o.cell.key,
-                        "label": o.cell.label,
-                        "status": o.status,
-                        "run_id": o.run_id,
-                        "metrics": o.metrics,
-                        "error": o.error,
-                    }
-                    for o in outcomes
-                ],
-            },
-            indent=2,
-            sort_keys=True,
-        )
-    )
+    ignored = ignored_duplicates(Tracker(results), suite.protocol.hash)
+    click.echo(json.dumps(suite_summary(suite, outcomes, elapsed, ignored_runs=ignored), indent=2, sort_keys=True))
 
 
 def report_failures(outcomes: list) -> int:

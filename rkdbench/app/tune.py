@@ -170,42 +170,22 @@ def _run_selected(cells: list, executor: Any, tracker: Any, options: RunOptions)
 
 
 def _echo_json(suite: Any, results: list, outcomes: list[CellOutcome], elapsed: float) -> None:
-    click.echo(
-        json.dumps(
-            {
-                "suite": suite.name,
-                "protocol": suite.protocol.experiment_name,
-                "protocol_hash": suite.protocol.hash,
-                "seconds": round(elapsed, 1),
-                "studies": [
-                    {
-                        "study": r.study.name,
-                        "budget": r.study.plan.budget,
-                        "finished": r.finished,
-                        "selected_trial": None if r.best is None else r.best.number,
-                        "selected_values": None if r.best is None else r.best.params,
-                        "best_value": None if r.best is None else r.best.value,
-                        "error": r.error,
-                    }
-                    for r in results
-                ],
-                "cells": [
-                    {
-                        "key": o.cell.key,
-                        "label": o.cell.label,
-                        "status": o.status,
-                        "run_id": o.run_id,
-                        "metrics": o.metrics,
-                        "error": o.error,
-                    }
-                    for o in outcomes
-                ],
-            },
-            indent=2,
-            sort_keys=True,
-            default=str,
-        )
-    )
+    from .run import suite_summary
+
+    studies = [
+        {
+            "study": r.study.name,
+            "budget": r.study.plan.budget,
+            "finished": r.finished,
+            "selected_trial": None if r.best is None else r.best.number,
+            "selected_values": None if r.best is None else r.best.params,
+            "best_value": None if r.best is None else r.best.value,
+            "error": r.error,
+        }
+        for r in results
+    ]
+    summary = suite_summary(suite, outcomes, elapsed, studies=studies)
+    click.echo(json.dumps(summary, indent=2, sort_keys=True, default=str))
 
 
 def _finished_so_far(url: str, studies: list) -> dict[str, int]:
@@ -231,21 +211,15 @@ def _finished_so_far(url: str, studies: list) -> dict[str, int]:
 def _print_plan(request: TuneRequest, suite: Any, studies: list, cells: list, url: str, parallelism: int) -> None:
     """The dry run: each study with its space, trial 0, the trials left and their predicted time, then the selected
     cells' predicted time and the total wall time over the executor's parallelism."""
-    from ..cost.estimate import DEFAULT_GPU_TFLOPS, estimate_cell
+    from ..cost.estimate import estimate_cell
     from ..cost.planning import format_seconds, plan_cells
-    from ..plugins import create, get_registry
-    from ..training.engine import pick_device
     from ..tuning.storage import shown_url
-    from .dry_run import echo_teacher_status, teacher_architectures
+    from .dry_run import echo_teacher_status, pricing
 
     protocol = suite.protocol
-    dataset = get_registry().get("dataset", protocol.header.dataset).obj
-    sizes = getattr(dataset, "split_sizes", None)
-    tflops = request.gpu_tflops or DEFAULT_GPU_TFLOPS
-    teacher_ids = sorted({t for c in cells for t in [c.teacher, *c.extra_teachers.values()] if t != "none"})
-    cards = {t: create("teacher", t) for t in teacher_ids}
-    architectures = teacher_architectures(cards)
-    target = pick_device(request.options.device or protocol.train.device)
+    priced = pricing(protocol, cells, request.gpu_tflops, request.options.device)
+    dataset, sizes, tflops, architectures = priced.dataset, priced.sizes, priced.tflops, priced.architectures
+    cards, target = priced.cards, priced.target
     bases = [s.base for s in studies]
     plans, calibration = plan_cells([*bases, *cells], request.options.model_dir, sizes, target) if sizes else ([], None)
 

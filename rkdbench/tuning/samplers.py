@@ -1,14 +1,14 @@
 """Seeded samplers and the optional pruner, by name, with the arguments that reproduce them.
 
-`qmc` (the default) is Optuna's `QMCSampler` over a Sobol sequence scrambled with the study's seed: the same points
-for every method and every run, which makes budgets comparable. Scrambled, because the plain sequence's first points
-are the corner and the exact centre of the space, and spaces are centred on the official values: its trial 1 would
-repeat trial 0 (the official recipe) in every shared dimension. Trial k draws point k: Optuna's own counter is read and
-written without a lock, so two workers asking at once would get the same point, whereas a trial's number is unique. `random` is `RandomSampler(seed)`;
-`tpe` is `TPESampler(seed=...)` with Optuna 5's defaults (multivariate, constant liar). `sampler_record` is what a
-study stores in its user attributes, because the same name may not sample alike across Optuna versions. Pruning:
-`none`, or `asha` (Optuna's asynchronous `SuccessiveHalvingPruner`, fit for many workers). Optuna is imported only
-when a factory is called.
+`qmc` (the default) is Optuna's `QMCSampler` over a Sobol sequence scrambled with the study's seed: the same points for
+every method and every run, which makes budgets comparable. Scrambled, because the plain sequence's first points are the
+corner and the exact centre of the space, and spaces are centred on the official values: its trial 1 would repeat trial
+0 (the official recipe) in every shared dimension. Trial k draws point k: Optuna's own counter is read and written
+without a lock, so two workers asking at once would get the same point, whereas a trial's number is unique. `random` is
+`RandomSampler(seed)`; `tpe` is `TPESampler(seed=...)` with Optuna 5's defaults (multivariate, constant liar).
+`sampler_record` is what a study stores in its user attributes, because the same name may not sample alike across Optuna
+versions. Pruning: `none`, or `asha` (Optuna's asynchronous `SuccessiveHalvingPruner`, fit for many workers). Optuna is
+imported only when a factory is called.
 """
 
 from __future__ import annotations
