@@ -142,3 +142,20 @@ def test_the_checker_finds_a_cycle_hidden_in_a_function_local_import(tmp_path):
     graph = import_graph(package)
     assert graph["pkg.a"] == {"pkg.sub.b", "pkg.sub"} and graph["pkg.sub.b"] == {"pkg.a"}
     assert cycles(graph) == [["pkg.a", "pkg.sub.b"]]
+
+
+def test_only_the_command_layers_import_click():
+    """Printing and exit codes live in `cli/` and `app/`; the library below returns data."""
+    importers = set()
+    for path in (ROOT / "rkdbench").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
+            if any(name == "click" or name.startswith("click.") for name in names):
+                importers.add(unit(".".join(path.relative_to(ROOT).with_suffix("").parts)))
+    assert importers <= {"cli", "app"}, importers
