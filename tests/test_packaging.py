@@ -54,6 +54,10 @@ def test_wheel_installs_and_entry_points_resolve(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert {"rkdbench/py.typed", "rkdbench_plugins/py.typed"} <= set(names)  # typed packages (PEP 561)
     assert "rkdbench_plugins/methods/rslad.py" in names and "rkdbench/configs/protocols/digits-linf.toml" in names
+    # every module of the source tree is in the wheel: setuptools drops a package missing from the explicit list silently
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "rkdbench").rglob("*.py")}
+    modules |= {"rkdbench_plugins/" + str(p.relative_to(ROOT / "plugins")) for p in (ROOT / "plugins").rglob("*.py")}
+    assert modules <= set(names), f"modules left out of the wheel: {sorted(modules - set(names))}"
     shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "rkdbench" / "configs").rglob("*.toml")}
     assert shipped <= set(names), f"package data left out of the wheel: {sorted(shipped - set(names))}"
     target = tmp_path / "site"

@@ -363,7 +363,7 @@ def test_ray_ctrl_c_cancels_the_tasks_and_the_cell_resumes(tmp_path, ray_address
 
 def test_a_sqlite_store_is_refused_for_several_nodes_only():
     with pytest.raises(UserError, match=r"sqlite store .* 2 nodes of Ray cluster 10\.0\.0\.1:6379; .*rkdbench server"):
-        check_store_for_cluster("sqlite:////r/mlflow.db", 2, "10.0.0.1:6379")
+        check_store_for_cluster("sqlite:////r/mlflow.db", 2, "Ray cluster 10.0.0.1:6379")
     check_store_for_cluster("sqlite:////r/mlflow.db", 1, "auto")  # a local cluster: one node
     check_store_for_cluster("http://127.0.0.1:5000", 3, "10.0.0.1:6379")  # a tracking server serves every node
 
