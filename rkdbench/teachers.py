@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import write_text_atomic
 from .checkpoint import CheckpointError, load_verified, save_atomic, sha256_file
 from .config import Protocol, canonical_hash, load_protocol
 from .data import load_splits
@@ -161,8 +162,7 @@ def _record_first_use(card: TeacherCard, model_dir: Path, digests: list[str]) ->
 
 def write_measured_card(card: TeacherCard, model_dir: str | os.PathLike[str], measured: dict[str, Any]) -> Path:
     path = card_path(card, model_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(measured, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(measured, indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -331,7 +331,7 @@ def build_teacher(
     if built_from.is_file() and built_from.read_text().strip() != card.recipe_hash:
         shutil.rmtree(workdir)  # epochs trained under another recipe must not be resumed
     workdir.mkdir(parents=True, exist_ok=True)
-    built_from.write_text(card.recipe_hash + "\n")
+    write_text_atomic(built_from, card.recipe_hash + "\n")
     started = time.perf_counter()
     trainer = Trainer(
         TrainSetup(

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..atomic import write_text_atomic
 from ..attack_traits import attack_plugins
 from ..benchmarking import cpu_model
 from ..config import Cell, Protocol, canonical_hash
@@ -115,8 +116,8 @@ class Calibration:
             if data.get("format") == FORMAT and data.get("identity") == self.identity:
                 for name in ("train", "attack", "per_point"):
                     setattr(self, name, {**data[name], **getattr(self, name)})
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(
+        write_text_atomic(
+            self.path,
             json.dumps(
                 {
                     "format": FORMAT,
@@ -127,9 +128,8 @@ class Calibration:
                 },
                 indent=1,
                 sort_keys=True,
-            )
+            ),
         )
-        tmp.replace(self.path)
         return self.path
 
     @property
