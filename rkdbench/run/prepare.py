@@ -1,5 +1,6 @@
-"""Everything that can fail before a suite trains: the tracking store must answer, and every teacher the cells
-need must be in the model dir (built from its recipe, once, when `--build-teachers` allows it)."""
+"""Everything that can fail before a suite trains: the results folder must be writable, the tracking store must
+answer, and every teacher the cells need must be in the model dir (built from its recipe, once, when
+`--build-teachers` allows it)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ..teachers import (
     teacher_path,
 )
 from ..tracking import Tracker
+from ..tracking.store import writable_folder
 from .cells import NO_TEACHER
 from .options import RunOptions
 from .progress import epoch_progress, say
@@ -29,7 +31,9 @@ def teacher_card(name: str) -> TeacherCard:
 
 
 def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
-    """Everything that can fail before training: the tracking store, and teachers (built if allowed)."""
+    """Everything that can fail before training: the results folder and the tracking store, and teachers (built if
+    allowed)."""
+    writable_folder(options.results)  # cells' checkpoints and journals go there, whichever the store
     tracker.check_reachable()
     needed = {c.teacher for c in cells if c.teacher != NO_TEACHER} | {
         t for c in cells for t in c.extra_teachers.values()
