@@ -35,7 +35,6 @@ __all__ = ["CellResources", "run_on_ray", "connect", "SERVER_HINT", "MAX_RETRIES
 
 MAX_RETRIES = 3  # system failures (a dead worker process or node) per cell; the cell's own errors are never retried
 MARKER_PREFIX = ".rkdbench-driver-"
-CANCEL_WAIT_S = 60.0  # how long Ctrl-C waits for cancelled cells to record KILLED
 SERVER_HINT = (
     "start a team tracking server on a machine every node reaches (`rkdbench server --host 0.0.0.0 "
     "--backend-store-uri postgresql+psycopg2://USER@HOST:PORT/DB`) and set "
@@ -144,7 +143,7 @@ def _cell_task(
         # Ray cancels a running task by simulating SIGINT, which Python ignores when the worker inherited SIGINT
         # as ignored (a head started in the background of a script): Ctrl-C would then leave the cell RUNNING.
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    progress.started.remote(position, cell.label, socket.gethostname())
+    progress.started.remote(position, cell.label, socket.gethostname(), os.getpid())
     torch.set_num_threads(threads)
     for folder in plugin_dirs:
         load_plugins_dir(folder)
@@ -156,12 +155,12 @@ class _Progress:
     """A tiny actor the tasks tell when they start, so the driver can print it (Ray only reports the end)."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[str, str, str]] = []
+        self.events: list[tuple[str, str, str, int]] = []
 
-    def started(self, position: str, label: str, host: str) -> None:
-        self.events.append((position, label, host))
+    def started(self, position: str, label: str, host: str, pid: int) -> None:
+        self.events.append((position, label, host, pid))
 
-    def drain(self) -> list[tuple[str, str, str]]:
+    def drain(self) -> list[tuple[str, str, str, int]]:
         events, self.events = self.events, []
         return events
 
@@ -233,11 +232,13 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
     outcomes: dict[int, Any] = {}
     seconds: list[float] = []  # each cell's time from its (last) start to its end; cells overlap
     start_times: dict[str, float] = {}
+    workers: dict[str, str] = {}  # position -> "host:pid" of the worker process its task started in, as leases say
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            for position, label, host in ray.get(progress.drain.remote()):
+            for position, label, host, pid in ray.get(progress.drain.remote()):
                 start_times[position] = time.perf_counter()
+                workers[position] = f"{host}:{pid}"
                 say(options, f"[bold]{position} start[/] {label} [dim](on {host})[/]")
             for ref in done:
                 i = pending.pop(ref)
@@ -254,24 +255,36 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
         )
         for ref in pending:
             ray.cancel(ref)
-        _wait_until_stopped(tracker, [cells[i] for i in pending.values()])
+        with contextlib.suppress(Exception):  # start events not drained yet
+            workers.update((position, f"{host}:{pid}") for position, _, host, pid in ray.get(progress.drain.remote()))
+        started = [(cells[i], workers.get(f"[{i + 1}/{len(cells)}]")) for i in pending.values()]
+        started = [(cell, worker) for cell, worker in started if worker]
+        _wait_until_stopped(started, results, options, lambda: [ray.cancel(ref) for ref in pending])
         raise
     finally:
         (results / marker).unlink(missing_ok=True)
     return [outcomes[i] for i in range(len(cells))]
 
 
-def _wait_until_stopped(tracker, cells: list, timeout: float = CANCEL_WAIT_S) -> None:
+def _wait_until_stopped(started: list[tuple[Any, str]], results: Path, options, cancel: Callable[[], object]) -> None:
     """A cancelled task's result is ready before its worker has run `run_cell`'s KILLED bookkeeping; leaving now
-    would end the job and its workers with the runs still RUNNING, so wait (bounded) until none of them is."""
-    from ..cell import protocol_experiment
+    would end the job and its workers with the runs still RUNNING. A worker holds its cell's lease until that
+    bookkeeping is delivered (the OS drops it if the worker dies): wait while a cancelled cell's lease is held by
+    the worker its task started in (`started`: (cell, "host:pid")), however long the machine's load makes that.
+    No deadline; `cancel` is sent again every 5 s (Ray lost the one a worker stopped for 90 s could not take); a
+    second Ctrl-C leaves them (their runs stay RUNNING and resume on the next run)."""
+    from ...lease import CellLease
+    from ..progress import say
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = [tracker.find_run(protocol_experiment(tracker, cell.protocol), cell.key) for cell in cells]
-        if not any(run is not None and run.info.status == "RUNNING" for run in runs):
-            return
-        time.sleep(0.5)
+    leases = [(CellLease(results / "cells" / cell.key), worker) for cell, worker in started]
+    if leases:
+        say(options, f"[yellow]waiting for {len(leases)} cancelled cell(s) to record KILLED (Ctrl-C: leave them)[/]")
+    last = time.monotonic()
+    while any(lease.busy() and lease.holder().startswith(f"{worker} ") for lease, worker in leases):
+        time.sleep(0.2)
+        if time.monotonic() - last > 5:
+            cancel()
+            last = time.monotonic()
 
 
 def _plugin_dirs() -> list[str]:
