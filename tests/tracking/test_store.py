@@ -7,6 +7,7 @@ MLflow and an unwritable results folder are one line each, exit 2, nothing chang
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import signal
@@ -364,3 +365,31 @@ def test_an_unwritable_results_folder_is_one_line_and_nothing_is_written(tmp_pat
     finally:
         subprocess.run(["chattr", "-i", str(results)], capture_output=True)
         results.chmod(0o755)
+
+
+def test_rkdbench_server_creates_its_sqlite_store_whole_and_keeps_it_marked_in_use(tmp_path):
+    from services import _wait_healthy, free_port
+
+    results, log, port = tmp_path / "results", tmp_path / "server.log", free_port()
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            rkdbench_command("server", "--results", str(results), "--port", str(port), "--workers", "1"),
+            env=child_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", server, log)
+        assert f"rkdbench: created sqlite:///{results / 'mlflow.db'}" in log.read_text()
+        assert inspect_store(results / "mlflow.db").kind == "current"
+        # the server (this process after its exec) holds the store open: an upgrade would not swap it under it
+        users = os.open(results / ".store.users", os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(users)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait()
