@@ -50,6 +50,7 @@ if TYPE_CHECKING:
         prepare_worker,
         remote_setup,
         run_remote_cell,
+        wait_for_cancelled,
         wait_until_stopped,
         worker_environment,
         worker_options,
@@ -93,6 +94,7 @@ _LAZY = {
             "prepare_worker",
             "remote_setup",
             "run_remote_cell",
+            "wait_for_cancelled",
             "wait_until_stopped",
             "worker_environment",
             "worker_options",
@@ -165,6 +167,7 @@ __all__ = [
     "prepare_worker",
     "remote_setup",
     "run_remote_cell",
+    "wait_for_cancelled",
     "wait_until_stopped",
 ]
 

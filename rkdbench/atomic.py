@@ -17,11 +17,22 @@ from typing import BinaryIO
 __all__ = ["write_atomic", "write_bytes_atomic", "write_text_atomic", "sha256_file", "temporary_sibling"]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def temporary_sibling(path: Path) -> Path:
-    """A new, empty temporary file beside `path` (same folder, so the rename stays on one filesystem)."""
+    """A new, empty temporary file beside `path` (same folder, so the rename stays on one filesystem), with the
+    permissions a plain `open` would give it (mkstemp's 0600 would hide a shared results folder's files from the
+    rest of its group)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
     return Path(tmp)
 
 

@@ -54,7 +54,7 @@ def test_wheel_installs_and_entry_points_resolve(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert {"rkdbench/py.typed", "rkdbench_plugins/py.typed"} <= set(names)  # typed packages (PEP 561)
     assert "rkdbench_plugins/methods/rslad.py" in names and "rkdbench/configs/protocols/digits-linf.toml" in names
-    # every module of the source tree is in the wheel: setuptools drops a package missing from the explicit list silently
+    # every source module is in the wheel: setuptools silently drops a package missing from the explicit list
     modules = {str(p.relative_to(ROOT)) for p in (ROOT / "rkdbench").rglob("*.py")}
     modules |= {"rkdbench_plugins/" + str(p.relative_to(ROOT / "plugins")) for p in (ROOT / "plugins").rglob("*.py")}
     assert modules <= set(names), f"modules left out of the wheel: {sorted(modules - set(names))}"

@@ -38,13 +38,12 @@ from rkdbench import (
     run_remote_cell,
     say,
     suite_status,
-    wait_until_stopped,
+    wait_for_cancelled,
 )
 
 __all__ = ["Ray", "RayOptions", "connect", "MAX_RETRIES"]
 
 MAX_RETRIES = 3  # system failures (a dead worker process or node) per cell; the cell's own errors are never retried
-CANCEL_WAIT_S = 60.0  # how long Ctrl-C waits for cancelled cells to record KILLED
 HELD_RETRY_S = float(os.environ.get("RKDBENCH_WAIT_POLL_SECONDS", 5.0))  # pause before a held cell is tried again
 
 
@@ -139,12 +138,12 @@ class _Progress:
     """A tiny actor the tasks tell when they start, so the driver can print it (Ray only reports the end)."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[str, str, str]] = []
+        self.events: list[tuple[str, str, str, int]] = []
 
-    def started(self, position: str, label: str, host: str) -> None:
-        self.events.append((position, label, host))
+    def started(self, position: str, label: str, host: str, pid: int) -> None:
+        self.events.append((position, label, host, pid))
 
-    def drain(self) -> list[tuple[str, str, str]]:
+    def drain(self) -> list[tuple[str, str, str, int]]:
         events, self.events = self.events, []
         return events
 
@@ -157,7 +156,7 @@ def _cell_task(cell, options, position: str, setup, threads: int, progress) -> A
         position,
         setup,
         threads,
-        on_start=lambda: progress.started.remote(position, cell.label, socket.gethostname()),
+        on_start=lambda: progress.started.remote(position, cell.label, socket.gethostname(), os.getpid()),
     )
 
 
@@ -186,6 +185,7 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
     held: dict[int, float] = {}  # cell index -> when to submit it again (another driver holds it)
     seconds: list[float] = []  # each cell's time from its (last) start to its end; cells overlap
     start_times: dict[str, float] = {}
+    workers: dict[str, str] = {}  # position -> "host:pid" of the worker process its task started in, as leases say
     try:
         while pending or held:
             for i, when in list(held.items()):
@@ -195,8 +195,9 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0) if pending else ([], [])
             if not pending:
                 time.sleep(0.5)
-            for position, label, host in ray.get(progress.drain.remote()):
+            for position, label, host, pid in ray.get(progress.drain.remote()):
                 start_times[position] = time.perf_counter()
+                workers[position] = f"{host}:{pid}"
                 say(options, f"[bold]{position} start[/] {label} [dim](on {host})[/]")
             for ref in done:
                 i = pending.pop(ref)
@@ -218,7 +219,15 @@ def _run_tasks(ray, cells: list, tracker, options) -> list:
         )
         for ref in pending:
             ray.cancel(ref)
-        wait_until_stopped(tracker, [cells[i] for i in pending.values()], CANCEL_WAIT_S)
+        with contextlib.suppress(Exception):  # start events not drained yet
+            workers.update((position, f"{host}:{pid}") for position, _, host, pid in ray.get(progress.drain.remote()))
+        started = [(cells[i], workers.get(f"[{i + 1}/{len(cells)}]")) for i in pending.values()]
+        wait_for_cancelled(
+            [(cell, worker) for cell, worker in started if worker],
+            Path(worker_options.results),
+            options,
+            lambda: [ray.cancel(ref) for ref in pending],
+        )
         raise
     finally:
         (Path(worker_options.results) / setup.marker).unlink(missing_ok=True)

@@ -2,11 +2,12 @@
 
 The backend store is PostgreSQL (`postgresql+psycopg2://USER@HOST:PORT/DB`, extra `rkdbench[server]`) or, by
 default, the sqlite file of `--results`. The database is checked first (a URI that cannot connect is one line
-naming host and port, and nothing is created), its schema is created or migrated once by `mlflow db upgrade`
-(never by racing workers), then this process becomes `mlflow server` with proxied artifacts: clients upload and
-download checkpoints through the server (`mlflow-artifacts:/`), so workers need `MLFLOW_TRACKING_URI=http://...`
-and no storage credentials. MLflow's server authenticates nobody unless its basic-auth app is enabled
-(`--app-name basic-auth`): binding beyond loopback needs an explicit `--host` and prints that warning.
+naming host and port, and nothing is created), its schema is created or migrated once before the server starts
+(PostgreSQL by `mlflow db upgrade`; sqlite on a copy swapped in whole, `tracking.store.upgrade_store`), then this
+process becomes `mlflow server` with proxied artifacts: clients upload and download checkpoints through the
+server (`mlflow-artifacts:/`), so workers need `MLFLOW_TRACKING_URI=http://...` and no storage credentials.
+MLflow's server authenticates nobody unless its basic-auth app is enabled (`--app-name basic-auth`): binding
+beyond loopback needs an explicit `--host` and prints that warning.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import TrackingError, UserError
+from ..tracking.store import hold_store, sqlite_path, upgrade_store
 
 __all__ = [
     "ServerRequest",
@@ -132,7 +134,12 @@ def serve(request: ServerRequest, echo) -> None:
     if not is_loopback(host) and request.app_name != "basic-auth":
         echo(AUTH_WARNING.format(host=host))
     check_backend_store(uri)
-    upgrade_schema(uri)
+    database = sqlite_path(uri)
+    if database is None:
+        upgrade_schema(uri)
+    else:  # never migrated in place; the server keeps the store marked in use (the lock survives its exec)
+        echo(f"rkdbench: {upgrade_store(uri)}")
+        os.set_inheritable(hold_store(database.parent), True)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     echo(
         f"rkdbench: tracking server for {uri.split('@')[-1]} (artifacts in {destination}); workers set "

@@ -13,14 +13,24 @@ __all__ = ["store", "server"]
 
 @click.group()
 def store() -> None:
-    """The results store: `upgrade` migrates it to the installed MLflow's schema."""
+    """The results store (RESULTS/mlflow.db). Every command creates a missing store whole (built beside it, renamed
+    into place: a kill leaves none or a complete one) and opens only a store at the installed MLflow's schema;
+    `upgrade` migrates or repairs any other on a copy."""
 
 
 @store.command("upgrade")
 @click.option("--results", default="rkdbench-results", show_default=True, help=RESULTS_HELP)
 def store_upgrade(results) -> None:
-    """Create or migrate the sqlite store in RESULTS once, under the store lock (workers may be running). With
-    MLFLOW_TRACKING_URI=http://... the server migrates its own database: this says so and exits 2."""
+    """Create, migrate or repair the sqlite store in RESULTS (after upgrading MLflow, or when a command says so).
+
+    A missing store is created whole. An older one is copied (sqlite's backup API), the copy is migrated and checked
+    against the tables the installed MLflow builds, then swapped in with one rename; the old file is kept as
+    mlflow.db.bak-<revision>, and a kill or Ctrl-C leaves it as it was. A half-migrated store (what an interrupted
+    migration of an earlier version left) is rebuilt when it holds no runs, repaired on the copy when it does, or
+    refused in one line that says how to recover its runs. Nothing is swapped under a running process: while any
+    process has the store open (run, ui, server) it changes nothing and says so. A newer MLflow's store, or a file
+    that is no MLflow store, is one line and left as it is (exit 2). With MLFLOW_TRACKING_URI=http://... the
+    server migrates its own database: this says so and exits 2."""
     from ..tracking import tracking_uri
     from ..tracking.store import upgrade_store
 
@@ -61,9 +71,10 @@ def store_upgrade(results) -> None:
 )
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Server worker processes.")
 def server(results, backend_store_uri, artifacts_destination, host, port, app_name, workers) -> None:
-    """The team tracking server: checks the store, creates or migrates its schema once (`mlflow db upgrade`), then
-    runs `mlflow server` with proxied artifacts. Workers set MLFLOW_TRACKING_URI=http://HOST:PORT; every command
-    (run, leaderboard, compare, evaluate, ui) then reads and writes through it (docs/scale.md)."""
+    """The team tracking server: checks the store, creates or migrates its schema once (a sqlite one as `rkdbench
+    store upgrade` does, PostgreSQL by `mlflow db upgrade`), then runs `mlflow server` with proxied artifacts.
+    Workers set MLFLOW_TRACKING_URI=http://HOST:PORT; every command (run, leaderboard, compare, evaluate, ui) then
+    reads and writes through it (docs/scale.md)."""
     from ..app.server import ServerRequest, serve
 
     serve(

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..atomic import write_text_atomic
 from ..config import Protocol
 
 __all__ = ["CPU_BATCH_SIZE", "batch_size_for", "measure_bytes_per_example", "choose_batch_size", "eval_batch_size"]
@@ -67,6 +68,5 @@ def eval_batch_size(protocol: Protocol, model: nn.Module, x: torch.Tensor, recor
         return int(json.loads(record.read_text())["batch_size"])
     chosen, how = choose_batch_size(model, tuple(x.shape[1:]), x.device)
     if record is not None:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"batch_size": chosen, "chosen_from": how}) + "\n")
+        write_text_atomic(record, json.dumps({"batch_size": chosen, "chosen_from": how}) + "\n")
     return chosen

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic import write_bytes_atomic
 from ..tracking import Tracker, git_sha, schema
 from .formats import export_frame, to_csv, to_json, to_markdown
 from .html import to_html
@@ -136,7 +137,7 @@ def publish(
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in texts.items():
-            (folder / name).write_bytes(text.encode())  # UTF-8 and \n everywhere
+            write_bytes_atomic(folder / name, text.encode())  # UTF-8 and \n everywhere
             published.paths.append(folder / name)
         for name, figure in plots.items():
             figure.savefig(folder / name, **SAVE)

@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text_atomic
 from ..config import Cell, to_toml
 from ..plugins import get_registry
 from ..tracking import Tracker, git_sha, schema
@@ -102,7 +103,8 @@ def _create_run(cell: Cell, tracker: Tracker, journaled: JournaledTracker, exper
     journaled.journal.discard_pending()  # entries for a run this store does not have
     run_id = tracker.create_run(experiment_id, cell.label.replace(" / ", "-").replace(" ", ""), _tags(cell))
     journaled.log_params(run_id, _params(cell))
-    (workdir / "config.toml").write_text(
+    write_text_atomic(
+        workdir / "config.toml",
         to_toml(
             {
                 "cell": {
@@ -117,7 +119,7 @@ def _create_run(cell: Cell, tracker: Tracker, journaled: JournaledTracker, exper
                 **({"trial": {"study": cell.trial.study, **cell.trial.values}} if cell.trial is not None else {}),
                 **cell.protocol.data,
             }
-        )
+        ),
     )
     journaled.log_artifact(run_id, workdir / "config.toml")
     return run_id
@@ -149,7 +151,7 @@ def _run_leased(
         journaled.finish(run_id, "KILLED")
         raise
     except Exception as exc:
-        (workdir / "traceback.txt").write_text("".join(traceback.format_exception(exc)))
+        write_text_atomic(workdir / "traceback.txt", "".join(traceback.format_exception(exc)))
         journaled.log_artifact(run_id, workdir / "traceback.txt")
         journaled.finish(run_id, "FAILED")
         say(options, f"[red]{position} FAILED {cell.label}: {type(exc).__name__}: {exc}[/]")

@@ -1,5 +1,6 @@
-"""Everything that can fail before a suite trains: the tracking store must answer, and every teacher the cells
-need must be in the model dir (built from its recipe, once, when `--build-teachers` allows it)."""
+"""Everything that can fail before a suite trains: the results folder must be writable, the tracking store must
+answer, and every teacher the cells need must be in the model dir (built from its recipe, once, when
+`--build-teachers` allows it)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ..teachers.build import build_teacher
 from ..teachers.card import TeacherCard
 from ..teachers.model_dir import missing_teacher_message, stale_recipe, stale_teacher_message, teacher_path
 from ..tracking import Tracker
+from ..tracking.store import writable_folder
 from ..training.engine import pick_device
 from .cells import NO_TEACHER
 from .options import RunOptions
@@ -31,7 +33,9 @@ def needed_teachers(cells: list[Cell]) -> list[str]:
 
 
 def prepare(cells: list[Cell], tracker: Tracker, options: RunOptions) -> None:
-    """Everything that can fail before training: the tracking store, and teachers (built if allowed)."""
+    """Everything that can fail before training: the results folder and the tracking store, and teachers (built if
+    allowed)."""
+    writable_folder(options.results)  # cells' checkpoints and journals go there, whichever the store
     tracker.check_reachable()
     for name in needed_teachers(cells):
         card = teacher_card(name)

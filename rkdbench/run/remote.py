@@ -29,7 +29,9 @@ from ..plugins import load_plugins_dir, loaded_plugin_dirs
 from ..tracking import Tracker
 from ..tracking.schema import metric_key, selection_split
 from .cell import protocol_experiment, run_cell
+from .lease import CellLease
 from .options import CellOutcome, RunOptions
+from .progress import say
 
 __all__ = [
     "SERVER_HINT",
@@ -45,6 +47,7 @@ __all__ = [
     "prepare_worker",
     "run_remote_cell",
     "wait_until_stopped",
+    "wait_for_cancelled",
     "end_line",
 ]
 
@@ -177,6 +180,26 @@ def wait_until_stopped(tracker: Tracker, cells: list[Cell], timeout: float) -> N
         if not any(run is not None and run.info.status == "RUNNING" for run in runs):
             return
         time.sleep(0.5)
+
+
+def wait_for_cancelled(
+    started: list[tuple[Cell, str]], results: Path, options: RunOptions, cancel: Callable[[], object]
+) -> None:
+    """A cancelled task's result is ready before its worker has run `run_cell`'s KILLED bookkeeping; leaving now
+    would end the job and its workers with the runs still RUNNING. A worker holds its cell's lease until that
+    bookkeeping is delivered (the OS drops it if the worker dies): wait while a cancelled cell's lease is held by
+    the worker its task started in (`started`: (cell, "host:pid")), however long the machine's load makes that.
+    No deadline, because a starved worker outlived a fixed one; `cancel` is sent again every 5 s (Ray lost the one
+    a worker stopped for 90 s could not take); a second Ctrl-C leaves them (they resume on the next run)."""
+    leases = [(CellLease(Path(results) / "cells" / cell.key), worker) for cell, worker in started]
+    if leases:
+        say(options, f"[yellow]waiting for {len(leases)} cancelled cell(s) to record KILLED (Ctrl-C: leave them)[/]")
+    last = time.monotonic()
+    while any(lease.busy() and lease.holder().startswith(f"{worker} ") for lease, worker in leases):
+        time.sleep(0.2)
+        if time.monotonic() - last > 5:
+            cancel()
+            last = time.monotonic()
 
 
 def end_line(position: str, outcome: CellOutcome) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..atomic import write_text_atomic
 from ..attacks.traits import CLEAN
 from ..config import Protocol, load_protocol
 from ..data import load_splits
@@ -98,7 +99,7 @@ def build_teacher(
     if built_from.is_file() and built_from.read_text().strip() != card.recipe_hash:
         shutil.rmtree(workdir)  # epochs trained under another recipe must not be resumed
     workdir.mkdir(parents=True, exist_ok=True)
-    built_from.write_text(card.recipe_hash + "\n")
+    write_text_atomic(built_from, card.recipe_hash + "\n")
     started = time.perf_counter()
     trainer = build_trainer(
         protocol,

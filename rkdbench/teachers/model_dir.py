@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..atomic import sha256_file
+from ..atomic import sha256_file, write_text_atomic
 from .card import TeacherCard
 
 __all__ = [
@@ -111,8 +111,7 @@ def _record_first_use(card: TeacherCard, model_dir: Path, digests: list[str]) ->
 
 def write_measured_card(card: TeacherCard, model_dir: str | os.PathLike[str], measured: dict[str, Any]) -> Path:
     path = card_path(card, model_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(measured, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(measured, indent=2, sort_keys=True) + "\n")
     return path
 
 

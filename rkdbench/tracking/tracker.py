@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import TrackingError
+from ..errors import TrackingError, UserError
 from . import schema
 from .store import IMPLICIT_STORE, open_client
 
@@ -72,6 +72,8 @@ class Tracker:
         """Fail before any training when the store cannot be read (and, for sqlite, created)."""
         try:
             self.client.search_experiments(max_results=1)
+        except UserError:
+            raise  # the store is there but cannot be used as it is: its own one line says why and what to do
         except Exception as exc:
             raise TrackingError(
                 f"MLflow tracking store {self.uri} is unreachable: {type(exc).__name__}: "

@@ -1,5 +1,5 @@
 """`train.compile`: an optional protocol field that leaves every shipped protocol's hash unchanged, enters the
-cell key when set, and trains to the same losses as eager mode (torch.compile on the CPU, gcc)."""
+cell key when set, and trains as eager mode does, up to rounding (torch.compile on the CPU, gcc)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,11 @@ def test_compile_is_part_of_the_key_and_validated():
         load_protocol("digits-linf", {"train.compile": "yes"})
 
 
-def _fit(compile_on: bool, workdir: Path) -> tuple[list[float], dict[str, torch.Tensor]]:
+def _fit(
+    compile_on: bool, workdir: Path, method: str, nudge: int | None = None
+) -> tuple[list[float], dict[str, torch.Tensor]]:
+    """Three epochs of `method` on 32 digits (one step each); `nudge`: the initial weights moved by about one
+    float32 ulp (relative 2^-23, seeded), the size of the rounding a reordered sum makes."""
     splits = rkdbench.create("dataset", "digits").load(None, 0)
     (x, y), (xv, yv) = splits.train, splits.val
     tiny = Splits(train=(x[:32], y[:32]), val=(xv[:8], yv[:8]), test=(xv[:8], yv[:8]), num_classes=10)
@@ -67,20 +71,52 @@ def _fit(compile_on: bool, workdir: Path) -> tuple[list[float], dict[str, torch.
     )
     torch.manual_seed(0)
     student = rkdbench.create("architecture", "cnn-small")
+    if nudge is not None:
+        noise = torch.Generator().manual_seed(nudge)
+        with torch.no_grad():
+            for parameter in student.parameters():
+                parameter.mul_(1 + 2**-23 * torch.randn(parameter.shape, generator=noise))
     trainer = Trainer(
-        TrainSetup(protocol, rkdbench.create("method", "pgd-at"), student, {}, tiny, 0, torch.device("cpu"), workdir)
+        TrainSetup(protocol, rkdbench.create("method", method), student, {}, tiny, 0, torch.device("cpu"), workdir)
     )
     outcome = trainer.fit()
-    assert "_compiled_call_impl" not in student.__dict__  # released: evaluation runs the eager module
+    assert "_compiled_call_impl" not in student.__dict__  # released: evaluation runs the eager modules
     return [h["train.loss"] for h in outcome.history], student.state_dict()
+
+
+def _distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """Relative distance between two students' weights (every float tensor, as one vector)."""
+    names = [name for name, value in a.items() if value.is_floating_point()]
+    flat_a, flat_b = (torch.cat([weights[name].flatten() for name in names]) for weights in (a, b))
+    return ((flat_a - flat_b).norm() / flat_a.norm()).item()
 
 
 @pytest.mark.slow  # torch.compile with gcc on the CPU: about a minute
 def test_compiled_training_follows_the_eager_trajectory(tmp_path):
-    eager_losses, eager_weights = _fit(False, tmp_path / "eager")
-    compiled_losses, compiled_weights = _fit(True, tmp_path / "compiled")
-    assert compiled_losses == pytest.approx(eager_losses, rel=1e-3, abs=1e-4)
-    assert eager_losses[0] != eager_losses[-1]  # it trained: the comparison is between moving trajectories
+    """Compiled kernels sum in another order than eager ones (and differently per instruction set), so compiled
+    and eager weights differ by rounding, which training may amplify; what is compared is what does not depend
+    on that. Smooth training (`standard`, no attack) does not amplify rounding: the eager run's own spread, its
+    weights after a one-ulp nudge of the initial weights (measured about 1.3e-7 relative), sets the scale, and
+    compiled weights stay within 100 times it (compiled measured 2e-8 here; a wrong gradient or a lost update
+    moves them by 1e-3 and more). Adversarial training amplifies it: PGD's sign steps flip, and a one-ulp nudge
+    moved eager PGD-AT weights by 4e-3 (0.1 % relative) in 2 of 6 seeds, the per-epoch loss by up to 1.1e-3.
+    There the losses must follow the eager trajectory within a tenth of how far it moves in three epochs
+    (about 1e-2: nine times that chaos; a compiled loop that did not train moves 0)."""
+    from torch._dynamo.utils import counters
+
+    eager_losses, eager_weights = _fit(False, tmp_path / "eager", "standard")
+    _, nudged_weights = _fit(False, tmp_path / "nudged", "standard", nudge=1)
+    counters.clear()
+    compiled_losses, compiled_weights = _fit(True, tmp_path / "compiled", "standard")
+    assert counters["stats"]["unique_graphs"] > 0  # the student was compiled, not left eager
     assert list(compiled_weights) == list(eager_weights)  # state-dict keys unchanged: checkpoints stay compatible
-    for name, value in eager_weights.items():  # fused kernels sum in another order: float noise, not drift
-        torch.testing.assert_close(compiled_weights[name], value, rtol=1e-3, atol=5e-4)
+    spread = _distance(eager_weights, nudged_weights)
+    assert 0 < spread < 1e-5  # the nudge reached the weights, and smooth training did not amplify it
+    assert _distance(eager_weights, compiled_weights) <= 100 * spread
+    assert compiled_losses == pytest.approx(eager_losses, rel=100 * spread)
+
+    eager_losses, _ = _fit(False, tmp_path / "eager-pgd", "pgd-at")
+    compiled_losses, _ = _fit(True, tmp_path / "compiled-pgd", "pgd-at")
+    moved = abs(eager_losses[0] - eager_losses[-1])
+    assert moved > 0.05  # it trained: the comparison is between moving trajectories
+    assert compiled_losses == pytest.approx(eager_losses, abs=moved / 10)

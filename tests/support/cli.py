@@ -30,7 +30,14 @@ def cli(*args: str) -> int:
     return exit_info.value.code
 
 
-def cli_subprocess(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+# Not how long a command should take: a guard that ends a test whose child hangs. Tests wait on events (a file, a
+# line, a process's end), which a loaded machine only delays (a 600 s limit failed a resume under load)
+HANG_GUARD_S = 3600
+
+
+def cli_subprocess(
+    *args: str, env: dict[str, str] | None = None, timeout: int = HANG_GUARD_S
+) -> subprocess.CompletedProcess:
     """`python -m rkdbench.cli ARGS` in a subprocess (one torch thread, `env` added to this process's), its output
     captured as text."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
