@@ -5,7 +5,7 @@ each file it left.
 Run:  python benchmarks/store_kills.py [--kills 30] [--seed S]
 Two series of `--kills` each. Creation: a fresh file, MLflow's `_initialize_tables` on it in a child process,
 SIGKILLed uniformly 0-3 s after the child is ready (its imports done). Upgrade: a store at MLflow's first schema
-revision holding 3 runs (a param, a tag, a metric at 3 steps each; `tests/tracking/old_stores.py`), MLflow's
+revision holding 3 runs (a param, a tag, a metric at 3 steps each; `tests/support/old_stores.py`), MLflow's
 `_upgrade_db` on it, killed the same way. Each file is then classified (`sqlite_store.inspect_store`), offered to
 MLflow as a worker opened it (on a copy: `MlflowClient.search_experiments`), and given to `migrate_store` (what
 `rkdbench store upgrade` runs); the upgrade series' runs are checked afterwards. Prints each file's outcome, the
