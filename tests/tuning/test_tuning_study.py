@@ -6,6 +6,8 @@ unreachable storage)."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
 import sys
 
 import optuna
@@ -289,6 +291,29 @@ def test_the_sqlite_study_file_is_created_whole_under_the_store_lock(tmp_path):
     files = sorted(p.name for p in (tmp_path / "res").iterdir())
     assert files == [".store.lock", "optuna.db"]  # no temporary sibling left
     assert optuna.get_all_study_summaries(url) == []  # a valid, empty study database
+
+
+KILLED_CREATION = """
+import os, signal, sys
+from rkdbench.tuning.storage import open_storage
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+setattr(os, sys.argv[2], die)
+open_storage(sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("point", ["fsync", "replace"])
+def test_a_killed_creation_of_the_study_file_leaves_none_and_the_next_open_creates_it(tmp_path, point):
+    url = study_storage_url(tmp_path / "res")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, "-c", KILLED_CREATION, url, point], env=env, capture_output=True)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]  # killed with the tables built, before the rename
+    assert not (tmp_path / "res" / "optuna.db").exists()
+    assert len(list((tmp_path / "res").glob(".optuna.db.*.tmp"))) == 1
+    open_storage(url)  # the next holder removes the leftover and creates the file whole
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == [".store.lock", "optuna.db"]
+    assert optuna.get_all_study_summaries(url) == []
 
 
 def test_unreachable_storage_is_one_user_error_line(tmp_path):
