@@ -51,7 +51,6 @@ if TYPE_CHECKING:
         remote_setup,
         run_remote_cell,
         wait_for_cancelled,
-        wait_until_stopped,
         worker_environment,
         worker_options,
     )
@@ -95,7 +94,6 @@ _LAZY = {
             "remote_setup",
             "run_remote_cell",
             "wait_for_cancelled",
-            "wait_until_stopped",
             "worker_environment",
             "worker_options",
         ],
@@ -168,7 +166,6 @@ __all__ = [
     "remote_setup",
     "run_remote_cell",
     "wait_for_cancelled",
-    "wait_until_stopped",
 ]
 
 

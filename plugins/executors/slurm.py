@@ -17,7 +17,7 @@ once, logs in `<results>/slurm/<array id>/`. With `detach` it returns after subm
 printing each task's start, requeue and end and the counts of running and pending tasks. A task that ended
 without a result (killed, out of memory, node lost) is resubmitted up to MAX_RESUBMITS times and resumes its
 run from its checkpoint. Ctrl-C cancels the arrays (pending tasks, then SIGINT to the running ones, which mark
-their runs KILLED) and every cell resumes on the next run. Task states come from squeue, which lists ended tasks
+their runs KILLED; it waits for them to end) and every cell resumes on the next run. Task states come from squeue, which lists ended tasks
 for a while (MinJobAge), and from submitit's result files: no Slurm accounting database is needed.
 """
 
@@ -52,7 +52,6 @@ from rkdbench import (
     loaded_plugin_dirs,
     say,
     suite_status,
-    wait_until_stopped,
     worker_environment,
     worker_options,
     write_text_atomic,
@@ -74,7 +73,7 @@ __all__ = [
     "RECORD",
 ]
 
-CANCEL_WAIT_S = 60.0  # how long Ctrl-C waits for the signalled tasks to record KILLED
+ACTIVE_STATES = ("CONFIGURING", "RUNNING", "COMPLETING")  # squeue states of a task whose process may still run
 
 MAX_RESUBMITS = 3  # per cell, for tasks that ended without a result; time-limit requeues are SlurmOptions.requeues
 NOT_SHARED_EXIT = 97  # a task's batch script that does not see its submission's record exits with this code
@@ -425,7 +424,7 @@ class SlurmExecutor(Executor):
             )
             slurm.cancel(arrays, pending_only=True)
             slurm.cancel(arrays, signal="INT")  # running cells mark their runs KILLED
-            wait_until_stopped(tracker, [t.cell for t in tasks.values()], CANCEL_WAIT_S)
+            _wait_for_signalled(arrays, run)
             slurm.cancel(arrays)
             raise
 
@@ -484,6 +483,22 @@ class SlurmExecutor(Executor):
             f"{task.cell.label} is resubmitted and resumes from its last checkpoint",
         )
         return "retry"
+
+
+def _wait_for_signalled(arrays: list[str], run: RunOptions) -> None:
+    """After SIGINT to the running tasks, wait for the event, not a clock: until squeue lists none of the arrays'
+    tasks as running (a task's process ends once `run_cell` has recorded its run KILLED), however long a loaded
+    node takes; squeue not answering is waited out too. The signal is not sent again (a second KeyboardInterrupt
+    would cut the bookkeeping short); a second Ctrl-C leaves them, and their runs resume on the next run."""
+
+    def running() -> bool:
+        rows = slurm.task_rows(arrays)
+        return rows is None or any(row.state in ACTIVE_STATES for row in rows)
+
+    if running():
+        say(run, "[yellow]waiting for the signalled Slurm tasks to record KILLED (Ctrl-C: leave them)[/]")
+    while running():
+        time.sleep(1.0)
 
 
 def _import_submitit() -> None:

@@ -46,7 +46,6 @@ __all__ = [
     "cell_run",
     "prepare_worker",
     "run_remote_cell",
-    "wait_until_stopped",
     "wait_for_cancelled",
     "end_line",
 ]
@@ -169,17 +168,6 @@ def run_remote_cell(
         on_start()
     prepare_worker([cell], setup.plugin_dirs, threads)
     return run_cell(cell, Tracker(options.results), options, position)
-
-
-def wait_until_stopped(tracker: Tracker, cells: list[Cell], timeout: float) -> None:
-    """A cancelled task can end before its worker has run `run_cell`'s KILLED bookkeeping; leaving then would end
-    the job with the runs still RUNNING, so wait (bounded) until none of them is."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = [cell_run(tracker, cell) for cell in cells]
-        if not any(run is not None and run.info.status == "RUNNING" for run in runs):
-            return
-        time.sleep(0.5)
 
 
 def wait_for_cancelled(

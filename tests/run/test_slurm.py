@@ -44,6 +44,7 @@ from rkdbench_plugins.executors.slurm import (
     task_resources,
 )
 from rkdbench_plugins.executors.slurm_cluster import Partition, check_shared, filesystem_of
+from support.cli import HANG_GUARD_S
 
 pytestmark = pytest.mark.slow
 
@@ -241,11 +242,13 @@ def test_ctrl_c_cancels_the_array_and_the_runs_stay_resumable(tmp_path, slurm_cl
     try:
         held_pid(flag)  # a cell is held after its first epoch; the others run or wait
         driver.send_signal(signal.SIGINT)
-        stdout, stderr = driver.communicate(timeout=120)
+        # the driver leaves once the signalled tasks have ended (they record KILLED first): no clock but the guard
+        stdout, stderr = driver.communicate(timeout=HANG_GUARD_S)
     finally:
         driver.kill()
     assert driver.returncode == 130, stderr[-3000:]
     assert "interrupted: cancelling Slurm array" in stdout
+    assert "waiting for the signalled Slurm tasks to record KILLED" in stdout
     (record,) = records(results)
     assert wait_for(lambda: not alive(record["job_ids"]) or None, timeout=60)
     client, runs = cell_runs(results)
