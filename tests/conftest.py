@@ -3,6 +3,7 @@ digits teacher built once per test session with the harness's own `build_teacher
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,15 @@ from support.stray_stores import REPOSITORY, stores_in, stray_message
 pytest_plugins = ["rkdbench.pytest_plugin"]  # the fixtures plugin authors get: the suite uses them too
 
 TEACHER = "digits/Linf/rkdbench-cnn-large"
+
+
+def pytest_configure(config):
+    """Tests send SIGINT (Ctrl-C) to the commands they start. A shell starts a background job (`pytest ... &`,
+    nohup) with SIGINT ignored, children inherit that, and Python then installs no KeyboardInterrupt handler: the
+    commands would ignore the tests' Ctrl-C (measured: a Ray driver ran its cell to the end). A handler set here
+    becomes the default disposition in every child after its exec."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -17,8 +17,9 @@ once, logs in `<results>/slurm/<array id>/`. With `detach` it returns after subm
 printing each task's start, requeue and end and the counts of running and pending tasks. A task that ended
 without a result (killed, out of memory, node lost) is resubmitted up to MAX_RESUBMITS times and resumes its
 run from its checkpoint. Ctrl-C cancels the arrays (pending tasks, then SIGINT to the running ones, which mark
-their runs KILLED; it waits for them to end) and every cell resumes on the next run. Task states come from squeue, which lists ended tasks
-for a while (MinJobAge), and from submitit's result files: no Slurm accounting database is needed.
+their runs KILLED; it waits for them to end) and every cell resumes on the next run. Task states come from
+squeue, which lists ended tasks for a while (MinJobAge), and from submitit's result files: no Slurm accounting
+database is needed.
 """
 
 from __future__ import annotations

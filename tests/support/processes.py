@@ -1,6 +1,7 @@
 """Service subprocesses for tests: a free loopback port, a command started in its own process group with its output
 in a log file, a wait until it is ready (its `/health` answers, a line appears in its log) that fails with the log's
-tail when it dies or times out, and stopping its whole group (SIGTERM, then SIGKILL)."""
+tail when it dies or times out, and stopping its whole group (SIGTERM, then SIGKILL); `frozen` holds a process still
+while a test looks at what it is doing, so that a signal lands where the test saw it."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["free_port", "start_logged", "answers", "wait_until", "wait_healthy", "stop_group", "log_tail"]
+__all__ = ["free_port", "start_logged", "answers", "wait_until", "wait_healthy", "stop_group", "log_tail", "frozen"]
 
 
 def free_port() -> int:
@@ -75,3 +77,30 @@ def stop_group(process: subprocess.Popen, wait: float = 30.0) -> None:
         except subprocess.TimeoutExpired:
             continue
     process.wait()
+
+
+@contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """SIGSTOP `pid` and wait until the kernel shows it stopped; SIGCONT on exit. A signal sent inside lands before
+    the process takes one more step, whatever the machine's load (a check, then a signal, leaves a window in which a
+    loaded machine lets it finish what the check saw under way)."""
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        yield
+        return
+    try:
+        while True:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                break  # gone
+            if state in ("T", "t", "Z", "X"):
+                break
+            time.sleep(0.001)
+        yield
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
