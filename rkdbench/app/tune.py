@@ -141,7 +141,8 @@ def _selection_line(result: Any) -> str:
     values = ", ".join(f"{k}={_short(v)}" for k, v in sorted(changed.items())) or "the official recipe (trial 0)"
     return (
         f"[bold]selected[/] {study.base.variant} / {study.base.student} / {study.base.teacher}: trial {best.number} "
-        f"of {result.finished} ({study.plan.objective.metric} {best.value:.1%}): {values}"
+        f"(Optuna's number), the best of {result.finished} finished ({study.plan.objective.metric} {best.value:.1%}): "
+        f"{values}"
     )
 
 
