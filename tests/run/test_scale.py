@@ -315,6 +315,28 @@ def test_ray_driver_prints_each_cell_start_and_end(tmp_path, ray_address):
     assert again.returncode == 0 and "[1/1] skipped" in again.stdout
 
 
+def test_tune_runs_its_trials_and_the_selected_cells_as_ray_tasks(tmp_path, ray_address):
+    import optuna
+    from optuna.trial import TrialState
+
+    results = tmp_path / "results"
+    _, *rest = ray_run(tmp_path, results, ray_address)
+    done = cli_subprocess("tune", *rest, "--budget", "2")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "cells submitted to a cluster of" in done.stdout  # the Ray driver ran them
+    storage = f"sqlite:///{results / 'optuna.db'}"
+    (name,) = optuna.get_all_study_names(storage)
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2  # exactly the budget, nothing retried
+    _, cells = runs_of(results)
+    assert [r.info.status for r in cells] == ["FINISHED"]  # the selected configuration, seed 0
+    _, trial_runs = runs_of(results, "trial")
+    assert len(trial_runs) == 2 and all(r.info.status == "FINISHED" for r in trial_runs)
+    assert not [k for r in trial_runs for k in r.data.metrics if k.startswith("test.")]  # the test split sealed
+    again = cli_subprocess("tune", *rest, "--budget", "2", "--json")
+    assert again.returncode == 0 and [c["status"] for c in json.loads(again.stdout)["cells"]] == ["skipped"]
+
+
 SLOW_AFTER_FIRST_EPOCH = """
 import time
 from pathlib import Path
