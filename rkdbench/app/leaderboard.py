@@ -73,10 +73,16 @@ def _build(request: LeaderboardRequest, tracker) -> tuple[list, list]:
     if not (tuned if request.tuned else tables):
         protocol = request.protocol
         what = "tuned studies (rkdbench tune SUITE --budget N)" if request.tuned else "finished runs"
-        raise UserError(
-            f"no {what}{' for protocol ' + repr(protocol) if protocol else ''} with "
-            f"{request.selection} results in {request.results}; run a suite first (rkdbench demo)"
-        )
+        where = f"{' for protocol ' + repr(protocol) if protocol else ''} with {request.selection} results"
+        if tuned and request.out is not None:  # a store of `rkdbench tune` only: --out writes its tuned view
+            click.echo(f"rkdbench: no official table{where}: every run is a tuned configuration", err=True)
+        elif tuned:
+            raise UserError(
+                f"no official table{where} in {request.results}: every run is a tuned configuration "
+                "(rkdbench leaderboard --tuned prints them)"
+            )
+        else:
+            raise UserError(f"no {what}{where} in {request.results}; run a suite first (rkdbench demo)")
     return tables, tuned
 
 

@@ -165,6 +165,11 @@ def test_trials_never_read_the_test_split_then_the_selected_cells_run(tmp_path, 
     tuned = json.loads((folder / "tuned" / "leaderboard.json").read_text())
     assert {len(curve) for curve in tuned["budget_curves"].values()} == {BUDGET}
     assert (folder / "tuned" / "budget_curves.png").is_file() and (folder / "tuned" / "leaderboard.html").is_file()
+    # without --tuned, --out writes both views: the tuned one even when no official table exists (every selected
+    # configuration tuned away from trial 0 leaves the official view empty)
+    both = tmp_path / "both"
+    assert cli("leaderboard", "--results", str(results), "--out", str(both), "--no-log-to-mlflow") == 0
+    assert (both / folder.name / "tuned" / "leaderboard.json").is_file()
 
 
 KILLER = """
