@@ -22,6 +22,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+import rkdbench.leaderboard.tuned as tuned_module
 import rkdbench.run.train
 from rkdbench.cli import main
 from rkdbench.data import Splits
@@ -170,6 +171,14 @@ def test_trials_never_read_the_test_split_then_the_selected_cells_run(tmp_path, 
     both = tmp_path / "both"
     assert cli("leaderboard", "--results", str(results), "--out", str(both), "--no-log-to-mlflow") == 0
     assert (both / folder.name / "tuned" / "leaderboard.json").is_file()
+    # a store holding only tuned configurations (here pgd-at kept trial 0, whose cell is official: hide it)
+    monkeypatch.setattr(tuned_module, "official_runs", lambda runs, studies: (runs.iloc[0:0], len(runs)))
+    capsys.readouterr()
+    assert cli("leaderboard", "--results", str(results), "--no-log-to-mlflow") == 2
+    assert "every run is a tuned configuration (rkdbench leaderboard --tuned prints them)" in capsys.readouterr().err
+    only = tmp_path / "only-tuned"
+    assert cli("leaderboard", "--results", str(results), "--out", str(only), "--no-log-to-mlflow") == 0
+    assert [p.name for p in (only / folder.name).iterdir()] == ["tuned"]  # the tuned view, no official files
 
 
 KILLER = """
