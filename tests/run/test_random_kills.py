@@ -156,17 +156,29 @@ def test_workers_killed_at_random_moments_leave_every_cell_finished_once(workers
     # inside the store's creation: the temporary file is there and the store is not, several times
     inside_creation = 0
     store = results / "mlflow.db"
-    for _ in range(CREATION_KILLS):
-        seen = set(workers.temporary_files())
-        made = workers.wait(lambda seen=seen: set(workers.temporary_files()) - seen or store.exists(), "store creation")
+    killed_files: set[Path] = set()  # a killed creator's temporary files, until the next holder removes them
+
+    def creation_under_way():
+        """The holder of the store lock that no signal has reached, and the temporary files it has made; or
+        "finished" once the store is there. Files are told apart by the kill (taken while the killed creator was
+        held still), never by a later look: the next holder may have made its own file by then."""
         if store.exists():
+            return "finished"
+        pid = workers.creator()
+        made = set(workers.temporary_files()) - killed_files
+        return (pid, made) if pid is not None and pid not in workers.signalled and made else None
+
+    for _ in range(CREATION_KILLS):
+        found = workers.wait(creation_under_way, "store creation")
+        if found == "finished":
             break  # a creation finished unkilled: the count below says so
-        pid = workers.wait(workers.creator, "holder of the store lock")
+        pid, made = found
         time.sleep(rng.uniform(0.0, 0.3))  # the creation takes seconds
         sig = rng.choice([signal.SIGKILL, signal.SIGINT])
         with frozen(pid):  # held still: the signal lands inside the creation the check saw, however loaded
             if all(path.exists() for path in made) and not store.exists():
                 inside_creation += 1
+            killed_files |= set(workers.temporary_files())
             workers.signal(pid, sig, "in store creation")
         assert not store.exists() or inspect_store(store).kind == "current"
     assert inside_creation == CREATION_KILLS, f"seed {SEED}: {workers.signalled}"
