@@ -175,7 +175,7 @@ def train_and_evaluate(
     if not trained.resumed_from:  # this process ran the whole cell: its wall times predict the next of its kind
         metrics[schema.CELL_TRAIN_SECONDS] = trained_at - started
         metrics[schema.CELL_EVAL_SECONDS] = time.perf_counter() - trained_at
-    tracker.log_metrics(run_id, metrics, step=protocol.train.epochs)
+    tracker.log_metrics_once(run_id, metrics, step=protocol.train.epochs)
     per_example.to_parquet(workdir / "per_example.parquet", index=False)
     tracker.log_artifact(run_id, workdir / "per_example.parquet")
     tracker.log_artifact(run_id, workdir / "per_class.csv")

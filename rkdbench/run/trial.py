@@ -41,7 +41,7 @@ def train_trial(
         schema.TRAIN_SECONDS: sum(h[schema.TRAIN_EPOCH_SECONDS] for h in history),
         **(result.outcome.cost if result.outcome is not None else {}),
     }
-    tracker.log_metrics(run_id, metrics, step=len(history))
+    tracker.log_metrics_once(run_id, metrics, step=len(history))
     tracker.set_tags(run_id, {schema.TRIAL_STATE: state})
     tracker.finish(run_id, "FINISHED")
     last = history[-1] if history else {}

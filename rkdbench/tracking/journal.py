@@ -131,6 +131,15 @@ class Journal:
         logged = {e["step"] for e in entries if e["op"] == "metrics" and key in e["metrics"]}
         return [h for h in history if int(h["epoch"]) not in logged]
 
+    def metric_keys(self, run_id: str, step: int) -> set[str]:
+        """The metrics journaled for the run at `step`."""
+        return {
+            key
+            for e in self.entries
+            if e["op"] == "metrics" and e["run_id"] == run_id and e["step"] == step
+            for key in e["metrics"]
+        }
+
     def metrics(self, run_id: str) -> dict[str, float]:
         """The last value of every metric journaled for the run."""
         values: dict[str, float] = {}
@@ -176,6 +185,15 @@ class JournaledTracker:
                 "timestamp": int(time.time() * 1000),
             }
         )
+
+    def log_metrics_once(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        """`log_metrics`, leaving out the keys this journal already holds for the run at `step`: a cell's final
+        metrics, journaled before a kill that came ahead of FINISHED, are not logged a second time by the resumed
+        cell (whose evaluation, resumed bit for bit, gives the same numbers: the first ones stay)."""
+        logged = self.journal.metric_keys(run_id, step)
+        fresh = {key: value for key, value in metrics.items() if key not in logged}
+        if fresh:
+            self.log_metrics(run_id, fresh, step=step)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self._log({"op": "tags", "run_id": run_id, "tags": {k: str(v) for k, v in tags.items()}})

@@ -187,6 +187,30 @@ def test_journal_replay_after_a_crash_between_delivery_and_record_logs_nothing_t
     assert len(again.journal.entries) == 5 and again.deliver()
 
 
+def test_final_metrics_journaled_before_a_kill_are_not_logged_again_by_the_resumed_cell(tmp_path):
+    tracker = Tracker(tmp_path / "results")
+    run_id = tracker.create_run(tracker.experiment_id("once"), "cell", {"rkdbench.cell": "k"})
+    cell_dir = tmp_path / "results" / "cells" / "k"
+    first = JournaledTracker(tracker, cell_dir)
+    first.log_metrics(run_id, {"train.loss": 1.0}, step=1)
+    first.log_metrics_once(run_id, {"test.clean_acc": 0.5, "test.aa_acc": 0.25}, step=2)
+    first.finish(run_id, "KILLED")  # Ctrl-C after the final metrics, before FINISHED
+    resumed = JournaledTracker(tracker, cell_dir)  # the next worker, reading the journal back
+    resumed.log_metrics_once(run_id, {"test.clean_acc": 0.75, "test.aa_acc": 0.25, "cost.passes": 3.0}, step=2)
+    resumed.log_metrics_once(run_id, {"train.loss": 2.0}, step=1)  # another step: its own keys
+    history = {
+        key: [(m.step, m.value) for m in tracker.client.get_metric_history(run_id, key)]
+        for key in ("test.clean_acc", "test.aa_acc", "cost.passes", "train.loss")
+    }
+    assert history == {
+        "test.clean_acc": [(2, 0.5)],  # the first number stays
+        "test.aa_acc": [(2, 0.25)],
+        "cost.passes": [(2, 3.0)],  # a key the kill kept from the journal is logged
+        "train.loss": [(1, 1.0)],
+    }
+    assert resumed.journal.metric_keys(run_id, 2) == {"test.clean_acc", "test.aa_acc", "cost.passes"}
+
+
 def test_journal_keeps_entries_while_the_store_is_away_and_delivers_them_later(tmp_path):
     server = MlflowServer(tmp_path / "server")
     server.start()

@@ -131,6 +131,36 @@ def test_killed_cell_resumes_in_the_same_run_with_the_same_numbers(tmp_path, tea
     assert board.returncode == 0 and len(pd.read_csv(__import__("io").StringIO(board.stdout))) == 1
 
 
+def test_a_cell_interrupted_after_its_final_metrics_logs_each_of_them_once(tmp_path, teacher_dir, monkeypatch):
+    """Ctrl-C between the final metrics and FINISHED (the window the random-kill test found): the cell is KILLED,
+    the rerun resumes it, and every final metric has one value in MLflow, the first one."""
+    from rkdbench.tracking.journal import JournaledTracker
+
+    finish = JournaledTracker.finish
+    interrupted = []
+
+    def interrupted_once(self, run_id, status):
+        if status == "FINISHED" and not interrupted:
+            interrupted.append(run_id)
+            raise KeyboardInterrupt
+        finish(self, run_id, status)
+
+    monkeypatch.setattr(JournaledTracker, "finish", interrupted_once)
+    suite = suite_file(tmp_path, ["pgd-at"])
+    args = ["run", suite, *TINY, "--results", str(tmp_path / "results"), "--model-dir", str(teacher_dir), "--quiet"]
+    assert cli(*args) == 130
+    client, [killed] = runs_of(tmp_path / "results")
+    assert killed.info.status == "KILLED" and "test.aa_acc" in killed.data.metrics
+    assert cli(*args) == 0
+    client, [run] = runs_of(tmp_path / "results")
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    finals = [key for key in run.data.metrics if key.startswith("test.")]
+    assert finals
+    for key in finals:
+        history = client.get_metric_history(run.info.run_id, key)
+        assert [(m.step, m.value) for m in history] == [(2, killed.data.metrics[key])], key
+
+
 class Boom(rkdbench.Method):
     name = "boom"
     needs = frozenset({"s_adv"})
