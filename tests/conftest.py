@@ -34,6 +34,27 @@ def pytest_configure(config):
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+SHARED_SERVICES = ("ray_address", "slurm_cluster")  # one of each for the whole run: the CI's Ray head, Slurm node
+
+
+@pytest.hookimpl(tryfirst=True)  # ahead of pytest-xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`scripts/test.sh` runs `--dist loadgroup`), the tests of one shared service run one
+    after another on one worker: the Ray head and the Slurm node have 2 CPUs each, and a test that sees its cells
+    overlap, or waits for its array to leave the queue, must not share them with another test. The longest work
+    goes first (those groups, then the `slow` tests, each in its file's order): xdist hands out work in collection
+    order, so the quick tests fill the gaps at the end instead of one worker finishing a long group alone."""
+    for item in items:
+        for service in SHARED_SERVICES:
+            if service in item.fixturenames:
+                item.add_marker(pytest.mark.xdist_group(service))
+
+    def rank(item) -> int:
+        return 0 if item.get_closest_marker("xdist_group") else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)  # stable: the order within each rank is pytest's
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_store_left_here():
     """Fails the session (an error at the last test's teardown) when the run leaves an MLflow store or a default

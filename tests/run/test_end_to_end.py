@@ -4,6 +4,7 @@ with the same numbers as an uninterrupted one; a failing cell is recorded and th
 
 from __future__ import annotations
 
+import io
 import signal
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 import rkdbench
-from support.cli import TINY, cli, cli_subprocess, runs_of, suite_file
+from support.cli import HANG_GUARD_S, TINY, cli, cli_started, cli_subprocess, runs_of, suite_file
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +88,7 @@ def epoch_finished(run, epoch, metrics):
 # rslad: the seed contract; peeraid: a method-owned peer network with its own optimizer; fair-ard: method state
 # (class weights) and a per-method optimizer (Nesterov)
 @pytest.mark.parametrize("method", ["rslad", "peeraid", "fair-ard"])
-def test_killed_cell_resumes_in_the_same_run_with_the_same_numbers(tmp_path, teacher_dir, method):
+def test_killed_cell_resumes_in_the_same_run_with_the_same_numbers(tmp_path, teacher_dir, method, capsys, request):
     plugins_dir = tmp_path / "plugins"
     plugins_dir.mkdir()
     (plugins_dir / "killer.py").write_text(KILLER)
@@ -104,6 +105,9 @@ def test_killed_cell_resumes_in_the_same_run_with_the_same_numbers(tmp_path, tea
         "--quiet",
     ]
     results = tmp_path / "killed"
+    straight = tmp_path / "straight"
+    reference_run = cli_started("run", suite, "--results", str(straight), *budget)  # beside the killed and resumed
+    request.addfinalizer(reference_run.kill)  # a no-op once it has ended
     args = ["--plugins-dir", str(plugins_dir), "run", suite, "--results", str(results), *budget]
     first = cli_subprocess(*args, env={"RKDBENCH_TEST_KILL_AFTER_EPOCH": "0"})
     assert first.returncode == -signal.SIGKILL, first.stderr
@@ -120,15 +124,15 @@ def test_killed_cell_resumes_in_the_same_run_with_the_same_numbers(tmp_path, tea
     steps = sorted(h.step for h in client.get_metric_history(resumed.info.run_id, "val.pgd_acc"))
     assert steps == [0, 1, 2]
 
-    straight = tmp_path / "straight"
-    third = cli_subprocess("run", suite, "--results", str(straight), *budget)
-    assert third.returncode == 0, third.stderr
+    _, errors = reference_run.communicate(timeout=HANG_GUARD_S)
+    assert reference_run.returncode == 0, errors
     _, [reference] = runs_of(straight)
     for key in ("test.clean_acc", "test.pgd20_acc", "test.aa_acc", "train.loss"):
         assert resumed.data.metrics[key] == reference.data.metrics[key], key  # bit-for-bit resume
 
-    board = cli_subprocess("leaderboard", "--results", str(results), "--format", "csv")
-    assert board.returncode == 0 and len(pd.read_csv(__import__("io").StringIO(board.stdout))) == 1
+    capsys.readouterr()
+    assert cli("leaderboard", "--results", str(results), "--format", "csv") == 0
+    assert len(pd.read_csv(io.StringIO(capsys.readouterr().out))) == 1
 
 
 def test_a_cell_interrupted_after_its_final_metrics_logs_each_of_them_once(tmp_path, teacher_dir, monkeypatch):

@@ -1,6 +1,7 @@
 """Running the harness as a user does, and reading what it stored: `cli` (in this process; returns the exit
-code), `cli_subprocess` (a subprocess, one torch thread), a tiny suite file on the digits protocol, the `TINY` budget
-the end-to-end tests share, and `runs_of` (the MLflow runs of one kind in a store, read through MLflow's client)."""
+code), `cli_subprocess` (a subprocess, one torch thread; `cli_started` does not wait for it), a tiny suite file
+on the digits protocol, the `TINY` budget the end-to-end tests share, and `runs_of` (the MLflow runs of one kind
+in a store, read through MLflow's client)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from rkdbench.cli import main
 from rkdbench.tracking import tracking_uri
 
-__all__ = ["TINY", "cli", "cli_subprocess", "suite_file", "runs_of"]
+__all__ = ["TINY", "cli", "cli_subprocess", "cli_started", "suite_file", "runs_of"]
 
 # two epochs, 8 test points, 2 validation PGD steps: a cell in seconds on the CPU
 TINY = ["--set", "train.epochs=2", "--set", "eval.n_examples=8", "--set", "train.val_pgd_steps=2"]
@@ -35,15 +36,29 @@ def cli(*args: str) -> int:
 HANG_GUARD_S = 3600
 
 
+def _command(args: Sequence[str], env: dict[str, str] | None) -> tuple[list[str], dict[str, str]]:
+    return [sys.executable, "-m", "rkdbench.cli", *args], {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        **(env or {}),
+    }
+
+
 def cli_subprocess(
     *args: str, env: dict[str, str] | None = None, timeout: int = HANG_GUARD_S
 ) -> subprocess.CompletedProcess:
     """`python -m rkdbench.cli ARGS` in a subprocess (one torch thread, `env` added to this process's), its output
     captured as text."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "rkdbench.cli", *args], capture_output=True, text=True, env=full_env, timeout=timeout
-    )
+    command, full_env = _command(args, env)
+    return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def cli_started(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`cli_subprocess` started and not waited for (`.communicate(timeout=HANG_GUARD_S)` ends it): a command that
+    runs beside the test's others."""
+    command, full_env = _command(args, env)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
 
 
 def suite_file(
