@@ -28,6 +28,7 @@ from rkdbench.cost.calibration import (
 )
 from rkdbench.run.cells import expand_cells
 from support.cli import cli
+from support.tiny_protocol import write_tiny_protocol
 
 CPU = torch.device("cpu")
 
@@ -79,35 +80,7 @@ def test_predict_cell_from_controlled_entries():
 @pytest.fixture
 def tiny_suite(tmp_path):
     protocol = tmp_path / "tiny.toml"
-    protocol.write_text("""
-[protocol]
-name = "tiny"
-version = 1
-dataset = "digits"
-[threat]
-norm = "Linf"
-eps = 0.15
-[data]
-split_seed = 0
-augment = "none"
-[train]
-epochs = 2
-batch_size = 128
-optimizer = "sgd"
-lr = 0.05
-momentum = 0.9
-weight_decay = 5e-4
-schedule = "constant"
-val_pgd_steps = 2
-[eval]
-n_examples = 40
-batch_size = 32
-seed = 0
-selections = ["last"]
-[eval.attacks.pgd2]
-attack = "pgd"
-steps = 2
-""")
+    write_tiny_protocol(protocol, "tiny")
     suite = tmp_path / "suite.toml"
     suite.write_text(
         f'[suite]\nname = "tiny"\nprotocol = "{protocol}"\nmethods = ["pgd-at"]\nstudents = ["cnn-tiny"]\n'

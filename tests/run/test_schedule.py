@@ -20,45 +20,15 @@ from rkdbench.run.options import CellOutcome, RunOptions
 from rkdbench.run.progress import suite_status
 from rkdbench.run.schedule import schedule
 from rkdbench.tracking import Tracker, schema
+from support.tiny_protocol import write_tiny_protocol
 
 CPU = torch.device("cpu")
 HERE = device_identity(CPU)["device"]
 
-PROTOCOL = """
-[protocol]
-name = "tiny-schedule"
-version = 1
-dataset = "digits"
-[threat]
-norm = "Linf"
-eps = 0.15
-[data]
-split_seed = 0
-augment = "none"
-[train]
-epochs = 2
-batch_size = 128
-optimizer = "sgd"
-lr = 0.05
-momentum = 0.9
-weight_decay = 5e-4
-schedule = "constant"
-val_pgd_steps = 2
-device = "cpu"
-[eval]
-n_examples = 40
-batch_size = 32
-seed = 0
-selections = ["last"]
-[eval.attacks.pgd2]
-attack = "pgd"
-steps = 2
-"""
-
 
 @pytest.fixture
 def suite_path(tmp_path):
-    (tmp_path / "tiny.toml").write_text(PROTOCOL)
+    write_tiny_protocol(tmp_path / "tiny.toml", "tiny-schedule", device="cpu")
     path = tmp_path / "suite.toml"
     path.write_text(
         f'[suite]\nname = "sched"\nprotocol = "{tmp_path / "tiny.toml"}"\nmethods = ["standard", "pgd-at", "trades"]\n'

@@ -44,7 +44,7 @@ from rkdbench_plugins.executors.slurm import (
     task_resources,
 )
 from rkdbench_plugins.executors.slurm_cluster import Partition, check_shared, filesystem_of
-from support.cli import HANG_GUARD_S
+from support.cli import HANG_GUARD_S, suite_file
 
 pytestmark = pytest.mark.slow
 
@@ -77,18 +77,13 @@ def epoch_finished(run, epoch, metrics):
 """
 
 
-def suite_file(tmp_path: Path, seeds: list[int]) -> str:
-    path = tmp_path / "tiny.toml"
-    path.write_text(
-        '[suite]\nname = "tiny"\nprotocol = "digits-linf"\nmethods = ["pgd-at"]\nstudents = ["cnn-tiny"]\n'
-        f"seeds = {json.dumps(seeds)}\n"
-    )
-    return str(path)
+def tiny_suite(tmp_path: Path, seeds: list[int]) -> str:
+    return suite_file(tmp_path, ["pgd-at"], seeds=seeds, name="tiny")
 
 
 def command(tmp_path: Path, seeds: list[int], *extra: str, plugins: Path | None = None) -> list[str]:
     head = [sys.executable, "-m", "rkdbench.cli", *(["--plugins-dir", str(plugins)] if plugins else [])]
-    return [*head, "run", suite_file(tmp_path, seeds), *TINY, "--results", str(tmp_path / "results"), *extra]
+    return [*head, "run", tiny_suite(tmp_path, seeds), *TINY, "--results", str(tmp_path / "results"), *extra]
 
 
 def environment() -> dict[str, str]:
@@ -275,7 +270,7 @@ def test_an_unknown_partition_is_sbatch_s_one_line_and_submits_nothing(tmp_path,
     ],
 )
 def test_bad_slurm_input_is_refused_before_anything(tmp_path, slurm_cluster, options, sets, message):
-    cells = expand_cells(load_suite(suite_file(tmp_path, [0]), sets))
+    cells = expand_cells(load_suite(tiny_suite(tmp_path, [0]), sets))
     executor = SlurmExecutor(**options)
     with pytest.raises(UserError, match=message):
         executor.check(cells, RunOptions(results=tmp_path / "results"))
@@ -283,13 +278,13 @@ def test_bad_slurm_input_is_refused_before_anything(tmp_path, slurm_cluster, opt
 
 def test_without_sbatch_on_path_the_extra_and_sbatch_are_named(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
-    cells = expand_cells(load_suite(suite_file(tmp_path, [0])))
+    cells = expand_cells(load_suite(tiny_suite(tmp_path, [0])))
     with pytest.raises(UserError, match=r"`sbatch` on PATH .*pip install 'rkdbench\[slurm\]'"):
         SlurmExecutor().check(cells, RunOptions(results=tmp_path / "results"))
 
 
 def test_an_option_of_the_slurm_executor_is_refused_for_another(tmp_path):
-    request = SuiteRequest(suite_file(tmp_path, [0]), executor_options={"partition": "gpu"})
+    request = SuiteRequest(tiny_suite(tmp_path, [0]), executor_options={"partition": "gpu"})
     with pytest.raises(UserError, match="--partition is an option of --executor slurm"):
         run_suite_request(request)
 
