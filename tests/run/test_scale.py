@@ -6,6 +6,7 @@ server), the protocol's `[resources]` outside every hash, and the one-line error
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from rkdbench.config import ResourcesConfig, load_protocol, load_suite
 from rkdbench.errors import ConfigError, UserError
 from rkdbench.run.cells import expand_cells
 from rkdbench.run.remote import check_store_for_cluster
-from support.cli import HANG_GUARD_S, TINY, cli_subprocess, runs_of, suite_file
+from support.cli import HANG_GUARD_S, TINY, cli, cli_subprocess, runs_of, suite_file
 from support.processes import free_port, stop_group
 from support.services import start_ray_node
 
@@ -414,7 +415,7 @@ def test_ray_sqlite_store_on_a_multi_node_cluster_is_refused(tmp_path, ray_addre
 # ---------------------------------------------------------------- the team server on PostgreSQL
 
 
-def test_every_command_against_the_tracking_server(tmp_path, tracking_server):
+def test_every_command_against_the_tracking_server(tmp_path, tracking_server, monkeypatch, capsys):
     env = {"MLFLOW_TRACKING_URI": tracking_server.url}
     results = tmp_path / "results"
     done = cli_subprocess(
@@ -435,34 +436,21 @@ def test_every_command_against_the_tracking_server(tmp_path, tracking_server):
     local = results / "cells" / key / "last.pt"
     assert hashlib.sha256(downloaded.read_bytes()).hexdigest() == hashlib.sha256(local.read_bytes()).hexdigest()
 
-    board = cli_subprocess("leaderboard", "--results", str(results), "--format", "csv", "--no-log-to-mlflow", env=env)
-    assert board.returncode == 0, board.stderr[-4000:]
-    table = pd.read_csv(__import__("io").StringIO(board.stdout))
+    # the reading commands in this process (the run above is the one that needs a process of its own)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
+    capsys.readouterr()
+    assert cli("leaderboard", "--results", str(results), "--format", "csv", "--no-log-to-mlflow") == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert list(table["n"]) == [2]
     assert table["aa_mean"].iloc[0] == pytest.approx(
         100 * sum(r.data.metrics["test.aa_acc"] for r in runs) / 2, abs=1e-3
     )
 
-    compared = cli_subprocess(
-        "compare", cells[0]["run_id"], cells[1]["run_id"], "--results", str(results), "--json", env=env
-    )
-    assert compared.returncode == 0, compared.stderr[-4000:]
-    assert json.loads(compared.stdout)["n"] == 8
+    assert cli("compare", cells[0]["run_id"], cells[1]["run_id"], "--results", str(results), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 8
 
-    evaluated = cli_subprocess(
-        "evaluate",
-        str(downloaded),
-        "--architecture",
-        "cnn-tiny",
-        "--protocol",
-        "digits-linf",
-        "--n-examples",
-        "8",
-        "--results",
-        str(results),
-        env=env,
-    )
-    assert evaluated.returncode == 0, evaluated.stderr[-4000:]
+    evaluate = ["evaluate", str(downloaded), "--architecture", "cnn-tiny", "--protocol", "digits-linf"]
+    assert cli(*evaluate, "--n-examples", "8", "--results", str(results)) == 0
     evaluations = client.search_runs(
         [e.experiment_id for e in client.search_experiments()], filter_string="tags.`rkdbench.kind` = 'evaluation'"
     )
@@ -472,9 +460,9 @@ def test_every_command_against_the_tracking_server(tmp_path, tracking_server):
         == runs[0 if runs[0].info.run_id == run_id else 1].data.metrics["test.clean_acc"]
     )
 
-    ui = cli_subprocess("ui", "--results", str(results), env=env, timeout=120)
-    assert ui.returncode == 0, ui.stderr[-4000:]
-    assert f"{tracking_server.url}/#/experiments/" in ui.stdout
+    capsys.readouterr()
+    assert cli("ui", "--results", str(results)) == 0
+    assert f"{tracking_server.url}/#/experiments/" in capsys.readouterr().out
 
 
 def test_server_upgrades_the_schema_once(postgres_uri):
