@@ -34,22 +34,6 @@ def pytest_configure(config):
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-SHARED_SERVICES = ("ray_address", "slurm_cluster")  # one of each for the whole run: the CI's Ray head, Slurm node
-
-
-@pytest.hookimpl(tryfirst=True)  # ahead of pytest-xdist's own hook, which reads the groups
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`scripts/test.sh` runs `--dist loadgroup`), the tests of one shared service run one
-    after another on one worker: the Ray head and the Slurm node have 2 CPUs each, and a test that sees its cells
-    overlap, or waits for its array to leave the queue, must not share them with another test. xdist hands out
-    the groups first, then the other tests in collection order (which mixes the multi-process tests with quick
-    ones; moving every `slow` test to the front gained nothing: 875 s, against 832 s and 881 s in this order)."""
-    for item in items:
-        for service in SHARED_SERVICES:
-            if service in item.fixturenames:
-                item.add_marker(pytest.mark.xdist_group(service))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _no_store_left_here():
     """Fails the session (an error at the last test's teardown) when the run leaves an MLflow store or a default

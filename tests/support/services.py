@@ -191,7 +191,8 @@ def ray_address(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def slurm_cluster() -> str:
-    """The default partition of the Slurm cluster this machine submits to, once sinfo says a node is idle."""
+    """The default partition of the Slurm cluster this machine submits to, once sinfo says a node of it is up
+    (idle, mixed, or allocated: a job of an earlier test may still be ending, and the next one queues behind it)."""
     if shutil.which("sbatch") is None:
         require_service(
             False,
@@ -207,10 +208,10 @@ def slurm_cluster() -> str:
     except subprocess.TimeoutExpired:
         done = subprocess.CompletedProcess([], 1, "", "sinfo did not answer in 30 s")
     rows = [line.split() for line in done.stdout.splitlines() if len(line.split()) == 2]
-    ready = [p.rstrip("*") for p, state in rows if p.endswith("*") and state in ("idle", "mix")]
+    ready = [p.rstrip("*") for p, state in rows if p.endswith("*") and state in ("idle", "mix", "alloc")]
     require_service(
         done.returncode == 0 and bool(ready),
-        f"no idle Slurm node answers (sinfo: {(done.stderr or done.stdout).strip()[:200] or 'nothing'}); "
+        f"no Slurm node answers (sinfo: {(done.stderr or done.stdout).strip()[:200] or 'nothing'}); "
         "start one: source scripts/services.sh && slurm_start",
     )
     return ready[0]
