@@ -345,6 +345,20 @@ def _holds_data(path: Path) -> bool:
     return False
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a Ctrl-C is behind `exc`: SQLAlchemy lets a KeyboardInterrupt inside a statement invalidate the
+    connection, and the cleanup that follows raises its own error (`PendingRollbackError`) with the interrupt as
+    its context; that is an interruption (exit 130), not a failed migration."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def migrate_store(path: Path, state: StoreState) -> str:
     """Bring an older or half-migrated store to the installed MLflow's head on a copy, check the copy has the
     tables MLflow builds, and swap it in, keeping the old file as `<name>.bak-<revision>`; returns what was done.
@@ -369,6 +383,8 @@ def migrate_store(path: Path, state: StoreState) -> str:
             try:
                 _alembic(tmp, "upgrade", "heads")
             except Exception as exc:
+                if _interrupted(exc):
+                    raise KeyboardInterrupt from exc
                 first = next(iter(str(exc).strip().splitlines()), "")
                 raise UserError(
                     f"migrating a copy of {path} from schema {start} to {head} failed ({type(exc).__name__}: "

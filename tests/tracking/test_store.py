@@ -126,6 +126,30 @@ def test_store_upgrade_migrates_a_copy_and_keeps_the_old_file(tmp_path, capsys):
     assert_old_runs_intact(database)
 
 
+def test_ctrl_c_inside_a_migration_statement_is_an_interruption_not_a_failed_migration(tmp_path, monkeypatch):
+    """SQLAlchemy turns a Ctrl-C inside a statement into its own error raised during cleanup, with the interrupt as
+    context (seen in CI: "failed (PendingRollbackError ...)", exit 2); the upgrade is still an interruption."""
+    import rkdbench.tracking.sqlite_store as sqlite_store
+
+    results = tmp_path / "results"
+    database = results / "mlflow.db"
+    old_store(database)
+    before = sha256_file(database)
+    alembic = sqlite_store._alembic
+
+    def interrupted(path, command, revision):
+        if command != "upgrade":
+            return alembic(path, command, revision)
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("Can't reconnect until invalid transaction is rolled back")  # noqa: B904 (as SQLAlchemy)
+
+    monkeypatch.setattr(sqlite_store, "_alembic", interrupted)
+    assert cli("store", "upgrade", "--results", str(results)) == 130
+    assert sha256_file(database) == before and not leftovers(results)
+
+
 @pytest.mark.slow
 def test_a_kill_or_ctrl_c_during_store_upgrade_leaves_the_old_store_as_it_was(tmp_path):
     rng = random.Random(SEED + 1)
